@@ -1,1 +1,358 @@
-pub fn x(){}
+//! Omniscient safety and liveness checkers for Basic Paxos runs.
+//!
+//! The [`Observer`] sits outside the nodes. The simulator tells it what
+//! actually happened — a client proposed a value, an acceptor's message left
+//! it, an acceptor's write became durable, a node reported it learned or
+//! decided — and the observer decides for itself what is *chosen*: a value
+//! is chosen once a true majority of acceptors accepted it in the same ballot,
+//! where "accepted" means the acceptor sent `Accepted(b, v)` or durably wrote
+//! it. It never asks a node what it believes, and it never uses the nodes'
+//! quorum size (a canary may have broken that).
+//!
+//! Invariants, checked on every observation:
+//! - **S1** only a proposed value is ever chosen (and only proposed values are
+//!   ever sent in an Accept);
+//! - **S2** at most one value is ever chosen, across all ballots;
+//! - **S3** a learner learns only a value that is chosen at that moment;
+//! - **S4** a proposer reports success only for the chosen value;
+//! - **L1** after the quiet period begins, every live node learns within a
+//!   bounded simulated time (checked by the simulator through
+//!   [`Observer::unlearned`]).
+//!
+//! The observer also keeps *coverage marks* — situations a good run sometimes
+//! reaches (two ballots competed, a proposer adopted an accepted value, a node
+//! recovered after a restart) — so a campaign can say which it never reached.
+
+use paxos::{majority, Ballot, Msg, NodeId, Record, Value, MAX_NODES};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Which invariant a violation broke.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Invariant {
+    /// Only a proposed value is chosen.
+    S1,
+    /// At most one value is chosen.
+    S2,
+    /// A learner learns only a chosen value.
+    S3,
+    /// A proposer reports success only for the chosen value.
+    S4,
+    /// Every live node learns within the bound after faults heal.
+    L1,
+    /// A node's own assertion failed (an invariant asserted in the code).
+    Assert,
+}
+
+impl Invariant {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Invariant::S1 => "only a proposed value is ever chosen",
+            Invariant::S2 => "at most one value is ever chosen",
+            Invariant::S3 => "a learner learns only a chosen value",
+            Invariant::S4 => "a proposer reports success only for the chosen value",
+            Invariant::L1 => "every live node learns the value after faults heal",
+            Invariant::Assert => "a protocol assertion held",
+        }
+    }
+}
+
+/// A broken invariant: which, when, where, and what exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub at_us: u64,
+    pub node: Option<NodeId>,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} violated ({}) at {}",
+            self.invariant,
+            self.invariant.describe(),
+            fmt_time(self.at_us)
+        )?;
+        if let Some(n) = self.node {
+            write!(f, " on n{n}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// Formats simulated microseconds as milliseconds.
+pub fn fmt_time(us: u64) -> String {
+    format!("{}.{:03}ms", us / 1000, us % 1000)
+}
+
+/// Situations a campaign should reach; each counts runs (or events) that did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// An acceptor rejected a ballot because it had promised a higher one.
+    pub competing_ballots: u64,
+    /// A proposer sent an Accept for a value other than its own.
+    pub adopted_value: u64,
+    /// A node that restarted later learned the value.
+    pub recovered_after_restart: u64,
+    /// A value became chosen in a ballot above the first one that reached a
+    /// majority of promises elsewhere, i.e. after at least one pre-emption.
+    pub chosen_after_preemption: u64,
+    /// A learner learned through a Query reply rather than live traffic.
+    pub learned_by_query: u64,
+}
+
+impl Coverage {
+    /// `(name, count)` for every mark, in a fixed order.
+    pub fn marks(&self) -> [(&'static str, u64); 5] {
+        [
+            ("competing ballots", self.competing_ballots),
+            ("proposer adopted an accepted value", self.adopted_value),
+            ("recovery after restart", self.recovered_after_restart),
+            ("chosen after a pre-emption", self.chosen_after_preemption),
+            ("learned by query", self.learned_by_query),
+        ]
+    }
+
+    /// Adds `other`'s marks, counting each run at most once per mark.
+    pub fn add_run(&mut self, other: &Coverage) {
+        self.competing_ballots += (other.competing_ballots > 0) as u64;
+        self.adopted_value += (other.adopted_value > 0) as u64;
+        self.recovered_after_restart += (other.recovered_after_restart > 0) as u64;
+        self.chosen_after_preemption += (other.chosen_after_preemption > 0) as u64;
+        self.learned_by_query += (other.learned_by_query > 0) as u64;
+    }
+}
+
+/// The omniscient observer of one run.
+#[derive(Clone, Debug)]
+pub struct Observer {
+    n: usize,
+    /// Values clients proposed, and by which node.
+    proposed: BTreeMap<Value, NodeId>,
+    /// Acceptors that accepted each (ballot, value), as a bitmask.
+    accepted: BTreeMap<(Ballot, Value), u16>,
+    /// Values chosen so far, in the order they became chosen.
+    chosen: Vec<(Value, Ballot)>,
+    learned: [Option<Value>; MAX_NODES],
+    restarted: [bool; MAX_NODES],
+    /// Whether each node's last Chosen or re-announced Accepted came from a query.
+    queried: [bool; MAX_NODES],
+    /// Highest ballot any acceptor rejected something for (pre-emption seen).
+    preempted: bool,
+    pub coverage: Coverage,
+}
+
+impl Observer {
+    pub fn new(n: usize) -> Observer {
+        assert!((1..=MAX_NODES).contains(&n));
+        Observer {
+            n,
+            proposed: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            chosen: Vec::new(),
+            learned: [None; MAX_NODES],
+            restarted: [false; MAX_NODES],
+            queried: [false; MAX_NODES],
+            preempted: false,
+            coverage: Coverage::default(),
+        }
+    }
+
+    /// The value chosen so far, if any (the first, if S2 was broken).
+    pub fn chosen(&self) -> Option<Value> {
+        self.chosen.first().map(|(v, _)| *v)
+    }
+
+    /// A client asked `node`'s proposer to get `value` chosen.
+    pub fn on_propose(&mut self, node: NodeId, value: Value) {
+        let prev = self.proposed.insert(value, node);
+        assert!(
+            prev.is_none_or(|p| p == node),
+            "the harness gave one value to two proposers"
+        );
+    }
+
+    /// `from` put `msg` on the wire to `to` (whether or not it arrives).
+    pub fn on_send(
+        &mut self,
+        at_us: u64,
+        from: NodeId,
+        to: NodeId,
+        msg: Msg,
+    ) -> Result<(), Violation> {
+        match msg {
+            Msg::Accepted { ballot, value } => self.accept(at_us, from, ballot, value),
+            Msg::Accept { value, ballot } => {
+                let Some(&owner) = self.proposed.get(&value) else {
+                    return Err(Violation {
+                        invariant: Invariant::S1,
+                        at_us,
+                        node: Some(from),
+                        detail: format!(
+                            "n{from} sent Accept({ballot}, {value}) to n{to}, \
+                             but {value} was never proposed"
+                        ),
+                    });
+                };
+                if owner != from {
+                    self.coverage.adopted_value += 1;
+                }
+                Ok(())
+            }
+            Msg::Nack { .. } => {
+                self.coverage.competing_ballots += 1;
+                self.preempted = true;
+                Ok(())
+            }
+            Msg::Chosen { .. } => {
+                self.queried[to as usize] = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `node`'s write of `record` became durable.
+    pub fn on_durable(&mut self, at_us: u64, node: NodeId, record: Record) -> Result<(), Violation> {
+        match record.accepted {
+            Some((ballot, value)) => self.accept(at_us, node, ballot, value),
+            None => Ok(()),
+        }
+    }
+
+    fn accept(
+        &mut self,
+        at_us: u64,
+        acceptor: NodeId,
+        ballot: Ballot,
+        value: Value,
+    ) -> Result<(), Violation> {
+        let set = self.accepted.entry((ballot, value)).or_insert(0);
+        let before = *set;
+        *set |= 1 << acceptor;
+        if *set == before || (set.count_ones() as usize) != majority(self.n) {
+            return Ok(()); // Not the acceptance that completes a majority.
+        }
+        if !self.proposed.contains_key(&value) {
+            return Err(Violation {
+                invariant: Invariant::S1,
+                at_us,
+                node: Some(acceptor),
+                detail: format!(
+                    "{value} became chosen in ballot {ballot} (acceptors {}) \
+                     but was never proposed",
+                    fmt_set(*set)
+                ),
+            });
+        }
+        if self.preempted {
+            self.coverage.chosen_after_preemption += 1;
+        }
+        let set = *set;
+        if let Some(&(first, first_ballot)) = self.chosen.iter().find(|(v, _)| *v != value) {
+            let first_set = self
+                .accepted
+                .iter()
+                .find(|((b, v), s)| {
+                    *b == first_ballot && *v == first && s.count_ones() as usize >= majority(self.n)
+                })
+                .map_or(0, |(_, s)| *s);
+            self.chosen.push((value, ballot));
+            return Err(Violation {
+                invariant: Invariant::S2,
+                at_us,
+                node: Some(acceptor),
+                detail: format!(
+                    "{value} became chosen in ballot {ballot} (acceptors {}), \
+                     but {first} was already chosen in ballot {first_ballot} (acceptors {})",
+                    fmt_set(set),
+                    fmt_set(first_set)
+                ),
+            });
+        }
+        self.chosen.push((value, ballot));
+        Ok(())
+    }
+
+    /// `node`'s learner reported that `value` is chosen.
+    pub fn on_learned(&mut self, at_us: u64, node: NodeId, value: Value) -> Result<(), Violation> {
+        if !self.chosen.iter().any(|(v, _)| *v == value) {
+            return Err(Violation {
+                invariant: Invariant::S3,
+                at_us,
+                node: Some(node),
+                detail: format!(
+                    "n{node} learned {value}, which is not chosen (chosen: {})",
+                    self.fmt_chosen()
+                ),
+            });
+        }
+        let i = node as usize;
+        self.learned[i] = Some(value);
+        if self.restarted[i] {
+            self.coverage.recovered_after_restart += 1;
+        }
+        if self.queried[i] {
+            self.coverage.learned_by_query += 1;
+        }
+        Ok(())
+    }
+
+    /// `node`'s proposer reported success with `value`.
+    pub fn on_decided(&mut self, at_us: u64, node: NodeId, value: Value) -> Result<(), Violation> {
+        if self.chosen.iter().any(|(v, _)| *v == value) {
+            return Ok(());
+        }
+        Err(Violation {
+            invariant: Invariant::S4,
+            at_us,
+            node: Some(node),
+            detail: format!(
+                "n{node}'s proposer reported {value} as chosen (chosen: {})",
+                self.fmt_chosen()
+            ),
+        })
+    }
+
+    /// `node` crashed: its learner's memory is gone.
+    pub fn on_crash(&mut self, node: NodeId) {
+        self.learned[node as usize] = None;
+        self.queried[node as usize] = false;
+    }
+
+    /// `node` restarted from its durable state.
+    pub fn on_restart(&mut self, node: NodeId) {
+        self.restarted[node as usize] = true;
+    }
+
+    /// The nodes among `live` whose learner has not learned yet (for L1).
+    pub fn unlearned(&self, live: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+        live.filter(|&i| self.learned[i as usize].is_none()).collect()
+    }
+
+    fn fmt_chosen(&self) -> String {
+        if self.chosen.is_empty() {
+            return "nothing".into();
+        }
+        let v: Vec<String> = self
+            .chosen
+            .iter()
+            .map(|(v, b)| format!("{v} in ballot {b}"))
+            .collect();
+        v.join(", ")
+    }
+}
+
+fn fmt_set(set: u16) -> String {
+    let ids: Vec<String> = (0..MAX_NODES)
+        .filter(|i| set & (1 << i) != 0)
+        .map(|i| format!("n{i}"))
+        .collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+#[cfg(test)]
+mod tests;

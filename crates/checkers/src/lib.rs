@@ -216,7 +216,12 @@ impl Observer {
     }
 
     /// `node`'s write of `record` became durable.
-    pub fn on_durable(&mut self, at_us: u64, node: NodeId, record: Record) -> Result<(), Violation> {
+    pub fn on_durable(
+        &mut self,
+        at_us: u64,
+        node: NodeId,
+        record: Record,
+    ) -> Result<(), Violation> {
         match record.accepted {
             Some((ballot, value)) => self.accept(at_us, node, ballot, value),
             None => Ok(()),
@@ -330,7 +335,8 @@ impl Observer {
 
     /// The nodes among `live` whose learner has not learned yet (for L1).
     pub fn unlearned(&self, live: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
-        live.filter(|&i| self.learned[i as usize].is_none()).collect()
+        live.filter(|&i| self.learned[i as usize].is_none())
+            .collect()
     }
 
     fn fmt_chosen(&self) -> String {

@@ -46,7 +46,15 @@ fn duplicate_accepted_from_one_acceptor_does_not_count_twice() {
 fn s1_catches_an_unproposed_value_in_an_accept_and_in_a_choice() {
     let mut o = Observer::new(3);
     let e = o
-        .on_send(1, 0, 1, Msg::Accept { ballot: b(1, 0), value: 99 })
+        .on_send(
+            1,
+            0,
+            1,
+            Msg::Accept {
+                ballot: b(1, 0),
+                value: 99,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.invariant, Invariant::S1);
     let mut o = Observer::new(3);
@@ -66,7 +74,10 @@ fn s2_catches_two_values_chosen_in_different_ballots() {
     accepted(&mut o, 1, b(2, 1), 11).unwrap();
     let e = accepted(&mut o, 2, b(2, 1), 11).unwrap_err();
     assert_eq!(e.invariant, Invariant::S2);
-    assert!(e.detail.contains("10 was already chosen in ballot 1.0"), "{e}");
+    assert!(
+        e.detail.contains("10 was already chosen in ballot 1.0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,7 +91,10 @@ fn s2_catches_two_values_chosen_in_one_shared_ballot() {
     for a in 2..4 {
         accepted(&mut o, a, b(1, 0), 11).unwrap();
     }
-    assert_eq!(accepted(&mut o, 4, b(1, 0), 11).unwrap_err().invariant, Invariant::S2);
+    assert_eq!(
+        accepted(&mut o, 4, b(1, 0), 11).unwrap_err().invariant,
+        Invariant::S2
+    );
 }
 
 #[test]
@@ -123,8 +137,26 @@ fn coverage_marks_record_the_hard_paths() {
     let mut o = Observer::new(3);
     o.on_propose(0, 10);
     o.on_propose(1, 11);
-    o.on_send(0, 1, 0, Msg::Nack { ballot: b(1, 0), promised: b(2, 1) }).unwrap();
-    o.on_send(0, 1, 0, Msg::Accept { ballot: b(2, 1), value: 10 }).unwrap();
+    o.on_send(
+        0,
+        1,
+        0,
+        Msg::Nack {
+            ballot: b(1, 0),
+            promised: b(2, 1),
+        },
+    )
+    .unwrap();
+    o.on_send(
+        0,
+        1,
+        0,
+        Msg::Accept {
+            ballot: b(2, 1),
+            value: 10,
+        },
+    )
+    .unwrap();
     o.on_crash(2);
     o.on_restart(2);
     accepted(&mut o, 0, b(2, 1), 10).unwrap();

@@ -110,12 +110,17 @@ pub struct Record {
 /// Everything the outside world can tell a node.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
-    Receive { from: NodeId, msg: Msg },
+    Receive {
+        from: NodeId,
+        msg: Msg,
+    },
     Timer(Timer),
     /// A client asks this node's proposer to get `value` chosen.
     Propose(Value),
     /// Every write up to and including persist number `upto` is durable.
-    Synced { upto: u64 },
+    Synced {
+        upto: u64,
+    },
 }
 
 /// Everything a node asks the outside world to do.
@@ -175,7 +180,9 @@ pub struct Bugs {
 pub const CANARIES: [(&str, fn(&mut Bugs)); 6] = [
     ("reply-before-sync", |b| b.reply_before_sync = true),
     ("accept-below-promise", |b| b.accept_below_promise = true),
-    ("ignore-promised-values", |b| b.ignore_promised_values = true),
+    ("ignore-promised-values", |b| {
+        b.ignore_promised_values = true
+    }),
     ("count-duplicate-accepted", |b| {
         b.count_duplicate_accepted = true
     }),
@@ -336,7 +343,10 @@ impl Node {
 
     /// A node rebuilt after a crash from its last durable record.
     pub fn recover(cfg: Config, durable: Record) -> Node {
-        assert!(cfg.n >= 1 && cfg.n as usize <= MAX_NODES, "bad cluster size");
+        assert!(
+            cfg.n >= 1 && cfg.n as usize <= MAX_NODES,
+            "bad cluster size"
+        );
         assert!(cfg.id < cfg.n, "node id out of range");
         if let Some((b, _)) = durable.accepted {
             assert!(b <= durable.promised, "durable acceptance above promise");
@@ -491,7 +501,10 @@ impl Node {
         self.record.promised = ballot;
         let seq = self.persist(out);
         self.reply_after(seq, from, msg, out);
-        assert!(self.record.accepted.is_none_or(|(b, _)| b <= self.record.promised));
+        assert!(self
+            .record
+            .accepted
+            .is_none_or(|(b, _)| b <= self.record.promised));
     }
 
     fn on_accept(&mut self, from: NodeId, ballot: Ballot, value: Value, out: &mut Vec<Output>) {
@@ -584,7 +597,10 @@ impl Node {
     // --------------------------------------------------------------- proposer
 
     fn propose(&mut self, value: Value, out: &mut Vec<Output>) {
-        assert!(self.cfg.proposer, "Propose sent to a node without a proposer");
+        assert!(
+            self.cfg.proposer,
+            "Propose sent to a node without a proposer"
+        );
         self.proposer.own = Some(value);
         self.proposer.decided = false;
         if let Some(v) = self.learner.learned {
@@ -641,7 +657,10 @@ impl Node {
             return; // Already in phase 2 (or finished).
         };
         if let Some((b, _)) = accepted {
-            assert!(b <= ballot, "promise reports an acceptance above its ballot");
+            assert!(
+                b <= ballot,
+                "promise reports an acceptance above its ballot"
+            );
             if highest.is_none_or(|(hb, _)| b > hb) {
                 *highest = accepted;
             }
@@ -650,7 +669,10 @@ impl Node {
         if (set.count_ones() as usize) < quorum {
             return;
         }
-        let own = self.proposer.own.expect("a proposer in phase 1 has a value");
+        let own = self
+            .proposer
+            .own
+            .expect("a proposer in phase 1 has a value");
         let value = match highest {
             Some((_, v)) if !ignore => *v,
             _ => own,
@@ -671,7 +693,11 @@ impl Node {
             return;
         }
         let quorum = self.cfg.quorum();
-        let Phase::Accepting { value: v, from: set } = &mut self.proposer.phase else {
+        let Phase::Accepting {
+            value: v,
+            from: set,
+        } = &mut self.proposer.phase
+        else {
             return;
         };
         if *v != value {

@@ -249,7 +249,14 @@ fn proposer_after_promises(
     let ballot = b(1, 0);
     let mut last = Vec::new();
     for (from, accepted) in promises {
-        last = recv(&mut p, *from, Msg::Promise { ballot, accepted: *accepted });
+        last = recv(
+            &mut p,
+            *from,
+            Msg::Promise {
+                ballot,
+                accepted: *accepted,
+            },
+        );
     }
     (p, last)
 }
@@ -279,9 +286,30 @@ fn proposer_adopts_the_highest_accepted_value() {
     let out = step(&mut p, Input::Propose(100));
     sync_all(&mut p, &out);
     let ballot = b(1, 0);
-    recv(&mut p, 1, Msg::Promise { ballot, accepted: Some((b(0, 3), 1)) });
-    recv(&mut p, 2, Msg::Promise { ballot, accepted: Some((b(0, 4), 2)) });
-    let out = recv(&mut p, 3, Msg::Promise { ballot, accepted: None });
+    recv(
+        &mut p,
+        1,
+        Msg::Promise {
+            ballot,
+            accepted: Some((b(0, 3), 1)),
+        },
+    );
+    recv(
+        &mut p,
+        2,
+        Msg::Promise {
+            ballot,
+            accepted: Some((b(0, 4), 2)),
+        },
+    );
+    let out = recv(
+        &mut p,
+        3,
+        Msg::Promise {
+            ballot,
+            accepted: None,
+        },
+    );
     assert!(sends(&out)
         .iter()
         .all(|(_, m)| matches!(m, Msg::Accept { value: 2, .. })));
@@ -293,8 +321,10 @@ fn canary_ignore_promised_values_proposes_its_own() {
         ignore_promised_values: true,
         ..Bugs::default()
     };
-    let (_, out) =
-        proposer_after_promises(bugs, &[(1, Some((Ballot::ZERO, 5))), (2, Some((Ballot::ZERO, 5)))]);
+    let (_, out) = proposer_after_promises(
+        bugs,
+        &[(1, Some((Ballot::ZERO, 5))), (2, Some((Ballot::ZERO, 5)))],
+    );
     assert!(sends(&out)
         .iter()
         .all(|(_, m)| matches!(m, Msg::Accept { value: 100, .. })));
@@ -382,7 +412,10 @@ fn learner_needs_distinct_acceptors_in_one_ballot() {
     };
     assert!(recv(&mut l, 1, m(1)).is_empty());
     assert!(recv(&mut l, 1, m(1)).is_empty(), "duplicate does not count");
-    assert!(recv(&mut l, 2, m(2)).is_empty(), "other ballot does not count");
+    assert!(
+        recv(&mut l, 2, m(2)).is_empty(),
+        "other ballot does not count"
+    );
     assert_eq!(recv(&mut l, 2, m(1)), vec![Output::Learned { value: 4 }]);
     assert_eq!(l.learned(), Some(4));
 }

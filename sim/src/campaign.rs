@@ -1,0 +1,233 @@
+//! Campaigns: many seeds over worker threads.
+//!
+//! Each run stays single-threaded and deterministic; workers only pull seed
+//! numbers from a shared counter, so the set of runs (and every run's result)
+//! does not depend on the number of workers. Wall-clock time is read here, in
+//! the runner, and never inside a run.
+
+use crate::config::RunConfig;
+use crate::nemesis::Fault;
+use crate::repro::Repro;
+use crate::trace::{render, Keep};
+use crate::world::{run_seed, Report};
+use checkers::{Coverage, Invariant, Violation};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: RunConfig,
+    pub start: u64,
+    pub seeds: u64,
+    pub jobs: usize,
+    /// Run every seed twice and compare trace hashes.
+    pub check_determinism: bool,
+    /// Where failing seeds' repro files go (`None`: write none).
+    pub repro_dir: Option<PathBuf>,
+    /// Stop after this many failures (0: never).
+    pub max_failures: usize,
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub violation: Violation,
+    pub repro: Option<PathBuf>,
+    /// The run's last events, rendered.
+    pub recent: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub runs: u64,
+    pub failures: Vec<Failure>,
+    pub events: u64,
+    pub deliveries: u64,
+    pub sim_time_us: u64,
+    pub faults: [u64; 7],
+    /// Runs that reached each coverage mark.
+    pub coverage: Coverage,
+    pub wall: Duration,
+    /// Seeds whose two runs produced different traces.
+    pub nondeterministic: Vec<u64>,
+}
+
+impl Summary {
+    fn add(&mut self, r: &Report) {
+        self.runs += 1;
+        self.events += r.stats.events;
+        self.deliveries += r.stats.deliveries;
+        self.sim_time_us += r.stats.sim_time_us;
+        for (t, f) in self.faults.iter_mut().zip(r.stats.faults) {
+            *t += f;
+        }
+        self.coverage.add_run(&r.stats.coverage);
+    }
+
+    /// The seed of the first failure (in seed order), if any.
+    pub fn first_failure(&self) -> Option<u64> {
+        self.failures.iter().map(|f| f.seed).min()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.nondeterministic.is_empty()
+    }
+
+    /// The human-readable end-of-campaign summary.
+    pub fn render(&self, cfg: &RunConfig) -> String {
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        let mut s = String::new();
+        s += &format!(
+            "runs {}  failures {}  events {}  deliveries {}  simulated {:.1}s  wall {:.1}s  ({:.0} runs/s, {:.0} deliveries/s)\n",
+            self.runs,
+            self.failures.len(),
+            self.events,
+            self.deliveries,
+            self.sim_time_us as f64 / 1e6,
+            secs,
+            self.runs as f64 / secs,
+            self.deliveries as f64 / secs
+        );
+        s += "faults injected:";
+        for (name, n) in Fault::KIND_NAMES.iter().zip(self.faults) {
+            s += &format!(" {name} {n},");
+        }
+        s.pop();
+        s += "\ncoverage (runs that reached it):\n";
+        for (name, n) in self.coverage.marks() {
+            let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
+            s += &format!("  {name:<36} {n:>9}{flag}\n");
+        }
+        for seed in &self.nondeterministic {
+            s += &format!("NONDETERMINISM: seed {seed} produced two different traces\n");
+        }
+        let mut failures: Vec<&Failure> = self.failures.iter().collect();
+        failures.sort_by_key(|f| f.seed);
+        for f in failures {
+            s += &format!("FAIL seed {}: {}\n", f.seed, f.violation);
+            if let Some(cmd) = cfg.run_command(f.seed) {
+                s += &format!("  replay: {cmd}\n");
+            }
+            if let Some(p) = &f.repro {
+                s += &format!("  replay: paxsim replay {}\n", p.display());
+            }
+        }
+        s
+    }
+}
+
+enum Msg {
+    Done(Box<Report>),
+    Nondeterministic(u64),
+}
+
+/// Runs the campaign, reporting progress on stderr if asked.
+pub fn run(opts: &Options) -> Summary {
+    assert!(opts.jobs >= 1);
+    let started = Instant::now();
+    let next = AtomicU64::new(opts.start);
+    let end = opts.start.saturating_add(opts.seeds);
+    let stop = AtomicBool::new(false);
+    let bar = progress_bar(opts);
+    let mut summary = Summary::default();
+    let (tx, rx) = mpsc::sync_channel::<Msg>(1024);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    return;
+                }
+                let r = run_seed(seed, &opts.config, Keep::Recent);
+                if opts.check_determinism {
+                    let again = run_seed(seed, &opts.config, Keep::Recent);
+                    if again.trace_hash != r.trace_hash
+                        && tx.send(Msg::Nondeterministic(seed)).is_err()
+                    {
+                        return;
+                    }
+                }
+                if tx.send(Msg::Done(Box::new(r))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx {
+            match msg {
+                Msg::Nondeterministic(seed) => summary.nondeterministic.push(seed),
+                Msg::Done(r) => {
+                    summary.add(&r);
+                    if let Some(v) = &r.violation {
+                        let repro = opts.repro_dir.as_ref().and_then(|dir| {
+                            Repro::from_report(&r)
+                                .save(dir)
+                                .map_err(|e| eprintln!("warning: {e}"))
+                                .ok()
+                        });
+                        summary.failures.push(Failure {
+                            seed: r.seed,
+                            violation: v.clone(),
+                            repro,
+                            recent: render(&r.recent, false),
+                        });
+                        if opts.max_failures > 0 && summary.failures.len() >= opts.max_failures {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                let secs = bar.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "{:.0} seeds/s, {} failures",
+                    summary.runs as f64 / secs,
+                    summary.failures.len()
+                ));
+            }
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    summary.wall = started.elapsed();
+    summary
+}
+
+fn progress_bar(opts: &Options) -> Option<indicatif::ProgressBar> {
+    if !opts.progress {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(opts.seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} seeds  {msg}  (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
+/// Seeds until the first failure, for canary reports: runs seeds from
+/// `start` one by one and returns the first failing report, if any within
+/// `limit` seeds.
+pub fn first_failure(cfg: &RunConfig, start: u64, limit: u64) -> Option<Report> {
+    (start..start + limit)
+        .map(|s| run_seed(s, cfg, Keep::Recent))
+        .find(|r| r.violation.is_some())
+}
+
+/// Whether the violation is a safety one (not liveness).
+pub fn is_safety(v: &Violation) -> bool {
+    v.invariant != Invariant::L1
+}

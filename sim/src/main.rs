@@ -1,0 +1,318 @@
+//! The `paxsim` command line. Exit status: 0 all runs passed, 1 an invariant
+//! broke (or a run was nondeterministic), 2 bad input.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use paxos::Bugs;
+use paxsim::campaign::{self, Options};
+use paxsim::repro::Repro;
+use paxsim::trace::render;
+use paxsim::{run_schedule, Faults, Keep, Report, RunConfig, Scenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "paxsim",
+    version,
+    about = "Deterministic simulation testing for Paxos"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one seed and print its trace.
+    Run {
+        #[command(flatten)]
+        setup: Setup,
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        out: Output,
+        /// Run the seed twice and require byte-identical traces.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Rerun a saved failure exactly, from its repro file.
+    Replay {
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Run many seeds in parallel and summarise.
+    Campaign {
+        #[command(flatten)]
+        setup: Setup,
+        /// How many seeds to run.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Worker threads (default: the number of cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: Option<u16>,
+        /// Run every seed twice and compare trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where to write failing seeds' repro files.
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
+        /// Stop after this many failures (0: never stop early).
+        #[arg(long, default_value_t = 0)]
+        max_failures: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Measure simulation speed (build with --release).
+    Bench {
+        /// Wall-clock seconds per measurement.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+    },
+    /// List the scenarios and the known-buggy variants.
+    Scenarios,
+}
+
+#[derive(Args)]
+struct Setup {
+    #[arg(long, value_enum, default_value = "basic")]
+    scenario: Scenario,
+    /// Cluster size (every node is an acceptor and a learner).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=9))]
+    nodes: u8,
+    /// How many nodes run a proposer.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    proposers: u8,
+    /// Switch on a known-buggy variant (repeatable); see `paxsim scenarios`.
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+    /// No faults at all, instead of drawing them from the seed (swarm).
+    #[arg(long)]
+    calm: bool,
+}
+
+impl Setup {
+    fn config(&self) -> Result<RunConfig, String> {
+        let mut bugs = Bugs::default();
+        for b in &self.bugs {
+            bugs.enable(b)?;
+        }
+        let cfg = RunConfig {
+            scenario: self.scenario,
+            nodes: self.nodes,
+            proposers: self.proposers,
+            bugs,
+            faults: self.calm.then_some(Faults::NONE),
+            ..RunConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct Output {
+    /// How to print the trace.
+    #[arg(long, value_enum, default_value = "human")]
+    trace: TraceFormat,
+    /// Where to write a repro file if the run fails.
+    #[arg(long, default_value = "paxsim-repros")]
+    repro_dir: PathBuf,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    Human,
+    Json,
+    None,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
+    match cmd {
+        Cmd::Run {
+            setup,
+            seed,
+            out,
+            check_determinism,
+        } => {
+            let cfg = setup.config()?;
+            let (resolved, schedule) = paxsim::plan(seed, &cfg);
+            let report = run_schedule(seed, &resolved, schedule.clone(), Keep::All);
+            if check_determinism {
+                let again = run_schedule(seed, &resolved, schedule, Keep::All);
+                if again.trace_hash != report.trace_hash || again.trace != report.trace {
+                    eprintln!("NONDETERMINISM: seed {seed} produced two different traces");
+                    return Ok(ExitCode::from(1));
+                }
+                eprintln!(
+                    "determinism: two runs, identical traces (hash {:016x})",
+                    report.trace_hash
+                );
+            }
+            finish(&report, &out, cfg.run_command(seed))
+        }
+        Cmd::Replay { file, out } => {
+            let repro = Repro::load(&file)?;
+            let report = run_schedule(repro.seed, &repro.config, repro.schedule.clone(), Keep::All);
+            let code = finish(
+                &report,
+                &out,
+                Some(format!("paxsim replay {}", file.display())),
+            )?;
+            match repro.trace_hash {
+                Some(h) if h != report.trace_hash => {
+                    eprintln!(
+                        "warning: trace hash {:016x} differs from the saved {h:016x}: \
+                         the code changed since this file was written, so the replay is not exact",
+                        report.trace_hash
+                    );
+                }
+                Some(_) => eprintln!(
+                    "replay exact: trace hash {:016x} matches the repro file",
+                    report.trace_hash
+                ),
+                None => {}
+            }
+            Ok(code)
+        }
+        Cmd::Campaign {
+            setup,
+            seeds,
+            start,
+            jobs,
+            check_determinism,
+            repro_dir,
+            max_failures,
+            quiet,
+        } => {
+            let config = setup.config()?;
+            let jobs = jobs
+                .map(usize::from)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = Options {
+                config,
+                start,
+                seeds,
+                jobs,
+                check_determinism,
+                repro_dir: Some(repro_dir),
+                max_failures,
+                progress: !quiet,
+            };
+            println!(
+                "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
+                opts.config.scenario.name(),
+                start,
+                start.saturating_add(seeds),
+                jobs,
+                opts.config.bugs.names().join(", "),
+                if opts.config.faults.is_some() {
+                    "off"
+                } else {
+                    "drawn per seed (swarm)"
+                }
+            );
+            let summary = campaign::run(&opts);
+            print!("{}", summary.render(&opts.config));
+            if let Some(first) = summary.failures.iter().min_by_key(|f| f.seed) {
+                println!(
+                    "\nlast events before the first failure (seed {}):\n{}",
+                    first.seed, first.recent
+                );
+            }
+            Ok(if summary.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Bench { seconds } => {
+            if cfg!(debug_assertions) {
+                eprintln!("note: this is a debug build; use `cargo run --release -- bench` for real figures");
+            }
+            for fig in paxsim::bench::standard(Duration::from_secs(seconds)) {
+                println!("{fig}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Scenarios => {
+            println!("scenarios:");
+            println!("  basic   Basic Paxos: N acceptors (3-9, default 5), several proposers, learners on every node");
+            println!("bugs (--bug NAME, never on by default):");
+            for (name, _) in paxos::CANARIES {
+                println!("  {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints a run's header, trace and verdict; saves a repro on failure.
+fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<ExitCode, String> {
+    let c = &report.config;
+    let f = c.faults.expect("resolved");
+    eprintln!(
+        "seed {} scenario {} nodes {} proposers {} bugs [{}]",
+        report.seed,
+        c.scenario.name(),
+        c.nodes,
+        c.proposers,
+        c.bugs.names().join(", ")
+    );
+    eprintln!(
+        "faults: loss {}‰ dup {}‰ long-delay {}‰ jitter {}us disk-jitter {}us crash-in-sync {}‰ crashes {} partitions {} slow {}; schedule of {}",
+        f.loss_permille,
+        f.dup_permille,
+        f.long_delay_permille,
+        f.jitter_us,
+        f.disk_jitter_us,
+        f.crash_in_sync_permille,
+        f.crashes,
+        f.partitions,
+        f.slow_nodes,
+        report.schedule.faults.len()
+    );
+    if out.trace != TraceFormat::None {
+        if let Some(trace) = &report.trace {
+            print!("{}", render(trace, out.trace == TraceFormat::Json));
+        }
+    }
+    eprintln!(
+        "{} events, {} deliveries, simulated {}, trace hash {:016x}",
+        report.stats.events,
+        report.stats.deliveries,
+        checkers::fmt_time(report.stats.sim_time_us),
+        report.trace_hash
+    );
+    match &report.violation {
+        None => {
+            eprintln!("ok: every invariant held");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(v) => {
+            eprintln!("FAIL: {v}");
+            let path = Repro::from_report(report).save(&out.repro_dir)?;
+            if let Some(cmd) = command {
+                eprintln!("replay: {cmd}");
+            }
+            eprintln!("replay: paxsim replay {}", path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The nemesis: which faults a run injects, how hard, and when.
+//!
+//! # Fault model
+//!
+//! A run has two phases (as in TigerBeetle's VOPR). During the **fault phase**
+//! `[0, fault_phase_us)` anything below may happen, to any number of nodes at
+//! once: safety must hold regardless. At `fault_phase_us` the **quiet period**
+//! begins: every crashed node restarts, partitions and slow nodes heal, and
+//! message faults stop; from then on every live node must learn the chosen
+//! value within `liveness_us` (invariant L1).
+//!
+//! Scheduled faults (explicit data in a [`Schedule`], so a run can be saved,
+//! edited, shrunk and replayed):
+//! - **crash / restart**: the node's memory is lost; its durable record
+//!   survives, every write not yet synced is lost (the storage shim in
+//!   `world.rs`, since madsim's fs has no durability model);
+//! - **partition** into two random halves, **isolation** of one node, and
+//!   **one-way** link cuts; a partition drops messages (checked at send and at
+//!   delivery), it never delays them;
+//! - **slow node**: its messages and disk syncs take `slow_factor` times longer;
+//! - **heal**: removes every partition and link cut.
+//!
+//! Per-message faults, drawn from the run's generator for each message with
+//! the intensities in [`Faults`]: **loss**, **duplication** (an independent
+//! second copy with its own latency), **reordering** (latency jitter) and
+//! **long delays** (up to `long_delay_us_max`). Per-sync faults: **fsync
+//! latency spikes** and **power loss during a sync** (the node crashes at a
+//! random instant before the sync completes and restarts 1–50 ms later).
+//!
+//! Guarantees: durable (synced) state is never lost or corrupted in the
+//! Basic Paxos scenario; a node's own messages to itself are never lost.
+//!
+//! **Swarm testing**: unless a run fixes its faults, each seed first draws
+//! which fault kinds are on and how hard, so one campaign covers calm and
+//! hostile runs alike.
+
+use paxos::NodeId;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Intensities of every fault kind. Zero switches a kind off.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Per-message probabilities, in parts per thousand.
+    pub loss_permille: u16,
+    pub dup_permille: u16,
+    pub long_delay_permille: u16,
+    /// Extra uniform latency on each message (reordering).
+    pub jitter_us: u64,
+    /// Extra uniform latency on each disk sync (fsync spikes): widens the
+    /// window in which a crash loses writes.
+    pub disk_jitter_us: u64,
+    /// Per disk sync, in parts per thousand: the node loses power before the
+    /// sync completes (its unsynced writes are lost) and restarts shortly after.
+    pub crash_in_sync_permille: u16,
+    /// Crash/restart episodes in the fault phase.
+    pub crashes: u8,
+    /// Partition episodes (halves, isolations and one-way cuts).
+    pub partitions: u8,
+    /// Slow-node episodes.
+    pub slow_nodes: u8,
+}
+
+impl Faults {
+    pub const NONE: Faults = Faults {
+        loss_permille: 0,
+        dup_permille: 0,
+        long_delay_permille: 0,
+        jitter_us: 0,
+        disk_jitter_us: 0,
+        crash_in_sync_permille: 0,
+        crashes: 0,
+        partitions: 0,
+        slow_nodes: 0,
+    };
+
+    /// Every fault on, at a moderate rate.
+    pub const ALL: Faults = Faults {
+        loss_permille: 50,
+        dup_permille: 50,
+        long_delay_permille: 20,
+        jitter_us: 2_000,
+        disk_jitter_us: 2_000,
+        crash_in_sync_permille: 10,
+        crashes: 3,
+        partitions: 2,
+        slow_nodes: 1,
+    };
+
+    /// Swarm testing: each kind on with probability 1/2, at a random intensity.
+    pub fn draw(rng: &mut ChaCha8Rng) -> Faults {
+        let mut on = |max: u64| -> u64 {
+            if rng.gen_bool(0.5) {
+                rng.gen_range(1..=max)
+            } else {
+                0
+            }
+        };
+        Faults {
+            loss_permille: on(200) as u16,
+            dup_permille: on(200) as u16,
+            long_delay_permille: on(50) as u16,
+            jitter_us: on(5_000),
+            disk_jitter_us: on(10_000),
+            crash_in_sync_permille: on(50) as u16,
+            crashes: on(6) as u8,
+            partitions: on(4) as u8,
+            slow_nodes: on(2) as u8,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("loss_permille", self.loss_permille),
+            ("dup_permille", self.dup_permille),
+            ("long_delay_permille", self.long_delay_permille),
+            ("crash_in_sync_permille", self.crash_in_sync_permille),
+        ] {
+            if v > 1000 {
+                return Err(format!("{name} is {v}, must be at most 1000"));
+            }
+        }
+        for (name, v) in [
+            ("jitter_us", self.jitter_us),
+            ("disk_jitter_us", self.disk_jitter_us),
+        ] {
+            if v > 10_000_000 {
+                return Err(format!("{name} is {v}, must be at most 10 s"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One scheduled fault.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    Crash {
+        node: NodeId,
+    },
+    Restart {
+        node: NodeId,
+    },
+    /// Cut every link between `side` (a bitmask of nodes) and the rest.
+    Partition {
+        side: u16,
+    },
+    /// Cut the link from `from` to `to` only.
+    OneWay {
+        from: NodeId,
+        to: NodeId,
+    },
+    /// Remove every partition and cut.
+    Heal,
+    Slow {
+        node: NodeId,
+    },
+    Fast {
+        node: NodeId,
+    },
+}
+
+impl Fault {
+    /// A stable small index per kind, for counting.
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Fault::Crash { .. } => 0,
+            Fault::Restart { .. } => 1,
+            Fault::Partition { .. } => 2,
+            Fault::OneWay { .. } => 3,
+            Fault::Heal => 4,
+            Fault::Slow { .. } => 5,
+            Fault::Fast { .. } => 6,
+        }
+    }
+
+    pub const KIND_NAMES: [&'static str; 7] = [
+        "crash",
+        "restart",
+        "partition",
+        "one-way cut",
+        "heal",
+        "slow node",
+        "slow node ends",
+    ];
+
+    fn nodes(&self) -> impl Iterator<Item = NodeId> {
+        let (a, b) = match *self {
+            Fault::Crash { node }
+            | Fault::Restart { node }
+            | Fault::Slow { node }
+            | Fault::Fast { node } => (Some(node), None),
+            Fault::OneWay { from, to } => (Some(from), Some(to)),
+            Fault::Partition { .. } | Fault::Heal => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
+}
+
+/// A fault at a simulated time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timed {
+    pub at_us: u64,
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// The scheduled faults of a run, in time order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub faults: Vec<Timed>,
+}
+
+impl Schedule {
+    /// Draws the schedule for a run: `faults` episodes spread over the fault
+    /// phase, each one a fault and (usually) its repair.
+    pub fn generate(rng: &mut ChaCha8Rng, n: u8, faults: &Faults, fault_phase_us: u64) -> Schedule {
+        let mut out = Vec::new();
+        let t = fault_phase_us.max(1);
+        let mut episode = |rng: &mut ChaCha8Rng, start: Fault, end: Option<Fault>| {
+            // Half the faults land in the first sixteenth of the phase, where
+            // the proposers are busy; the rest anywhere in it.
+            let window = if rng.gen_bool(0.5) {
+                (t / 16).max(1)
+            } else {
+                t
+            };
+            let at = rng.gen_range(0..window);
+            out.push(Timed {
+                at_us: at,
+                fault: start,
+            });
+            if let Some(end) = end {
+                // Most repairs come within the phase; the rest wait for the quiet period.
+                let dur = rng.gen_range(1..=t / 2 + 1);
+                if at + dur < t {
+                    out.push(Timed {
+                        at_us: at + dur,
+                        fault: end,
+                    });
+                }
+            }
+        };
+        for _ in 0..faults.crashes {
+            let node = rng.gen_range(0..n);
+            episode(rng, Fault::Crash { node }, Some(Fault::Restart { node }));
+        }
+        for _ in 0..faults.partitions {
+            let fault = match rng.gen_range(0..3) {
+                0 => {
+                    // Random halves: every node on a side by a coin flip.
+                    let all = (1u16 << n) - 1;
+                    Fault::Partition {
+                        side: rng.gen_range(1..all),
+                    }
+                }
+                1 => Fault::Partition {
+                    side: 1 << rng.gen_range(0..n),
+                },
+                _ => {
+                    let from = rng.gen_range(0..n);
+                    let to = (from + rng.gen_range(1..n)) % n;
+                    Fault::OneWay { from, to }
+                }
+            };
+            episode(rng, fault, Some(Fault::Heal));
+        }
+        for _ in 0..faults.slow_nodes {
+            let node = rng.gen_range(0..n);
+            episode(rng, Fault::Slow { node }, Some(Fault::Fast { node }));
+        }
+        out.sort_by_key(|f| f.at_us); // Stable: ties keep generation order.
+        Schedule { faults: out }
+    }
+
+    /// Checks the schedule fits a cluster of `n` nodes.
+    pub fn validate(&self, n: u8) -> Result<(), String> {
+        for (i, f) in self.faults.iter().enumerate() {
+            if let Some(bad) = f.fault.nodes().find(|&x| x >= n) {
+                return Err(format!(
+                    "fault #{i} names node {bad}, but the cluster has {n} nodes"
+                ));
+            }
+            if let Fault::Partition { side } = f.fault {
+                if side == 0 || side >= 1 << n {
+                    return Err(format!(
+                        "fault #{i}: partition side {side:#b} is not a proper subset of {n} nodes"
+                    ));
+                }
+            }
+            if let Fault::OneWay { from, to } = f.fault {
+                if from == to {
+                    return Err(format!("fault #{i}: a one-way cut from n{from} to itself"));
+                }
+            }
+            if i > 0 && self.faults[i - 1].at_us > f.at_us {
+                return Err(format!("fault #{i} is out of time order"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Fault::Crash { node } => write!(f, "crash n{node}"),
+            Fault::Restart { node } => write!(f, "restart n{node}"),
+            Fault::Partition { side } => {
+                let ids: Vec<String> = (0..16)
+                    .filter(|i| side & (1 << i) != 0)
+                    .map(|i| format!("n{i}"))
+                    .collect();
+                write!(f, "partition {{{}}} | rest", ids.join(","))
+            }
+            Fault::OneWay { from, to } => write!(f, "cut n{from} -> n{to}"),
+            Fault::Heal => write!(f, "heal network"),
+            Fault::Slow { node } => write!(f, "slow n{node}"),
+            Fault::Fast { node } => write!(f, "n{node} no longer slow"),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Repro files: everything needed to rerun a failure exactly (seed, config
+//! with its faults resolved, fault schedule), as JSON.
+
+use crate::config::RunConfig;
+use crate::nemesis::Schedule;
+use crate::world::Report;
+use checkers::Violation;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The format version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repro {
+    pub paxsim_repro: u32,
+    pub seed: u64,
+    pub config: RunConfig,
+    pub schedule: Schedule,
+    /// What the run broke when it was saved (informational; replay re-checks).
+    #[serde(default)]
+    pub violation: Option<Violation>,
+    /// The trace fingerprint of the saved run: a replay must match it.
+    #[serde(default)]
+    pub trace_hash: Option<u64>,
+}
+
+impl Repro {
+    pub fn from_report(r: &Report) -> Repro {
+        Repro {
+            paxsim_repro: VERSION,
+            seed: r.seed,
+            config: r.config.clone(),
+            schedule: r.schedule.clone(),
+            violation: r.violation.clone(),
+            trace_hash: Some(r.trace_hash),
+        }
+    }
+
+    /// Parses and validates a repro file's text; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Repro, String> {
+        let r: Repro =
+            serde_json::from_str(text).map_err(|e| format!("not a valid repro file: {e}"))?;
+        if r.paxsim_repro != VERSION {
+            return Err(format!(
+                "repro format version {} is not supported (this paxsim reads version {VERSION})",
+                r.paxsim_repro
+            ));
+        }
+        r.config
+            .validate()
+            .map_err(|e| format!("bad config in repro file: {e}"))?;
+        if r.config.faults.is_none() {
+            return Err("bad config in repro file: faults must be resolved (not null)".into());
+        }
+        r.schedule
+            .validate(r.config.nodes)
+            .map_err(|e| format!("bad schedule in repro file: {e}"))?;
+        Ok(r)
+    }
+
+    pub fn load(path: &Path) -> Result<Repro, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read repro file {}: {e}", path.display()))?;
+        Repro::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Writes the file as `<dir>/<scenario>-seed-<seed>.json`.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create repro directory {}: {e}", dir.display()))?;
+        let path = dir.join(format!(
+            "{}-seed-{}.json",
+            self.config.scenario.name(),
+            self.seed
+        ));
+        let text = serde_json::to_string_pretty(self).expect("repro serializes");
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write repro file {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,708 @@
+//! The deterministic scheduler: one run of one seed.
+//!
+//! A run is a discrete-event simulation over a single priority queue ordered
+//! by (simulated time, insertion number). Every event — a message arriving, a
+//! timer firing, a disk sync completing, a scheduled fault — is popped in that
+//! order and handed to the sans-IO node it concerns; the node's outputs are
+//! turned into new events by the network interposer (latency, jitter, loss,
+//! duplication, partitions) and the storage shim (unsynced writes, crashes).
+//!
+//! One ChaCha generator per purpose, all derived from the seed: stream 0
+//! draws the swarm settings, stream 1 the fault schedule, stream 2 everything
+//! at run time (latencies, message faults, timer jitter, proposal times). An
+//! edited schedule therefore leaves the swarm draw alone.
+//!
+//! Why not madsim's runtime here: a campaign runs millions of schedules, and
+//! madsim pays for socket emulation, task spawns and a boxed payload per
+//! message. This loop pays for none of that; `crates/node` runs the same core
+//! on madsim's net/time/task APIs.
+//!
+//! After every event the omniscient [`Observer`] checks S1–S4; a protocol
+//! assertion that fails inside a node is caught and reported as a violation.
+//! The run stops at the first violation.
+
+use crate::config::RunConfig;
+use crate::nemesis::{Fault, Faults, Schedule};
+use crate::trace::{DropReason, Event, Keep, Kind, Tracer};
+use checkers::{Coverage, Invariant, Observer, Violation};
+use paxos::{Config, Input, Msg, Node, NodeId, Output, Record, Timer, Value, MAX_NODES};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The RNG of a seed's stream `stream`.
+pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+/// Resolves a config for a seed: draws the faults if the config leaves them
+/// to the swarm, and generates the schedule.
+pub fn plan(seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
+    let mut resolved = cfg.clone();
+    let faults = cfg
+        .faults
+        .unwrap_or_else(|| Faults::draw(&mut rng(seed, 0)));
+    resolved.faults = Some(faults);
+    let schedule = Schedule::generate(&mut rng(seed, 1), cfg.nodes, &faults, cfg.fault_phase_us);
+    (resolved, schedule)
+}
+
+/// The value proposer `node` proposes (distinct per proposer).
+pub fn value_of(node: NodeId) -> Value {
+    100 + node as Value
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub events: u64,
+    pub deliveries: u64,
+    pub drops: u64,
+    pub duplicates: u64,
+    pub sim_time_us: u64,
+    /// Scheduled faults that took effect, by [`Fault::kind_index`].
+    pub faults: [u64; 7],
+    pub coverage: Coverage,
+}
+
+/// The result of one run.
+pub struct Report {
+    pub seed: u64,
+    /// The config with its faults resolved.
+    pub config: RunConfig,
+    pub schedule: Schedule,
+    pub violation: Option<Violation>,
+    pub stats: Stats,
+    pub trace_hash: u64,
+    /// The last events before the end (the lead-up to a violation).
+    pub recent: Vec<Event>,
+    pub trace: Option<Vec<Event>>,
+}
+
+#[derive(Copy, Clone, Debug)]
+enum Ev {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: Msg,
+    },
+    Timer {
+        node: NodeId,
+        inc: u32,
+        timer: Timer,
+    },
+    SyncDone {
+        node: NodeId,
+        inc: u32,
+        upto: u64,
+    },
+    Fault(u32),
+    Propose {
+        node: NodeId,
+    },
+    /// Power loss during a sync: crash `node` if still incarnation `inc`.
+    PowerLoss {
+        node: NodeId,
+        inc: u32,
+    },
+    Restart {
+        node: NodeId,
+    },
+    Quiet,
+}
+
+struct Item {
+    at_us: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at_us, self.seq) == (o.at_us, o.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.seq).cmp(&(o.at_us, o.seq))
+    }
+}
+
+/// A node's slot: its process (if up) and its disk.
+struct Slot {
+    node: Option<Node>,
+    /// Incarnation: bumped at each crash, so a dead process's timers and
+    /// syncs are ignored.
+    inc: u32,
+    durable: Record,
+    /// Writes issued but not yet synced; a crash loses them.
+    unsynced: Vec<(u64, Record)>,
+    slow: bool,
+    proposed: bool,
+}
+
+/// The bound on queued events: a run that exceeds it is a harness bug or a
+/// message storm, and stops with an assertion rather than eating memory.
+const QUEUE_MAX: usize = 1 << 20;
+
+pub struct World {
+    seed: u64,
+    cfg: RunConfig,
+    faults: Faults,
+    schedule: Schedule,
+    rng: ChaCha8Rng,
+    now: u64,
+    queue: BinaryHeap<Reverse<Item>>,
+    seq: u64,
+    slots: Vec<Slot>,
+    /// `blocked[a]` has bit `b` set when messages from a to b are cut.
+    blocked: [u16; MAX_NODES],
+    quiet: bool,
+    obs: Observer,
+    out: Vec<Output>,
+    trace: Tracer,
+    stats: Stats,
+    violation: Option<Violation>,
+    /// The node being stepped (for assertion reports).
+    current: Option<NodeId>,
+}
+
+thread_local! {
+    /// The message and location of the last panic on this thread, recorded by
+    /// the hook below so a failed protocol assertion can be reported.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static IN_RUN: RefCell<bool> = const { RefCell::new(false) };
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_RUN.with(|r| *r.borrow()) {
+                let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                    s.to_string()
+                } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                    s.clone()
+                } else {
+                    "panic".to_string()
+                };
+                let loc = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+impl World {
+    pub fn new(seed: u64, config: RunConfig, schedule: Schedule, keep: Keep) -> World {
+        config.validate().expect("config validated by the caller");
+        schedule
+            .validate(config.nodes)
+            .expect("schedule validated by the caller");
+        let faults = config.faults.expect("faults resolved by plan()");
+        let n = config.nodes as usize;
+        let slots = (0..n)
+            .map(|_| Slot {
+                node: None,
+                inc: 0,
+                durable: Record::default(),
+                unsynced: Vec::new(),
+                slow: false,
+                proposed: false,
+            })
+            .collect();
+        World {
+            seed,
+            faults,
+            schedule,
+            rng: rng(seed, 2),
+            now: 0,
+            queue: BinaryHeap::with_capacity(1024),
+            seq: 0,
+            slots,
+            blocked: [0; MAX_NODES],
+            quiet: false,
+            obs: Observer::new(n),
+            out: Vec::with_capacity(64),
+            trace: Tracer::new(keep),
+            stats: Stats::default(),
+            violation: None,
+            current: None,
+            cfg: config,
+        }
+    }
+
+    fn node_config(&self, id: NodeId) -> Config {
+        Config {
+            n: self.cfg.nodes,
+            id,
+            proposer: id < self.cfg.proposers,
+            timing: self.cfg.timing,
+            bugs: self.cfg.bugs,
+        }
+    }
+
+    fn push(&mut self, at_us: u64, ev: Ev) {
+        debug_assert!(at_us >= self.now, "an event scheduled in the past");
+        assert!(self.queue.len() < QUEUE_MAX, "event queue bound exceeded");
+        self.seq += 1;
+        self.queue.push(Reverse(Item {
+            at_us,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn record(&mut self, node: NodeId, kind: Kind) {
+        self.trace.record(Event {
+            at_us: self.now,
+            node,
+            kind,
+        });
+    }
+
+    fn check(&mut self, r: Result<(), Violation>) {
+        if let Err(v) = r {
+            if self.violation.is_none() {
+                self.violation = Some(v);
+            }
+        }
+    }
+
+    /// Runs to the end: until every node learned after the quiet period
+    /// began, or the liveness deadline passed, or an invariant broke.
+    pub fn run(mut self) -> Report {
+        install_panic_hook();
+        IN_RUN.with(|r| *r.borrow_mut() = true);
+        let result = catch_unwind(AssertUnwindSafe(|| self.run_loop()));
+        IN_RUN.with(|r| *r.borrow_mut() = false);
+        if result.is_err() {
+            let detail = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| "panic".into());
+            self.violation = Some(Violation {
+                invariant: Invariant::Assert,
+                at_us: self.now,
+                node: self.current,
+                detail,
+            });
+        }
+        self.stats.sim_time_us = self.now;
+        self.stats.events = self.trace.count;
+        self.stats.coverage = self.obs.coverage;
+        Report {
+            seed: self.seed,
+            config: self.cfg,
+            schedule: self.schedule,
+            violation: self.violation,
+            stats: self.stats,
+            trace_hash: self.trace.hash(),
+            recent: self.trace.recent(),
+            trace: self.trace.take_all(),
+        }
+    }
+
+    fn run_loop(&mut self) {
+        let n = self.cfg.nodes;
+        for id in 0..n {
+            self.slots[id as usize].node = Some(Node::new(self.node_config(id)));
+            self.step(id, None);
+        }
+        // How close together the clients propose decides how hard the
+        // proposers duel: drawn per seed, from near-simultaneous to spread out.
+        let propose_window = match self.rng.gen_range(0..3) {
+            0 => 1_000,
+            1 => 20_000,
+            _ => self.cfg.fault_phase_us / 4,
+        }
+        .clamp(1, self.cfg.fault_phase_us.max(1));
+        for node in 0..self.cfg.proposers {
+            let at = self.rng.gen_range(0..propose_window);
+            self.push(at, Ev::Propose { node });
+        }
+        for i in 0..self.schedule.faults.len() {
+            let at = self.schedule.faults[i].at_us;
+            self.push(at, Ev::Fault(i as u32));
+        }
+        self.push(self.cfg.fault_phase_us, Ev::Quiet);
+        let deadline = self.cfg.fault_phase_us + self.cfg.liveness_us;
+
+        while let Some(Reverse(item)) = self.queue.pop() {
+            if item.at_us > deadline {
+                break;
+            }
+            debug_assert!(item.at_us >= self.now, "time went backwards");
+            self.now = item.at_us;
+            self.dispatch(item.ev);
+            if self.violation.is_some() {
+                return;
+            }
+            if self.quiet && self.all_learned() {
+                return;
+            }
+        }
+        let unlearned = self.obs.unlearned(0..n);
+        assert!(
+            !unlearned.is_empty() || !self.quiet,
+            "loop ended while all learned"
+        );
+        self.now = self.now.max(deadline);
+        self.violation = Some(Violation {
+            invariant: Invariant::L1,
+            at_us: self.now,
+            node: unlearned.first().copied(),
+            detail: format!(
+                "{} of {n} nodes had not learned {} after the quiet period began at {} (bound {}): {:?}",
+                unlearned.len(),
+                self.obs.chosen().map_or("anything".into(), |v| v.to_string()),
+                checkers::fmt_time(self.cfg.fault_phase_us),
+                checkers::fmt_time(self.cfg.liveness_us),
+                unlearned,
+            ),
+        });
+    }
+
+    fn all_learned(&self) -> bool {
+        self.obs.unlearned(0..self.cfg.nodes).is_empty()
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { from, to, msg } => {
+                let slot = &self.slots[to as usize];
+                if slot.node.is_none() {
+                    self.stats.drops += 1;
+                    self.record(
+                        from,
+                        Kind::Drop {
+                            to,
+                            msg,
+                            reason: DropReason::Down,
+                        },
+                    );
+                } else if self.blocked[from as usize] & (1 << to) != 0 {
+                    self.stats.drops += 1;
+                    self.record(
+                        from,
+                        Kind::Drop {
+                            to,
+                            msg,
+                            reason: DropReason::Partition,
+                        },
+                    );
+                } else {
+                    self.stats.deliveries += 1;
+                    self.record(to, Kind::Receive { from, msg });
+                    self.step(to, Some(Input::Receive { from, msg }));
+                }
+            }
+            Ev::Timer { node, inc, timer } => {
+                let slot = &self.slots[node as usize];
+                if slot.inc == inc && slot.node.is_some() {
+                    self.record(node, Kind::Timer { timer });
+                    self.step(node, Some(Input::Timer(timer)));
+                }
+            }
+            Ev::SyncDone { node, inc, upto } => {
+                let slot = &mut self.slots[node as usize];
+                if slot.inc != inc || slot.node.is_none() {
+                    return;
+                }
+                let k = slot.unsynced.iter().take_while(|(s, _)| *s <= upto).count();
+                if k > 0 {
+                    slot.durable = slot.unsynced[k - 1].1;
+                    slot.unsynced.drain(..k);
+                    let durable = slot.durable;
+                    let r = self.obs.on_durable(self.now, node, durable);
+                    self.check(r);
+                }
+                self.record(node, Kind::Sync { upto });
+                self.step(node, Some(Input::Synced { upto }));
+            }
+            Ev::Fault(i) => {
+                let fault = self.schedule.faults[i as usize].fault;
+                self.fault(fault);
+            }
+            Ev::Propose { node } => {
+                let value = value_of(node);
+                self.obs.on_propose(node, value);
+                self.slots[node as usize].proposed = true;
+                self.record(node, Kind::Propose { value });
+                if self.slots[node as usize].node.is_some() {
+                    self.step(node, Some(Input::Propose(value)));
+                }
+            }
+            Ev::PowerLoss { node, inc } => {
+                if self.slots[node as usize].inc == inc && !self.quiet {
+                    self.fault(Fault::Crash { node });
+                    let back = self.now + self.rng.gen_range(1_000..=50_000);
+                    self.push(back, Ev::Restart { node });
+                }
+            }
+            Ev::Restart { node } => self.fault(Fault::Restart { node }),
+            Ev::Quiet => {
+                self.quiet = true;
+                self.record(0, Kind::Quiet);
+                self.blocked = [0; MAX_NODES];
+                for id in 0..self.cfg.nodes {
+                    self.slots[id as usize].slow = false;
+                    if self.slots[id as usize].node.is_none() {
+                        self.restart(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, fault: Fault) {
+        let n = self.cfg.nodes;
+        let applies = match fault {
+            Fault::Crash { node } => self.slots[node as usize].node.is_some(),
+            Fault::Restart { node } => self.slots[node as usize].node.is_none(),
+            _ => true,
+        };
+        if !applies {
+            return;
+        }
+        self.stats.faults[fault.kind_index()] += 1;
+        let node = match fault {
+            Fault::Crash { node } | Fault::Restart { node } => node,
+            Fault::Slow { node } | Fault::Fast { node } => node,
+            Fault::OneWay { from, .. } => from,
+            Fault::Partition { .. } | Fault::Heal => 0,
+        };
+        self.record(node, Kind::Fault { fault });
+        match fault {
+            Fault::Crash { node } => {
+                let slot = &mut self.slots[node as usize];
+                slot.node = None;
+                slot.inc += 1;
+                let lost = slot.unsynced.len() as u32;
+                slot.unsynced.clear();
+                self.obs.on_crash(node);
+                self.record(node, Kind::Crash { lost_writes: lost });
+            }
+            Fault::Restart { node } => self.restart(node),
+            Fault::Partition { side } => {
+                for a in 0..n {
+                    for b in 0..n {
+                        if (side >> a) & 1 != (side >> b) & 1 {
+                            self.blocked[a as usize] |= 1 << b;
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => self.blocked[from as usize] |= 1 << to,
+            Fault::Heal => self.blocked = [0; MAX_NODES],
+            Fault::Slow { node } => self.slots[node as usize].slow = true,
+            Fault::Fast { node } => self.slots[node as usize].slow = false,
+        }
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        let cfg = self.node_config(id);
+        let slot = &mut self.slots[id as usize];
+        assert!(slot.node.is_none(), "restart of a live node");
+        assert!(
+            slot.unsynced.is_empty(),
+            "a crash must discard unsynced writes"
+        );
+        slot.node = Some(Node::recover(cfg, slot.durable));
+        let proposed = slot.proposed;
+        self.obs.on_restart(id);
+        self.record(id, Kind::Restart);
+        self.step(id, None);
+        if proposed {
+            // The client retries its request with the restarted proposer.
+            self.step(id, Some(Input::Propose(value_of(id))));
+        }
+    }
+
+    /// Feeds `input` (or the start-up call) to node `id` and executes its outputs.
+    fn step(&mut self, id: NodeId, input: Option<Input>) {
+        let mut out = std::mem::take(&mut self.out);
+        debug_assert!(out.is_empty());
+        self.current = Some(id);
+        let node = self.slots[id as usize]
+            .node
+            .as_mut()
+            .expect("stepping a live node");
+        match input {
+            Some(i) => node.handle(i, &mut out),
+            None => node.start(&mut out),
+        }
+        for o in out.drain(..) {
+            self.execute(id, o);
+        }
+        self.current = None;
+        self.out = out;
+    }
+
+    fn execute(&mut self, id: NodeId, o: Output) {
+        match o {
+            Output::Send { to, msg } => {
+                let r = self.obs.on_send(self.now, id, to, msg);
+                self.check(r);
+                self.record(id, Kind::Send { to, msg });
+                self.send(id, to, msg);
+            }
+            Output::Persist { seq, record } => {
+                self.record(id, Kind::Persist { seq, record });
+                let slot = &mut self.slots[id as usize];
+                debug_assert!(slot.unsynced.last().is_none_or(|(s, _)| *s < seq));
+                slot.unsynced.push((seq, record));
+            }
+            Output::Sync { upto } => {
+                let slot = &self.slots[id as usize];
+                let slow = if slot.slow { self.cfg.slow_factor } else { 1 };
+                let inc = slot.inc;
+                let f = if self.quiet {
+                    Faults::NONE
+                } else {
+                    self.faults
+                };
+                let mut d = self.cfg.disk_us;
+                if f.disk_jitter_us > 0 {
+                    d += self.rng.gen_range(0..=f.disk_jitter_us);
+                }
+                let d = d * slow;
+                self.push(
+                    self.now + d,
+                    Ev::SyncDone {
+                        node: id,
+                        inc,
+                        upto,
+                    },
+                );
+                if self.permille(f.crash_in_sync_permille) {
+                    let at = self.now + self.rng.gen_range(0..d);
+                    self.push(at, Ev::PowerLoss { node: id, inc });
+                }
+            }
+            Output::SetTimer {
+                timer,
+                delay_us,
+                jitter_us,
+            } => {
+                let jitter = if jitter_us > 0 {
+                    self.rng.gen_range(0..=jitter_us)
+                } else {
+                    0
+                };
+                let inc = self.slots[id as usize].inc;
+                self.push(
+                    self.now + delay_us + jitter,
+                    Ev::Timer {
+                        node: id,
+                        inc,
+                        timer,
+                    },
+                );
+            }
+            Output::Learned { value } => {
+                self.record(id, Kind::Learn { value });
+                let r = self.obs.on_learned(self.now, id, value);
+                self.check(r);
+            }
+            Output::Decided { value } => {
+                self.record(id, Kind::Decide { value });
+                let r = self.obs.on_decided(self.now, id, value);
+                self.check(r);
+            }
+        }
+    }
+
+    fn permille(&mut self, p: u16) -> bool {
+        p > 0 && self.rng.gen_range(0..1000) < p
+    }
+
+    /// The network interposer: decides the fate of one message.
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        if from == to {
+            // Local delivery never crosses the network.
+            self.push(self.now + 1, Ev::Deliver { from, to, msg });
+            return;
+        }
+        if self.blocked[from as usize] & (1 << to) != 0 {
+            self.stats.drops += 1;
+            self.record(
+                from,
+                Kind::Drop {
+                    to,
+                    msg,
+                    reason: DropReason::Partition,
+                },
+            );
+            return;
+        }
+        let f = if self.quiet {
+            Faults::NONE
+        } else {
+            self.faults
+        };
+        if self.permille(f.loss_permille) {
+            self.stats.drops += 1;
+            self.record(
+                from,
+                Kind::Drop {
+                    to,
+                    msg,
+                    reason: DropReason::Loss,
+                },
+            );
+            return;
+        }
+        let at = self.now + self.latency(from, to, &f);
+        self.push(at, Ev::Deliver { from, to, msg });
+        if self.permille(f.dup_permille) {
+            self.stats.duplicates += 1;
+            self.record(from, Kind::Duplicate { to, msg });
+            let at = self.now + self.latency(from, to, &f);
+            self.push(at, Ev::Deliver { from, to, msg });
+        }
+    }
+
+    fn latency(&mut self, from: NodeId, to: NodeId, f: &Faults) -> u64 {
+        let mut d = self.cfg.latency_us;
+        if f.jitter_us > 0 {
+            d += self.rng.gen_range(0..=f.jitter_us);
+        }
+        if self.permille(f.long_delay_permille) {
+            d += self.rng.gen_range(0..=self.cfg.long_delay_us_max);
+        }
+        if self.slots[from as usize].slow || self.slots[to as usize].slow {
+            d *= self.cfg.slow_factor;
+        }
+        d
+    }
+}
+
+/// Plans and runs `seed` under `cfg`.
+pub fn run_seed(seed: u64, cfg: &RunConfig, keep: Keep) -> Report {
+    let (resolved, schedule) = plan(seed, cfg);
+    World::new(seed, resolved, schedule, keep).run()
+}
+
+/// Runs `seed` with an explicit schedule (replays, shrinking, fuzzing).
+/// `cfg.faults` must be resolved (`Some`).
+pub fn run_schedule(seed: u64, cfg: &RunConfig, schedule: Schedule, keep: Keep) -> Report {
+    World::new(seed, cfg.clone(), schedule, keep).run()
+}

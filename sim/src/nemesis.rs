@@ -201,8 +201,9 @@ impl Fault {
 }
 
 /// A fault at a simulated time.
+// No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the
+// flattened `Fault` still rejects fields it does not know.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Timed {
     pub at_us: u64,
     #[serde(flatten)]

@@ -1,0 +1,254 @@
+//! The `paxsim` binary: exit codes, replay commands, and clear errors on bad
+//! input (never a panic).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn paxsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_paxsim"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("paxsim-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Bad input: exit 2, one clear line, no panic.
+fn rejects(args: &[&str], says: &str) {
+    let o = paxsim(args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+    assert!(t.contains(says), "{args:?} should say {says:?}: {t}");
+    assert!(!t.contains("panicked"), "{args:?} panicked: {t}");
+}
+
+#[test]
+fn a_passing_seed_exits_zero_and_prints_its_trace() {
+    let o = paxsim(&["run", "--scenario", "basic", "--seed", "7"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("client proposes"), "{out}");
+    assert!(out.contains("LEARN"), "{out}");
+    assert!(text(&o).contains("ok: every invariant held"));
+}
+
+#[test]
+fn json_trace_is_one_json_object_per_line() {
+    let o = paxsim(&["run", "--seed", "7", "--trace", "json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() > 10);
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v.get("at_us").is_some() && v.get("event").is_some(), "{l}");
+    }
+}
+
+#[test]
+fn check_determinism_runs_the_seed_twice() {
+    let o = paxsim(&[
+        "run",
+        "--seed",
+        "9",
+        "--trace",
+        "none",
+        "--check-determinism",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("identical traces"));
+}
+
+#[test]
+fn a_failure_prints_both_replay_commands_and_each_reproduces_it_exactly() {
+    let dir = tmp("fail");
+    let d = dir.to_str().unwrap();
+    let o = paxsim(&[
+        "run",
+        "--seed",
+        "3",
+        "--bug",
+        "shared-ballots",
+        "--trace",
+        "none",
+        "--repro-dir",
+        d,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("replay: paxsim run --scenario basic --seed 3 --bug shared-ballots"),
+        "{t}"
+    );
+    let fail_line = t
+        .lines()
+        .find(|l| l.starts_with("FAIL:"))
+        .unwrap()
+        .to_string();
+    let file = dir.join("basic-seed-3.json");
+    assert!(
+        t.contains(&format!("replay: paxsim replay {}", file.display())),
+        "{t}"
+    );
+
+    let r = paxsim(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--trace",
+        "none",
+        "--repro-dir",
+        d,
+    ]);
+    let rt = text(&r);
+    assert_eq!(r.status.code(), Some(1), "{rt}");
+    assert!(
+        rt.contains(&fail_line),
+        "replay differs:\n{rt}\nexpected {fail_line}"
+    );
+    assert!(rt.contains("replay exact"), "{rt}");
+
+    // The trace printed by `run` and by `replay` is byte-identical.
+    let a = paxsim(&[
+        "run",
+        "--seed",
+        "3",
+        "--bug",
+        "shared-ballots",
+        "--repro-dir",
+        d,
+    ]);
+    let b = paxsim(&["replay", file.to_str().unwrap(), "--repro-dir", d]);
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn a_campaign_with_a_canary_fails_and_names_each_failing_seed() {
+    let dir = tmp("campaign");
+    let o = paxsim(&[
+        "campaign",
+        "--seeds",
+        "200",
+        "--bug",
+        "minority-quorum",
+        "--quiet",
+        "--jobs",
+        "2",
+        "--repro-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL seed"), "{t}");
+    assert!(
+        t.contains("replay: paxsim run --scenario basic --seed"),
+        "{t}"
+    );
+    assert!(t.contains("faults injected:"), "{t}");
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() > 0,
+        "no repro files written"
+    );
+}
+
+#[test]
+fn a_clean_campaign_exits_zero_with_a_summary() {
+    let o = paxsim(&[
+        "campaign",
+        "--seeds",
+        "300",
+        "--quiet",
+        "--repro-dir",
+        tmp("clean").to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("runs 300  failures 0"), "{t}");
+    assert!(t.contains("coverage (runs that reached it)"), "{t}");
+}
+
+#[test]
+fn bad_flags_are_refused_clearly() {
+    rejects(
+        &["run", "--scenario", "nope", "--seed", "1"],
+        "invalid value 'nope'",
+    );
+    rejects(
+        &["run", "--seed", "1", "--nodes", "12"],
+        "12 is not in 3..=9",
+    );
+    rejects(&["run", "--seed", "1", "--nodes", "2"], "2 is not in 3..=9");
+    rejects(&["run", "--seed", "-1"], "unexpected argument");
+    rejects(
+        &["run", "--seed", "1", "--bug", "nope"],
+        "unknown bug 'nope'",
+    );
+    rejects(
+        &["run", "--seed", "1", "--nodes", "3", "--proposers", "4"],
+        "proposers is 4",
+    );
+    rejects(&["campaign", "--seeds", "0"], "0 is not in 1..");
+    rejects(&["campaign", "--jobs", "0"], "0 is not in 1..=256");
+}
+
+#[test]
+fn bad_repro_files_are_refused_clearly() {
+    let dir = tmp("bad");
+    rejects(
+        &["replay", dir.join("missing.json").to_str().unwrap()],
+        "cannot read repro file",
+    );
+    let good = {
+        let d = dir.to_str().unwrap();
+        paxsim(&[
+            "run",
+            "--seed",
+            "3",
+            "--bug",
+            "shared-ballots",
+            "--trace",
+            "none",
+            "--repro-dir",
+            d,
+        ]);
+        std::fs::read_to_string(dir.join("basic-seed-3.json")).unwrap()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (good[..good.len() / 2].to_string(), "not a valid repro file"),
+        ("".into(), "not a valid repro file"),
+        ("[]".into(), "not a valid repro file"),
+        (
+            good.replace("\"paxsim_repro\": 1", "\"paxsim_repro\": 99"),
+            "version 99 is not supported",
+        ),
+        (good.replace("\"nodes\": 5", "\"nodes\": 50"), "nodes is 50"),
+        (
+            good.replace("\"scenario\": \"basic\"", "\"scenario\": \"kv2\""),
+            "unknown variant `kv2`",
+        ),
+        (
+            good.replace("\"seed\": 3", "\"seed\": \"three\""),
+            "invalid type",
+        ),
+        (
+            good.replace("\"loss_permille\"", "\"lossy\""),
+            "unknown field `lossy`",
+        ),
+    ];
+    for (i, (body, says)) in cases.iter().enumerate() {
+        let f = dir.join(format!("bad-{i}.json"));
+        std::fs::write(&f, body).unwrap();
+        rejects(&["replay", f.to_str().unwrap()], says);
+    }
+}

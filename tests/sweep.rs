@@ -1,0 +1,51 @@
+//! The correct protocol passes a sweep of swarm-tested seeds (10,000 by
+//! default; `PAXSIM_SEEDS` raises it), with every checker on and every
+//! coverage mark reached.
+
+use paxsim::campaign::{self, Options};
+use paxsim::RunConfig;
+
+fn sweep(config: RunConfig, seeds: u64) -> campaign::Summary {
+    campaign::run(&Options {
+        config,
+        start: 0,
+        seeds,
+        jobs: 2,
+        check_determinism: false,
+        repro_dir: None,
+        max_failures: 5,
+        progress: false,
+    })
+}
+
+#[test]
+fn correct_basic_paxos_passes_the_default_sweep() {
+    let cfg = RunConfig::default();
+    let s = sweep(cfg.clone(), paxsim_tests::seeds(10_000));
+    assert!(s.failures.is_empty(), "{}", s.render(&cfg));
+    for (mark, runs) in s.coverage.marks() {
+        assert!(
+            runs > 0,
+            "coverage mark '{mark}' never reached:\n{}",
+            s.render(&cfg)
+        );
+    }
+    assert!(
+        s.faults.iter().all(|&n| n > 0),
+        "some fault kind never fired: {:?}",
+        s.faults
+    );
+}
+
+#[test]
+fn correct_basic_paxos_passes_on_every_cluster_size() {
+    for nodes in 3..=9 {
+        let cfg = RunConfig {
+            nodes,
+            proposers: 3.min(nodes),
+            ..RunConfig::default()
+        };
+        let s = sweep(cfg.clone(), paxsim_tests::seeds(10_000) / 10);
+        assert!(s.failures.is_empty(), "nodes={nodes}\n{}", s.render(&cfg));
+    }
+}

@@ -116,6 +116,15 @@ impl Coverage {
         ]
     }
 
+    /// Adds counts that are already per run (merging campaign batches).
+    pub fn merge(&mut self, other: &Coverage) {
+        self.competing_ballots += other.competing_ballots;
+        self.adopted_value += other.adopted_value;
+        self.recovered_after_restart += other.recovered_after_restart;
+        self.chosen_after_preemption += other.chosen_after_preemption;
+        self.learned_by_query += other.learned_by_query;
+    }
+
     /// Adds `other`'s marks, counting each run at most once per mark.
     pub fn add_run(&mut self, other: &Coverage) {
         self.competing_ballots += (other.competing_ballots > 0) as u64;

@@ -1,0 +1,104 @@
+//! A tidy check (TigerBeetle's `tidy.zig`): code the simulator runs must not
+//! read a clock, draw OS randomness, spawn threads or iterate a random-state
+//! hash map, and no `dbg!` is left behind. Runner code that is allowed wall
+//! time and threads is listed with the reason.
+
+use std::path::{Path, PathBuf};
+
+const BANNED: [(&str, &str); 10] = [
+    ("Instant::now", "wall clock"),
+    ("SystemTime", "wall clock"),
+    ("thread_rng", "OS-seeded randomness"),
+    ("rand::random", "OS-seeded randomness"),
+    ("OsRng", "OS randomness"),
+    ("thread::spawn", "threads"),
+    ("HashMap", "random-state iteration order"),
+    ("HashSet", "random-state iteration order"),
+    ("RandomState", "random-state hashing"),
+    ("dbg!(", "leftover debugging"),
+];
+
+/// Files allowed some of the above, and why.
+const ALLOWED: [(&str, &[&str], &str); 4] = [
+    (
+        "sim/src/campaign.rs",
+        &["Instant::now"],
+        "the campaign runner times itself; runs never see it",
+    ),
+    (
+        "sim/src/bench.rs",
+        &["Instant::now"],
+        "the benchmark measures wall time by design",
+    ),
+    (
+        "tests/tidy.rs",
+        &[
+            "Instant::now",
+            "SystemTime",
+            "thread_rng",
+            "rand::random",
+            "OsRng",
+            "thread::spawn",
+            "HashMap",
+            "HashSet",
+            "RandomState",
+            "dbg!(",
+        ],
+        "this file lists the banned names",
+    ),
+    (
+        "crates/node/src/lib.rs",
+        &["thread_rng"],
+        "madsim's thread_rng is the runtime's seeded generator under cfg(madsim)",
+    ),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn simulated_code_has_no_determinism_hazards() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for d in ["crates", "sim", "tests"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    assert!(files.len() > 10, "tidy found too few files: {files:?}");
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let allowed: &[&str] = ALLOWED.iter().find(|a| a.0 == rel).map_or(&[], |a| a.1);
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for (pat, why) in BANNED {
+                if code.contains(pat) && !allowed.contains(&pat) {
+                    problems.push(format!("{rel}:{}: {pat} ({why})", i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "determinism hazards:\n{}",
+        problems.join("\n")
+    );
+}

@@ -1,4 +1,4 @@
-//! The correct protocol passes a sweep of swarm-tested seeds (10,000 by
+//! The correct protocol passes a sweep of swarm-tested seeds (100,000 by
 //! default; `PAXSIM_SEEDS` raises it), with every checker on and every
 //! coverage mark reached.
 
@@ -21,7 +21,7 @@ fn sweep(config: RunConfig, seeds: u64) -> campaign::Summary {
 #[test]
 fn correct_basic_paxos_passes_the_default_sweep() {
     let cfg = RunConfig::default();
-    let s = sweep(cfg.clone(), paxsim_tests::seeds(10_000));
+    let s = sweep(cfg.clone(), paxsim_tests::seeds(100_000));
     assert!(s.failures.is_empty(), "{}", s.render(&cfg));
     for (mark, runs) in s.coverage.marks() {
         assert!(

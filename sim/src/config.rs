@@ -136,3 +136,91 @@ impl RunConfig {
         (rest == d).then_some(cmd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid_and_out_of_range_values_are_named() {
+        RunConfig::default().validate().unwrap();
+        let bad = [
+            (
+                RunConfig {
+                    nodes: 2,
+                    ..Default::default()
+                },
+                "nodes is 2",
+            ),
+            (
+                RunConfig {
+                    nodes: 10,
+                    ..Default::default()
+                },
+                "nodes is 10",
+            ),
+            (
+                RunConfig {
+                    proposers: 0,
+                    ..Default::default()
+                },
+                "proposers is 0",
+            ),
+            (
+                RunConfig {
+                    proposers: 6,
+                    ..Default::default()
+                },
+                "proposers is 6",
+            ),
+            (
+                RunConfig {
+                    slow_factor: 0,
+                    ..Default::default()
+                },
+                "slow_factor is 0",
+            ),
+            (
+                RunConfig {
+                    liveness_us: 5,
+                    ..Default::default()
+                },
+                "liveness_us is 5",
+            ),
+        ];
+        for (cfg, says) in bad {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn run_command_names_every_flag_that_differs_from_the_default() {
+        let mut cfg = RunConfig {
+            nodes: 3,
+            proposers: 2,
+            faults: Some(Faults::NONE),
+            ..Default::default()
+        };
+        cfg.bugs.enable("minority-quorum").unwrap();
+        assert_eq!(
+            cfg.run_command(9).unwrap(),
+            "paxsim run --scenario basic --seed 9 --nodes 3 --proposers 2 --bug minority-quorum --calm"
+        );
+        assert_eq!(
+            RunConfig::default().run_command(1).unwrap(),
+            "paxsim run --scenario basic --seed 1"
+        );
+        // Settings no flag expresses: only the repro file can reproduce the run.
+        let odd = RunConfig {
+            latency_us: 7,
+            ..Default::default()
+        };
+        assert_eq!(odd.run_command(1), None);
+        let fixed = RunConfig {
+            faults: Some(Faults::ALL),
+            ..Default::default()
+        };
+        assert_eq!(fixed.run_command(1), None);
+    }
+}

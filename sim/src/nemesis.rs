@@ -288,7 +288,7 @@ impl Schedule {
                 ));
             }
             if let Fault::Partition { side } = f.fault {
-                if side == 0 || side >= 1 << n {
+                if side == 0 || side >= (1 << n) - 1 {
                     return Err(format!(
                         "fault #{i}: partition side {side:#b} is not a proper subset of {n} nodes"
                     ));
@@ -324,5 +324,91 @@ impl std::fmt::Display for Fault {
             Fault::Slow { node } => write!(f, "slow n{node}"),
             Fault::Fast { node } => write!(f, "n{node} no longer slow"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rng(seed: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed)
+    }
+
+    #[test]
+    fn schedules_are_a_function_of_the_seed() {
+        let a = Schedule::generate(&mut rng(5), 5, &Faults::ALL, 1_000_000);
+        let b = Schedule::generate(&mut rng(5), 5, &Faults::ALL, 1_000_000);
+        let c = Schedule::generate(&mut rng(6), 5, &Faults::ALL, 1_000_000);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn generated_schedules_are_valid_ordered_and_inside_the_fault_phase() {
+        for seed in 0..500 {
+            for n in 3..=9 {
+                let s = Schedule::generate(&mut rng(seed), n, &Faults::ALL, 1_000_000);
+                s.validate(n).unwrap();
+                assert!(s.faults.iter().all(|f| f.at_us < 1_000_000));
+                let crashes = s
+                    .faults
+                    .iter()
+                    .filter(|f| matches!(f.fault, Fault::Crash { .. }))
+                    .count();
+                assert_eq!(crashes, Faults::ALL.crashes as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn no_faults_means_an_empty_schedule() {
+        let s = Schedule::generate(&mut rng(1), 5, &Faults::NONE, 1_000_000);
+        assert!(s.faults.is_empty());
+    }
+
+    #[test]
+    fn swarm_draws_calm_and_hostile_settings() {
+        let draws: Vec<Faults> = (0..200).map(|s| Faults::draw(&mut rng(s))).collect();
+        assert!(draws.iter().all(|f| f.validate().is_ok()));
+        assert!(draws.iter().any(|f| f.loss_permille == 0));
+        assert!(draws.iter().any(|f| f.loss_permille > 0));
+        assert!(draws.iter().any(|f| f.crashes == 0 && f.partitions == 0));
+        assert!(draws
+            .iter()
+            .any(|f| f.crashes > 0 && f.partitions > 0 && f.dup_permille > 0));
+    }
+
+    #[test]
+    fn invalid_schedules_say_what_is_wrong() {
+        let at = |at_us, fault| Timed { at_us, fault };
+        let bad = [
+            (vec![at(0, Fault::Crash { node: 5 })], "names node 5"),
+            (
+                vec![at(0, Fault::Partition { side: 0 })],
+                "not a proper subset",
+            ),
+            (
+                vec![at(0, Fault::Partition { side: 0b11111 })],
+                "not a proper subset",
+            ),
+            (vec![at(0, Fault::OneWay { from: 1, to: 1 })], "to itself"),
+            (
+                vec![at(5, Fault::Heal), at(1, Fault::Heal)],
+                "out of time order",
+            ),
+        ];
+        for (faults, says) in bad {
+            let err = Schedule { faults }.validate(5).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        let err = Faults {
+            loss_permille: 1001,
+            ..Faults::NONE
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("loss_permille"), "{err}");
     }
 }

@@ -10,12 +10,14 @@
 pub mod bench;
 pub mod campaign;
 pub mod config;
+pub mod decode;
 pub mod nemesis;
 pub mod repro;
 pub mod trace;
 pub mod world;
 
 pub use config::{RunConfig, Scenario};
+pub use decode::decode;
 pub use nemesis::{Fault, Faults, Schedule, Timed};
 pub use trace::Keep;
 pub use world::{plan, run_schedule, run_seed, Report};

@@ -176,8 +176,11 @@ pub struct Bugs {
     pub shared_ballots: bool,
 }
 
+/// Switches one canary on.
+pub type EnableBug = fn(&mut Bugs);
+
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, fn(&mut Bugs)); 6] = [
+pub const CANARIES: [(&str, EnableBug); 6] = [
     ("reply-before-sync", |b| b.reply_before_sync = true),
     ("accept-below-promise", |b| b.accept_below_promise = true),
     ("ignore-promised-values", |b| {

@@ -87,3 +87,44 @@ pub fn standard(budget: Duration) -> Vec<Figures> {
         measure("basic, no faults", &calm, budget),
     ]
 }
+
+/// Times the linearizability checker on generated histories: the issue's
+/// reference point (10,000 operations, 10 keys, 5 clients), then how the time
+/// grows with history length and with concurrency. Each row is the best of
+/// three runs.
+pub fn linearizability() -> Vec<String> {
+    use linearizability::{bench_history, check, Report};
+    // A bound on search steps, so a pathological row reports itself instead
+    // of running for minutes (the search is exponential in concurrency).
+    const BUDGET: u64 = 20_000_000;
+    let mut rows = Vec::new();
+    let mut row = |ops: usize, keys: u64, clients: u32| {
+        let h = bench_history(ops, keys, clients, 1);
+        let mut best = Duration::MAX;
+        let mut verdict = String::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = check(&h, BUDGET);
+            best = best.min(t.elapsed());
+            verdict = match r {
+                Report::Linearizable => "linearizable".into(),
+                Report::Unknown { .. } => format!("search budget ({BUDGET} steps) exhausted"),
+                Report::NotLinearizable { .. } => panic!("generated histories are linearizable"),
+            };
+        }
+        rows.push(format!(
+            "{ops:>7} ops, {keys:>2} keys, {clients:>2} clients {:>10.2} ms  {verdict}",
+            best.as_secs_f64() * 1e3
+        ));
+    };
+    for ops in [1_000, 10_000, 100_000] {
+        row(ops, 10, 5);
+    }
+    for clients in [2, 5, 10, 20] {
+        row(10_000, 10, clients);
+    }
+    for clients in [2, 5, 10] {
+        row(10_000, 1, clients);
+    }
+    rows
+}

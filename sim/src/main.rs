@@ -249,6 +249,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             for fig in paxsim::bench::standard(Duration::from_secs(seconds)) {
                 println!("{fig}");
             }
+            println!("linearizability checker (best of 3):");
+            for row in paxsim::bench::linearizability() {
+                println!("  {row}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Scenarios => {

@@ -1,0 +1,361 @@
+use super::*;
+use crate::kv::{generate, random_op, Rng};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
+
+const BUDGET: u64 = 10_000_000;
+
+/// One line of a hand-written history: `(client, op, call, Some((ret_time,
+/// ret)))`, or `None` for an unknown outcome.
+type Line = (ClientId, KvOp, u64, Option<(u64, KvRet)>);
+
+fn h(ops: &[Line]) -> History<KvModel> {
+    let mut hist = History::new();
+    for (c, op, call, end) in ops {
+        let id = hist.invoke(*c, 0, *op, *call);
+        if let Some((at, ret)) = end {
+            hist.ok(id, *ret, *at);
+        }
+    }
+    hist
+}
+
+fn linearizable(hist: &History<KvModel>) -> bool {
+    match check(hist, BUDGET) {
+        Report::Linearizable => true,
+        Report::NotLinearizable { .. } => false,
+        Report::Unknown { key } => panic!("budget ran out on key {key}"),
+    }
+}
+
+use KvOp::*;
+use KvRet::*;
+
+#[test]
+fn model_semantics() {
+    let s = KvModel::init();
+    assert_eq!(KvModel::step(&s, &Get), (None, Value(None)));
+    let (s, r) = KvModel::step(&s, &Put(7));
+    assert_eq!((s, r), (Some((7, 1)), Version(1)));
+    let (s, r) = KvModel::step(
+        &s,
+        &Cas {
+            expected: 0,
+            value: 9,
+        },
+    );
+    assert_eq!((s, r), (Some((7, 1)), CasResult(Err(1))));
+    let (s, r) = KvModel::step(
+        &s,
+        &Cas {
+            expected: 1,
+            value: 9,
+        },
+    );
+    assert_eq!((s, r), (Some((9, 2)), CasResult(Ok(2))));
+    let (s, r) = KvModel::step(&s, &Delete);
+    assert_eq!((s, r), (None, Deleted(true)));
+    assert_eq!(KvModel::step(&s, &Delete).1, Deleted(false));
+    assert_eq!(
+        KvModel::step(
+            &s,
+            &Cas {
+                expected: 0,
+                value: 1
+            }
+        )
+        .1,
+        CasResult(Ok(1))
+    );
+}
+
+#[test]
+fn sequential_and_concurrent_histories_that_are_linearizable() {
+    // Sequential.
+    assert!(linearizable(&h(&[
+        (0, Put(1), 0, Some((1, Version(1)))),
+        (1, Get, 2, Some((3, Value(Some((1, 1)))))),
+    ])));
+    // A read concurrent with a write may see either side of it.
+    for seen in [None, Some((1, 1))] {
+        assert!(linearizable(&h(&[
+            (0, Put(1), 0, Some((10, Version(1)))),
+            (1, Get, 2, Some((5, Value(seen)))),
+        ])));
+    }
+    // Two concurrent CAS on version 0: one wins, one sees the new version.
+    assert!(linearizable(&h(&[
+        (
+            0,
+            Cas {
+                expected: 0,
+                value: 1
+            },
+            0,
+            Some((10, CasResult(Ok(1))))
+        ),
+        (
+            1,
+            Cas {
+                expected: 0,
+                value: 2
+            },
+            1,
+            Some((9, CasResult(Err(1))))
+        ),
+    ])));
+    // Operations touching the same instant count as concurrent.
+    assert!(linearizable(&h(&[
+        (0, Put(1), 0, Some((5, Version(1)))),
+        (1, Get, 5, Some((6, Value(None)))),
+    ])));
+}
+
+#[test]
+fn info_operations_may_or_may_not_have_taken_effect() {
+    // An unknown write that did take effect (seen later)...
+    assert!(linearizable(&h(&[
+        (0, Put(1), 0, None),
+        (1, Get, 10, Some((11, Value(Some((1, 1)))))),
+    ])));
+    // ...and one that did not (never seen).
+    assert!(linearizable(&h(&[
+        (0, Put(1), 0, None),
+        (1, Get, 10, Some((11, Value(None)))),
+    ])));
+    // But it cannot take effect before it was called.
+    assert!(!linearizable(&h(&[
+        (1, Get, 0, Some((1, Value(Some((1, 1)))))),
+        (0, Put(1), 5, None),
+    ])));
+}
+
+#[test]
+fn known_non_linearizable_histories_are_caught() {
+    let cases: Vec<(&str, History<KvModel>)> = vec![
+        (
+            "stale read after a completed write",
+            h(&[
+                (0, Put(1), 0, Some((1, Version(1)))),
+                (1, Get, 2, Some((3, Value(None)))),
+            ]),
+        ),
+        (
+            "two CAS on the same version both succeed",
+            h(&[
+                (
+                    0,
+                    Cas {
+                        expected: 0,
+                        value: 1,
+                    },
+                    0,
+                    Some((10, CasResult(Ok(1)))),
+                ),
+                (
+                    1,
+                    Cas {
+                        expected: 0,
+                        value: 2,
+                    },
+                    1,
+                    Some((9, CasResult(Ok(1)))),
+                ),
+            ]),
+        ),
+        (
+            "a read of a value never written",
+            h(&[(0, Get, 0, Some((1, Value(Some((4, 1))))))]),
+        ),
+        (
+            "a read goes back in time",
+            h(&[
+                (0, Put(1), 0, Some((20, Version(1)))),
+                (1, Get, 1, Some((2, Value(Some((1, 1)))))),
+                (2, Get, 3, Some((4, Value(None)))),
+            ]),
+        ),
+        (
+            "an unknown write read, then its absence read after",
+            h(&[
+                (0, Put(1), 0, None),
+                (1, Get, 5, Some((6, Value(Some((1, 1)))))),
+                (2, Get, 7, Some((8, Value(None)))),
+            ]),
+        ),
+        (
+            "a delete reports the key missing right after a write",
+            h(&[
+                (0, Put(3), 0, Some((1, Version(1)))),
+                (0, Delete, 2, Some((3, Deleted(false)))),
+            ]),
+        ),
+    ];
+    for (name, hist) in cases {
+        assert!(!linearizable(&hist), "{name}: should not be linearizable");
+    }
+}
+
+#[test]
+fn keys_are_checked_independently_and_the_failing_key_is_named() {
+    let mut hist = History::<KvModel>::new();
+    let a = hist.invoke(0, 1, Put(1), 0);
+    hist.ok(a, Version(1), 1);
+    let b = hist.invoke(1, 2, Get, 2);
+    hist.ok(b, Value(Some((1, 1))), 3); // Key 2 was never written.
+    let f = hist.invoke(2, 2, Put(9), 4);
+    hist.fail(f); // Failed ops are dropped.
+    match check(&hist, BUDGET) {
+        Report::NotLinearizable { key, minimal } => {
+            assert_eq!(key, 2);
+            assert_eq!(minimal.len(), 1);
+        }
+        r => panic!("{r}"),
+    }
+}
+
+#[test]
+fn a_violation_in_a_large_history_shrinks_to_a_few_operations() {
+    let mut hist = generate(400, 1, 5, 7, false);
+    assert!(linearizable(&hist));
+    // Corrupt one completed read: claim a value no one ever wrote.
+    let i = hist.ops.iter().position(|o| o.op == Get).unwrap();
+    if let Outcome::Ok { ret, .. } = &mut hist.ops[i].outcome {
+        *ret = Value(Some((99, 1)));
+    }
+    let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+        panic!("corruption not caught");
+    };
+    assert!(
+        minimal.len() <= 3,
+        "not shrunk:\n{}",
+        render::<KvModel>(&minimal)
+    );
+    let shown = Report::NotLinearizable { key: 0, minimal }.to_string();
+    assert!(shown.contains("Value(Some((99, 1)))"), "{shown}");
+}
+
+#[test]
+fn generated_histories_are_linearizable_including_a_10k_op_one() {
+    for seed in 0..50 {
+        let hist = generate(200, 3, 4, seed, true);
+        assert!(linearizable(&hist), "seed {seed}");
+    }
+    let big = bench_history(10_000, 10, 5, 1);
+    assert_eq!(big.ops.len(), 10_000);
+    assert!(linearizable(&big));
+}
+
+#[test]
+fn an_exhausted_budget_reports_unknown() {
+    let hist = generate(200, 1, 5, 3, false);
+    assert!(matches!(check(&hist, 5), Report::Unknown { key: 0 }));
+}
+
+// ------------------------------------------------- cross-check vs stateright
+
+/// The same single-key semantics as a stateright `SequentialSpec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Spec(Option<(u64, u64)>);
+
+impl SequentialSpec for Spec {
+    type Op = KvOp;
+    type Ret = KvRet;
+    fn invoke(&mut self, op: &KvOp) -> KvRet {
+        let (s, r) = KvModel::step(&self.0, op);
+        self.0 = s;
+        r
+    }
+}
+
+/// Feeds a history to stateright's tester in real-time order.
+fn stateright_verdict(hist: &History<KvModel>) -> bool {
+    let mut events: Vec<(u64, bool, usize)> = Vec::new();
+    for (i, o) in hist.ops.iter().enumerate() {
+        events.push((o.call, true, i));
+        if let Outcome::Ok { at, .. } = o.outcome {
+            events.push((at, false, i));
+        }
+    }
+    events.sort_by_key(|&(t, is_call, i)| (t, !is_call, i));
+    let mut t = LinearizabilityTester::new(Spec::default());
+    for (_, is_call, i) in events {
+        let o = &hist.ops[i];
+        let r = if is_call {
+            t.on_invoke(o.client, o.op).map(|_| ())
+        } else {
+            let Outcome::Ok { ret, .. } = o.outcome else {
+                unreachable!()
+            };
+            t.on_return(o.client, ret).map(|_| ())
+        };
+        r.expect("a well-formed history");
+    }
+    t.is_consistent()
+}
+
+/// A small random history: clients issue operations one after another;
+/// returns are random (so many histories are not linearizable), or taken
+/// from an atomic store and then sometimes corrupted.
+fn small_history(seed: u64) -> History<KvModel> {
+    let mut rng = Rng::new(seed);
+    let clients = 1 + rng.below(3) as u32;
+    let ops = 2 + rng.below(5) as usize;
+    let mut hist = generate(ops, 1, clients, seed, true);
+    for o in hist.ops.iter_mut() {
+        if rng.below(6) == 0 {
+            if let Outcome::Ok { ret, .. } = &mut o.outcome {
+                let (_, r) = KvModel::step(
+                    &Some((rng.below(3), 1 + rng.below(2))),
+                    &random_op(&mut rng, 3),
+                );
+                *ret = r;
+            }
+        }
+    }
+    hist
+}
+
+#[test]
+fn agrees_with_stateright_on_thousands_of_small_histories() {
+    let n: u64 = std::env::var("PAXSIM_LIN_CASES")
+        .map_or(3_000, |s| s.parse().expect("PAXSIM_LIN_CASES is a number"));
+    let (mut yes, mut no) = (0, 0);
+    for seed in 0..n {
+        let hist = small_history(seed);
+        let ours = linearizable(&hist);
+        let theirs = stateright_verdict(&hist);
+        assert_eq!(
+            ours,
+            theirs,
+            "seed {seed}: we say {ours}, stateright says {theirs}\n{}",
+            render::<KvModel>(&hist.ops)
+        );
+        if ours {
+            yes += 1;
+        } else {
+            no += 1;
+        }
+    }
+    // Both verdicts must be well represented, or the cross-check proves little.
+    assert!(yes > n / 10 && no > n / 10, "linearizable {yes}, not {no}");
+}
+
+#[test]
+fn a_stale_read_beside_a_large_history_shrinks_to_the_write_and_the_read() {
+    let mut hist = generate(300, 1, 4, 11, false);
+    assert!(linearizable(&hist));
+    let t = hist.ops.iter().map(|o| o.ret_time()).max().unwrap() + 10;
+    // On another key: a completed write, then a read that misses it.
+    let a = hist.invoke(0, 5, Put(1), t);
+    hist.ok(a, Version(1), t + 1);
+    let b = hist.invoke(1, 5, Get, t + 2);
+    hist.ok(b, Value(None), t + 3);
+    let Report::NotLinearizable { key, minimal } = check(&hist, BUDGET) else {
+        panic!("stale read not caught");
+    };
+    assert_eq!(key, 5);
+    assert_eq!(
+        minimal.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec![Put(1), Get]
+    );
+}

@@ -1,7 +1,7 @@
 //! Helpers for paxsim's integration tests: a small builder over the
 //! simulator so a scenario test reads like the situation it sets up.
 //!
-//! ```ignore
+//! ```text
 //! let r = Script::new().nodes(3).bug("reply-before-sync")
 //!     .crash(5, 0).restart(40, 0).partition(10, &[2]).heal(60)
 //!     .run(7);

@@ -9,6 +9,7 @@
 use crate::nemesis::Fault;
 use checkers::fmt_time;
 use paxos::{Msg, NodeId, Record, Timer, Value};
+use rustc_hash::FxHasher;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
@@ -84,37 +85,6 @@ pub struct Event {
     pub kind: Kind,
 }
 
-/// A fast, fixed-key hasher (the FxHash mix). Deterministic across runs,
-/// threads and processes, unlike std's `RandomState`.
-#[derive(Default)]
-pub struct Fx(pub u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64)
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64)
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64)
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 /// How much of the trace a run keeps.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Keep {
@@ -128,7 +98,9 @@ pub enum Keep {
 pub const RECENT: usize = 40;
 
 pub struct Tracer {
-    hash: Fx,
+    /// FxHash has fixed keys: the fingerprint is the same across runs,
+    /// threads and processes, unlike std's `RandomState`.
+    hash: FxHasher,
     recent: VecDeque<Event>,
     all: Option<Vec<Event>>,
     pub count: u64,
@@ -137,7 +109,7 @@ pub struct Tracer {
 impl Tracer {
     pub fn new(keep: Keep) -> Tracer {
         Tracer {
-            hash: Fx(0),
+            hash: FxHasher::default(),
             recent: VecDeque::with_capacity(RECENT),
             all: (keep == Keep::All).then(Vec::new),
             count: 0,

@@ -389,25 +389,9 @@ impl World {
             Ev::Deliver { from, to, msg } => {
                 let slot = &self.slots[to as usize];
                 if slot.node.is_none() {
-                    self.stats.drops += 1;
-                    self.record(
-                        from,
-                        Kind::Drop {
-                            to,
-                            msg,
-                            reason: DropReason::Down,
-                        },
-                    );
+                    self.drop_msg(from, to, msg, DropReason::Down);
                 } else if self.blocked[from as usize] & (1 << to) != 0 {
-                    self.stats.drops += 1;
-                    self.record(
-                        from,
-                        Kind::Drop {
-                            to,
-                            msg,
-                            reason: DropReason::Partition,
-                        },
-                    );
+                    self.drop_msg(from, to, msg, DropReason::Partition);
                 } else {
                     self.stats.deliveries += 1;
                     self.record(to, Kind::Receive { from, msg });
@@ -634,6 +618,11 @@ impl World {
         p > 0 && self.rng.gen_range(0..1000) < p
     }
 
+    fn drop_msg(&mut self, from: NodeId, to: NodeId, msg: Msg, reason: DropReason) {
+        self.stats.drops += 1;
+        self.record(from, Kind::Drop { to, msg, reason });
+    }
+
     /// The network interposer: decides the fate of one message.
     fn send(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         if from == to {
@@ -642,15 +631,7 @@ impl World {
             return;
         }
         if self.blocked[from as usize] & (1 << to) != 0 {
-            self.stats.drops += 1;
-            self.record(
-                from,
-                Kind::Drop {
-                    to,
-                    msg,
-                    reason: DropReason::Partition,
-                },
-            );
+            self.drop_msg(from, to, msg, DropReason::Partition);
             return;
         }
         let f = if self.quiet {
@@ -659,15 +640,7 @@ impl World {
             self.faults
         };
         if self.permille(f.loss_permille) {
-            self.stats.drops += 1;
-            self.record(
-                from,
-                Kind::Drop {
-                    to,
-                    msg,
-                    reason: DropReason::Loss,
-                },
-            );
+            self.drop_msg(from, to, msg, DropReason::Loss);
             return;
         }
         let at = self.now + self.latency(from, to, &f);

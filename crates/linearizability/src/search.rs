@@ -2,7 +2,6 @@
 
 use crate::{Model, Operation, Outcome};
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// The verdict on one key.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -13,35 +12,9 @@ pub enum Verdict {
     Unknown,
 }
 
-/// FxHash: a fixed-key hasher, so memo behaviour never depends on a random
-/// seed (and the checker is deterministic inside the simulator).
-#[derive(Default)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64)
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64)
-    }
-}
-
-type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
+/// The memo set: FxHash has fixed keys, so memo behaviour never depends on a
+/// random seed (and the checker is deterministic inside the simulator).
+type FxSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
 
 const NONE: usize = usize::MAX;
 

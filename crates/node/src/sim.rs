@@ -6,6 +6,7 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, Runtime};
 use madsim::time::{sleep, Duration, TimeHandle};
 use paxos::{Bugs, Config, Input, Msg, Node, NodeId, Output, Record, Timing, Value, MAX_NODES};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -75,9 +76,9 @@ impl World {
     }
 
     fn note(&mut self, node: NodeId, what: u64) {
-        for x in [now_us(), node as u64, what] {
-            self.hash = (self.hash.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
+        let mut h = rustc_hash::FxHasher::default();
+        (self.hash, now_us(), node, what).hash(&mut h);
+        self.hash = h.finish();
     }
 
     fn check(&mut self, r: Result<(), Violation>) {

@@ -105,7 +105,8 @@ impl RunConfig {
     }
 
     /// The `paxsim run` command that reproduces `seed` under this config, or
-    /// `None` if the config has settings no flag expresses (use the repro file).
+    /// `None` if the config has settings no flag expresses (timing, latencies:
+    /// use the repro file).
     pub fn run_command(&self, seed: u64) -> Option<String> {
         let d = RunConfig::default();
         let mut cmd = format!(
@@ -121,10 +122,8 @@ impl RunConfig {
         for bug in self.bugs.names() {
             cmd += &format!(" --bug {bug}");
         }
-        match self.faults {
-            None => {}
-            Some(f) if f == Faults::NONE => cmd += " --calm",
-            Some(_) => return None,
+        if let Some(f) = self.faults {
+            cmd += &format!(" --faults {}", f.spec());
         }
         let rest = RunConfig {
             nodes: d.nodes,
@@ -205,7 +204,7 @@ mod tests {
         cfg.bugs.enable("minority-quorum").unwrap();
         assert_eq!(
             cfg.run_command(9).unwrap(),
-            "paxsim run --scenario basic --seed 9 --nodes 3 --proposers 2 --bug minority-quorum --calm"
+            "paxsim run --scenario basic --seed 9 --nodes 3 --proposers 2 --bug minority-quorum --faults none"
         );
         assert_eq!(
             RunConfig::default().run_command(1).unwrap(),
@@ -217,10 +216,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(odd.run_command(1), None);
+        // Fixed intensities are spelled out, so the command reproduces them.
         let fixed = RunConfig {
-            faults: Some(Faults::ALL),
+            faults: Some(Faults {
+                crashes: 4,
+                loss_permille: 30,
+                ..Faults::NONE
+            }),
             ..Default::default()
         };
-        assert_eq!(fixed.run_command(1), None);
+        assert_eq!(
+            fixed.run_command(1).unwrap(),
+            "paxsim run --scenario basic --seed 1 --faults loss_permille=30,crashes=4"
+        );
     }
 }

@@ -91,9 +91,15 @@ struct Setup {
     /// Switch on a known-buggy variant (repeatable); see `paxsim scenarios`.
     #[arg(long = "bug")]
     bugs: Vec<String>,
-    /// No faults at all, instead of drawing them from the seed (swarm).
-    #[arg(long)]
+    /// No faults at all (the same as `--faults none`).
+    #[arg(long, conflicts_with = "faults")]
     calm: bool,
+    /// Fixed fault intensities instead of drawing them per seed (swarm):
+    /// `none`, `all`, or `name=value,...`, e.g. `crashes=5,loss_permille=100`.
+    /// Names: loss_permille dup_permille long_delay_permille jitter_us
+    /// disk_jitter_us crash_in_sync_permille crashes partitions slow_nodes.
+    #[arg(long, value_parser = Faults::parse)]
+    faults: Option<Faults>,
 }
 
 impl Setup {
@@ -107,7 +113,11 @@ impl Setup {
             nodes: self.nodes,
             proposers: self.proposers,
             bugs,
-            faults: self.calm.then_some(Faults::NONE),
+            faults: if self.calm {
+                Some(Faults::NONE)
+            } else {
+                self.faults
+            },
             ..RunConfig::default()
         };
         cfg.validate()?;

@@ -111,6 +111,82 @@ impl Faults {
         }
     }
 
+    /// Every intensity by name, as `--faults` spells it.
+    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 9] {
+        [
+            ("loss_permille", FieldMut::U16(&mut self.loss_permille)),
+            ("dup_permille", FieldMut::U16(&mut self.dup_permille)),
+            (
+                "long_delay_permille",
+                FieldMut::U16(&mut self.long_delay_permille),
+            ),
+            ("jitter_us", FieldMut::U64(&mut self.jitter_us)),
+            ("disk_jitter_us", FieldMut::U64(&mut self.disk_jitter_us)),
+            (
+                "crash_in_sync_permille",
+                FieldMut::U16(&mut self.crash_in_sync_permille),
+            ),
+            ("crashes", FieldMut::U8(&mut self.crashes)),
+            ("partitions", FieldMut::U8(&mut self.partitions)),
+            ("slow_nodes", FieldMut::U8(&mut self.slow_nodes)),
+        ]
+    }
+
+    /// Parses `--faults`: `none`, `all`, or `name=value,...` (unnamed kinds
+    /// are off). The error names the bad part and lists the known names.
+    pub fn parse(spec: &str) -> Result<Faults, String> {
+        match spec.trim() {
+            "none" => return Ok(Faults::NONE),
+            "all" => return Ok(Faults::ALL),
+            _ => {}
+        }
+        let mut f = Faults::NONE;
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault setting '{part}' is not name=value"))?;
+            let mut fields = f.fields();
+            let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+            let field = fields.iter_mut().find(|(n, _)| *n == name).ok_or_else(|| {
+                format!(
+                    "unknown fault '{name}'; known: none, all, {}",
+                    names.join(", ")
+                )
+            })?;
+            let bad = |e: std::num::ParseIntError| {
+                format!("fault '{name}': '{value}' is not a valid number ({e})")
+            };
+            match &mut field.1 {
+                FieldMut::U8(x) => **x = value.parse().map_err(bad)?,
+                FieldMut::U16(x) => **x = value.parse().map_err(bad)?,
+                FieldMut::U64(x) => **x = value.parse().map_err(bad)?,
+            }
+        }
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// The `--faults` spelling of these intensities (inverse of [`Faults::parse`]).
+    pub fn spec(&self) -> String {
+        if *self == Faults::NONE {
+            return "none".into();
+        }
+        let mut copy = *self;
+        let parts: Vec<String> = copy
+            .fields()
+            .iter()
+            .filter_map(|(name, v)| {
+                let v = match v {
+                    FieldMut::U8(x) => **x as u64,
+                    FieldMut::U16(x) => **x as u64,
+                    FieldMut::U64(x) => **x,
+                };
+                (v != 0).then(|| format!("{name}={v}"))
+            })
+            .collect();
+        parts.join(",")
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
             ("loss_permille", self.loss_permille),
@@ -132,6 +208,13 @@ impl Faults {
         }
         Ok(())
     }
+}
+
+/// A mutable view of one intensity, whatever its width.
+enum FieldMut<'a> {
+    U8(&'a mut u8),
+    U16(&'a mut u16),
+    U64(&'a mut u64),
 }
 
 /// One scheduled fault.
@@ -378,6 +461,35 @@ mod tests {
         assert!(draws
             .iter()
             .any(|f| f.crashes > 0 && f.partitions > 0 && f.dup_permille > 0));
+    }
+
+    #[test]
+    fn fault_specs_round_trip_and_bad_ones_say_what_is_wrong() {
+        for f in [Faults::NONE, Faults::ALL] {
+            assert_eq!(Faults::parse(&f.spec()).unwrap(), f);
+        }
+        for seed in 0..100 {
+            let f = Faults::draw(&mut rng(seed));
+            assert_eq!(Faults::parse(&f.spec()).unwrap(), f, "{}", f.spec());
+        }
+        assert_eq!(Faults::parse("all").unwrap(), Faults::ALL);
+        assert_eq!(
+            Faults::parse("crashes=5").unwrap(),
+            Faults {
+                crashes: 5,
+                ..Faults::NONE
+            }
+        );
+        for (spec, says) in [
+            ("crashes", "not name=value"),
+            ("bogus=1", "unknown fault 'bogus'"),
+            ("crashes=many", "'many' is not a valid number"),
+            ("crashes=300", "not a valid number"),
+            ("loss_permille=2000", "must be at most 1000"),
+        ] {
+            let err = Faults::parse(spec).unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
     }
 
     #[test]

@@ -179,6 +179,33 @@ fn a_clean_campaign_exits_zero_with_a_summary() {
 }
 
 #[test]
+fn fixed_fault_intensities_are_used_and_echoed_in_the_replay_command() {
+    let dir = tmp("faults");
+    let d = dir.to_str().unwrap();
+    let spec = "crashes=6,crash_in_sync_permille=50,disk_jitter_us=5000";
+    let o = paxsim(&[
+        "run",
+        "--seed",
+        "47",
+        "--faults",
+        spec,
+        "--bug",
+        "reply-before-sync",
+        "--trace",
+        "none",
+        "--repro-dir",
+        d,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("crash-in-sync 50‰ crashes 6"), "{t}");
+    assert!(
+        t.contains(&format!("--bug reply-before-sync --faults {spec}")),
+        "{t}"
+    );
+}
+
+#[test]
 fn bad_flags_are_refused_clearly() {
     rejects(
         &["run", "--scenario", "nope", "--seed", "1"],
@@ -200,6 +227,18 @@ fn bad_flags_are_refused_clearly() {
     );
     rejects(&["campaign", "--seeds", "0"], "0 is not in 1..");
     rejects(&["campaign", "--jobs", "0"], "0 is not in 1..=256");
+    rejects(
+        &["run", "--seed", "1", "--faults", "crashes=lots"],
+        "'lots' is not a valid number",
+    );
+    rejects(
+        &["run", "--seed", "1", "--faults", "meteor=1"],
+        "unknown fault 'meteor'",
+    );
+    rejects(
+        &["run", "--seed", "1", "--faults", "all", "--calm"],
+        "cannot be used with",
+    );
 }
 
 #[test]

@@ -182,7 +182,8 @@ fn a_clean_campaign_exits_zero_with_a_summary() {
 fn fixed_fault_intensities_are_used_and_echoed_in_the_replay_command() {
     let dir = tmp("faults");
     let d = dir.to_str().unwrap();
-    let spec = "crashes=6,crash_in_sync_permille=50,disk_jitter_us=5000";
+    // In the canonical order `Faults::spec` prints.
+    let spec = "disk_jitter_us=5000,crash_in_sync_permille=50,crashes=6";
     let o = paxsim(&[
         "run",
         "--seed",

@@ -576,16 +576,24 @@ impl<C: Clone + Debug + PartialEq> Node<C> {
         let ballot = *ballot;
         *next = (*next).max(slot + 1);
         inflight.insert(slot, (entry.clone(), 0));
-        self.broadcast(
-            self.persist_seq,
-            Msg::Accept {
-                ballot,
-                slot,
-                entry,
-                commit,
-            },
-            out,
-        );
+        self.broadcast_accept(ballot, slot, entry, commit, out);
+    }
+
+    fn broadcast_accept(
+        &mut self,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<C>,
+        commit: Slot,
+        out: &mut Vec<Output<C>>,
+    ) {
+        let msg = Msg::Accept {
+            ballot,
+            slot,
+            entry,
+            commit,
+        };
+        self.broadcast(self.persist_seq, msg, out);
     }
 
     fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slot: Slot, out: &mut Vec<Output<C>>) {
@@ -626,16 +634,7 @@ impl<C: Clone + Debug + PartialEq> Node<C> {
         let resend: Vec<(Slot, Entry<C>)> =
             inflight.iter().map(|(s, (e, _))| (*s, e.clone())).collect();
         for (slot, entry) in resend {
-            self.broadcast(
-                self.persist_seq,
-                Msg::Accept {
-                    ballot,
-                    slot,
-                    entry,
-                    commit,
-                },
-                out,
-            );
+            self.broadcast_accept(ballot, slot, entry, commit, out);
         }
         for to in 0..self.cfg.n {
             if to != self.cfg.id {

@@ -16,6 +16,16 @@
 //! runs under madsim's net/time/task APIs, checked by the same omniscient
 //! observer ([`run_basic`]).
 //!
+//! madsim's clock has a floor: every `sleep` lasts at least 1 ms (to match
+//! `tokio::time::sleep`), and each `Endpoint` send first sleeps a few
+//! microseconds, so each send costs its sender at least 1 ms of simulated time.
+//! The layer therefore spawns every send as its own task. Awaiting them in
+//! the event loop would stall a node for `n` ms per broadcast and release the
+//! messages one per millisecond in id order. Disk latencies are drawn from
+//! 1–3 ms, because shorter ones would all round up to exactly 1 ms. A core
+//! assertion that fails (a canary can trip one) becomes an
+//! `Invariant::Assert` violation instead of aborting madsim's runtime.
+//!
 //! madsim's real-runtime mode has no `Endpoint`, so the layer exists only
 //! under `cfg(madsim)`. A real deployment would bind the core to tokio
 //! sockets behind the same seam.

@@ -8,6 +8,7 @@ use madsim::time::{sleep, Duration, TimeHandle};
 use paxos::{Bugs, Config, Input, Msg, Node, NodeId, Output, Record, Timing, Value, MAX_NODES};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 const PORT: u16 = 7000;
@@ -51,6 +52,17 @@ impl Disk {
     }
 }
 
+/// What the trace fingerprint records, with the simulated time and the node.
+#[derive(Copy, Clone, Debug, Hash)]
+enum Event {
+    Send { to: NodeId, msg: Msg },
+    Durable(Record),
+    Learned(Value),
+    Decided(Value),
+    Crash,
+    Restart,
+}
+
 /// What every node reports to, shared across the simulation (madsim runs
 /// every task on one thread, so a mutex is never contended).
 #[derive(Debug)]
@@ -75,7 +87,7 @@ impl World {
         }
     }
 
-    fn note(&mut self, node: NodeId, what: u64) {
+    fn note(&mut self, node: NodeId, what: Event) {
         let mut h = rustc_hash::FxHasher::default();
         (self.hash, now_us(), node, what).hash(&mut h);
         self.hash = h.finish();
@@ -130,7 +142,7 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
     node.start(&mut out);
     loop {
         for o in out.drain(..) {
-            execute(&setup, o, &ep, &tx, &disk, &world).await;
+            execute(&setup, o, &ep, &tx, &disk, &world);
         }
         let Ok(input) = rx.recv().await else { return };
         if let Input::Synced { upto } = input {
@@ -142,6 +154,7 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
                 let rec = d.durable;
                 drop(d);
                 let mut w = world.lock().unwrap();
+                w.note(id, Event::Durable(rec));
                 let r = w.obs.on_durable(now_us(), id, rec);
                 w.check(r);
             }
@@ -153,14 +166,32 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
             let mut w = world.lock().unwrap();
             w.obs.on_propose(id, v);
         }
-        node.handle(input, &mut out);
+        // A failed protocol assertion (a canary can trip one) is a finding,
+        // not a crash of the test: record it and stop this node. Letting it
+        // unwind would abort madsim's whole runtime.
+        let step = catch_unwind(AssertUnwindSafe(|| node.handle(input, &mut out)));
+        if let Err(panic) = step {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            let mut w = world.lock().unwrap();
+            w.check(Err(Violation {
+                invariant: Invariant::Assert,
+                at_us: now_us(),
+                node: Some(id),
+                detail,
+            }));
+            return;
+        }
     }
 }
 
-async fn execute(
+fn execute(
     setup: &Setup,
     o: Output,
-    ep: &Endpoint,
+    ep: &Arc<Endpoint>,
     tx: &async_channel::Sender<Input>,
     disk: &Arc<Mutex<Disk>>,
     world: &Arc<Mutex<World>>,
@@ -173,11 +204,19 @@ async fn execute(
                 let r = w.obs.on_send(now_us(), id, to, msg);
                 w.check(r);
                 w.messages += 1;
-                w.note(id, 1 + to as u64);
+                w.note(id, Event::Send { to, msg });
             }
-            let payload = Box::new(Wire::Peer { from: id, msg });
-            // A send to a dead or unreachable node fails; Paxos retries.
-            let _ = ep.send_to_raw(addr(to), TAG, payload).await;
+            // Each send is its own task: madsim spends at least a millisecond
+            // of simulated time inside every send (see the crate docs), and
+            // awaiting them here would stall the node for n ms per broadcast
+            // and release its messages one by one in id order. A send to a
+            // dead or unreachable node fails; Paxos retries. A send still in
+            // flight when the node is killed dies with it.
+            let ep = ep.clone();
+            madsim::task::spawn(async move {
+                let payload = Box::new(Wire::Peer { from: id, msg });
+                let _ = ep.send_to_raw(addr(to), TAG, payload).await;
+            });
         }
         Output::Persist { seq, record } => {
             disk.lock().unwrap().unsynced.push((seq, record));
@@ -204,14 +243,14 @@ async fn execute(
         }
         Output::Learned { value } => {
             let mut w = world.lock().unwrap();
-            w.note(id, 100 + value);
+            w.note(id, Event::Learned(value));
             let r = w.obs.on_learned(now_us(), id, value);
             w.check(r);
             w.learned[id as usize] = Some(value);
         }
         Output::Decided { value } => {
             let mut w = world.lock().unwrap();
-            w.note(id, 10_000 + value);
+            w.note(id, Event::Decided(value));
             let r = w.obs.on_decided(now_us(), id, value);
             w.check(r);
         }
@@ -278,7 +317,9 @@ pub fn run_basic(run: &BasicRun) -> Outcome {
                     timing: Timing::default(),
                     bugs: run.bugs,
                 },
-                disk_us: (100, 2_000),
+                // madsim sleeps at least 1 ms, so shorter latencies would all
+                // collapse to exactly 1 ms.
+                disk_us: (1_000, 3_000),
             };
             let (disk, world) = (disks[id as usize].clone(), w.clone());
             let node = handle
@@ -323,13 +364,13 @@ pub fn run_basic(run: &BasicRun) -> Outcome {
                     let mut wl = w.lock().unwrap();
                     wl.obs.on_crash(id);
                     wl.learned[id as usize] = None;
-                    wl.note(id, 1_000_000);
+                    wl.note(id, Event::Crash);
                 }
                 sleep(Duration::from_micros(thread_rng().gen_range(1_000..50_000))).await;
                 handle.restart(nodes[id as usize].id());
                 let mut wl = w.lock().unwrap();
                 wl.obs.on_restart(id);
-                wl.note(id, 2_000_000);
+                wl.note(id, Event::Restart);
             }
         }
         // Wait for every node to learn, or give up (an L1 violation).

@@ -22,7 +22,7 @@ fn assert_all_learned_one_value(seed: u64, o: &paxos_node::Outcome) {
 
 #[test]
 fn calm_runs_choose_one_value_and_every_node_learns_it() {
-    for seed in 0..40 {
+    for seed in 0..50 {
         let o = run_basic(&BasicRun::new(seed));
         assert_all_learned_one_value(seed, &o);
         assert!(o.messages > 0);
@@ -31,7 +31,7 @@ fn calm_runs_choose_one_value_and_every_node_learns_it() {
 
 #[test]
 fn runs_with_crashes_and_packet_loss_stay_safe_and_live() {
-    for seed in 0..40 {
+    for seed in 0..50 {
         let run = BasicRun {
             crashes: true,
             loss: 0.05,

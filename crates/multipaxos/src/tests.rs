@@ -4,8 +4,8 @@
 
 use super::*;
 
-type N = Node<u32>;
-type Out = Vec<Output<u32>>;
+type N = Node<u32, ()>;
+type Out = Vec<Output<u32, ()>>;
 
 fn cfg(n: u8, id: NodeId) -> Config {
     Config {
@@ -13,16 +13,22 @@ fn cfg(n: u8, id: NodeId) -> Config {
         id,
         timing: Timing::default(),
         window: 4,
+        batch: 1,
+        bugs: Bugs::default(),
     }
+}
+
+fn cmd(c: u32) -> Entry<u32> {
+    Entry::Cmds(vec![c])
 }
 
 fn b(round: u32, node: NodeId) -> Ballot {
     Ballot { round, node }
 }
 
-fn step(node: &mut N, input: Input<u32>) -> Out {
+fn step(node: &mut N, input: Input<u32, ()>) -> Out {
     let mut out = Vec::new();
-    node.handle(input, &mut out);
+    node.handle(0, input, &mut out);
     // Complete every sync at once (durability is tested in the simulation).
     let upto = out
         .iter()
@@ -35,16 +41,16 @@ fn step(node: &mut N, input: Input<u32>) -> Out {
         })
         .max();
     if let Some(upto) = upto {
-        node.handle(Input::Synced { upto }, &mut out);
+        node.handle(0, Input::Synced { upto }, &mut out);
     }
     out
 }
 
-fn recv(node: &mut N, from: NodeId, msg: Msg<u32>) -> Out {
+fn recv(node: &mut N, from: NodeId, msg: Msg<u32, ()>) -> Out {
     step(node, Input::Receive { from, msg })
 }
 
-fn sends(out: &Out) -> Vec<(NodeId, Msg<u32>)> {
+fn sends(out: &Out) -> Vec<(NodeId, Msg<u32, ()>)> {
     out.iter()
         .filter_map(|o| {
             if let Output::Send { to, msg } = o {
@@ -60,7 +66,7 @@ fn sends(out: &Out) -> Vec<(NodeId, Msg<u32>)> {
 fn elect(promises: [Vec<(Slot, Ballot, Entry<u32>)>; 2]) -> (N, Out) {
     let mut l = N::new(cfg(3, 0));
     let mut start = Vec::new();
-    l.start(&mut start);
+    l.start(0, &mut start);
     let out = step(&mut l, Input::Timer(Timer::Election { epoch: 0 }));
     assert!(out.is_empty(), "a stale election timer is ignored");
     let out = step(&mut l, Input::Timer(Timer::Election { epoch: 1 }));
@@ -78,6 +84,7 @@ fn elect(promises: [Vec<(Slot, Ballot, Entry<u32>)>; 2]) -> (N, Out) {
         Msg::Promise {
             ballot: b(1, 0),
             accepted: p1,
+            snapshot: None,
         },
     );
     let out = recv(
@@ -86,6 +93,7 @@ fn elect(promises: [Vec<(Slot, Ballot, Entry<u32>)>; 2]) -> (N, Out) {
         Msg::Promise {
             ballot: b(1, 0),
             accepted: p2,
+            snapshot: None,
         },
     );
     (l, out)
@@ -95,8 +103,8 @@ fn elect(promises: [Vec<(Slot, Ballot, Entry<u32>)>; 2]) -> (N, Out) {
 fn a_new_leader_re_proposes_reported_slots_under_its_ballot_and_fills_gaps_with_noops() {
     // Slot 0 reported at two ballots (the higher wins), slot 2 once, slot 1 nowhere.
     let (l, out) = elect([
-        vec![(0, b(0, 1), Entry::Cmd(7)), (2, b(0, 2), Entry::Cmd(9))],
-        vec![(0, b(0, 2), Entry::Cmd(8))],
+        vec![(0, b(0, 1), cmd(7)), (2, b(0, 2), cmd(9))],
+        vec![(0, b(0, 2), cmd(8))],
     ]);
     assert!(l.is_leader());
     assert!(out.contains(&Output::Elected { ballot: b(1, 0) }));
@@ -118,10 +126,7 @@ fn a_new_leader_re_proposes_reported_slots_under_its_ballot_and_fills_gaps_with_
             }
         })
         .collect();
-    assert_eq!(
-        accepts,
-        vec![(0, Entry::Cmd(8)), (1, Entry::Noop), (2, Entry::Cmd(9))]
-    );
+    assert_eq!(accepts, vec![(0, cmd(8)), (1, Entry::Noop), (2, cmd(9))]);
 }
 
 #[test]
@@ -141,7 +146,7 @@ fn a_deposed_leader_cannot_write() {
         Msg::Accept {
             ballot: b(1, 0),
             slot: 0,
-            entry: Entry::Cmd(1),
+            entry: cmd(1),
             commit: 0,
         },
     );
@@ -180,7 +185,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
         Msg::Accept {
             ballot: b(1, 2),
             slot: 0,
-            entry: Entry::Cmd(5),
+            entry: cmd(5),
             commit: 0,
         },
     );
@@ -190,7 +195,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
         Msg::Accept {
             ballot: b(2, 0),
             slot: 1,
-            entry: Entry::Cmd(6),
+            entry: cmd(6),
             commit: 0,
         },
     );
@@ -200,6 +205,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
         Msg::Heartbeat {
             ballot: b(2, 0),
             commit: 2,
+            round: 0,
         },
     );
     assert_eq!(
@@ -207,7 +213,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
         None,
         "an entry from an older ballot may not be what was chosen"
     );
-    assert_eq!(f.chosen(1), Some(&Entry::Cmd(6)));
+    assert_eq!(f.chosen(1), Some(&cmd(6)));
     assert_eq!(f.applied(), 0, "slot 1 waits for slot 0");
     assert!(sends(&out).contains(&(0, Msg::Query { from: 0 })));
     let out = recv(
@@ -215,7 +221,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
         0,
         Msg::Chosen {
             slot: 0,
-            entry: Entry::Cmd(4),
+            entry: cmd(4),
         },
     );
     let applied: Vec<_> = out
@@ -228,7 +234,7 @@ fn a_follower_marks_chosen_from_the_commit_index_only_what_it_holds_in_the_leade
             }
         })
         .collect();
-    assert_eq!(applied, vec![(0, Entry::Cmd(4)), (1, Entry::Cmd(6))]);
+    assert_eq!(applied, vec![(0, cmd(4)), (1, cmd(6))]);
 }
 
 #[test]
@@ -291,9 +297,9 @@ fn the_leader_pipelines_up_to_its_window_and_applies_in_order() {
 fn a_candidate_makes_its_own_promise_durable_before_any_prepare_leaves() {
     let mut c = N::new(cfg(3, 0));
     let mut out = Vec::new();
-    c.start(&mut out);
+    c.start(0, &mut out);
     let mut out = Vec::new();
-    c.handle(Input::Timer(Timer::Election { epoch: 1 }), &mut out);
+    c.handle(0, Input::Timer(Timer::Election { epoch: 1 }), &mut out);
     assert!(out.contains(&Output::Persist {
         seq: 1,
         write: Write::Promise(b(1, 0))
@@ -301,10 +307,11 @@ fn a_candidate_makes_its_own_promise_durable_before_any_prepare_leaves() {
     assert!(sends(&out).is_empty(), "Prepare waits for the sync");
     // Restarted from that durable promise, it stands with a higher ballot.
     let mut d = Durable::default();
-    d.apply(&Write::<u32>::Promise(b(1, 0)));
-    let mut c = N::recover(cfg(3, 0), d);
+    d.apply(&Write::<u32, ()>::Init);
+    d.apply(&Write::<u32, ()>::Promise(b(1, 0)));
+    let mut c = N::recover(cfg(3, 0), d, 0);
     let mut out = Vec::new();
-    c.start(&mut out);
+    c.start(0, &mut out);
     let out = step(&mut c, Input::Timer(Timer::Election { epoch: 1 }));
     assert!(sends(&out).iter().all(|(_, m)| *m
         == Msg::Prepare {
@@ -330,8 +337,8 @@ impl Rng {
 
 struct Replica {
     node: Option<N>,
-    durable: Durable<u32>,
-    unsynced: Vec<(u64, Write<u32>)>,
+    durable: Durable<u32, ()>,
+    unsynced: Vec<(u64, Write<u32, ()>)>,
     applied: Vec<Entry<u32>>,
 }
 
@@ -345,22 +352,25 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
     let mut reps: Vec<Replica> = (0..n)
         .map(|_| Replica {
             node: None,
-            durable: Durable::default(),
+            durable: Durable {
+                initialized: true,
+                ..Durable::default()
+            },
             unsynced: Vec::new(),
             applied: Vec::new(),
         })
         .collect();
     // In flight: (to, input). Timers are inputs too.
-    let mut net: Vec<(NodeId, Input<u32>)> = Vec::new();
+    let mut net: Vec<(NodeId, Input<u32, ()>)> = Vec::new();
     let mut submitted = 0u32;
     let deliver = |reps: &mut Vec<Replica>,
-                   net: &mut Vec<(NodeId, Input<u32>)>,
+                   net: &mut Vec<(NodeId, Input<u32, ()>)>,
                    id: NodeId,
-                   input: Input<u32>| {
+                   input: Input<u32, ()>| {
         let r = &mut reps[id as usize];
         let Some(node) = r.node.as_mut() else { return };
         let mut out = Vec::new();
-        node.handle(input, &mut out);
+        node.handle(0, input, &mut out);
         for o in out {
             match o {
                 Output::Send { to, msg } => net.push((to, Input::Receive { from: id, msg })),
@@ -376,7 +386,7 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
                     let to = leader.unwrap_or((id + 1) % n);
                     net.push((to, Input::Submit(cmd)));
                 }
-                Output::Elected { .. } => {}
+                Output::Elected { .. } | Output::Install { .. } | Output::Rebuilt => {}
             }
         }
     };
@@ -401,9 +411,9 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
         for (id, r) in reps.iter_mut().enumerate() {
             if r.node.is_none() && (i == 0 || healing || rng.below(50) == 0) {
                 // Boot from the durable state; the chosen prefix replays.
-                let mut node = N::recover(cfg(n, id as NodeId), r.durable.clone());
+                let mut node = N::recover(cfg(n, id as NodeId), r.durable.clone(), 0);
                 let mut out = Vec::new();
-                node.start(&mut out);
+                node.start(0, &mut out);
                 r.applied.clear();
                 for o in out {
                     match o {
@@ -484,11 +494,11 @@ fn a_seeded_cluster_agrees_on_the_log_through_loss_reordering_and_crashes() {
         // No command applied twice.
         let mut cmds: Vec<u32> = longest
             .iter()
-            .filter_map(|e| {
-                if let Entry::Cmd(c) = e {
-                    Some(*c)
+            .flat_map(|e| {
+                if let Entry::Cmds(c) = e {
+                    c.clone()
                 } else {
-                    None
+                    vec![]
                 }
             })
             .collect();

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod log;
+
 /// Which invariant a violation broke.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Invariant {
@@ -43,6 +45,27 @@ pub enum Invariant {
     L1,
     /// A node's own assertion failed (an invariant asserted in the code).
     Assert,
+    // ---- the replicated log and the service ----
+    /// At most one entry is chosen per slot (and a chosen entry never changes).
+    P1,
+    /// A replica applies only the chosen entry of a slot, and only commands a
+    /// client submitted.
+    P2,
+    /// Every replica's applied log is a gap-free prefix of one log.
+    P3,
+    /// At most one leader per ballot, and only the ballot's owner.
+    P4,
+    /// An acceptor's promises never go backwards, across crashes.
+    P5,
+    /// Fencing tokens increase per lock; one holder per token.
+    K1,
+    /// No client command is executed twice.
+    K2,
+    /// The client history is linearizable.
+    K3,
+    /// After faults heal, every client operation completes within the bound
+    /// and the replicas converge.
+    L2,
 }
 
 impl Invariant {
@@ -54,6 +77,15 @@ impl Invariant {
             Invariant::S4 => "a proposer reports success only for the chosen value",
             Invariant::L1 => "every live node learns the value after faults heal",
             Invariant::Assert => "a protocol assertion held",
+            Invariant::P1 => "at most one entry is ever chosen per slot",
+            Invariant::P2 => "replicas apply only chosen entries of submitted commands",
+            Invariant::P3 => "applied logs are gap-free prefixes of one log",
+            Invariant::P4 => "at most one leader per ballot",
+            Invariant::P5 => "promises are monotone per acceptor across crashes",
+            Invariant::K1 => "fencing tokens are monotone and lock holders exclusive",
+            Invariant::K2 => "no command is applied twice",
+            Invariant::K3 => "the client history is linearizable",
+            Invariant::L2 => "after faults heal, operations complete and replicas converge",
         }
     }
 }

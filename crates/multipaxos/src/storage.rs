@@ -7,7 +7,8 @@
 //! not match its contents was corrupted (a bit flip): if it is anything but
 //! a torn tail, the disk cannot be trusted and the replica rebuilds from its
 //! peers ([`Node::rebuild`](crate::Node::rebuild)). A disk with no records,
-//! or whose first record is not [`Write::Init`], was wiped.
+//! or whose first record is neither [`Write::Init`] nor [`Write::Rebuilt`],
+//! was wiped.
 
 use crate::{Durable, Write};
 use rustc_hash::FxHasher;
@@ -75,7 +76,8 @@ pub fn load<C: Hash + Clone, S: Hash + Clone>(records: &[Sealed<C, S>]) -> Loade
             Loaded::Corrupt { index: 0 }
         };
     }
-    if !matches!(first.write, Write::Init) {
+    // A rebuilt replica's disk starts with its rebuilt state instead.
+    if !matches!(first.write, Write::Init | Write::Rebuilt(_)) {
         return Loaded::Wiped;
     }
     let mut d = Durable::default();
@@ -89,4 +91,86 @@ pub fn load<C: Hash + Clone, S: Hash + Clone>(records: &[Sealed<C, S>]) -> Loade
         d.apply(&r.write);
     }
     Loaded::Ok { state: d, torn: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paxos::Ballot;
+
+    type R = Sealed<u32, u32>;
+
+    fn disk() -> Vec<R> {
+        vec![
+            R::seal(Write::Init),
+            R::seal(Write::Promise(Ballot { round: 2, node: 1 })),
+            R::seal(Write::Accept {
+                slot: 0,
+                ballot: Ballot { round: 2, node: 1 },
+                entry: crate::Entry::Cmds(vec![7]),
+            }),
+        ]
+    }
+
+    #[test]
+    fn an_intact_disk_loads_its_state() {
+        let Loaded::Ok { state, torn } = load(&disk()) else {
+            panic!("intact disk did not load")
+        };
+        assert_eq!(torn, 0);
+        assert_eq!(state.promised, Ballot { round: 2, node: 1 });
+        assert_eq!(state.accepted.len(), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_but_a_flipped_bit_is_corruption() {
+        let mut d = disk();
+        d.last_mut().unwrap().torn = true;
+        let Loaded::Ok { state, torn } = load(&d) else {
+            panic!("a torn tail must load")
+        };
+        assert_eq!((torn, state.accepted.len()), (1, 0));
+        // A flipped bit in the last record is not a torn write: corrupt.
+        let mut d = disk();
+        d[2].flip_bit(5);
+        assert_eq!(load(&d), Loaded::Corrupt { index: 2 });
+        // Anywhere else too.
+        let mut d = disk();
+        d[1].flip_bit(63);
+        assert_eq!(load(&d), Loaded::Corrupt { index: 1 });
+        // A torn record followed by more records is corruption, not a tail.
+        let mut d = disk();
+        d[1].torn = true;
+        assert_eq!(load(&d), Loaded::Corrupt { index: 1 });
+    }
+
+    #[test]
+    fn a_disk_without_its_init_record_was_wiped() {
+        assert_eq!(load::<u32, u32>(&[]), Loaded::Wiped);
+        let d = disk();
+        assert_eq!(load(&d[1..]), Loaded::Wiped);
+        let rebuilt = vec![R::seal(Write::Rebuilt(Box::default()))];
+        assert!(matches!(load(&rebuilt), Loaded::Ok { .. }));
+    }
+
+    #[test]
+    fn a_snapshot_record_drops_the_log_below_it_atomically() {
+        let mut d = disk();
+        d.push(R::seal(Write::Chosen {
+            slot: 0,
+            entry: crate::Entry::Cmds(vec![7]),
+        }));
+        d.push(R::seal(Write::Snapshot(crate::Snap { upto: 1, state: 9 })));
+        let Loaded::Ok { state, .. } = load(&d) else {
+            panic!()
+        };
+        assert!(state.accepted.is_empty() && state.chosen.is_empty());
+        assert_eq!(state.base(), 1);
+        // Torn while writing the snapshot: the log before it is intact.
+        d.last_mut().unwrap().torn = true;
+        let Loaded::Ok { state, .. } = load(&d) else {
+            panic!()
+        };
+        assert_eq!((state.base(), state.chosen.len()), (0, 1));
+    }
 }

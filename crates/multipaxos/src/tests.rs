@@ -517,3 +517,254 @@ fn a_seeded_cluster_agrees_on_the_log_through_loss_reordering_and_crashes() {
         }
     }
 }
+
+// ---------------------------------------------- rebuild, leases, snapshots
+
+fn lease_cfg(n: u8, id: NodeId) -> Config {
+    let mut c = cfg(n, id);
+    c.timing.lease_us = 100_000;
+    c.timing.drift_ppm = 100_000;
+    c
+}
+
+fn at(node: &mut N, now: u64, input: Input<u32, ()>) -> Out {
+    let mut out = Vec::new();
+    node.handle(now, input, &mut out);
+    out
+}
+
+#[test]
+fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() {
+    for bug in [false, true] {
+        let mut c = cfg(3, 0);
+        c.bugs.wiped_rejoins_as_voter = bug;
+        let mut r = N::rebuild(c, 0);
+        let mut out = Vec::new();
+        r.start(0, &mut out);
+        if bug {
+            // The canary: a wiped replica votes at once, with empty state.
+            let out = recv(
+                &mut r,
+                1,
+                Msg::Prepare {
+                    ballot: b(1, 1),
+                    from: 0,
+                },
+            );
+            assert!(sends(&out)
+                .iter()
+                .any(|(_, m)| matches!(m, Msg::Promise { .. })));
+            continue;
+        }
+        assert_eq!(
+            sends(&out)
+                .iter()
+                .filter(|(_, m)| *m == Msg::RebuildQuery)
+                .count(),
+            2
+        );
+        let out = recv(
+            &mut r,
+            1,
+            Msg::Prepare {
+                ballot: b(1, 1),
+                from: 0,
+            },
+        );
+        assert!(sends(&out).is_empty(), "no promise while rebuilding");
+        let mut peer = Durable::default();
+        peer.initialized = true;
+        peer.promised = b(5, 1);
+        peer.accepted.insert(0, (b(5, 1), cmd(7)));
+        let state = Box::new(peer.clone());
+        let out = recv(
+            &mut r,
+            1,
+            Msg::RebuildState {
+                state: state.clone(),
+            },
+        );
+        assert!(
+            r.is_rebuilding(),
+            "one peer is not a majority of the others"
+        );
+        assert!(!out.contains(&Output::Rebuilt));
+        // A duplicate from the same peer does not count twice.
+        recv(&mut r, 1, Msg::RebuildState { state });
+        assert!(r.is_rebuilding());
+        let out = recv(
+            &mut r,
+            2,
+            Msg::RebuildState {
+                state: Box::default(),
+            },
+        );
+        assert!(out.contains(&Output::Rebuilt));
+        assert!(!r.is_rebuilding());
+        assert_eq!(
+            r.promised(),
+            b(5, 1),
+            "the highest promise among the others"
+        );
+        // It votes again, and remembers what the others promised.
+        let out = recv(
+            &mut r,
+            2,
+            Msg::Prepare {
+                ballot: b(4, 2),
+                from: 0,
+            },
+        );
+        assert!(sends(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, Msg::Nack { .. })));
+        let out = recv(
+            &mut r,
+            2,
+            Msg::Prepare {
+                ballot: b(6, 2),
+                from: 0,
+            },
+        );
+        let promise = sends(&out).into_iter().find_map(|(_, m)| match m {
+            Msg::Promise { accepted, .. } => Some(accepted),
+            _ => None,
+        });
+        assert_eq!(
+            promise,
+            Some(vec![(0, b(5, 1), cmd(7))]),
+            "reports adopted acceptances"
+        );
+    }
+}
+
+#[test]
+fn an_acceptor_that_granted_a_lease_refuses_other_candidates_until_it_ends() {
+    let mut f = N::new(lease_cfg(3, 1));
+    let mut out = Vec::new();
+    f.start(0, &mut out);
+    // Fresh (or restarted): it may have granted a lease it forgot. No promises.
+    let out = at(
+        &mut f,
+        50_000,
+        Input::Receive {
+            from: 2,
+            msg: Msg::Prepare {
+                ballot: b(1, 2),
+                from: 0,
+            },
+        },
+    );
+    assert!(sends(&out).is_empty());
+    // A leader's heartbeat: granted, and acknowledged for the leader's lease.
+    let hb = Msg::Heartbeat {
+        ballot: b(1, 0),
+        commit: 0,
+        round: 1,
+    };
+    let out = at(&mut f, 200_000, Input::Receive { from: 0, msg: hb });
+    assert!(sends(&out).contains(&(
+        0,
+        Msg::HeartbeatAck {
+            ballot: b(1, 0),
+            round: 1
+        }
+    )));
+    let prepare = Msg::Prepare {
+        ballot: b(2, 2),
+        from: 0,
+    };
+    let out = at(
+        &mut f,
+        290_000,
+        Input::Receive {
+            from: 2,
+            msg: prepare.clone(),
+        },
+    );
+    assert!(sends(&out).is_empty(), "the lease to n0 runs until 300 ms");
+    let out = at(
+        &mut f,
+        300_001,
+        Input::Receive {
+            from: 2,
+            msg: prepare,
+        },
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Persist {
+            write: Write::Promise(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_leaders_lease_is_shortened_for_drift_unless_the_canary_ignores_it() {
+    let n = N::new(lease_cfg(3, 0));
+    // 100 ms at ±10% drift: 100 * 0.9 / 1.1 = 81.8 ms.
+    assert_eq!(n.lease_span(), 81_818);
+    let mut c = lease_cfg(3, 0);
+    c.bugs.lease_ignores_drift = true;
+    assert_eq!(N::new(c).lease_span(), 100_000);
+}
+
+#[test]
+fn a_lagging_replica_catches_up_past_the_compaction_point_by_snapshot() {
+    // n0 has chosen slots 0..4 and snapshots at 3.
+    let mut a = N::new(cfg(3, 0));
+    let mut out = Vec::new();
+    a.start(0, &mut out);
+    for s in 0..4 {
+        recv(
+            &mut a,
+            1,
+            Msg::Chosen {
+                slot: s,
+                entry: cmd(s as u32),
+            },
+        );
+    }
+    assert_eq!(a.applied(), 4);
+    let out = step(&mut a, Input::Snapshot(Snap { upto: 3, state: () }));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Persist {
+            write: Write::Snapshot(_),
+            ..
+        }
+    )));
+    assert_eq!(a.base(), 3);
+    assert_eq!(a.chosen(1), None, "compacted");
+    // n2 knows nothing and asks from slot 0: snapshot, then what follows.
+    let out = recv(&mut a, 2, Msg::Query { from: 0 });
+    let msgs: Vec<_> = sends(&out).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(
+        msgs,
+        vec![
+            Msg::Snapshot {
+                snap: Snap { upto: 3, state: () }
+            },
+            Msg::Chosen {
+                slot: 3,
+                entry: cmd(3)
+            }
+        ]
+    );
+    let mut c = N::new(cfg(3, 2));
+    let mut out = Vec::new();
+    c.start(0, &mut out);
+    let mut out = Vec::new();
+    for m in msgs {
+        out.extend(recv(&mut c, 0, m));
+    }
+    assert!(out.contains(&Output::Install {
+        snap: Snap { upto: 3, state: () }
+    }));
+    assert!(out.contains(&Output::Apply {
+        slot: 3,
+        entry: cmd(3)
+    }));
+    assert_eq!(c.applied(), 4);
+}

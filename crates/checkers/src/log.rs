@@ -1,0 +1,357 @@
+//! Omniscient checkers for the replicated log and the service on it.
+//!
+//! Like [`Observer`](crate::Observer) for Basic Paxos, the [`LogObserver`]
+//! sits outside the replicas and is told what actually happened: an
+//! acceptor's durable Accept write and its `Accepted` message, a `Promise`
+//! leaving an acceptor, a replica applying a slot or installing a snapshot,
+//! a leader announcing itself, a command executing. It decides for itself
+//! which entry is *chosen* in each slot — a true majority of acceptors sent
+//! `Accepted` for the same (ballot, slot), with the entry each of them wrote
+//! — and never asks a replica what it believes. Entries are compared by a
+//! 64-bit fingerprint the driver computes from their full content.
+//!
+//! Invariants: [`P1`](Invariant::P1) one chosen entry per slot, forever;
+//! [`P2`](Invariant::P2) replicas apply only that entry, made of submitted
+//! commands; [`P3`](Invariant::P3) each replica applies slots in order with
+//! no gap, and all agree slot by slot; [`P4`](Invariant::P4) one leader per
+//! ballot; [`P5`](Invariant::P5) promises monotone per acceptor across
+//! crashes (a wiped disk starts a new acceptor life); [`K1`](Invariant::K1)
+//! fencing tokens increase per lock in log order, each token granted to one
+//! client; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
+
+use crate::{Invariant, Violation};
+use paxos::{majority, Ballot, NodeId, MAX_NODES};
+use std::collections::BTreeMap;
+
+pub type Slot = u64;
+
+#[derive(Clone, Debug, Default)]
+struct Acceptor {
+    /// (ballot, slot) -> entry fingerprint this acceptor wrote.
+    wrote: BTreeMap<(Ballot, Slot), u64>,
+    /// The highest ballot it promised or accepted in, this disk life.
+    promised: Ballot,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Replica {
+    /// The next slot this replica must apply.
+    next: Slot,
+}
+
+/// What happened to a lock grant (for K1).
+#[derive(Copy, Clone, Debug)]
+struct Grant {
+    slot: Slot,
+    token: u64,
+    client: u32,
+}
+
+pub struct LogObserver {
+    n: usize,
+    acceptors: Vec<Acceptor>,
+    replicas: Vec<Replica>,
+    /// Per slot, per (ballot, entry): which acceptors sent Accepted.
+    votes: BTreeMap<Slot, BTreeMap<(Ballot, u64), u16>>,
+    chosen: BTreeMap<Slot, u64>,
+    /// The entry each slot was first applied with.
+    applied: BTreeMap<Slot, u64>,
+    leaders: BTreeMap<Ballot, NodeId>,
+    /// (client, seq) -> slot where it executed.
+    executed: BTreeMap<(u32, u64), Slot>,
+    /// lock -> grants seen, by slot.
+    grants: BTreeMap<u64, BTreeMap<Slot, Grant>>,
+    /// Leader changes observed (coverage).
+    pub elections: u64,
+}
+
+fn v(invariant: Invariant, at_us: u64, node: Option<NodeId>, detail: String) -> Violation {
+    Violation {
+        invariant,
+        at_us,
+        node,
+        detail,
+    }
+}
+
+impl LogObserver {
+    pub fn new(n: usize) -> LogObserver {
+        assert!(n <= MAX_NODES);
+        LogObserver {
+            n,
+            acceptors: vec![Acceptor::default(); n],
+            replicas: vec![Replica::default(); n],
+            votes: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            executed: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            elections: 0,
+        }
+    }
+
+    /// The entry chosen at `slot`, if any (its fingerprint).
+    pub fn chosen(&self, slot: Slot) -> Option<u64> {
+        self.chosen.get(&slot).copied()
+    }
+
+    /// An acceptor issued the write "accept `entry` at (`ballot`, `slot`)".
+    pub fn on_accept_write(&mut self, node: NodeId, ballot: Ballot, slot: Slot, entry: u64) {
+        self.acceptors[node as usize]
+            .wrote
+            .insert((ballot, slot), entry);
+    }
+
+    /// An acceptor sent `Promise(ballot)`.
+    pub fn on_promise(&mut self, at: u64, node: NodeId, ballot: Ballot) -> Result<(), Violation> {
+        let a = &mut self.acceptors[node as usize];
+        if ballot < a.promised {
+            return Err(v(
+                Invariant::P5,
+                at,
+                Some(node),
+                format!(
+                    "n{node} promised {ballot} after having promised or accepted in {}",
+                    a.promised
+                ),
+            ));
+        }
+        a.promised = ballot;
+        Ok(())
+    }
+
+    /// An acceptor sent `Accepted(ballot, slot)`.
+    pub fn on_accepted(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+    ) -> Result<(), Violation> {
+        let a = &mut self.acceptors[node as usize];
+        if ballot < a.promised {
+            return Err(v(
+                Invariant::P5,
+                at,
+                Some(node),
+                format!(
+                    "n{node} accepted in {ballot} at slot {slot} after promising {}",
+                    a.promised
+                ),
+            ));
+        }
+        a.promised = ballot;
+        let Some(&entry) = a.wrote.get(&(ballot, slot)) else {
+            return Err(v(
+                Invariant::P2,
+                at,
+                Some(node),
+                format!("n{node} sent Accepted({ballot}, slot {slot}) without writing an entry"),
+            ));
+        };
+        let voters = self
+            .votes
+            .entry(slot)
+            .or_default()
+            .entry((ballot, entry))
+            .or_default();
+        *voters |= 1 << node;
+        if (voters.count_ones() as usize) < majority(self.n) {
+            return Ok(());
+        }
+        match self.chosen.get(&slot) {
+            None => {
+                self.chosen.insert(slot, entry);
+                Ok(())
+            }
+            Some(&c) if c == entry => Ok(()),
+            Some(&c) => Err(v(
+                Invariant::P1,
+                at,
+                Some(node),
+                format!(
+                    "slot {slot}: entry #{entry:016x} chosen in {ballot}, but #{c:016x} was chosen before"
+                ),
+            )),
+        }
+    }
+
+    /// A replica announced itself leader of `ballot`.
+    pub fn on_elected(&mut self, at: u64, node: NodeId, ballot: Ballot) -> Result<(), Violation> {
+        self.elections += 1;
+        if ballot.node != node {
+            return Err(v(
+                Invariant::P4,
+                at,
+                Some(node),
+                format!("n{node} leads in {ballot}, a ballot of n{}", ballot.node),
+            ));
+        }
+        if let Some(prev) = self.leaders.insert(ballot, node) {
+            return Err(v(
+                Invariant::P4,
+                at,
+                Some(node),
+                format!("n{node} elected in {ballot}, already won by n{prev}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A replica applied `slot` with an entry of fingerprint `entry`.
+    /// `submitted` says whether every command in it came from a client.
+    pub fn on_apply(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        slot: Slot,
+        entry: u64,
+        submitted: bool,
+    ) -> Result<(), Violation> {
+        let r = &mut self.replicas[node as usize];
+        if slot != r.next {
+            return Err(v(
+                Invariant::P3,
+                at,
+                Some(node),
+                format!("n{node} applied slot {slot}, expected slot {}", r.next),
+            ));
+        }
+        r.next = slot + 1;
+        if !submitted {
+            return Err(v(
+                Invariant::P2,
+                at,
+                Some(node),
+                format!("n{node} applied at slot {slot} a command no client submitted"),
+            ));
+        }
+        match self.chosen.get(&slot) {
+            Some(&c) if c == entry => {}
+            Some(&c) => {
+                return Err(v(
+                    Invariant::P2,
+                    at,
+                    Some(node),
+                    format!(
+                        "n{node} applied #{entry:016x} at slot {slot}, but #{c:016x} is chosen"
+                    ),
+                ))
+            }
+            None => {
+                return Err(v(
+                    Invariant::P2,
+                    at,
+                    Some(node),
+                    format!("n{node} applied #{entry:016x} at slot {slot}, which nothing chose"),
+                ))
+            }
+        }
+        match self.applied.get(&slot) {
+            Some(&e) if e != entry => Err(v(
+                Invariant::P3,
+                at,
+                Some(node),
+                format!("n{node} applied #{entry:016x} at slot {slot}; another replica applied #{e:016x}"),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.applied.insert(slot, entry);
+                Ok(())
+            }
+        }
+    }
+
+    /// A replica replaced its state with a snapshot up to `upto`.
+    pub fn on_install(&mut self, node: NodeId, upto: Slot) {
+        self.replicas[node as usize].next = upto;
+    }
+
+    /// A replica restarted: it replays from its disk (snapshot, then log).
+    pub fn on_restart(&mut self, node: NodeId) {
+        self.replicas[node as usize].next = 0;
+    }
+
+    /// A replica's disk was wiped or found corrupt: a new acceptor life.
+    pub fn on_disk_lost(&mut self, node: NodeId) {
+        self.acceptors[node as usize] = Acceptor::default();
+        self.replicas[node as usize].next = 0;
+    }
+
+    /// A client command executed (not answered from the dedup table) at `slot`.
+    pub fn on_executed(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        client: u32,
+        seq: u64,
+        slot: Slot,
+    ) -> Result<(), Violation> {
+        match self.executed.insert((client, seq), slot) {
+            Some(s) if s != slot => Err(v(
+                Invariant::K2,
+                at,
+                Some(node),
+                format!(
+                    "c{client} #{seq} executed at slot {slot} by n{node}, and already at slot {s}"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A lock grant executed at `slot`: `client` got `token` for `lock`.
+    pub fn on_grant(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        lock: u64,
+        client: u32,
+        token: u64,
+        slot: Slot,
+    ) -> Result<(), Violation> {
+        let grants = self.grants.entry(lock).or_default();
+        let g = Grant {
+            slot,
+            token,
+            client,
+        };
+        if let Some(same) = grants.get(&slot) {
+            if (same.token, same.client) != (token, client) {
+                return Err(v(
+                    Invariant::K1,
+                    at,
+                    Some(node),
+                    format!("lock {lock} at slot {slot}: token {token} to c{client} here, {} to c{} elsewhere", same.token, same.client),
+                ));
+            }
+            return Ok(());
+        }
+        let before = grants.range(..slot).next_back().map(|(_, g)| *g);
+        let after = grants.range(slot + 1..).next().map(|(_, g)| *g);
+        for (earlier, later) in [(before, Some(g)), (Some(g), after)] {
+            let (Some(e), Some(l)) = (earlier, later) else {
+                continue;
+            };
+            let ok = l.token > e.token || (l.token == e.token && l.client == e.client);
+            if !ok {
+                return Err(v(
+                    Invariant::K1,
+                    at,
+                    Some(node),
+                    format!(
+                        "lock {lock}: token {} to c{} at slot {}, then token {} to c{} at slot {}",
+                        e.token, e.client, e.slot, l.token, l.client, l.slot
+                    ),
+                ));
+            }
+        }
+        grants.insert(slot, g);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! Each log checker catches the violation it exists for.
+
+use super::*;
+
+fn b(round: u32, node: NodeId) -> Ballot {
+    Ballot { round, node }
+}
+
+fn accept(
+    o: &mut LogObserver,
+    node: NodeId,
+    ballot: Ballot,
+    slot: Slot,
+    e: u64,
+) -> Result<(), Violation> {
+    o.on_accept_write(node, ballot, slot, e);
+    o.on_accepted(0, node, ballot, slot)
+}
+
+#[test]
+fn p1_two_entries_chosen_in_one_slot() {
+    let mut o = LogObserver::new(3);
+    accept(&mut o, 0, b(1, 0), 5, 7).unwrap();
+    accept(&mut o, 1, b(1, 0), 5, 7).unwrap();
+    assert_eq!(o.chosen(5), Some(7));
+    accept(&mut o, 1, b(2, 1), 5, 9).unwrap();
+    let err = accept(&mut o, 2, b(2, 1), 5, 9).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P1);
+    // The same entry chosen again in a higher ballot is fine.
+    let mut o = LogObserver::new(3);
+    for n in 0..2 {
+        accept(&mut o, n, b(1, 0), 0, 7).unwrap();
+    }
+    for n in 1..3 {
+        accept(&mut o, n, b(2, 1), 0, 7).unwrap();
+    }
+}
+
+#[test]
+fn p2_applying_an_unchosen_or_different_entry() {
+    let mut o = LogObserver::new(3);
+    let err = o.on_apply(0, 0, 0, 7, true).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P2, "nothing chose slot 0");
+    let mut o = LogObserver::new(3);
+    accept(&mut o, 0, b(1, 0), 0, 7).unwrap();
+    accept(&mut o, 1, b(1, 0), 0, 7).unwrap();
+    assert_eq!(
+        o.on_apply(0, 2, 0, 8, true).unwrap_err().invariant,
+        Invariant::P2
+    );
+    o.on_apply(0, 1, 0, 7, true).unwrap();
+    let mut o2 = LogObserver::new(3);
+    accept(&mut o2, 0, b(1, 0), 0, 7).unwrap();
+    accept(&mut o2, 1, b(1, 0), 0, 7).unwrap();
+    assert_eq!(
+        o2.on_apply(0, 2, 0, 7, false).unwrap_err().invariant,
+        Invariant::P2
+    );
+}
+
+#[test]
+fn p3_a_gap_in_a_replicas_applied_log() {
+    let mut o = LogObserver::new(3);
+    for s in 0..3 {
+        accept(&mut o, 0, b(1, 0), s, s).unwrap();
+        accept(&mut o, 1, b(1, 0), s, s).unwrap();
+    }
+    o.on_apply(0, 0, 0, 0, true).unwrap();
+    assert_eq!(
+        o.on_apply(0, 0, 2, 2, true).unwrap_err().invariant,
+        Invariant::P3
+    );
+    // After a snapshot install the next slot is the snapshot's end.
+    o.on_install(1, 2);
+    o.on_apply(0, 1, 2, 2, true).unwrap();
+}
+
+#[test]
+fn p4_two_leaders_in_one_ballot() {
+    let mut o = LogObserver::new(3);
+    o.on_elected(0, 1, b(3, 1)).unwrap();
+    assert_eq!(
+        o.on_elected(0, 1, b(3, 1)).unwrap_err().invariant,
+        Invariant::P4
+    );
+    assert_eq!(
+        o.on_elected(0, 2, b(4, 1)).unwrap_err().invariant,
+        Invariant::P4
+    );
+}
+
+#[test]
+fn p5_promises_go_backwards_unless_the_disk_was_lost() {
+    let mut o = LogObserver::new(3);
+    o.on_promise(0, 0, b(5, 1)).unwrap();
+    assert_eq!(
+        o.on_promise(0, 0, b(4, 2)).unwrap_err().invariant,
+        Invariant::P5
+    );
+    o.on_accept_write(0, b(3, 2), 0, 1);
+    assert_eq!(
+        o.on_accepted(0, 0, b(3, 2), 0).unwrap_err().invariant,
+        Invariant::P5
+    );
+    o.on_disk_lost(0);
+    o.on_promise(0, 0, b(4, 2)).unwrap();
+}
+
+#[test]
+fn k1_fencing_tokens_go_backwards_or_are_shared() {
+    let mut o = LogObserver::new(3);
+    o.on_grant(0, 0, 1, 10, 1, 5).unwrap();
+    o.on_grant(0, 1, 1, 10, 1, 5).unwrap(); // another replica, same slot
+    o.on_grant(0, 0, 1, 10, 1, 6).unwrap(); // re-acquire by the holder
+    assert_eq!(
+        o.on_grant(0, 0, 1, 11, 1, 9).unwrap_err().invariant,
+        Invariant::K1
+    );
+    assert_eq!(
+        o.on_grant(0, 2, 1, 11, 2, 5).unwrap_err().invariant,
+        Invariant::K1
+    );
+    o.on_grant(0, 0, 1, 11, 2, 9).unwrap();
+    assert_eq!(
+        o.on_grant(0, 0, 1, 12, 2, 12).unwrap_err().invariant,
+        Invariant::K1
+    );
+}
+
+#[test]
+fn k2_a_command_executed_at_two_slots() {
+    let mut o = LogObserver::new(3);
+    o.on_executed(0, 0, 4, 1, 10).unwrap();
+    o.on_executed(0, 1, 4, 1, 10).unwrap();
+    assert_eq!(
+        o.on_executed(0, 2, 4, 1, 12).unwrap_err().invariant,
+        Invariant::K2
+    );
+}

@@ -572,9 +572,11 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
             },
         );
         assert!(sends(&out).is_empty(), "no promise while rebuilding");
-        let mut peer = Durable::default();
-        peer.initialized = true;
-        peer.promised = b(5, 1);
+        let mut peer = Durable::<u32, ()> {
+            initialized: true,
+            promised: b(5, 1),
+            ..Default::default()
+        };
         peer.accepted.insert(0, (b(5, 1), cmd(7)));
         let state = Box::new(peer.clone());
         let out = recv(

@@ -200,7 +200,8 @@ pub fn check<M: Model>(history: &History<M>, budget: u64) -> Report<M> {
 /// fails" can end on a misleading history. Instead, first find a *culprit*:
 /// an operation whose removal makes the history linearizable. Then remove
 /// others (chunks first, then one at a time) only while the rest still fails
-/// *and* still passes without the culprit. The result is the culprit plus the
+/// *and* still passes without the culprit (and, for a stale read, still
+/// explains the culprit's result at *some* time). The result is the culprit plus the
 /// context that makes it impossible. If no single culprit exists, fall back
 /// to plain shrinking.
 pub fn shrink<M: Model>(ops: Vec<Operation<M>>, budget: u64) -> Vec<Operation<M>> {
@@ -216,6 +217,24 @@ pub fn shrink<M: Model>(ops: Vec<Operation<M>>, budget: u64) -> Vec<Operation<M>
     let culprit = (0..ops.len())
         .rev()
         .find(|&i| verdict(&without(&ops, i)) == Verdict::Linearizable);
+    // The culprit with its real-time window opened to the whole history:
+    // if that explains its result, the fault is *when* it saw what it saw (a
+    // stale read), and the ops that produced its result must stay, or the
+    // shrunk history would fail for another reason (a value from nowhere).
+    let relaxed = |ops: &[Operation<M>], c: usize| -> Vec<Operation<M>> {
+        let mut v = ops.to_vec();
+        let end = v
+            .iter()
+            .map(|o| o.ret_time().min(u64::MAX / 2))
+            .max()
+            .unwrap_or(0);
+        v[c].call = 0;
+        if let Outcome::Ok { at, .. } = &mut v[c].outcome {
+            *at = end + 1;
+        }
+        v
+    };
+    let stale = culprit.is_some_and(|c| verdict(&relaxed(&ops, c)) == Verdict::Linearizable);
     let mut ops = ops;
     let mut culprit_at = culprit;
     // Keeps `candidate` if it still fails for the same reason; tracks where
@@ -225,7 +244,10 @@ pub fn shrink<M: Model>(ops: Vec<Operation<M>>, budget: u64) -> Vec<Operation<M>
             return false;
         }
         match c {
-            Some(c) => verdict(&without(cand, c)) == Verdict::Linearizable,
+            Some(c) => {
+                verdict(&without(cand, c)) == Verdict::Linearizable
+                    && (!stale || verdict(&relaxed(cand, c)) == Verdict::Linearizable)
+            }
             None => true,
         }
     };

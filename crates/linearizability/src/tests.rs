@@ -359,3 +359,26 @@ fn a_stale_read_beside_a_large_history_shrinks_to_the_write_and_the_read() {
         vec![Put(1), Get]
     );
 }
+
+#[test]
+fn a_stale_read_of_an_old_value_keeps_the_write_that_produced_it() {
+    // Put(1), then Put(2), both complete; a later Get still sees 1. Alone,
+    // the Get would fail for another reason (a value from nowhere): the
+    // shrunk history must keep both writes.
+    let mut hist = generate(200, 1, 4, 5, false);
+    let t = hist.ops.iter().map(|o| o.ret_time()).max().unwrap() + 10;
+    let a = hist.invoke(0, 7, Put(1), t);
+    hist.ok(a, Version(1), t + 1);
+    let b = hist.invoke(1, 7, Put(2), t + 2);
+    hist.ok(b, Version(2), t + 3);
+    let c = hist.invoke(2, 7, Get, t + 4);
+    hist.ok(c, Value(Some((1, 1))), t + 5);
+    let Report::NotLinearizable { key, minimal } = check(&hist, BUDGET) else {
+        panic!("stale read not caught");
+    };
+    assert_eq!(key, 7);
+    assert_eq!(
+        minimal.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec![Put(1), Put(2), Get]
+    );
+}

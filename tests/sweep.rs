@@ -30,11 +30,13 @@ fn correct_basic_paxos_passes_the_default_sweep() {
             s.render(&cfg)
         );
     }
+    // The kinds `basic` knows (the rest belong to the log scenarios).
     assert!(
-        s.faults.iter().all(|&n| n > 0),
+        s.faults[..7].iter().all(|&n| n > 0),
         "some fault kind never fired: {:?}",
         s.faults
     );
+    assert!(s.faults[7..].iter().all(|&n| n == 0), "{:?}", s.faults);
 }
 
 #[test]
@@ -48,4 +50,38 @@ fn correct_basic_paxos_passes_on_every_cluster_size() {
         let s = sweep(cfg.clone(), paxsim_tests::seeds(10_000) / 10);
         assert!(s.failures.is_empty(), "nodes={nodes}\n{}", s.render(&cfg));
     }
+}
+
+/// The correct log and service pass a sweep of swarm seeds in `scenario`
+/// (10,000 by default; `PAXSIM_SEEDS` scales it), reaching every coverage
+/// mark and firing every fault kind.
+fn log_sweep(scenario: paxsim::Scenario) {
+    let cfg = RunConfig::for_scenario(scenario);
+    let s = sweep(cfg.clone(), paxsim_tests::seeds(100_000) / 10);
+    assert!(s.failures.is_empty(), "{}", s.render(&cfg));
+    let leases = cfg.log.timing.lease_us > 0;
+    for (mark, runs) in s.coverage.log_marks() {
+        if leases || !mark.contains("lease") {
+            assert!(
+                runs > 0,
+                "coverage mark '{mark}' never reached:\n{}",
+                s.render(&cfg)
+            );
+        }
+    }
+    assert!(
+        s.faults.iter().all(|&n| n > 0),
+        "some fault kind never fired: {:?}",
+        s.faults
+    );
+}
+
+#[test]
+fn correct_multi_paxos_passes_the_default_sweep() {
+    log_sweep(paxsim::Scenario::Multi);
+}
+
+#[test]
+fn correct_kv_service_passes_the_default_sweep() {
+    log_sweep(paxsim::Scenario::Kv);
 }

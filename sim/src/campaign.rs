@@ -47,7 +47,7 @@ pub struct Summary {
     pub events: u64,
     pub deliveries: u64,
     pub sim_time_us: u64,
-    pub faults: [u64; 7],
+    pub faults: [u64; crate::nemesis::KINDS],
     /// Runs that reached each coverage mark.
     pub coverage: Coverage,
     pub wall: Duration,
@@ -112,7 +112,17 @@ impl Summary {
         }
         s.pop();
         s += "\ncoverage (runs that reached it):\n";
-        for (name, n) in self.coverage.marks() {
+        let marks: Vec<(&str, u64)> = if cfg.scenario.is_log() {
+            let leases = cfg.log.timing.lease_us > 0;
+            self.coverage
+                .log_marks()
+                .into_iter()
+                .filter(|(name, _)| leases || !name.contains("lease"))
+                .collect()
+        } else {
+            self.coverage.marks().to_vec()
+        };
+        for (name, n) in marks {
             let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
             s += &format!("  {name:<36} {n:>9}{flag}\n");
         }

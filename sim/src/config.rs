@@ -13,14 +13,78 @@ pub enum Scenario {
     /// Basic (single-decree) Paxos: N acceptors, several duelling proposers,
     /// a learner on every node.
     Basic,
+    /// The Multi-Paxos log under concurrent proposals: clients submit blind
+    /// writes to any replica (most are not the leader and redirect).
+    Multi,
+    /// The coordination service: clients issue a random mix of reads,
+    /// writes, compare-and-sets, deletes, session, ephemeral-key and lock
+    /// operations; leader leases serve reads; the history is checked for
+    /// linearizability.
+    Kv,
 }
 
 impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Basic => "basic",
+            Scenario::Multi => "multi",
+            Scenario::Kv => "kv",
         }
     }
+
+    /// Whether this scenario runs the replicated log (`multi`, `kv`).
+    pub fn is_log(self) -> bool {
+        self != Scenario::Basic
+    }
+}
+
+/// Settings of the log scenarios (`multi`, `kv`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    pub timing: multipaxos::Timing,
+    /// Slots a leader keeps in flight.
+    pub window: u64,
+    /// Commands per slot at most.
+    pub batch: usize,
+    /// A replica snapshots its state machine every this many slots.
+    pub snapshot_every: u64,
+    /// How often the leader proposes its clock reading (session expiry).
+    pub tick_us: u64,
+    pub session_ttl_us: u64,
+    /// A client resends to another replica after this long without a reply.
+    pub client_retry_us: u64,
+    /// After the quiet period starts, every client operation must complete
+    /// within this of its invocation (or of the quiet period's start).
+    pub op_bound_us: u64,
+}
+
+impl Default for LogParams {
+    fn default() -> Self {
+        LogParams {
+            timing: multipaxos::Timing {
+                election_us: 100_000,
+                election_jitter_us: 100_000,
+                heartbeat_us: 30_000,
+                lease_us: 0,
+                drift_ppm: 0,
+            },
+            window: 8,
+            batch: 8,
+            snapshot_every: 64,
+            tick_us: 100_000,
+            session_ttl_us: 1_000_000,
+            client_retry_us: 20_000,
+            op_bound_us: 3_000_000,
+        }
+    }
+}
+
+fn default_clients() -> u8 {
+    5
+}
+fn default_ops() -> u32 {
+    200
 }
 
 /// Everything about a run except its seed and fault schedule.
@@ -49,6 +113,17 @@ pub struct RunConfig {
     pub long_delay_us_max: u64,
     /// How many times slower a slow node's messages and disk are.
     pub slow_factor: u64,
+    /// Log scenarios: concurrent clients.
+    #[serde(default = "default_clients")]
+    pub clients: u8,
+    /// Log scenarios: operations per client.
+    #[serde(default = "default_ops")]
+    pub ops: u32,
+    /// Log scenarios: known-buggy variants switched on.
+    #[serde(default)]
+    pub log_bugs: multipaxos::Bugs,
+    #[serde(default)]
+    pub log: LogParams,
 }
 
 impl Default for RunConfig {
@@ -66,13 +141,80 @@ impl Default for RunConfig {
             disk_us: 200,
             long_delay_us_max: 300_000,
             slow_factor: 10,
+            clients: default_clients(),
+            ops: default_ops(),
+            log_bugs: multipaxos::Bugs::default(),
+            log: LogParams::default(),
         }
     }
 }
 
 impl RunConfig {
+    /// The default configuration of a scenario.
+    pub fn for_scenario(scenario: Scenario) -> RunConfig {
+        let mut c = RunConfig {
+            scenario,
+            ..RunConfig::default()
+        };
+        match scenario {
+            Scenario::Basic => {}
+            Scenario::Multi => c.ops = 100,
+            Scenario::Kv => {
+                c.log.timing.lease_us = 150_000;
+                c.log.timing.drift_ppm = 200_000;
+                c.fault_phase_us = 2_000_000;
+            }
+        }
+        c
+    }
+
+    /// The names of the canaries switched on, whichever scenario.
+    pub fn bug_names(&self) -> Vec<&'static str> {
+        if self.scenario.is_log() {
+            self.log_bugs.names()
+        } else {
+            self.bugs.names()
+        }
+    }
+
+    /// Switches on the canary `name` of this config's scenario.
+    pub fn enable_bug(&mut self, name: &str) -> Result<(), String> {
+        if self.scenario.is_log() {
+            self.log_bugs.enable(name).map_err(|e| {
+                if self.bugs.enable(name).is_ok() {
+                    format!(
+                        "bug '{name}' belongs to the basic scenario, not {}",
+                        self.scenario.name()
+                    )
+                } else {
+                    e
+                }
+            })
+        } else {
+            let mut probe = multipaxos::Bugs::default();
+            self.bugs.enable(name).map_err(|e| {
+                if probe.enable(name).is_ok() {
+                    format!("bug '{name}' belongs to the multi and kv scenarios, not basic")
+                } else {
+                    e
+                }
+            })
+        }
+    }
+
     /// Rejects configurations the harness cannot run meaningfully.
     pub fn validate(&self) -> Result<(), String> {
+        if self.scenario.is_log() {
+            return self.validate_log();
+        }
+        if let Some(kind) = self.faults.as_ref().and_then(|f| f.log_only()) {
+            return Err(format!(
+                "fault '{kind}' applies only to the multi and kv scenarios"
+            ));
+        }
+        if self.log_bugs.any() {
+            return Err("log-scenario bugs are set on a basic run".into());
+        }
         if !(3..=9).contains(&self.nodes) {
             return Err(format!("nodes is {}, must be 3 to 9", self.nodes));
         }
@@ -104,11 +246,79 @@ impl RunConfig {
         Ok(())
     }
 
+    fn validate_log(&self) -> Result<(), String> {
+        if !(3..=7).contains(&self.nodes) {
+            return Err(format!("nodes is {}, must be 3 to 7", self.nodes));
+        }
+        if !(1..=16).contains(&self.clients) {
+            return Err(format!("clients is {}, must be 1 to 16", self.clients));
+        }
+        if !(1..=100_000).contains(&self.ops) {
+            return Err(format!("ops is {}, must be 1 to 100000", self.ops));
+        }
+        if self.bugs.any() {
+            return Err("basic-scenario bugs are set on a log run".into());
+        }
+        if let Some(f) = &self.faults {
+            f.validate()?;
+        }
+        let l = &self.log;
+        let t = &l.timing;
+        for (name, v, lo, hi) in [
+            ("fault_phase_us", self.fault_phase_us, 1, 600_000_000),
+            ("liveness_us", self.liveness_us, 1_000, 600_000_000),
+            ("latency_us", self.latency_us, 1, 10_000_000),
+            ("disk_us", self.disk_us, 1, 10_000_000),
+            ("long_delay_us_max", self.long_delay_us_max, 0, 60_000_000),
+            ("slow_factor", self.slow_factor, 1, 1_000),
+            ("log.timing.election_us", t.election_us, 1_000, 60_000_000),
+            (
+                "log.timing.election_jitter_us",
+                t.election_jitter_us,
+                1,
+                60_000_000,
+            ),
+            ("log.timing.heartbeat_us", t.heartbeat_us, 100, 60_000_000),
+            ("log.timing.lease_us", t.lease_us, 0, 60_000_000),
+            ("log.timing.drift_ppm", t.drift_ppm, 0, 500_000),
+            ("log.window", l.window, 1, 1_000),
+            ("log.batch", l.batch as u64, 1, 1_000),
+            ("log.snapshot_every", l.snapshot_every, 1, 1_000_000),
+            ("log.tick_us", l.tick_us, 1_000, 60_000_000),
+            ("log.session_ttl_us", l.session_ttl_us, 1_000, 600_000_000),
+            ("log.client_retry_us", l.client_retry_us, 100, 60_000_000),
+            ("log.op_bound_us", l.op_bound_us, 1_000, 600_000_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{name} is {v}, must be {lo} to {hi}"));
+            }
+        }
+        if t.heartbeat_us >= t.election_us {
+            return Err("log.timing.heartbeat_us must be below election_us".into());
+        }
+        Ok(())
+    }
+
+    /// Checks a schedule fits this config (cluster size; no log-only fault
+    /// kinds in `basic`).
+    pub fn validate_schedule(&self, s: &crate::nemesis::Schedule) -> Result<(), String> {
+        s.validate(self.nodes)?;
+        if !self.scenario.is_log() {
+            if let Some(f) = s.faults.iter().find(|t| t.fault.log_only()) {
+                return Err(format!(
+                    "fault '{}' applies only to the multi and kv scenarios",
+                    f.fault
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `paxsim run` command that reproduces `seed` under this config, or
     /// `None` if the config has settings no flag expresses (timing, latencies:
     /// use the repro file).
     pub fn run_command(&self, seed: u64) -> Option<String> {
-        let d = RunConfig::default();
+        let d = RunConfig::for_scenario(self.scenario);
         let mut cmd = format!(
             "paxsim run --scenario {} --seed {seed}",
             self.scenario.name()
@@ -119,7 +329,13 @@ impl RunConfig {
         if self.proposers != d.proposers {
             cmd += &format!(" --proposers {}", self.proposers);
         }
-        for bug in self.bugs.names() {
+        if self.clients != d.clients {
+            cmd += &format!(" --clients {}", self.clients);
+        }
+        if self.ops != d.ops {
+            cmd += &format!(" --ops {}", self.ops);
+        }
+        for bug in self.bug_names() {
             cmd += &format!(" --bug {bug}");
         }
         if let Some(f) = self.faults {
@@ -128,7 +344,10 @@ impl RunConfig {
         let rest = RunConfig {
             nodes: d.nodes,
             proposers: d.proposers,
+            clients: d.clients,
+            ops: d.ops,
             bugs: d.bugs,
+            log_bugs: d.log_bugs,
             faults: None,
             ..self.clone()
         };

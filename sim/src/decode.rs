@@ -45,6 +45,7 @@ pub fn decode(data: &[u8], bugs: Bugs) -> (u64, RunConfig, Schedule) {
         crashes: 0,
         partitions: 0,
         slow_nodes: b.u8() % 2,
+        ..Faults::NONE
     };
     let cfg = RunConfig {
         nodes,

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod campaign;
 pub mod config;
 pub mod decode;
+pub mod logworld;
 pub mod nemesis;
 pub mod repro;
 pub mod trace;

@@ -2,7 +2,6 @@
 //! broke (or a run was nondeterministic), 2 bad input.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use paxos::Bugs;
 use paxsim::campaign::{self, Options};
 use paxsim::repro::Repro;
 use paxsim::trace::render;
@@ -82,12 +81,18 @@ enum Cmd {
 struct Setup {
     #[arg(long, value_enum, default_value = "basic")]
     scenario: Scenario,
-    /// Cluster size (every node is an acceptor and a learner).
+    /// Cluster size (basic: 3-9; multi and kv: 3-7).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=9))]
     nodes: u8,
-    /// How many nodes run a proposer.
+    /// basic: how many nodes run a proposer.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     proposers: u8,
+    /// multi and kv: concurrent clients.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    clients: Option<u8>,
+    /// multi and kv: operations per client (default: multi 100, kv 200).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    ops: Option<u32>,
     /// Switch on a known-buggy variant (repeatable); see `paxsim scenarios`.
     #[arg(long = "bug")]
     bugs: Vec<String>,
@@ -97,29 +102,34 @@ struct Setup {
     /// Fixed fault intensities instead of drawing them per seed (swarm):
     /// `none`, `all`, or `name=value,...`, e.g. `crashes=5,loss_permille=100`.
     /// Names: loss_permille dup_permille long_delay_permille jitter_us
-    /// disk_jitter_us crash_in_sync_permille crashes partitions slow_nodes.
+    /// disk_jitter_us crash_in_sync_permille crashes partitions slow_nodes;
+    /// multi and kv also: leader_faults clock_drift_ppm clock_skew_us pauses
+    /// torn_permille bit_flips wipes snapshot_crash_permille (`all-log`: all).
     #[arg(long, value_parser = Faults::parse)]
     faults: Option<Faults>,
 }
 
 impl Setup {
     fn config(&self) -> Result<RunConfig, String> {
-        let mut bugs = Bugs::default();
-        for b in &self.bugs {
-            bugs.enable(b)?;
-        }
-        let cfg = RunConfig {
-            scenario: self.scenario,
+        let base = RunConfig::for_scenario(self.scenario);
+        let mut cfg = RunConfig {
             nodes: self.nodes,
             proposers: self.proposers,
-            bugs,
+            clients: self.clients.unwrap_or(base.clients),
+            ops: self.ops.unwrap_or(base.ops),
             faults: if self.calm {
                 Some(Faults::NONE)
             } else {
                 self.faults
             },
-            ..RunConfig::default()
+            ..base
         };
+        if !self.scenario.is_log() && (self.clients.is_some() || self.ops.is_some()) {
+            return Err("--clients and --ops apply only to the multi and kv scenarios".into());
+        }
+        for b in &self.bugs {
+            cfg.enable_bug(b)?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -231,7 +241,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 start,
                 start.saturating_add(seeds),
                 jobs,
-                opts.config.bugs.names().join(", "),
+                opts.config.bug_names().join(", "),
                 if opts.config.faults.is_some() {
                     "off"
                 } else {
@@ -268,8 +278,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Scenarios => {
             println!("scenarios:");
             println!("  basic   Basic Paxos: N acceptors (3-9, default 5), several proposers, learners on every node");
-            println!("bugs (--bug NAME, never on by default):");
+            println!("  multi   Multi-Paxos log: 3-7 replicas, clients (default 5 x 100 ops) writing through any replica");
+            println!("  kv      coordination service: 3-7 replicas, clients (default 5 x 200 ops) mixing reads, writes, CAS,");
+            println!("          sessions, ephemeral keys and locks; leases serve reads; linearizability checked");
+            println!("basic bugs (--bug NAME, never on by default):");
             for (name, _) in paxos::CANARIES {
+                println!("  {name}");
+            }
+            println!("multi/kv bugs:");
+            for (name, _) in multipaxos::CANARIES {
                 println!("  {name}");
             }
             Ok(ExitCode::SUCCESS)
@@ -282,12 +299,16 @@ fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<Exit
     let c = &report.config;
     let f = c.faults.expect("resolved");
     eprintln!(
-        "seed {} scenario {} nodes {} proposers {} bugs [{}]",
+        "seed {} scenario {} nodes {} {} bugs [{}]",
         report.seed,
         c.scenario.name(),
         c.nodes,
-        c.proposers,
-        c.bugs.names().join(", ")
+        if c.scenario.is_log() {
+            format!("clients {} x {} ops", c.clients, c.ops)
+        } else {
+            format!("proposers {}", c.proposers)
+        },
+        c.bug_names().join(", ")
     );
     eprintln!(
         "faults: loss {}‰ dup {}‰ long-delay {}‰ jitter {}us disk-jitter {}us crash-in-sync {}‰ crashes {} partitions {} slow {}; schedule of {}",
@@ -302,6 +323,19 @@ fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<Exit
         f.slow_nodes,
         report.schedule.faults.len()
     );
+    if c.scenario.is_log() {
+        eprintln!(
+            "log faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰",
+            f.leader_faults,
+            f.clock_drift_ppm,
+            f.clock_skew_us,
+            f.pauses,
+            f.torn_permille,
+            f.bit_flips,
+            f.wipes,
+            f.snapshot_crash_permille
+        );
+    }
     if out.trace != TraceFormat::None {
         if let Some(trace) = &report.trace {
             print!("{}", render(trace, out.trace == TraceFormat::Json));

@@ -61,6 +61,31 @@ pub struct Faults {
     pub partitions: u8,
     /// Slow-node episodes.
     pub slow_nodes: u8,
+    // ---- `multi` and `kv` only (zero, and rejected, in `basic`) ----
+    /// Episodes aimed at the current leader: crash it, or isolate it.
+    #[serde(default)]
+    pub leader_faults: u8,
+    /// Each node's clock runs at a rate drawn within ± this (parts per million).
+    #[serde(default)]
+    pub clock_drift_ppm: u64,
+    /// Each node's clock starts offset by up to this.
+    #[serde(default)]
+    pub clock_skew_us: u64,
+    /// Process pauses (a stop-the-world stall of up to 400 ms).
+    #[serde(default)]
+    pub pauses: u8,
+    /// Per crash, in parts per thousand: the write in flight is left torn.
+    #[serde(default)]
+    pub torn_permille: u16,
+    /// Episodes: a bit flips in a durable record, then the node restarts.
+    #[serde(default)]
+    pub bit_flips: u8,
+    /// Episodes: the node crashes and its disk is wiped.
+    #[serde(default)]
+    pub wipes: u8,
+    /// Per snapshot write, in parts per thousand: power fails before it syncs.
+    #[serde(default)]
+    pub snapshot_crash_permille: u16,
 }
 
 impl Faults {
@@ -74,6 +99,14 @@ impl Faults {
         crashes: 0,
         partitions: 0,
         slow_nodes: 0,
+        leader_faults: 0,
+        clock_drift_ppm: 0,
+        clock_skew_us: 0,
+        pauses: 0,
+        torn_permille: 0,
+        bit_flips: 0,
+        wipes: 0,
+        snapshot_crash_permille: 0,
     };
 
     /// Every fault on, at a moderate rate.
@@ -87,6 +120,20 @@ impl Faults {
         crashes: 3,
         partitions: 2,
         slow_nodes: 1,
+        ..Faults::NONE
+    };
+
+    /// Every fault on, including those of the log scenarios.
+    pub const ALL_LOG: Faults = Faults {
+        leader_faults: 2,
+        clock_drift_ppm: 50_000,
+        clock_skew_us: 1_000_000,
+        pauses: 1,
+        torn_permille: 300,
+        bit_flips: 1,
+        wipes: 1,
+        snapshot_crash_permille: 100,
+        ..Faults::ALL
     };
 
     /// Swarm testing: each kind on with probability 1/2, at a random intensity.
@@ -108,11 +155,49 @@ impl Faults {
             crashes: on(6) as u8,
             partitions: on(4) as u8,
             slow_nodes: on(2) as u8,
+            ..Faults::NONE
         }
     }
 
+    /// Swarm testing for `multi` and `kv`: the basic draw, then the log
+    /// scenarios' own kinds, each on with probability 1/2. Clock drift stays
+    /// within `drift_bound_ppm`, the bound the protocol is configured for.
+    pub fn draw_log(rng: &mut ChaCha8Rng, drift_bound_ppm: u64) -> Faults {
+        let mut f = Faults::draw(rng);
+        let mut on = |max: u64| -> u64 {
+            if rng.gen_bool(0.5) && max > 0 {
+                rng.gen_range(1..=max)
+            } else {
+                0
+            }
+        };
+        f.leader_faults = on(3) as u8;
+        f.clock_drift_ppm = on(drift_bound_ppm);
+        f.clock_skew_us = on(10_000_000);
+        f.pauses = on(3) as u8;
+        f.torn_permille = on(1000) as u16;
+        f.bit_flips = on(2) as u8;
+        f.wipes = on(2) as u8;
+        f.snapshot_crash_permille = on(300) as u16;
+        f
+    }
+
+    /// The first log-scenario-only kind switched on, if any.
+    pub fn log_only(&self) -> Option<&'static str> {
+        let mut copy = *self;
+        let fields = copy.fields();
+        fields[9..]
+            .iter()
+            .find(|(_, v)| match v {
+                FieldMut::U8(x) => **x != 0,
+                FieldMut::U16(x) => **x != 0,
+                FieldMut::U64(x) => **x != 0,
+            })
+            .map(|(n, _)| *n)
+    }
+
     /// Every intensity by name, as `--faults` spells it.
-    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 9] {
+    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 17] {
         [
             ("loss_permille", FieldMut::U16(&mut self.loss_permille)),
             ("dup_permille", FieldMut::U16(&mut self.dup_permille)),
@@ -129,6 +214,17 @@ impl Faults {
             ("crashes", FieldMut::U8(&mut self.crashes)),
             ("partitions", FieldMut::U8(&mut self.partitions)),
             ("slow_nodes", FieldMut::U8(&mut self.slow_nodes)),
+            ("leader_faults", FieldMut::U8(&mut self.leader_faults)),
+            ("clock_drift_ppm", FieldMut::U64(&mut self.clock_drift_ppm)),
+            ("clock_skew_us", FieldMut::U64(&mut self.clock_skew_us)),
+            ("pauses", FieldMut::U8(&mut self.pauses)),
+            ("torn_permille", FieldMut::U16(&mut self.torn_permille)),
+            ("bit_flips", FieldMut::U8(&mut self.bit_flips)),
+            ("wipes", FieldMut::U8(&mut self.wipes)),
+            (
+                "snapshot_crash_permille",
+                FieldMut::U16(&mut self.snapshot_crash_permille),
+            ),
         ]
     }
 
@@ -138,6 +234,7 @@ impl Faults {
         match spec.trim() {
             "none" => return Ok(Faults::NONE),
             "all" => return Ok(Faults::ALL),
+            "all-log" => return Ok(Faults::ALL_LOG),
             _ => {}
         }
         let mut f = Faults::NONE;
@@ -149,7 +246,7 @@ impl Faults {
             let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
             let field = fields.iter_mut().find(|(n, _)| *n == name).ok_or_else(|| {
                 format!(
-                    "unknown fault '{name}'; known: none, all, {}",
+                    "unknown fault '{name}'; known: none, all, all-log, {}",
                     names.join(", ")
                 )
             })?;
@@ -193,6 +290,8 @@ impl Faults {
             ("dup_permille", self.dup_permille),
             ("long_delay_permille", self.long_delay_permille),
             ("crash_in_sync_permille", self.crash_in_sync_permille),
+            ("torn_permille", self.torn_permille),
+            ("snapshot_crash_permille", self.snapshot_crash_permille),
         ] {
             if v > 1000 {
                 return Err(format!("{name} is {v}, must be at most 1000"));
@@ -201,10 +300,17 @@ impl Faults {
         for (name, v) in [
             ("jitter_us", self.jitter_us),
             ("disk_jitter_us", self.disk_jitter_us),
+            ("clock_skew_us", self.clock_skew_us),
         ] {
             if v > 10_000_000 {
                 return Err(format!("{name} is {v}, must be at most 10 s"));
             }
+        }
+        if self.clock_drift_ppm > 500_000 {
+            return Err(format!(
+                "clock_drift_ppm is {}, must be at most 500000",
+                self.clock_drift_ppm
+            ));
         }
         Ok(())
     }
@@ -216,6 +322,9 @@ enum FieldMut<'a> {
     U16(&'a mut u16),
     U64(&'a mut u64),
 }
+
+/// How many fault kinds there are.
+pub const KINDS: usize = 14;
 
 /// One scheduled fault.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -244,6 +353,35 @@ pub enum Fault {
     Fast {
         node: NodeId,
     },
+    /// Crash whichever node leads when this fires (log scenarios).
+    CrashLeader,
+    /// Cut the current leader off from the other replicas (clients still
+    /// reach it), until the next heal.
+    IsolateLeader,
+    /// Restart every crashed node.
+    RestartDown,
+    /// A stop-the-world pause: the node handles nothing for `us`.
+    Pause {
+        node: NodeId,
+        us: u64,
+    },
+    /// The node's clock: offset `skew_us` and rate `1 + rate_ppm / 10^6`.
+    Clock {
+        node: NodeId,
+        skew_us: u64,
+        rate_ppm: i32,
+    },
+    /// Flip bit `bit` of a durable record (`record` modulo their number),
+    /// then crash the node so that recovery meets it.
+    BitFlip {
+        node: NodeId,
+        record: u32,
+        bit: u32,
+    },
+    /// Crash the node and wipe its disk.
+    Wipe {
+        node: NodeId,
+    },
 }
 
 impl Fault {
@@ -257,10 +395,17 @@ impl Fault {
             Fault::Heal => 4,
             Fault::Slow { .. } => 5,
             Fault::Fast { .. } => 6,
+            Fault::CrashLeader => 7,
+            Fault::IsolateLeader => 8,
+            Fault::RestartDown => 9,
+            Fault::Pause { .. } => 10,
+            Fault::Clock { .. } => 11,
+            Fault::BitFlip { .. } => 12,
+            Fault::Wipe { .. } => 13,
         }
     }
 
-    pub const KIND_NAMES: [&'static str; 7] = [
+    pub const KIND_NAMES: [&'static str; KINDS] = [
         "crash",
         "restart",
         "partition",
@@ -268,16 +413,36 @@ impl Fault {
         "heal",
         "slow node",
         "slow node ends",
+        "leader crash",
+        "leader isolation",
+        "restart of crashed nodes",
+        "process pause",
+        "clock skew/drift",
+        "bit flip",
+        "disk wipe",
     ];
+
+    /// Whether only the log scenarios know this kind.
+    pub fn log_only(&self) -> bool {
+        self.kind_index() >= 7
+    }
 
     fn nodes(&self) -> impl Iterator<Item = NodeId> {
         let (a, b) = match *self {
             Fault::Crash { node }
             | Fault::Restart { node }
             | Fault::Slow { node }
-            | Fault::Fast { node } => (Some(node), None),
+            | Fault::Fast { node }
+            | Fault::Pause { node, .. }
+            | Fault::Clock { node, .. }
+            | Fault::BitFlip { node, .. }
+            | Fault::Wipe { node } => (Some(node), None),
             Fault::OneWay { from, to } => (Some(from), Some(to)),
-            Fault::Partition { .. } | Fault::Heal => (None, None),
+            Fault::Partition { .. }
+            | Fault::Heal
+            | Fault::CrashLeader
+            | Fault::IsolateLeader
+            | Fault::RestartDown => (None, None),
         };
         a.into_iter().chain(b)
     }
@@ -308,8 +473,10 @@ impl Schedule {
         let t = fault_phase_us.max(1);
         let mut episode = |rng: &mut ChaCha8Rng, start: Fault, end: Option<Fault>| {
             // Half the faults land in the first sixteenth of the phase, where
-            // the proposers are busy; the rest anywhere in it.
-            let window = if rng.gen_bool(0.5) {
+            // the proposers are busy; the rest anywhere in it. (Not faults
+            // aimed at the leader: there is none that early.)
+            let early = !matches!(start, Fault::CrashLeader | Fault::IsolateLeader);
+            let window = if early && rng.gen_bool(0.5) {
                 (t / 16).max(1)
             } else {
                 t
@@ -358,6 +525,57 @@ impl Schedule {
             let node = rng.gen_range(0..n);
             episode(rng, Fault::Slow { node }, Some(Fault::Fast { node }));
         }
+        // The log scenarios' kinds (all zero in `basic`, which draws nothing more).
+        for _ in 0..faults.leader_faults {
+            if rng.gen_bool(0.5) {
+                episode(rng, Fault::CrashLeader, Some(Fault::RestartDown));
+            } else {
+                episode(rng, Fault::IsolateLeader, Some(Fault::Heal));
+            }
+        }
+        for _ in 0..faults.pauses {
+            let node = rng.gen_range(0..n);
+            let us = rng.gen_range(1_000..=400_000);
+            episode(rng, Fault::Pause { node, us }, None);
+        }
+        for _ in 0..faults.bit_flips {
+            let node = rng.gen_range(0..n);
+            let (record, bit) = (rng.gen(), rng.gen_range(0..64));
+            episode(
+                rng,
+                Fault::BitFlip { node, record, bit },
+                Some(Fault::Restart { node }),
+            );
+        }
+        for _ in 0..faults.wipes {
+            let node = rng.gen_range(0..n);
+            episode(rng, Fault::Wipe { node }, Some(Fault::Restart { node }));
+        }
+        if faults.clock_drift_ppm > 0 || faults.clock_skew_us > 0 {
+            let d = faults.clock_drift_ppm as i64;
+            for node in 0..n {
+                // Half the clocks sit at the edge of the bound: the worst
+                // relative drift is what leases must survive.
+                let rate_ppm = if rng.gen_bool(0.5) {
+                    if rng.gen_bool(0.5) {
+                        d
+                    } else {
+                        -d
+                    }
+                } else {
+                    rng.gen_range(-d..=d)
+                } as i32;
+                let skew_us = rng.gen_range(0..=faults.clock_skew_us);
+                out.push(Timed {
+                    at_us: 0,
+                    fault: Fault::Clock {
+                        node,
+                        skew_us,
+                        rate_ppm,
+                    },
+                });
+            }
+        }
         out.sort_by_key(|f| f.at_us); // Stable: ties keep generation order.
         Schedule { faults: out }
     }
@@ -380,6 +598,18 @@ impl Schedule {
             if let Fault::OneWay { from, to } = f.fault {
                 if from == to {
                     return Err(format!("fault #{i}: a one-way cut from n{from} to itself"));
+                }
+            }
+            if let Fault::Clock { rate_ppm, .. } = f.fault {
+                if !(-500_000..=500_000).contains(&rate_ppm) {
+                    return Err(format!(
+                        "fault #{i}: clock rate {rate_ppm} ppm is outside ±500000"
+                    ));
+                }
+            }
+            if let Fault::Pause { us, .. } = f.fault {
+                if us > 60_000_000 {
+                    return Err(format!("fault #{i}: a pause of {us} us exceeds 60 s"));
                 }
             }
             if i > 0 && self.faults[i - 1].at_us > f.at_us {
@@ -406,6 +636,19 @@ impl std::fmt::Display for Fault {
             Fault::Heal => write!(f, "heal network"),
             Fault::Slow { node } => write!(f, "slow n{node}"),
             Fault::Fast { node } => write!(f, "n{node} no longer slow"),
+            Fault::CrashLeader => write!(f, "crash the leader"),
+            Fault::IsolateLeader => write!(f, "isolate the leader"),
+            Fault::RestartDown => write!(f, "restart crashed nodes"),
+            Fault::Pause { node, us } => write!(f, "pause n{node} for {us} us"),
+            Fault::Clock {
+                node,
+                skew_us,
+                rate_ppm,
+            } => write!(f, "clock n{node}: +{skew_us} us, {rate_ppm:+} ppm"),
+            Fault::BitFlip { node, record, bit } => {
+                write!(f, "flip bit {bit} of record {record} on n{node}, crash it")
+            }
+            Fault::Wipe { node } => write!(f, "crash n{node} and wipe its disk"),
         }
     }
 }

@@ -54,8 +54,8 @@ impl Repro {
         if r.config.faults.is_none() {
             return Err("bad config in repro file: faults must be resolved (not null)".into());
         }
-        r.schedule
-            .validate(r.config.nodes)
+        r.config
+            .validate_schedule(&r.schedule)
             .map_err(|e| format!("bad schedule in repro file: {e}"))?;
         Ok(r)
     }

@@ -74,6 +74,111 @@ pub enum Kind {
         fault: Fault,
     },
     Quiet,
+    // ---- the log scenarios (`multi`, `kv`) ----
+    LSend {
+        to: NodeId,
+        msg: LMsg,
+    },
+    LReceive {
+        from: NodeId,
+        msg: LMsg,
+    },
+    LDrop {
+        to: NodeId,
+        msg: LMsg,
+        reason: DropReason,
+    },
+    LDuplicate {
+        to: NodeId,
+        msg: LMsg,
+    },
+    LTimer {
+        timer: multipaxos::Timer,
+    },
+    Tick,
+    LPersist {
+        seq: u64,
+        write: LMsg,
+    },
+    /// A replica applied `slot` (`digest` fingerprints the entry).
+    Apply {
+        slot: u64,
+        cmds: u32,
+        digest: u64,
+    },
+    /// A replica installed a snapshot up to `upto`.
+    Install {
+        upto: u64,
+    },
+    Elected {
+        ballot: paxos::Ballot,
+    },
+    /// A replica found its disk wiped or corrupt and rebuilds from peers.
+    Rebuilding {
+        corrupt: bool,
+    },
+    Rebuilt,
+    /// A client starts an operation (`node`: the replica it first tries).
+    Invoke {
+        client: u32,
+        seq: u64,
+        op: kv::Op,
+    },
+    /// A client's request reaches a replica.
+    Request {
+        client: u32,
+        seq: u64,
+    },
+    /// A client's operation completed with `reply` from replica `node`.
+    Complete {
+        client: u32,
+        seq: u64,
+        reply: kv::Reply,
+        local: bool,
+    },
+    /// Replica `node` redirected a client.
+    Redirect {
+        client: u32,
+        seq: u64,
+        leader: Option<NodeId>,
+    },
+    /// A client timed out and resends.
+    Retry {
+        client: u32,
+        seq: u64,
+    },
+}
+
+/// A log-scenario message or write, summarized for the trace: its kind, the
+/// ballot and slot it names, how many entries it carries and a fingerprint of
+/// its whole content (so the trace hash covers every byte that was sent).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct LMsg {
+    pub kind: &'static str,
+    pub ballot: Option<paxos::Ballot>,
+    pub slot: Option<u64>,
+    pub len: u32,
+    pub digest: u64,
+}
+
+impl fmt::Display for LMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(", self.kind)?;
+        let mut sep = "";
+        if let Some(b) = self.ballot {
+            write!(f, "{b}")?;
+            sep = ", ";
+        }
+        if let Some(s) = self.slot {
+            write!(f, "{sep}slot {s}")?;
+            sep = ", ";
+        }
+        if self.len > 0 {
+            write!(f, "{sep}{} entries", self.len)?;
+            sep = ", ";
+        }
+        write!(f, "{sep}#{:04x})", self.digest & 0xffff)
+    }
 }
 
 /// One thing that happened, at a simulated time, on a node.
@@ -194,6 +299,44 @@ impl fmt::Display for Event {
             Kind::Decide { value } => write!(f, "DECIDE {value}"),
             Kind::Fault { fault } => write!(f, "FAULT {fault}"),
             Kind::Quiet => write!(f, "QUIET: faults heal, liveness clock starts"),
+            Kind::LSend { to, msg } => write!(f, "send -> n{to} {msg}"),
+            Kind::LReceive { from, msg } => write!(f, "recv <- n{from} {msg}"),
+            Kind::LDrop { to, msg, reason } => write!(f, "drop -> n{to} {msg} ({reason:?})"),
+            Kind::LDuplicate { to, msg } => write!(f, "dup  -> n{to} {msg}"),
+            Kind::LTimer { timer } => write!(f, "timer {timer:?}"),
+            Kind::Tick => write!(f, "tick timer"),
+            Kind::LPersist { seq, write } => write!(f, "persist #{seq} {write}"),
+            Kind::Apply { slot, cmds, digest } => write!(
+                f,
+                "APPLY slot {slot} ({cmds} cmds, #{:04x})",
+                digest & 0xffff
+            ),
+            Kind::Install { upto } => write!(f, "INSTALL snapshot up to slot {upto}"),
+            Kind::Elected { ballot } => write!(f, "ELECTED leader in {ballot}"),
+            Kind::Rebuilding { corrupt } => write!(
+                f,
+                "REBUILD: disk {}, no votes until rebuilt from peers",
+                if corrupt { "corrupt" } else { "wiped" }
+            ),
+            Kind::Rebuilt => write!(f, "REBUILT from peers, voting again"),
+            Kind::Invoke { client, seq, op } => write!(f, "c{client} invoke #{seq} {op:?}"),
+            Kind::Request { client, seq } => write!(f, "request from c{client} #{seq}"),
+            Kind::Complete {
+                client,
+                seq,
+                reply,
+                local,
+            } => write!(
+                f,
+                "c{client} ok #{seq} {reply:?}{}",
+                if local { " (lease read)" } else { "" }
+            ),
+            Kind::Redirect {
+                client,
+                seq,
+                leader,
+            } => write!(f, "redirect c{client} #{seq} to {leader:?}"),
+            Kind::Retry { client, seq } => write!(f, "c{client} retry #{seq}"),
         }
     }
 }

@@ -45,9 +45,13 @@ pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
 /// to the swarm, and generates the schedule.
 pub fn plan(seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
     let mut resolved = cfg.clone();
-    let faults = cfg
-        .faults
-        .unwrap_or_else(|| Faults::draw(&mut rng(seed, 0)));
+    let faults = cfg.faults.unwrap_or_else(|| {
+        if cfg.scenario.is_log() {
+            Faults::draw_log(&mut rng(seed, 0), cfg.log.timing.drift_ppm)
+        } else {
+            Faults::draw(&mut rng(seed, 0))
+        }
+    });
     resolved.faults = Some(faults);
     let schedule = Schedule::generate(&mut rng(seed, 1), cfg.nodes, &faults, cfg.fault_phase_us);
     (resolved, schedule)
@@ -67,7 +71,7 @@ pub struct Stats {
     pub duplicates: u64,
     pub sim_time_us: u64,
     /// Scheduled faults that took effect, by [`Fault::kind_index`].
-    pub faults: [u64; 7],
+    pub faults: [u64; crate::nemesis::KINDS],
     pub coverage: Coverage,
 }
 
@@ -211,11 +215,25 @@ fn install_panic_hook() {
     });
 }
 
+/// Runs `f`, turning a panic (a failed protocol assertion) into its message
+/// and location, without printing it.
+pub(crate) fn catching(f: impl FnOnce()) -> Result<(), String> {
+    install_panic_hook();
+    IN_RUN.with(|r| *r.borrow_mut() = true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_RUN.with(|r| *r.borrow_mut() = false);
+    result.map_err(|_| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
 impl World {
     pub fn new(seed: u64, config: RunConfig, schedule: Schedule, keep: Keep) -> World {
         config.validate().expect("config validated by the caller");
-        schedule
-            .validate(config.nodes)
+        config
+            .validate_schedule(&schedule)
             .expect("schedule validated by the caller");
         let faults = config.faults.expect("faults resolved by plan()");
         let n = config.nodes as usize;
@@ -290,14 +308,7 @@ impl World {
     /// Runs to the end: until every node learned after the quiet period
     /// began, or the liveness deadline passed, or an invariant broke.
     pub fn run(mut self) -> Report {
-        install_panic_hook();
-        IN_RUN.with(|r| *r.borrow_mut() = true);
-        let result = catch_unwind(AssertUnwindSafe(|| self.run_loop()));
-        IN_RUN.with(|r| *r.borrow_mut() = false);
-        if result.is_err() {
-            let detail = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| "panic".into());
+        if let Err(detail) = catching(|| self.run_loop()) {
             self.violation = Some(Violation {
                 invariant: Invariant::Assert,
                 at_us: self.now,
@@ -458,6 +469,10 @@ impl World {
 
     fn fault(&mut self, fault: Fault) {
         let n = self.cfg.nodes;
+        if fault.log_only() {
+            // Rejected for `basic` by `RunConfig::validate_schedule`.
+            return;
+        }
         let applies = match fault {
             Fault::Crash { node } => self.slots[node as usize].node.is_some(),
             Fault::Restart { node } => self.slots[node as usize].node.is_none(),
@@ -471,7 +486,7 @@ impl World {
             Fault::Crash { node } | Fault::Restart { node } => node,
             Fault::Slow { node } | Fault::Fast { node } => node,
             Fault::OneWay { from, .. } => from,
-            Fault::Partition { .. } | Fault::Heal => 0,
+            _ => 0,
         };
         self.record(node, Kind::Fault { fault });
         match fault {
@@ -498,6 +513,7 @@ impl World {
             Fault::Heal => self.blocked = [0; MAX_NODES],
             Fault::Slow { node } => self.slots[node as usize].slow = true,
             Fault::Fast { node } => self.slots[node as usize].slow = false,
+            _ => unreachable!("log-only faults return above"),
         }
     }
 
@@ -671,11 +687,15 @@ impl World {
 /// Plans and runs `seed` under `cfg`.
 pub fn run_seed(seed: u64, cfg: &RunConfig, keep: Keep) -> Report {
     let (resolved, schedule) = plan(seed, cfg);
-    World::new(seed, resolved, schedule, keep).run()
+    run_schedule(seed, &resolved, schedule, keep)
 }
 
 /// Runs `seed` with an explicit schedule (replays, shrinking, fuzzing).
 /// `cfg.faults` must be resolved (`Some`).
 pub fn run_schedule(seed: u64, cfg: &RunConfig, schedule: Schedule, keep: Keep) -> Report {
-    World::new(seed, cfg.clone(), schedule, keep).run()
+    if cfg.scenario.is_log() {
+        crate::logworld::LogWorld::new(seed, cfg.clone(), schedule, keep).run()
+    } else {
+        World::new(seed, cfg.clone(), schedule, keep).run()
+    }
 }

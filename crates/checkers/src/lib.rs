@@ -134,10 +134,26 @@ pub struct Coverage {
     pub chosen_after_preemption: u64,
     /// A learner learned through a Query reply rather than live traffic.
     pub learned_by_query: u64,
+    // ---- the log scenarios ----
+    /// A second leader was elected (a leader change).
+    #[serde(default)]
+    pub leader_changes: u64,
+    /// A replica installed a snapshot from a peer or its disk.
+    #[serde(default)]
+    pub snapshot_installs: u64,
+    /// A replica rebuilt a wiped or corrupt disk from its peers.
+    #[serde(default)]
+    pub rebuilds: u64,
+    /// A leader answered a read under its lease.
+    #[serde(default)]
+    pub lease_reads: u64,
+    /// The dedup table answered a retried command.
+    #[serde(default)]
+    pub dedup_hits: u64,
 }
 
 impl Coverage {
-    /// `(name, count)` for every mark, in a fixed order.
+    /// `(name, count)` for every Basic Paxos mark, in a fixed order.
     pub fn marks(&self) -> [(&'static str, u64); 5] {
         [
             ("competing ballots", self.competing_ballots),
@@ -148,22 +164,46 @@ impl Coverage {
         ]
     }
 
+    /// `(name, count)` for every mark of the log scenarios.
+    pub fn log_marks(&self) -> [(&'static str, u64); 5] {
+        [
+            ("leader change", self.leader_changes),
+            ("snapshot installed", self.snapshot_installs),
+            ("replica rebuilt from peers", self.rebuilds),
+            ("read served under a lease", self.lease_reads),
+            ("retry answered by the dedup table", self.dedup_hits),
+        ]
+    }
+
+    fn fields(&mut self) -> [&mut u64; 10] {
+        [
+            &mut self.competing_ballots,
+            &mut self.adopted_value,
+            &mut self.recovered_after_restart,
+            &mut self.chosen_after_preemption,
+            &mut self.learned_by_query,
+            &mut self.leader_changes,
+            &mut self.snapshot_installs,
+            &mut self.rebuilds,
+            &mut self.lease_reads,
+            &mut self.dedup_hits,
+        ]
+    }
+
     /// Adds counts that are already per run (merging campaign batches).
     pub fn merge(&mut self, other: &Coverage) {
-        self.competing_ballots += other.competing_ballots;
-        self.adopted_value += other.adopted_value;
-        self.recovered_after_restart += other.recovered_after_restart;
-        self.chosen_after_preemption += other.chosen_after_preemption;
-        self.learned_by_query += other.learned_by_query;
+        let mut o = *other;
+        for (a, b) in self.fields().into_iter().zip(o.fields()) {
+            *a += *b;
+        }
     }
 
     /// Adds `other`'s marks, counting each run at most once per mark.
     pub fn add_run(&mut self, other: &Coverage) {
-        self.competing_ballots += (other.competing_ballots > 0) as u64;
-        self.adopted_value += (other.adopted_value > 0) as u64;
-        self.recovered_after_restart += (other.recovered_after_restart > 0) as u64;
-        self.chosen_after_preemption += (other.chosen_after_preemption > 0) as u64;
-        self.learned_by_query += (other.learned_by_query > 0) as u64;
+        let mut o = *other;
+        for (a, b) in self.fields().into_iter().zip(o.fields()) {
+            *a += (*b > 0) as u64;
+        }
     }
 }
 

@@ -214,27 +214,58 @@ pub fn shrink<M: Model>(ops: Vec<Operation<M>>, budget: u64) -> Vec<Operation<M>
             .map(|(_, o)| o.clone())
             .collect()
     };
-    let culprit = (0..ops.len())
+    // First cut the history at the earliest time it is already broken: the
+    // operations called by then, those still running marked unknown (which
+    // keeps every effect a completed operation may have seen). With several
+    // anomalies in one history, this isolates the first.
+    let prefix_at = |t: u64| -> Vec<Operation<M>> {
+        ops.iter()
+            .filter(|o| o.call <= t)
+            .map(|o| {
+                let mut o = o.clone();
+                if o.ret_time() > t {
+                    o.outcome = Outcome::Info;
+                }
+                o
+            })
+            .collect()
+    };
+    let mut times: Vec<u64> = ops
+        .iter()
+        .filter_map(|o| match o.outcome {
+            Outcome::Ok { at, .. } => Some(at),
+            Outcome::Info => None,
+        })
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    let first_bad = times.partition_point(|&t| verdict(&prefix_at(t)) != Verdict::NotLinearizable);
+    let ops = match times.get(first_bad) {
+        Some(&t) => prefix_at(t),
+        None => ops,
+    };
+    let removable: Vec<usize> = (0..ops.len())
         .rev()
-        .find(|&i| verdict(&without(&ops, i)) == Verdict::Linearizable);
-    // The culprit with its real-time window opened to the whole history:
-    // if that explains its result, the fault is *when* it saw what it saw (a
+        .filter(|&i| verdict(&without(&ops, i)) == Verdict::Linearizable)
+        .collect();
+    // The culprit with its real-time window opened back to the start: if
+    // that explains its result, the fault is *when* it saw what it saw (a
     // stale read), and the ops that produced its result must stay, or the
     // shrunk history would fail for another reason (a value from nowhere).
     let relaxed = |ops: &[Operation<M>], c: usize| -> Vec<Operation<M>> {
         let mut v = ops.to_vec();
-        let end = v
-            .iter()
-            .map(|o| o.ret_time().min(u64::MAX / 2))
-            .max()
-            .unwrap_or(0);
         v[c].call = 0;
-        if let Outcome::Ok { at, .. } = &mut v[c].outcome {
-            *at = end + 1;
-        }
         v
     };
-    let stale = culprit.is_some_and(|c| verdict(&relaxed(&ops, c)) == Verdict::Linearizable);
+    // Several operations may each be removable (an operation of unknown
+    // outcome can paper over one anomaly); prefer a stale read among them,
+    // since it names the fault.
+    let stale_one = removable
+        .iter()
+        .copied()
+        .find(|&c| verdict(&relaxed(&ops, c)) == Verdict::Linearizable);
+    let stale = stale_one.is_some();
+    let culprit = stale_one.or(removable.first().copied());
     let mut ops = ops;
     let mut culprit_at = culprit;
     // Keeps `candidate` if it still fails for the same reason; tracks where

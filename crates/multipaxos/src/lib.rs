@@ -54,7 +54,7 @@
 
 pub mod storage;
 
-use paxos::{Ballot, NodeId, MAX_NODES};
+pub use paxos::{Ballot, NodeId, MAX_NODES};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -499,7 +499,10 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             initialized: true,
             ..Durable::default()
         };
-        Self::recover(cfg, d, 0)
+        let mut node = Self::recover(cfg, d, 0);
+        // A brand-new replica has granted no lease.
+        node.granted_until = 0;
+        node
     }
 
     /// Rebuilds a node from its durable state after a crash, at local time `now`.
@@ -778,7 +781,13 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     fn stand(&mut self, out: &mut Vec<Output<C, S>>) {
         if self.lease_forbids(self.cfg.id) {
             // Our own vote counts: we may not promise ourselves either.
-            self.arm_election(out);
+            // Try again as soon as the lease we granted runs out.
+            self.epoch += 1;
+            out.push(Output::SetTimer {
+                timer: Timer::Election { epoch: self.epoch },
+                delay_us: self.granted_until - self.now + 1,
+                jitter_us: self.cfg.timing.election_jitter_us / 16,
+            });
             return;
         }
         let ballot = Ballot {
@@ -987,7 +996,11 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         self.accepted = d.accepted.clone();
         self.chosen = d.chosen.clone();
         if let Some(s) = d.snapshot.clone() {
-            self.install(s, out);
+            // In memory only: the Rebuilt record below carries it to disk,
+            // and must be the disk's first record.
+            self.compact(&s);
+            self.applied = s.upto;
+            out.push(Output::Install { snap: s });
         }
         self.persist(Write::Rebuilt(Box::new(d)), out);
         out.push(Output::Rebuilt);

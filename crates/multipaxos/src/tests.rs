@@ -642,10 +642,19 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
 
 #[test]
 fn an_acceptor_that_granted_a_lease_refuses_other_candidates_until_it_ends() {
-    let mut f = N::new(lease_cfg(3, 1));
+    let fresh = N::new(lease_cfg(3, 1));
+    assert!(
+        !fresh.lease_forbids(2),
+        "a brand-new replica granted nothing"
+    );
+    let restarted = Durable {
+        initialized: true,
+        ..Durable::default()
+    };
+    let mut f = N::recover(lease_cfg(3, 1), restarted, 0);
     let mut out = Vec::new();
     f.start(0, &mut out);
-    // Fresh (or restarted): it may have granted a lease it forgot. No promises.
+    // Restarted: it may have granted a lease it forgot. No promises.
     let out = at(
         &mut f,
         50_000,

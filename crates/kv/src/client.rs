@@ -1,0 +1,113 @@
+//! The client library: one request at a time, tagged (client id, sequence
+//! number) so the service executes it at most once however often it is
+//! resent; resent to the leader a replica names, or to the next replica
+//! after a timeout.
+
+use crate::machine::{ClientId, Command, Op, Reply};
+use multipaxos::NodeId;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ClientOut {
+    Send {
+        to: NodeId,
+        cmd: Command,
+    },
+    /// Arm the retry timer; a timer whose epoch is stale is ignored.
+    SetTimer {
+        delay_us: u64,
+        epoch: u64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: ClientId,
+    n: u8,
+    seq: u64,
+    target: NodeId,
+    current: Option<Command>,
+    epoch: u64,
+    retry_us: u64,
+}
+
+impl Client {
+    pub fn new(id: ClientId, n: u8, target: NodeId, retry_us: u64) -> Client {
+        assert!(n >= 1 && target < n);
+        Client {
+            id,
+            n,
+            seq: 0,
+            target,
+            current: None,
+            epoch: 0,
+            retry_us,
+        }
+    }
+
+    /// The request in flight, if any.
+    pub fn current(&self) -> Option<Command> {
+        self.current
+    }
+
+    /// Starts `op`; the client must be idle.
+    pub fn invoke(&mut self, op: Op, out: &mut Vec<ClientOut>) -> Command {
+        assert!(self.current.is_none(), "one request at a time");
+        self.seq += 1;
+        let cmd = Command {
+            client: self.id,
+            seq: self.seq,
+            op,
+        };
+        self.current = Some(cmd);
+        self.send(out);
+        cmd
+    }
+
+    fn send(&mut self, out: &mut Vec<ClientOut>) {
+        let cmd = self.current.expect("a request in flight");
+        self.epoch += 1;
+        out.push(ClientOut::Send {
+            to: self.target,
+            cmd,
+        });
+        out.push(ClientOut::SetTimer {
+            delay_us: self.retry_us,
+            epoch: self.epoch,
+        });
+    }
+
+    /// A reply arrived; returns the completed request if it answers it.
+    pub fn on_reply(&mut self, from: NodeId, seq: u64, reply: Reply) -> Option<(Command, Reply)> {
+        let cmd = self.current?;
+        if cmd.seq != seq {
+            return None; // A late answer to an earlier attempt.
+        }
+        self.current = None;
+        self.epoch += 1;
+        self.target = from;
+        Some((cmd, reply))
+    }
+
+    /// A replica said it is not the leader.
+    pub fn on_redirect(&mut self, seq: u64, leader: Option<NodeId>, out: &mut Vec<ClientOut>) {
+        if self.current.is_none_or(|c| c.seq != seq) {
+            return;
+        }
+        match leader {
+            Some(l) if l != self.target && l < self.n => {
+                self.target = l;
+                self.send(out);
+            }
+            // No leader known: try the next replica when the timer fires.
+            _ => self.target = (self.target + 1) % self.n,
+        }
+    }
+
+    pub fn on_timer(&mut self, epoch: u64, out: &mut Vec<ClientOut>) {
+        if epoch != self.epoch || self.current.is_none() {
+            return;
+        }
+        self.target = (self.target + 1) % self.n;
+        self.send(out);
+    }
+}

@@ -1,0 +1,218 @@
+//! A replica of the service: the Multi-Paxos node, the state machine it
+//! feeds, and the client-facing request handling. Sans-IO like the log core:
+//! inputs in, [`Event`]s out.
+//!
+//! - A client request reaches any replica. The leader submits it to the log
+//!   and replies when it applies it; another replica redirects the client to
+//!   the leader it believes in.
+//! - Reads go through the log by default. With `lease_reads`, the leader
+//!   answers a `Get` from its own state while it holds a lease
+//!   ([`Node::lease_read_ok`]).
+//! - The leader proposes its clock reading every `tick_us` (the machine's
+//!   time, which expires sessions).
+//! - Every `snapshot_every` slots a replica snapshots its machine, dedup
+//!   table included, and hands it to the log core, which compacts.
+
+use crate::machine::{Applied, ClientId, Cmd, Command, Machine, Op, Reply};
+use multipaxos::{Bugs, Input, Node, NodeId, Output, Slot, Snap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The snapshot the log carries: shared, since peers and disks hold copies.
+pub type Snapshot = Arc<Machine>;
+pub type LogNode = Node<Cmd, Snapshot>;
+pub type LogInput = Input<Cmd, Snapshot>;
+pub type LogOutput = Output<Cmd, Snapshot>;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub snapshot_every: u64,
+    pub tick_us: u64,
+    pub lease_reads: bool,
+    pub bugs: Bugs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerInput {
+    Log(LogInput),
+    Request(Command),
+    /// The tick timer fired.
+    Tick,
+}
+
+/// What a replica does, for the driver to carry out (and the checkers to see).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An output of the log core (sends, writes, timers, applies, ...).
+    Log(LogOutput),
+    Reply {
+        client: ClientId,
+        seq: u64,
+        reply: Reply,
+        /// Answered from the leader's state under its lease.
+        local: bool,
+    },
+    Redirect {
+        client: ClientId,
+        seq: u64,
+        leader: Option<NodeId>,
+    },
+    /// A client command applied at `slot` by this replica's machine.
+    Executed {
+        slot: Slot,
+        cmd: Command,
+        applied: Applied,
+    },
+    /// Arm the tick timer.
+    SetTick { delay_us: u64 },
+}
+
+pub struct Server {
+    node: LogNode,
+    machine: Machine,
+    cfg: ServerConfig,
+    /// Requests this replica took into the log and must answer.
+    waiting: BTreeSet<(ClientId, u64)>,
+    scratch: Vec<LogOutput>,
+}
+
+impl Server {
+    pub fn new(node: LogNode, cfg: ServerConfig) -> Server {
+        assert!(cfg.snapshot_every >= 1 && cfg.tick_us >= 1);
+        Server {
+            node,
+            machine: Machine::new(),
+            cfg,
+            waiting: BTreeSet::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn node(&self) -> &LogNode {
+        &self.node
+    }
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    pub fn start(&mut self, now: u64, out: &mut Vec<Event>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.node.start(now, &mut scratch);
+        self.absorb(now, &mut scratch, out);
+        self.scratch = scratch;
+        out.push(Event::SetTick {
+            delay_us: self.cfg.tick_us,
+        });
+    }
+
+    pub fn handle(&mut self, now: u64, input: ServerInput, out: &mut Vec<Event>) {
+        match input {
+            ServerInput::Log(i) => self.log(now, i, out),
+            ServerInput::Tick => {
+                if self.node.is_leader() && self.node.pending() < 64 {
+                    self.log(now, Input::Submit(Cmd::Tick { now_us: now }), out);
+                }
+                out.push(Event::SetTick {
+                    delay_us: self.cfg.tick_us,
+                });
+            }
+            ServerInput::Request(cmd) => self.request(now, cmd, out),
+        }
+    }
+
+    fn request(&mut self, now: u64, cmd: Command, out: &mut Vec<Event>) {
+        if let Op::Get { key } = cmd.op {
+            let lease = self.cfg.lease_reads && self.node.lease_read_ok(now);
+            // BUG (canary 5): any leader reads locally, lease or not.
+            let unsafe_local = self.cfg.bugs.read_without_lease && self.node.is_leader();
+            if lease || unsafe_local {
+                out.push(Event::Reply {
+                    client: cmd.client,
+                    seq: cmd.seq,
+                    reply: self.machine.read(key),
+                    local: true,
+                });
+                return;
+            }
+        }
+        if !self.node.is_leader() {
+            out.push(Event::Redirect {
+                client: cmd.client,
+                seq: cmd.seq,
+                leader: self.node.leader().filter(|l| *l != self.node.id()),
+            });
+            return;
+        }
+        self.waiting.insert((cmd.client, cmd.seq));
+        self.log(now, Input::Submit(Cmd::Client(cmd)), out);
+    }
+
+    fn log(&mut self, now: u64, input: LogInput, out: &mut Vec<Event>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.node.handle(now, input, &mut scratch);
+        self.absorb(now, &mut scratch, out);
+        self.scratch = scratch;
+    }
+
+    /// Carries the log core's outputs into the machine and out to the driver;
+    /// feeds any snapshot due back to the core.
+    fn absorb(&mut self, now: u64, scratch: &mut Vec<LogOutput>, out: &mut Vec<Event>) {
+        let mut snap = None;
+        for o in scratch.drain(..) {
+            match &o {
+                Output::Apply { slot, entry } => {
+                    if let multipaxos::Entry::Cmds(cmds) = entry {
+                        for c in cmds {
+                            let Some(applied) = self.machine.apply(c) else {
+                                continue;
+                            };
+                            let Cmd::Client(cmd) = *c else { continue };
+                            out.push(Event::Executed {
+                                slot: *slot,
+                                cmd,
+                                applied,
+                            });
+                            if self.waiting.remove(&(cmd.client, cmd.seq)) {
+                                out.push(Event::Reply {
+                                    client: cmd.client,
+                                    seq: cmd.seq,
+                                    reply: applied.reply,
+                                    local: false,
+                                });
+                            }
+                        }
+                    }
+                    if (slot + 1) % self.cfg.snapshot_every == 0 {
+                        // BUG (canary 7) when the dedup table is left out.
+                        let keep = !self.cfg.bugs.snapshot_without_dedup;
+                        snap = Some(Snap {
+                            upto: slot + 1,
+                            state: Arc::new(self.machine.snapshot(keep)),
+                        });
+                    }
+                }
+                Output::Install { snap } => {
+                    self.machine = (*snap.state).clone();
+                }
+                Output::NotLeader {
+                    cmd: Cmd::Client(c),
+                    leader,
+                } => {
+                    self.waiting.remove(&(c.client, c.seq));
+                    out.push(Event::Redirect {
+                        client: c.client,
+                        seq: c.seq,
+                        leader: *leader,
+                    });
+                }
+                _ => {}
+            }
+            out.push(Event::Log(o));
+        }
+        if let Some(s) = snap {
+            let mut more = Vec::new();
+            self.node.handle(now, Input::Snapshot(s), &mut more);
+            self.absorb(now, &mut more, out);
+        }
+    }
+}

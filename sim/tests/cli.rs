@@ -292,3 +292,127 @@ fn bad_repro_files_are_refused_clearly() {
         rejects(&["replay", f.to_str().unwrap()], says);
     }
 }
+
+#[test]
+fn the_log_scenarios_run_replay_and_check_determinism_from_the_cli() {
+    for scenario in ["multi", "kv"] {
+        let o = paxsim(&[
+            "run",
+            "--scenario",
+            scenario,
+            "--seed",
+            "5",
+            "--ops",
+            "30",
+            "--check-determinism",
+        ]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{scenario}: {t}");
+        assert!(t.contains("identical traces"), "{t}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("APPLY slot"), "{out}");
+        assert!(out.contains("c1 invoke"), "{out}");
+    }
+    // A canary of the service: caught, replayed exactly from both commands.
+    let dir = tmp("kvfail");
+    let d = dir.to_str().unwrap();
+    let o = paxsim(&[
+        "run",
+        "--scenario",
+        "kv",
+        "--seed",
+        "1",
+        "--bug",
+        "snapshot-without-dedup",
+        "--trace",
+        "none",
+        "--repro-dir",
+        d,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("replay: paxsim run --scenario kv --seed 1 --bug snapshot-without-dedup"),
+        "{t}"
+    );
+    let fail_line = t.lines().find(|l| l.starts_with("FAIL:")).unwrap();
+    let file = dir.join("kv-seed-1.json");
+    let r = paxsim(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--trace",
+        "none",
+        "--repro-dir",
+        d,
+    ]);
+    let rt = text(&r);
+    assert_eq!(r.status.code(), Some(1), "{rt}");
+    assert!(
+        rt.contains(fail_line) && rt.contains("replay exact"),
+        "{rt}"
+    );
+}
+
+#[test]
+fn log_scenario_flags_are_checked_against_the_scenario() {
+    rejects(
+        &[
+            "run",
+            "--scenario",
+            "basic",
+            "--seed",
+            "1",
+            "--bug",
+            "read-without-lease",
+        ],
+        "belongs to the multi and kv scenarios",
+    );
+    rejects(
+        &[
+            "run",
+            "--scenario",
+            "kv",
+            "--seed",
+            "1",
+            "--bug",
+            "shared-ballots",
+        ],
+        "belongs to the basic scenario",
+    );
+    rejects(
+        &[
+            "run",
+            "--scenario",
+            "basic",
+            "--seed",
+            "1",
+            "--faults",
+            "wipes=1",
+        ],
+        "applies only to the multi and kv scenarios",
+    );
+    rejects(
+        &["run", "--scenario", "basic", "--seed", "1", "--ops", "5"],
+        "apply only to the multi and kv scenarios",
+    );
+    rejects(
+        &["run", "--scenario", "kv", "--seed", "1", "--nodes", "9"],
+        "nodes is 9, must be 3 to 7",
+    );
+    rejects(
+        &[
+            "run",
+            "--scenario",
+            "kv",
+            "--seed",
+            "1",
+            "--bug",
+            "no-such-bug",
+        ],
+        "unknown bug 'no-such-bug'",
+    );
+    rejects(
+        &["run", "--scenario", "raft", "--seed", "1"],
+        "invalid value 'raft'",
+    );
+}

@@ -1,11 +1,13 @@
 //! `paxsim bench`: the speed figures README quotes, measured, not guessed.
 //!
-//! Runs `basic` (5 acceptors, 3 proposers, every fault on) seed after seed
-//! on one thread for a fixed wall-clock budget, with every checker on, and
-//! reports deliveries per second per core, schedules per second and simulated
-//! seconds per wall second. Build with `--release`.
+//! Runs each configuration (`basic` with 5 acceptors and 3 proposers; `kv`
+//! with 5 replicas and 5 clients x 200 operations; `multi`) seed after seed
+//! on one thread for a fixed wall-clock budget, with every checker on
+//! (linearizability included), and reports schedules, deliveries and
+//! client operations per second per core, and simulated seconds per wall
+//! second. Build with `--release`.
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, Scenario};
 use crate::nemesis::Faults;
 use crate::trace::Keep;
 use crate::world::run_seed;
@@ -18,6 +20,8 @@ pub struct Figures {
     pub deliveries: u64,
     pub events: u64,
     pub sim_time_us: u64,
+    /// Client operations run and checked (log scenarios).
+    pub ops: u64,
     pub wall: Duration,
 }
 
@@ -34,7 +38,16 @@ impl std::fmt::Display for Figures {
             self.sim_time_us as f64 / 1e6 / s,
             self.runs,
             self.deliveries / self.runs.max(1),
-        )
+        )?;
+        if self.ops > 0 {
+            write!(
+                f,
+                "\n{:<34} {:>8.0} linearizability-checked client ops/s",
+                "",
+                self.ops as f64 / s
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -47,6 +60,7 @@ pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
         deliveries: 0,
         events: 0,
         sim_time_us: 0,
+        ops: 0,
         wall: Duration::ZERO,
     };
     let mut seed = 0;
@@ -61,6 +75,9 @@ pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
         fig.deliveries += r.stats.deliveries;
         fig.events += r.stats.events;
         fig.sim_time_us += r.stats.sim_time_us;
+        if cfg.scenario.is_log() {
+            fig.ops += cfg.clients as u64 * cfg.ops as u64;
+        }
         seed += 1;
     }
     fig.wall = started.elapsed();
@@ -85,6 +102,24 @@ pub fn standard(budget: Duration) -> Vec<Figures> {
             budget,
         ),
         measure("basic, no faults", &calm, budget),
+        measure(
+            "kv, 5x5x200, all faults on",
+            &RunConfig {
+                faults: Some(Faults::ALL_LOG),
+                ..RunConfig::for_scenario(Scenario::Kv)
+            },
+            budget,
+        ),
+        measure(
+            "kv, swarm (campaign default)",
+            &RunConfig::for_scenario(Scenario::Kv),
+            budget,
+        ),
+        measure(
+            "multi, swarm (campaign default)",
+            &RunConfig::for_scenario(Scenario::Multi),
+            budget,
+        ),
     ]
 }
 

@@ -480,6 +480,9 @@ pub struct Node<C, S> {
     /// before local time `granted_until`. `None` with a deadline: to no one.
     grantee: Option<NodeId>,
     granted_until: u64,
+    /// Local time the leader was last heard from (election timeouts count
+    /// from here).
+    heard: u64,
     persist_seq: u64,
     synced_seq: u64,
     parked: Vec<(u64, NodeId, Msg<C, S>)>,
@@ -542,6 +545,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             // no one until any lease it granted has run out.
             grantee: None,
             granted_until: now + cfg.timing.lease_us,
+            heard: now,
             persist_seq: 0,
             synced_seq: 0,
             parked: Vec::new(),
@@ -655,6 +659,17 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 if epoch != self.epoch || self.is_leader() {
                     return;
                 }
+                let quiet_since = self.heard + self.cfg.timing.election_us;
+                if matches!(self.role, Role::Follower) && self.now < quiet_since {
+                    // The leader was heard since this timer was set.
+                    self.epoch += 1;
+                    out.push(Output::SetTimer {
+                        timer: Timer::Election { epoch: self.epoch },
+                        delay_us: quiet_since - self.now,
+                        jitter_us: self.cfg.timing.election_jitter_us,
+                    });
+                    return;
+                }
                 if self.is_rebuilding() {
                     self.broadcast_others(Msg::RebuildQuery, out);
                     self.arm_election(out);
@@ -764,6 +779,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     // --------------------------------------------------------------- election
 
     fn arm_election(&mut self, out: &mut Vec<Output<C, S>>) {
+        self.heard = self.now;
         self.epoch += 1;
         out.push(Output::SetTimer {
             timer: Timer::Election { epoch: self.epoch },
@@ -1243,7 +1259,9 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             if !matches!(self.role, Role::Follower) {
                 self.step_down(out);
             } else {
-                self.arm_election(out);
+                // One pending timer is enough: it re-arms itself for the
+                // rest of the timeout when it finds the leader was heard.
+                self.heard = self.now;
             }
             self.leader = Some(leader);
             if self.cfg.timing.lease_us > 0 && !self.lease_forbids(leader) {

@@ -18,6 +18,16 @@ fn cfg(n: u8, id: NodeId) -> Config {
     }
 }
 
+/// The time to deliver `input` at: the node's clock, moved past the
+/// election timeout when the input is an election timer (the handler tests
+/// do not model time otherwise).
+fn when(node: &N, input: &Input<u32, ()>) -> u64 {
+    match input {
+        Input::Timer(Timer::Election { .. }) => node.now + node.cfg.timing.election_us,
+        _ => node.now,
+    }
+}
+
 fn cmd(c: u32) -> Entry<u32> {
     Entry::Cmds(vec![c])
 }
@@ -28,7 +38,8 @@ fn b(round: u32, node: NodeId) -> Ballot {
 
 fn step(node: &mut N, input: Input<u32, ()>) -> Out {
     let mut out = Vec::new();
-    node.handle(0, input, &mut out);
+    let now = when(node, &input);
+    node.handle(now, input, &mut out);
     // Complete every sync at once (durability is tested in the simulation).
     let upto = out
         .iter()
@@ -41,7 +52,7 @@ fn step(node: &mut N, input: Input<u32, ()>) -> Out {
         })
         .max();
     if let Some(upto) = upto {
-        node.handle(0, Input::Synced { upto }, &mut out);
+        node.handle(node.now, Input::Synced { upto }, &mut out);
     }
     out
 }
@@ -299,7 +310,8 @@ fn a_candidate_makes_its_own_promise_durable_before_any_prepare_leaves() {
     let mut out = Vec::new();
     c.start(0, &mut out);
     let mut out = Vec::new();
-    c.handle(0, Input::Timer(Timer::Election { epoch: 1 }), &mut out);
+    let input = Input::Timer(Timer::Election { epoch: 1 });
+    c.handle(when(&c, &input), input, &mut out);
     assert!(out.contains(&Output::Persist {
         seq: 1,
         write: Write::Promise(b(1, 0))
@@ -370,7 +382,8 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
         let r = &mut reps[id as usize];
         let Some(node) = r.node.as_mut() else { return };
         let mut out = Vec::new();
-        node.handle(0, input, &mut out);
+        let now = when(node, &input);
+        node.handle(now, input, &mut out);
         for o in out {
             match o {
                 Output::Send { to, msg } => net.push((to, Input::Receive { from: id, msg })),

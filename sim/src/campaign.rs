@@ -107,7 +107,13 @@ impl Summary {
             self.deliveries as f64 / secs
         );
         s += "faults injected:";
-        for (name, n) in Fault::KIND_NAMES.iter().zip(self.faults) {
+        // `basic` knows only the first seven kinds.
+        let kinds = if cfg.scenario.is_log() {
+            Fault::KIND_NAMES.len()
+        } else {
+            7
+        };
+        for (name, n) in Fault::KIND_NAMES.iter().zip(self.faults).take(kinds) {
             s += &format!(" {name} {n},");
         }
         s.pop();

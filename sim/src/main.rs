@@ -66,6 +66,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Run the campaign on every scenario in turn (basic, multi, kv),
+        /// each with these seeds; exits 1 if any failed.
+        #[arg(long, conflicts_with_all = ["scenario", "bugs", "clients", "ops"])]
+        all_scenarios: bool,
     },
     /// Measure simulation speed (build with --release).
     Bench {
@@ -77,7 +81,7 @@ enum Cmd {
     Scenarios,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Setup {
     #[arg(long, value_enum, default_value = "basic")]
     scenario: Scenario,
@@ -220,43 +224,36 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             repro_dir,
             max_failures,
             quiet,
+            all_scenarios,
         } => {
-            let config = setup.config()?;
+            let scenarios = if all_scenarios {
+                vec![Scenario::Basic, Scenario::Multi, Scenario::Kv]
+            } else {
+                vec![setup.scenario]
+            };
             let jobs = jobs
                 .map(usize::from)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = Options {
-                config,
-                start,
-                seeds,
-                jobs,
-                check_determinism,
-                repro_dir: Some(repro_dir),
-                max_failures,
-                progress: !quiet,
-            };
-            println!(
-                "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
-                opts.config.scenario.name(),
-                start,
-                start.saturating_add(seeds),
-                jobs,
-                opts.config.bug_names().join(", "),
-                if opts.config.faults.is_some() {
-                    "off"
-                } else {
-                    "drawn per seed (swarm)"
+            let mut ok = true;
+            for scenario in scenarios {
+                let config = Setup {
+                    scenario,
+                    ..setup.clone()
                 }
-            );
-            let summary = campaign::run(&opts);
-            print!("{}", summary.render(&opts.config));
-            if let Some(first) = summary.failures.iter().min_by_key(|f| f.seed) {
-                println!(
-                    "\nlast events before the first failure (seed {}):\n{}",
-                    first.seed, first.recent
-                );
+                .config()?;
+                let opts = Options {
+                    config,
+                    start,
+                    seeds,
+                    jobs,
+                    check_determinism,
+                    repro_dir: Some(repro_dir.clone()),
+                    max_failures,
+                    progress: !quiet,
+                };
+                ok &= campaign_one(&opts);
             }
-            Ok(if summary.ok() {
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -292,6 +289,31 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs one campaign and prints its summary; true if every seed passed.
+fn campaign_one(opts: &Options) -> bool {
+    println!(
+        "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
+        opts.config.scenario.name(),
+        opts.start,
+        opts.start.saturating_add(opts.seeds),
+        opts.jobs,
+        opts.config.bug_names().join(", "),
+        match opts.config.faults {
+            Some(f) => format!("fixed ({})", f.spec()),
+            None => "drawn per seed (swarm)".into(),
+        }
+    );
+    let summary = campaign::run(opts);
+    print!("{}", summary.render(&opts.config));
+    if let Some(first) = summary.failures.iter().min_by_key(|f| f.seed) {
+        println!(
+            "\nlast events before the first failure (seed {}):\n{}",
+            first.seed, first.recent
+        );
+    }
+    summary.ok()
 }
 
 /// Prints a run's header, trace and verdict; saves a repro on failure.

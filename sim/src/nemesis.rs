@@ -30,6 +30,16 @@
 //! Guarantees: durable (synced) state is never lost or corrupted in the
 //! Basic Paxos scenario; a node's own messages to itself are never lost.
 //!
+//! The log scenarios (`multi`, `kv`) add, each with its own intensity:
+//! **leader-targeted** crashes and isolations (resolved to whoever leads when
+//! the fault fires; clients still reach an isolated leader), per-node
+//! **clock skew and drift** (half the clocks at the edge of the bound),
+//! **process pauses**, **torn writes** (at a crash a random prefix of the
+//! unsynced writes survives and the next may be torn), **bit flips** in
+//! durable records (found by checksum at the next recovery), **wiped disks**,
+//! and **power loss during a snapshot write**. Disk losses hit at most a
+//! minority of replicas at a time: beyond that Paxos cannot keep its data.
+//!
 //! **Swarm testing**: unless a run fixes its faults, each seed first draws
 //! which fault kinds are on and how hard, so one campaign covers calm and
 //! hostile runs alike.

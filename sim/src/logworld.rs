@@ -981,6 +981,10 @@ impl LogWorld {
                         .on_executed(self.now, id, cmd.client, cmd.seq, slot);
                     self.check(r);
                 }
+                if applied.executed && self.obs.service_turn(id, slot) {
+                    let r = self.lock_model(id, slot, cmd, applied.reply);
+                    self.check(r);
+                }
                 if let (Op::Acquire { lock }, Reply::Lock(Ok(token)), true) =
                     (cmd.op, applied.reply, applied.executed)
                 {
@@ -990,12 +994,44 @@ impl LogWorld {
                     self.check(r);
                 }
             }
+            SEvent::Ticked { slot, now_us } => {
+                if self.obs.service_turn(id, slot) {
+                    self.obs.on_tick(now_us);
+                }
+            }
             SEvent::SetTick { delay_us } => {
                 let rep = &self.reps[id as usize];
                 let (inc, d) = (rep.inc, rep.clock.real(delay_us));
                 self.push(self.now + d, Ev::Tick { node: id, inc });
             }
         }
+    }
+
+    /// Feeds one executed command, in log order, to the checker's model of
+    /// sessions and lock holders.
+    fn lock_model(
+        &mut self,
+        id: NodeId,
+        slot: u64,
+        cmd: Command,
+        reply: Reply,
+    ) -> Result<(), Violation> {
+        match (cmd.op, reply) {
+            (Op::OpenSession { .. } | Op::KeepAlive, Reply::Session(Ok(expiry))) => {
+                self.obs.on_session(cmd.client, Some(expiry));
+            }
+            (Op::CloseSession, Reply::Closed(true)) => self.obs.on_session(cmd.client, None),
+            (Op::Release { lock, token }, Reply::Released(true)) => {
+                self.obs.on_release(lock, cmd.client, token)
+            }
+            (Op::Acquire { lock }, Reply::Lock(Ok(token))) => {
+                return self
+                    .obs
+                    .on_exclusive_grant(self.now, id, lock, cmd.client, token, slot);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn execute_log(&mut self, id: NodeId, o: LogOutput) {

@@ -17,7 +17,8 @@
 //! ballot; [`P5`](Invariant::P5) promises monotone per acceptor across
 //! crashes (a wiped disk starts a new acceptor life); [`K1`](Invariant::K1)
 //! fencing tokens increase per lock in log order, each token granted to one
-//! client; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
+//! client, and no lock granted while the checker's own model of sessions and
+//! holders says another client holds it; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
 
 use crate::{Invariant, Violation};
 use paxos::{majority, Ballot, NodeId, MAX_NODES};
@@ -63,6 +64,23 @@ pub struct LogObserver {
     grants: BTreeMap<u64, BTreeMap<Slot, Grant>>,
     /// Leader changes observed (coverage).
     pub elections: u64,
+    locks: LockModel,
+}
+
+/// The checker's own model of sessions and lock holders, fed the service's
+/// events in log order: from the first replica to reach each slot (P3
+/// guarantees the others agree). Session expiries come from the replies to
+/// OpenSession/KeepAlive, time from the leader's ticks; the rest (who holds
+/// what) the checker works out itself.
+#[derive(Clone, Debug, Default)]
+struct LockModel {
+    slot: Slot,
+    owner: Option<NodeId>,
+    clock: u64,
+    /// client -> session expiry
+    sessions: BTreeMap<u32, u64>,
+    /// lock -> (holder, token, slot granted)
+    holders: BTreeMap<u64, (u32, u64, Slot)>,
 }
 
 fn v(invariant: Invariant, at_us: u64, node: Option<NodeId>, detail: String) -> Violation {
@@ -88,6 +106,7 @@ impl LogObserver {
             executed: BTreeMap::new(),
             grants: BTreeMap::new(),
             elections: 0,
+            locks: LockModel::default(),
         }
     }
 
@@ -299,6 +318,96 @@ impl LogObserver {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the service event of `node` at `slot` feeds the lock model:
+    /// slots in increasing order, each from the first replica to reach it.
+    pub fn service_turn(&mut self, node: NodeId, slot: Slot) -> bool {
+        let m = &mut self.locks;
+        if slot > m.slot || m.owner.is_none() {
+            if slot < m.slot {
+                return false;
+            }
+            m.slot = slot;
+            m.owner = Some(node);
+            return true;
+        }
+        slot == m.slot && m.owner == Some(node)
+    }
+
+    /// The service's clock (a leader tick) reached `now`: sessions whose
+    /// expiry is below it end, and their locks are free.
+    pub fn on_tick(&mut self, now: u64) {
+        let m = &mut self.locks;
+        if now <= m.clock {
+            return;
+        }
+        m.clock = now;
+        let ended: Vec<u32> = m
+            .sessions
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in ended {
+            m.sessions.remove(&c);
+            m.holders.retain(|_, (h, _, _)| *h != c);
+        }
+    }
+
+    /// `client`'s session now expires at `expiry`, or ended (`None`).
+    pub fn on_session(&mut self, client: u32, expiry: Option<u64>) {
+        let m = &mut self.locks;
+        match expiry {
+            Some(e) => {
+                m.sessions.insert(client, e);
+            }
+            None => {
+                m.sessions.remove(&client);
+                m.holders.retain(|_, (h, _, _)| *h != client);
+            }
+        }
+    }
+
+    /// `client` released `lock` held with `token`.
+    pub fn on_release(&mut self, lock: u64, client: u32, token: u64) {
+        let m = &mut self.locks;
+        if m.holders
+            .get(&lock)
+            .is_some_and(|(h, t, _)| (*h, *t) == (client, token))
+        {
+            m.holders.remove(&lock);
+        }
+    }
+
+    /// Exclusivity, in log order: `client` was granted `lock` at `slot`; no
+    /// other client may hold it then (its session live, not released).
+    pub fn on_exclusive_grant(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        lock: u64,
+        client: u32,
+        token: u64,
+        slot: Slot,
+    ) -> Result<(), Violation> {
+        let m = &mut self.locks;
+        if let Some(&(holder, t, since)) = m.holders.get(&lock) {
+            if holder != client {
+                let expiry = m.sessions.get(&holder).copied().unwrap_or(0);
+                return Err(v(
+                    Invariant::K1,
+                    at,
+                    Some(node),
+                    format!(
+                        "lock {lock} granted to c{client} (token {token}) at slot {slot} while c{holder} \
+                         holds it (token {t} since slot {since}, session live until {expiry})"
+                    ),
+                ));
+            }
+        }
+        m.holders.insert(lock, (client, token, slot));
+        Ok(())
     }
 
     /// A lock grant executed at `slot`: `client` got `token` for `lock`.

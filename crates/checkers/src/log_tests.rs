@@ -137,3 +137,34 @@ fn k2_a_command_executed_at_two_slots() {
         Invariant::K2
     );
 }
+
+#[test]
+fn k1_a_lock_granted_while_another_client_holds_it() {
+    let mut o = LogObserver::new(3);
+    assert!(o.service_turn(0, 1));
+    o.on_session(1, Some(1_000));
+    o.on_session(2, Some(1_000));
+    o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
+    // Another replica reaching slot 1 later does not feed the model twice.
+    assert!(!o.service_turn(1, 1));
+    assert!(o.service_turn(0, 2));
+    let err = o.on_exclusive_grant(0, 0, 7, 2, 2, 2).unwrap_err();
+    assert_eq!(err.invariant, Invariant::K1);
+    // After the holder's session expires on a tick, the grant is fine.
+    let mut o = LogObserver::new(3);
+    o.on_session(1, Some(1_000));
+    o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
+    o.on_tick(1_000);
+    assert!(
+        o.on_exclusive_grant(0, 0, 7, 2, 2, 2).is_err(),
+        "expiry 1000 is still live at 1000"
+    );
+    let mut o = LogObserver::new(3);
+    o.on_session(1, Some(1_000));
+    o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
+    o.on_tick(1_001);
+    o.on_exclusive_grant(0, 0, 7, 2, 2, 2).unwrap();
+    // And after a release.
+    o.on_release(7, 2, 2);
+    o.on_exclusive_grant(0, 0, 7, 1, 3, 3).unwrap();
+}

@@ -65,6 +65,8 @@ pub enum Event {
     },
     /// Arm the tick timer.
     SetTick { delay_us: u64 },
+    /// A clock tick applied at `slot` by this replica's machine.
+    Ticked { slot: Slot, now_us: u64 },
 }
 
 pub struct Server {
@@ -164,6 +166,12 @@ impl Server {
                     if let multipaxos::Entry::Cmds(cmds) = entry {
                         for c in cmds {
                             let Some(applied) = self.machine.apply(c) else {
+                                if let Cmd::Tick { now_us } = *c {
+                                    out.push(Event::Ticked {
+                                        slot: *slot,
+                                        now_us,
+                                    });
+                                }
                                 continue;
                             };
                             let Cmd::Client(cmd) = *c else { continue };

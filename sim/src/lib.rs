@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod logworld;
 pub mod nemesis;
+pub mod queue;
 pub mod repro;
 pub mod trace;
 pub mod world;

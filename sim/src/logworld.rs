@@ -23,6 +23,7 @@
 
 use crate::config::{RunConfig, Scenario};
 use crate::nemesis::{Fault, Faults, Schedule};
+use crate::queue::Queue;
 use crate::trace::{DropReason, Event, Keep, Kind, LMsg, Tracer};
 use crate::world::{rng, Report, Stats};
 use checkers::log::LogObserver;
@@ -39,8 +40,8 @@ use paxos::{NodeId, MAX_NODES};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHasher;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 type LMsgFull = Msg<Cmd, Snapshot>;
@@ -237,28 +238,6 @@ enum Ev {
     Quiet,
 }
 
-struct Item {
-    at_us: u64,
-    seq: u64,
-    ev: Ev,
-}
-impl PartialEq for Item {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at_us, self.seq) == (o.at_us, o.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Item {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at_us, self.seq).cmp(&(o.at_us, o.seq))
-    }
-}
-
 /// A node's clock: `skew + t * (1 + rate_ppm / 10^6)`.
 #[derive(Copy, Clone, Debug, Default)]
 struct Clock {
@@ -307,8 +286,7 @@ pub struct LogWorld {
     schedule: Schedule,
     rng: ChaCha8Rng,
     now: u64,
-    queue: BinaryHeap<Reverse<Item>>,
-    seq: u64,
+    queue: Queue<Ev>,
     reps: Vec<Rep>,
     clients: Vec<Cl>,
     blocked: [u16; MAX_NODES],
@@ -351,8 +329,7 @@ impl LogWorld {
             schedule,
             rng: rng(seed, 2),
             now: 0,
-            queue: BinaryHeap::with_capacity(1024),
-            seq: 0,
+            queue: Queue::new(1 << 21),
             reps,
             clients: Vec::new(),
             blocked: [0; MAX_NODES],
@@ -392,13 +369,7 @@ impl LogWorld {
 
     fn push(&mut self, at_us: u64, ev: Ev) {
         debug_assert!(at_us >= self.now, "an event scheduled in the past");
-        assert!(self.queue.len() < 1 << 21, "event queue bound exceeded");
-        self.seq += 1;
-        self.queue.push(Reverse(Item {
-            at_us,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at_us, ev);
     }
 
     fn record(&mut self, node: NodeId, kind: Kind) {
@@ -511,12 +482,12 @@ impl LogWorld {
         }
         self.push(self.cfg.fault_phase_us, Ev::Quiet);
         let deadline = self.cfg.fault_phase_us + self.cfg.liveness_us;
-        while let Some(Reverse(item)) = self.queue.pop() {
-            if item.at_us > deadline {
+        while let Some((at_us, ev)) = self.queue.pop() {
+            if at_us > deadline {
                 break;
             }
-            self.now = item.at_us;
-            self.dispatch(item.ev);
+            self.now = at_us;
+            self.dispatch(ev);
             if self.violation.is_some() {
                 return;
             }

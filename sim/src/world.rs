@@ -23,6 +23,7 @@
 
 use crate::config::RunConfig;
 use crate::nemesis::{Fault, Faults, Schedule};
+use crate::queue::Queue;
 use crate::trace::{DropReason, Event, Keep, Kind, Tracer};
 use checkers::{Coverage, Invariant, Observer, Violation};
 use paxos::{Config, Input, Msg, Node, NodeId, Output, Record, Timer, Value, MAX_NODES};
@@ -30,8 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The RNG of a seed's stream `stream`.
@@ -121,29 +121,6 @@ enum Ev {
     Quiet,
 }
 
-struct Item {
-    at_us: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at_us, self.seq) == (o.at_us, o.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Item {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at_us, self.seq).cmp(&(o.at_us, o.seq))
-    }
-}
-
 /// A node's slot: its process (if up) and its disk.
 struct Slot {
     node: Option<Node>,
@@ -168,8 +145,7 @@ pub struct World {
     schedule: Schedule,
     rng: ChaCha8Rng,
     now: u64,
-    queue: BinaryHeap<Reverse<Item>>,
-    seq: u64,
+    queue: Queue<Ev>,
     slots: Vec<Slot>,
     /// `blocked[a]` has bit `b` set when messages from a to b are cut.
     blocked: [u16; MAX_NODES],
@@ -253,8 +229,7 @@ impl World {
             schedule,
             rng: rng(seed, 2),
             now: 0,
-            queue: BinaryHeap::with_capacity(1024),
-            seq: 0,
+            queue: Queue::new(QUEUE_MAX),
             slots,
             blocked: [0; MAX_NODES],
             quiet: false,
@@ -280,13 +255,7 @@ impl World {
 
     fn push(&mut self, at_us: u64, ev: Ev) {
         debug_assert!(at_us >= self.now, "an event scheduled in the past");
-        assert!(self.queue.len() < QUEUE_MAX, "event queue bound exceeded");
-        self.seq += 1;
-        self.queue.push(Reverse(Item {
-            at_us,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at_us, ev);
     }
 
     fn record(&mut self, node: NodeId, kind: Kind) {
@@ -356,13 +325,13 @@ impl World {
         self.push(self.cfg.fault_phase_us, Ev::Quiet);
         let deadline = self.cfg.fault_phase_us + self.cfg.liveness_us;
 
-        while let Some(Reverse(item)) = self.queue.pop() {
-            if item.at_us > deadline {
+        while let Some((at_us, ev)) = self.queue.pop() {
+            if at_us > deadline {
                 break;
             }
-            debug_assert!(item.at_us >= self.now, "time went backwards");
-            self.now = item.at_us;
-            self.dispatch(item.ev);
+            debug_assert!(at_us >= self.now, "time went backwards");
+            self.now = at_us;
+            self.dispatch(ev);
             if self.violation.is_some() {
                 return;
             }

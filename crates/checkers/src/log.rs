@@ -74,8 +74,10 @@ pub struct LogObserver {
 /// what) the checker works out itself.
 #[derive(Clone, Debug, Default)]
 struct LockModel {
-    slot: Slot,
-    owner: Option<NodeId>,
+    /// The lowest slot no replica has fed yet.
+    next: Slot,
+    /// The slot being fed, and by which replica.
+    current: Option<(Slot, NodeId)>,
     clock: u64,
     /// client -> session expiry
     sessions: BTreeMap<u32, u64>,
@@ -288,14 +290,18 @@ impl LogObserver {
     }
 
     /// A replica restarted: it replays from its disk (snapshot, then log).
+    /// A replay of the slot it was feeding the lock model must not feed it again.
     pub fn on_restart(&mut self, node: NodeId) {
         self.replicas[node as usize].next = 0;
+        if self.locks.current.is_some_and(|(_, n)| n == node) {
+            self.locks.current = None;
+        }
     }
 
     /// A replica's disk was wiped or found corrupt: a new acceptor life.
     pub fn on_disk_lost(&mut self, node: NodeId) {
         self.acceptors[node as usize] = Acceptor::default();
-        self.replicas[node as usize].next = 0;
+        self.on_restart(node);
     }
 
     /// A client command executed (not answered from the dedup table) at `slot`.
@@ -324,15 +330,17 @@ impl LogObserver {
     /// slots in increasing order, each from the first replica to reach it.
     pub fn service_turn(&mut self, node: NodeId, slot: Slot) -> bool {
         let m = &mut self.locks;
-        if slot > m.slot || m.owner.is_none() {
-            if slot < m.slot {
-                return false;
+        if let Some((s, n)) = m.current {
+            if s == slot {
+                return n == node;
             }
-            m.slot = slot;
-            m.owner = Some(node);
-            return true;
         }
-        slot == m.slot && m.owner == Some(node)
+        if slot < m.next {
+            return false;
+        }
+        m.current = Some((slot, node));
+        m.next = slot + 1;
+        true
     }
 
     /// The service's clock (a leader tick) reached `now`: sessions whose

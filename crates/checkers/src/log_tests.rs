@@ -145,8 +145,11 @@ fn k1_a_lock_granted_while_another_client_holds_it() {
     o.on_session(1, Some(1_000));
     o.on_session(2, Some(1_000));
     o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
-    // Another replica reaching slot 1 later does not feed the model twice.
+    // Another replica reaching slot 1 later does not feed the model twice,
+    // nor does the same replica replaying it after a restart.
     assert!(!o.service_turn(1, 1));
+    o.on_restart(0);
+    assert!(!o.service_turn(0, 1));
     assert!(o.service_turn(0, 2));
     let err = o.on_exclusive_grant(0, 0, 7, 2, 2, 2).unwrap_err();
     assert_eq!(err.invariant, Invariant::K1);

@@ -380,16 +380,7 @@ pub const CANARIES: [(&str, EnableBug); 9] = [
 impl Bugs {
     /// Switches on the canary called `name`; `Err` lists the known names.
     pub fn enable(&mut self, name: &str) -> Result<(), String> {
-        match CANARIES.iter().find(|(n, _)| *n == name) {
-            Some((_, set)) => {
-                set(self);
-                Ok(())
-            }
-            None => Err(format!(
-                "unknown bug '{name}'; known: {}",
-                CANARIES.map(|(n, _)| n).join(", ")
-            )),
-        }
+        paxos::enable_canary(&CANARIES, self, name)
     }
 
     pub fn any(&self) -> bool {
@@ -398,15 +389,7 @@ impl Bugs {
 
     /// The names of the canaries switched on.
     pub fn names(&self) -> Vec<&'static str> {
-        CANARIES
-            .iter()
-            .filter(|(_, set)| {
-                let mut b = *self;
-                set(&mut b);
-                b == *self
-            })
-            .map(|(n, _)| *n)
-            .collect()
+        paxos::canary_names(&CANARIES, self)
     }
 }
 

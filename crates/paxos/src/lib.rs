@@ -196,16 +196,7 @@ pub const CANARIES: [(&str, EnableBug); 6] = [
 impl Bugs {
     /// Switches on the canary called `name`; `Err` lists the known names.
     pub fn enable(&mut self, name: &str) -> Result<(), String> {
-        match CANARIES.iter().find(|(n, _)| *n == name) {
-            Some((_, set)) => {
-                set(self);
-                Ok(())
-            }
-            None => Err(format!(
-                "unknown bug '{name}'; known: {}",
-                CANARIES.map(|(n, _)| n).join(", ")
-            )),
-        }
+        enable_canary(&CANARIES, self, name)
     }
 
     pub fn any(&self) -> bool {
@@ -214,17 +205,40 @@ impl Bugs {
 
     /// The names of the canaries switched on.
     pub fn names(&self) -> Vec<&'static str> {
-        CANARIES
-            .iter()
-            .filter(|(_, set)| {
-                // A canary is on when switching it on changes nothing.
-                let mut b = *self;
-                set(&mut b);
-                b == *self
-            })
-            .map(|(n, _)| *n)
-            .collect()
+        canary_names(&CANARIES, self)
     }
+}
+
+/// One entry of a canary table: a name and the switch that turns it on.
+pub type Canary<B> = (&'static str, fn(&mut B));
+
+/// Switches on the canary called `name` from a table of canaries (this
+/// crate's, or another protocol's); `Err` lists the known names.
+pub fn enable_canary<B>(table: &[Canary<B>], bugs: &mut B, name: &str) -> Result<(), String> {
+    match table.iter().find(|(n, _)| *n == name) {
+        Some((_, set)) => {
+            set(bugs);
+            Ok(())
+        }
+        None => Err(format!(
+            "unknown bug '{name}'; known: {}",
+            table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The names of the canaries of `table` switched on in `bugs`.
+pub fn canary_names<B: Copy + PartialEq>(table: &[Canary<B>], bugs: &B) -> Vec<&'static str> {
+    table
+        .iter()
+        .filter(|(_, set)| {
+            // A canary is on when switching it on changes nothing.
+            let mut b = *bugs;
+            set(&mut b);
+            b == *bugs
+        })
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 /// Timeouts the protocol asks for. The driver adds seeded jitter.

@@ -144,6 +144,7 @@ impl Summary {
             }
             if let Some(p) = &f.repro {
                 s += &format!("  replay: paxsim replay {}\n", p.display());
+                s += &format!("  shrink: paxsim shrink {}\n", p.display());
             }
         }
         s

@@ -5,6 +5,7 @@
 //! from the seed; [`nemesis`] says which faults exist and draws schedules;
 //! the omniscient observer from the `checkers` crate checks every event;
 //! [`trace`] records what happened; [`repro`] saves and loads failing runs;
+//! [`shrink`] cuts a failing run down to what it needs to fail;
 //! [`campaign`] spreads many seeds over worker threads; [`bench`] measures.
 
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod logworld;
 pub mod nemesis;
 pub mod queue;
 pub mod repro;
+pub mod shrink;
 pub mod trace;
 pub mod world;
 

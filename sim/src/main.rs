@@ -35,11 +35,26 @@ enum Cmd {
         #[arg(long)]
         check_determinism: bool,
     },
-    /// Rerun a saved failure exactly, from its repro file.
+    /// Rerun a saved failure exactly, from its repro file (which it leaves
+    /// as it is: a replay writes no repro file).
     Replay {
         file: PathBuf,
-        #[command(flatten)]
-        out: Output,
+        /// How to print the trace.
+        #[arg(long, value_enum, default_value = "human")]
+        trace: TraceFormat,
+    },
+    /// Cut a saved failure down to the fewest faults, the lowest fault
+    /// probabilities and (multi, kv) the smallest workload under which the
+    /// same seed still breaks the same invariant; save it as a new repro
+    /// file. Exits 0 when it wrote the shrunk repro.
+    Shrink {
+        file: PathBuf,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+        budget: u32,
+        /// Where to write the shrunk repro file (`<scenario>-seed-<seed>-shrunk.json`).
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
     },
     /// Run many seeds in parallel and summarise.
     Campaign {
@@ -189,16 +204,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     report.trace_hash
                 );
             }
-            finish(&report, &out, cfg.run_command(seed))
+            let save = Save::Into {
+                dir: &out.repro_dir,
+                command: cfg.run_command(seed),
+            };
+            finish(&report, out.trace, save)
         }
-        Cmd::Replay { file, out } => {
+        Cmd::Replay { file, trace } => {
             let repro = Repro::load(&file)?;
             let report = run_schedule(repro.seed, &repro.config, repro.schedule.clone(), Keep::All);
-            let code = finish(
-                &report,
-                &out,
-                Some(format!("paxsim replay {}", file.display())),
-            )?;
+            let code = finish(&report, trace, Save::Already(&file))?;
             match repro.trace_hash {
                 Some(h) if h != report.trace_hash => {
                     eprintln!(
@@ -215,6 +230,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             }
             Ok(code)
         }
+        Cmd::Shrink {
+            file,
+            budget,
+            repro_dir,
+        } => shrink(&file, budget, &repro_dir),
         Cmd::Campaign {
             setup,
             seeds,
@@ -316,8 +336,20 @@ fn campaign_one(opts: &Options) -> bool {
     summary.ok()
 }
 
+/// Where a failing run's repro file is.
+enum Save<'a> {
+    /// Write it into this directory; `command` is the `paxsim run` that
+    /// reproduces the run, if flags can express its config.
+    Into {
+        dir: &'a std::path::Path,
+        command: Option<String>,
+    },
+    /// The run is a replay of this file.
+    Already(&'a std::path::Path),
+}
+
 /// Prints a run's header, trace and verdict; saves a repro on failure.
-fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<ExitCode, String> {
+fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, String> {
     let c = &report.config;
     let f = c.faults.expect("resolved");
     eprintln!(
@@ -358,9 +390,9 @@ fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<Exit
             f.snapshot_crash_permille
         );
     }
-    if out.trace != TraceFormat::None {
-        if let Some(trace) = &report.trace {
-            print!("{}", render(trace, out.trace == TraceFormat::Json));
+    if trace != TraceFormat::None {
+        if let Some(events) = &report.trace {
+            print!("{}", render(events, trace == TraceFormat::Json));
         }
     }
     eprintln!(
@@ -377,12 +409,68 @@ fn finish(report: &Report, out: &Output, command: Option<String>) -> Result<Exit
         }
         Some(v) => {
             eprintln!("FAIL: {v}");
-            let path = Repro::from_report(report).save(&out.repro_dir)?;
-            if let Some(cmd) = command {
-                eprintln!("replay: {cmd}");
-            }
+            let path = match save {
+                Save::Into { dir, command } => {
+                    let path = Repro::from_report(report).save(dir)?;
+                    if let Some(cmd) = command {
+                        eprintln!("replay: {cmd}");
+                    }
+                    path
+                }
+                Save::Already(file) => file.to_path_buf(),
+            };
             eprintln!("replay: paxsim replay {}", path.display());
+            eprintln!("shrink: paxsim shrink {}", path.display());
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `paxsim shrink`: shrinks a repro file's failure and saves the result.
+fn shrink(file: &std::path::Path, budget: u32, dir: &std::path::Path) -> Result<ExitCode, String> {
+    let repro = Repro::load(file)?;
+    let (cfg, sched) = (&repro.config, &repro.schedule);
+    eprintln!(
+        "shrinking seed {} ({}): {} scheduled faults{}, at most {budget} runs",
+        repro.seed,
+        cfg.scenario.name(),
+        sched.faults.len(),
+        if cfg.scenario.is_log() {
+            format!(", {} clients x {} ops", cfg.clients, cfg.ops)
+        } else {
+            String::new()
+        }
+    );
+    let out = paxsim::shrink::shrink(&repro, budget, &mut |step| eprintln!("  cut {step}"))?;
+    let r = &out.report;
+    eprintln!(
+        "shrunk in {} runs{}: {} -> {} scheduled faults{}",
+        out.runs,
+        if out.budget_spent {
+            " (budget spent; shrinking the result again may cut more)"
+        } else {
+            ""
+        },
+        sched.faults.len(),
+        r.schedule.faults.len(),
+        if cfg.scenario.is_log() {
+            format!(
+                ", {} x {} -> {} x {} client ops",
+                cfg.clients, cfg.ops, r.config.clients, r.config.ops
+            )
+        } else {
+            String::new()
+        }
+    );
+    let f = r.config.faults.expect("resolved");
+    eprintln!("remaining fault intensities: {}", f.spec());
+    eprintln!("remaining schedule:");
+    for t in &r.schedule.faults {
+        eprintln!("  {:>12}  {}", checkers::fmt_time(t.at_us), t.fault);
+    }
+    let v = r.violation.as_ref().expect("a shrunk run fails");
+    eprintln!("FAIL: {v}");
+    let path = Repro::from_report(r).save_as(dir, "-shrunk")?;
+    eprintln!("replay: paxsim replay {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }

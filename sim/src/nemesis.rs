@@ -238,6 +238,59 @@ impl Faults {
         ]
     }
 
+    /// These intensities without the episode counts (crashes, partitions,
+    /// slow nodes, leader faults, clock drift and skew bounds, pauses, bit
+    /// flips, wipes), which only draw a schedule: what a run with an explicit
+    /// schedule actually reads.
+    pub fn without_episodes(&self) -> Faults {
+        Faults {
+            crashes: 0,
+            partitions: 0,
+            slow_nodes: 0,
+            leader_faults: 0,
+            clock_drift_ppm: 0,
+            clock_skew_us: 0,
+            pauses: 0,
+            bit_flips: 0,
+            wipes: 0,
+            ..*self
+        }
+    }
+
+    /// The setting named `name` (a `--faults` name), if there is one.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let mut copy = *self;
+        let fields = copy.fields();
+        fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| match v {
+                FieldMut::U8(x) => **x as u64,
+                FieldMut::U16(x) => **x as u64,
+                FieldMut::U64(x) => **x,
+            })
+    }
+
+    /// Lowers the setting named `name` to `to` (no larger than it is now, so
+    /// it always fits its field); false if there is no such setting or `to`
+    /// is larger.
+    pub fn lower(&mut self, name: &str, to: u64) -> bool {
+        if self.get(name).is_none_or(|now| to > now) {
+            return false;
+        }
+        let mut fields = self.fields();
+        let (_, field) = fields
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+            .expect("get found it");
+        match field {
+            FieldMut::U8(x) => **x = to as u8,
+            FieldMut::U16(x) => **x = to as u16,
+            FieldMut::U64(x) => **x = to,
+        }
+        true
+    }
+
     /// Parses `--faults`: `none`, `all`, or `name=value,...` (unnamed kinds
     /// are off). The error names the bad part and lists the known names.
     pub fn parse(spec: &str) -> Result<Faults, String> {

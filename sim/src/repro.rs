@@ -68,10 +68,15 @@ impl Repro {
 
     /// Writes the file as `<dir>/<scenario>-seed-<seed>.json`.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, String> {
+        self.save_as(dir, "")
+    }
+
+    /// Writes the file as `<dir>/<scenario>-seed-<seed><suffix>.json`.
+    pub fn save_as(&self, dir: &Path, suffix: &str) -> Result<PathBuf, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create repro directory {}: {e}", dir.display()))?;
         let path = dir.join(format!(
-            "{}-seed-{}.json",
+            "{}-seed-{}{suffix}.json",
             self.config.scenario.name(),
             self.seed
         ));

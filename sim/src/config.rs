@@ -296,13 +296,36 @@ impl RunConfig {
         if t.heartbeat_us >= t.election_us {
             return Err("log.timing.heartbeat_us must be below election_us".into());
         }
+        if let Some(f) = &self.faults {
+            self.check_drift(f.clock_drift_ppm)?;
+        }
+        Ok(())
+    }
+
+    /// Leases are safe only while every clock's rate stays within the drift
+    /// bound the protocol assumes: clocks drifting further would break them
+    /// by design, and a checker would report the model's limit as a bug.
+    fn check_drift(&self, ppm: u64) -> Result<(), String> {
+        let t = &self.log.timing;
+        if t.lease_us > 0 && ppm > t.drift_ppm {
+            return Err(format!(
+                "clock drift of {ppm} ppm exceeds the {} ppm the leases assume \
+                 (log.timing.drift_ppm): stale lease reads would be expected there, not bugs",
+                t.drift_ppm
+            ));
+        }
         Ok(())
     }
 
     /// Checks a schedule fits this config (cluster size; no log-only fault
-    /// kinds in `basic`).
+    /// kinds in `basic`; clock rates within the drift the leases assume).
     pub fn validate_schedule(&self, s: &crate::nemesis::Schedule) -> Result<(), String> {
         s.validate(self.nodes)?;
+        for t in &s.faults {
+            if let crate::nemesis::Fault::Clock { rate_ppm, .. } = t.fault {
+                self.check_drift(rate_ppm.unsigned_abs().into())?;
+            }
+        }
         if !self.scenario.is_log() {
             if let Some(f) = s.faults.iter().find(|t| t.fault.log_only()) {
                 return Err(format!(
@@ -410,6 +433,39 @@ mod tests {
             let err = cfg.validate().unwrap_err();
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn clocks_may_not_drift_beyond_what_the_leases_assume() {
+        use crate::nemesis::{Fault, Schedule, Timed};
+        let kv = RunConfig::for_scenario(Scenario::Kv);
+        let clock = |rate_ppm| Schedule {
+            faults: vec![Timed {
+                at_us: 0,
+                fault: Fault::Clock {
+                    node: 1,
+                    skew_us: 0,
+                    rate_ppm,
+                },
+            }],
+        };
+        kv.validate_schedule(&clock(-200_000)).unwrap();
+        let err = kv.validate_schedule(&clock(-200_001)).unwrap_err();
+        assert!(err.contains("200001 ppm exceeds the 200000"), "{err}");
+        // Without leases, drift only slows or hastens timeouts.
+        let multi = RunConfig::for_scenario(Scenario::Multi);
+        multi.validate_schedule(&clock(-400_000)).unwrap();
+        let drifty = RunConfig {
+            faults: Some(Faults {
+                clock_drift_ppm: 250_000,
+                ..Faults::NONE
+            }),
+            ..kv
+        };
+        assert!(drifty
+            .validate()
+            .unwrap_err()
+            .contains("250000 ppm exceeds"));
     }
 
     #[test]

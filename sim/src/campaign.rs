@@ -53,6 +53,9 @@ pub struct Summary {
     pub wall: Duration,
     /// Seeds whose two runs produced different traces.
     pub nondeterministic: Vec<u64>,
+    /// `kv`: runs whose history the linearizability search could not decide
+    /// within its budget (not failures, but not proven either).
+    pub lin_undecided: u64,
 }
 
 impl Summary {
@@ -69,6 +72,7 @@ impl Summary {
         self.coverage.merge(&o.coverage);
         self.failures.extend(o.failures);
         self.nondeterministic.extend(o.nondeterministic);
+        self.lin_undecided += o.lin_undecided;
     }
 
     fn add(&mut self, r: &Report) {
@@ -80,6 +84,7 @@ impl Summary {
             *t += f;
         }
         self.coverage.add_run(&r.stats.coverage);
+        self.lin_undecided += r.stats.lin_undecided;
     }
 
     /// The seed of the first failure (in seed order), if any.
@@ -131,6 +136,18 @@ impl Summary {
         for (name, n) in marks {
             let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
             s += &format!("  {name:<36} {n:>9}{flag}\n");
+        }
+        if cfg.scenario == crate::config::Scenario::Kv {
+            let flag = if self.lin_undecided > 0 {
+                "   <-- NOT PROVEN (search budget spent)"
+            } else {
+                ""
+            };
+            s += &format!(
+                "histories checked linearizable: {} of {} runs{flag}\n",
+                self.runs - self.lin_undecided - self.failures.len() as u64,
+                self.runs
+            );
         }
         for seed in &self.nondeterministic {
             s += &format!("NONDETERMINISM: seed {seed} produced two different traces\n");
@@ -263,4 +280,30 @@ pub fn first_failure(cfg: &RunConfig, start: u64, limit: u64) -> Option<Report> 
 /// Whether the violation is a safety one (not liveness).
 pub fn is_safety(v: &Violation) -> bool {
     v.invariant != Invariant::L1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scenario;
+
+    #[test]
+    fn a_kv_summary_says_how_many_histories_were_proven_linearizable() {
+        let kv = RunConfig::for_scenario(Scenario::Kv);
+        let mut s = Summary {
+            runs: 10,
+            ..Summary::default()
+        };
+        assert!(s
+            .render(&kv)
+            .contains("histories checked linearizable: 10 of 10 runs\n"));
+        s.lin_undecided = 2;
+        let text = s.render(&kv);
+        assert!(
+            text.contains("histories checked linearizable: 8 of 10 runs   <-- NOT PROVEN"),
+            "{text}"
+        );
+        let basic = RunConfig::for_scenario(Scenario::Basic);
+        assert!(!s.render(&basic).contains("linearizable"));
+    }
 }

@@ -402,6 +402,12 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
         checkers::fmt_time(report.stats.sim_time_us),
         report.trace_hash
     );
+    if report.stats.lin_undecided > 0 {
+        eprintln!(
+            "warning: the linearizability search ran out of budget on a key: \
+             this history is not proven linearizable"
+        );
+    }
     match &report.violation {
         None => {
             eprintln!("ok: every invariant held");

@@ -73,6 +73,10 @@ pub struct Stats {
     /// Scheduled faults that took effect, by [`Fault::kind_index`].
     pub faults: [u64; crate::nemesis::KINDS],
     pub coverage: Coverage,
+    /// `kv`: 1 if the linearizability search ran out of budget on some key
+    /// (no key failed, but the history is not proven linearizable).
+    #[serde(default)]
+    pub lin_undecided: u64,
 }
 
 /// The result of one run.

@@ -169,19 +169,26 @@ pub enum Report<M: Model> {
         key: Key,
         minimal: Vec<Operation<M>>,
     },
-    /// The search exceeded its budget on `key`.
+    /// No key failed, but the search exceeded its budget on `key` (the
+    /// first such key), so the history is not proven linearizable.
     Unknown {
         key: Key,
     },
 }
 
 /// Checks every key's sub-history, stopping at the first that fails.
-/// `budget` bounds the search steps per key.
+/// `budget` bounds the search steps per key. A key whose search runs out of
+/// budget does not stop the check: the others are still checked, and any
+/// of them failing is reported; `Unknown` means none failed and at least
+/// one (the first) could not be decided.
 pub fn check<M: Model>(history: &History<M>, budget: u64) -> Report<M> {
+    let mut undecided = None;
     for (key, ops) in history.by_key() {
         match check_key::<M>(&ops, budget) {
             Verdict::Linearizable => {}
-            Verdict::Unknown => return Report::Unknown { key },
+            Verdict::Unknown => {
+                undecided.get_or_insert(key);
+            }
             Verdict::NotLinearizable => {
                 return Report::NotLinearizable {
                     key,
@@ -190,7 +197,10 @@ pub fn check<M: Model>(history: &History<M>, budget: u64) -> Report<M> {
             }
         }
     }
-    Report::Linearizable
+    match undecided {
+        Some(key) => Report::Unknown { key },
+        None => Report::Linearizable,
+    }
 }
 
 /// Finds a small non-linearizable sub-history that shows the real fault.

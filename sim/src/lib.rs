@@ -21,7 +21,7 @@ pub mod trace;
 pub mod world;
 
 pub use config::{RunConfig, Scenario};
-pub use decode::decode;
+pub use decode::{decode, decode_log};
 pub use nemesis::{Fault, Faults, Schedule, Timed};
 pub use trace::Keep;
 pub use world::{plan, run_schedule, run_seed, Report};

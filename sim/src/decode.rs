@@ -38,6 +38,27 @@ impl Bytes<'_> {
     }
 }
 
+/// One of the seven `basic` fault kinds (`k < 7`), from a node-or-side byte
+/// `x` and a spare byte `extra` (the one-way cut's direction).
+fn basic_fault(k: u8, extra: u8, x: u8, nodes: u8) -> Fault {
+    let node = x % nodes;
+    let all = (1u16 << nodes) - 1;
+    match k {
+        0 => Fault::Crash { node },
+        1 => Fault::Restart { node },
+        2 => Fault::Partition {
+            side: 1 + (x as u16 % (all - 1)),
+        },
+        3 => Fault::OneWay {
+            from: node,
+            to: (node + 1 + extra % (nodes - 1)) % nodes,
+        },
+        4 => Fault::Heal,
+        5 => Fault::Slow { node },
+        _ => Fault::Fast { node },
+    }
+}
+
 /// Decodes `data` into a run of the `basic` scenario with `bugs` on.
 pub fn decode(data: &[u8], bugs: Bugs) -> (u64, RunConfig, Schedule) {
     let mut b = Bytes(data);
@@ -67,22 +88,7 @@ pub fn decode(data: &[u8], bugs: Bugs) -> (u64, RunConfig, Schedule) {
         let at_us = b.u16() as u64 * 16; // Up to ~1 s: the fault phase.
         let kind = b.u8();
         let x = b.u8();
-        let node = x % nodes;
-        let all = (1u16 << nodes) - 1;
-        let fault = match kind % 7 {
-            0 => Fault::Crash { node },
-            1 => Fault::Restart { node },
-            2 => Fault::Partition {
-                side: 1 + (x as u16 % (all - 1)),
-            },
-            3 => Fault::OneWay {
-                from: node,
-                to: (node + 1 + kind / 7 % (nodes - 1)) % nodes,
-            },
-            4 => Fault::Heal,
-            5 => Fault::Slow { node },
-            _ => Fault::Fast { node },
-        };
+        let fault = basic_fault(kind % 7, kind / 7, x, nodes);
         out.push(Timed {
             at_us: at_us.min(cfg.fault_phase_us - 1),
             fault,
@@ -139,20 +145,8 @@ pub fn decode_log(
         let x = b.u8();
         let param = b.u16();
         let node = x % nodes;
-        let all = (1u16 << nodes) - 1;
         let fault = match kind % 14 {
-            0 => Fault::Crash { node },
-            1 => Fault::Restart { node },
-            2 => Fault::Partition {
-                side: 1 + (x as u16 % (all - 1)),
-            },
-            3 => Fault::OneWay {
-                from: node,
-                to: (node + 1 + kind / 14 % (nodes - 1)) % nodes,
-            },
-            4 => Fault::Heal,
-            5 => Fault::Slow { node },
-            6 => Fault::Fast { node },
+            k @ 0..=6 => basic_fault(k, kind / 14, x, nodes),
             7 => Fault::CrashLeader,
             8 => Fault::IsolateLeader,
             9 => Fault::RestartDown,

@@ -35,6 +35,28 @@ fn rejects(args: &[&str], says: &str) {
     assert!(!t.contains("panicked"), "{args:?} panicked: {t}");
 }
 
+/// Runs `seed` of `scenario` with canary `bug`, writing repros into `dir`;
+/// requires it to fail (exit 1) and returns its output text.
+fn fails(scenario: &str, seed: u64, bug: &str, dir: &std::path::Path) -> String {
+    let seed = seed.to_string();
+    let o = paxsim(&[
+        "run",
+        "--scenario",
+        scenario,
+        "--seed",
+        &seed,
+        "--bug",
+        bug,
+        "--trace",
+        "none",
+        "--repro-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    t
+}
+
 #[test]
 fn a_passing_seed_exits_zero_and_prints_its_trace() {
     let o = paxsim(&["run", "--scenario", "basic", "--seed", "7"]);
@@ -75,19 +97,7 @@ fn check_determinism_runs_the_seed_twice() {
 fn a_failure_prints_both_replay_commands_and_each_reproduces_it_exactly() {
     let dir = tmp("fail");
     let d = dir.to_str().unwrap();
-    let o = paxsim(&[
-        "run",
-        "--seed",
-        "3",
-        "--bug",
-        "shared-ballots",
-        "--trace",
-        "none",
-        "--repro-dir",
-        d,
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    let t = fails("basic", 3, "shared-ballots", &dir);
     assert!(
         t.contains("replay: paxsim run --scenario basic --seed 3 --bug shared-ballots"),
         "{t}"
@@ -308,22 +318,7 @@ fn the_log_scenarios_run_replay_and_check_determinism_from_the_cli() {
     }
     // A canary of the service: caught, replayed exactly from both commands.
     let dir = tmp("kvfail");
-    let d = dir.to_str().unwrap();
-    let o = paxsim(&[
-        "run",
-        "--scenario",
-        "kv",
-        "--seed",
-        "1",
-        "--bug",
-        "snapshot-without-dedup",
-        "--trace",
-        "none",
-        "--repro-dir",
-        d,
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    let t = fails("kv", 1, "snapshot-without-dedup", &dir);
     assert!(
         t.contains("replay: paxsim run --scenario kv --seed 1 --bug snapshot-without-dedup"),
         "{t}"
@@ -416,21 +411,7 @@ fn log_scenario_flags_are_checked_against_the_scenario() {
 fn a_failure_shrinks_from_its_repro_file_and_the_shrunk_file_replays_exactly() {
     let dir = tmp("shrink");
     let d = dir.to_str().unwrap();
-    let o = paxsim(&[
-        "run",
-        "--scenario",
-        "kv",
-        "--seed",
-        "9",
-        "--bug",
-        "truncate-on-restart",
-        "--trace",
-        "none",
-        "--repro-dir",
-        d,
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    let t = fails("kv", 9, "truncate-on-restart", &dir);
     let file = dir.join("kv-seed-9.json");
     assert!(
         t.contains(&format!("shrink: paxsim shrink {}", file.display())),
@@ -476,20 +457,7 @@ fn shrink_refuses_a_passing_run_and_a_bad_file() {
     let d = dir.to_str().unwrap();
     // A passing run writes no repro; make one from a failing one's file by
     // switching the canary off.
-    let o = paxsim(&[
-        "run",
-        "--scenario",
-        "basic",
-        "--seed",
-        "3",
-        "--bug",
-        "accept-below-promise",
-        "--trace",
-        "none",
-        "--repro-dir",
-        d,
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    fails("basic", 3, "accept-below-promise", &dir);
     let file = dir.join("basic-seed-3.json");
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

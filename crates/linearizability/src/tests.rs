@@ -385,16 +385,20 @@ fn a_stale_read_of_an_old_value_keeps_the_write_that_produced_it() {
 
 #[test]
 fn a_key_the_budget_cannot_decide_does_not_hide_a_violation_on_another() {
-    let mut hist = History::<KvModel>::new();
     // Key 0: twelve overlapping writes of unknown outcome and a read: many
     // orders to try, far more than a budget of 20 steps.
-    for c in 0..12 {
-        let id = hist.invoke(c, 0, Put(u64::from(c) + 1), 0);
-        hist.info(id);
-    }
-    let get = hist.invoke(12, 0, Get, 100);
-    hist.ok(get, Value(Some((7, 12))), 101);
+    let undecidable = || {
+        let mut hist = History::<KvModel>::new();
+        for c in 0..12 {
+            let id = hist.invoke(c, 0, Put(u64::from(c) + 1), 0);
+            hist.info(id);
+        }
+        let get = hist.invoke(12, 0, Get, 100);
+        hist.ok(get, Value(Some((7, 12))), 101);
+        hist
+    };
     // Key 1: a read of a value nobody wrote.
+    let mut hist = undecidable();
     let bad = hist.invoke(13, 1, Get, 0);
     hist.ok(bad, Value(Some((5, 1))), 1);
 
@@ -406,13 +410,7 @@ fn a_key_the_budget_cannot_decide_does_not_hide_a_violation_on_another() {
         other => panic!("key 1 not reported: {other:?}"),
     }
     // Without key 1, the verdict is honest: undecided, not linearizable.
-    let mut only0 = History::<KvModel>::new();
-    for c in 0..12 {
-        let id = only0.invoke(c, 0, Put(u64::from(c) + 1), 0);
-        only0.info(id);
-    }
-    let get = only0.invoke(12, 0, Get, 100);
-    only0.ok(get, Value(Some((7, 12))), 101);
+    let only0 = undecidable();
     assert!(matches!(check(&only0, 20), Report::Unknown { key: 0 }));
     assert!(linearizable(&only0));
 }

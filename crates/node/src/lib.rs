@@ -1,4 +1,5 @@
-//! The node layer: the sans-IO Basic Paxos core bound to a runtime.
+//! The node layer: the sans-IO Basic Paxos and Multi-Paxos cores bound to a
+//! runtime ([`run_basic`] here, [`multi::run_multi`] for the replicated log).
 //!
 //! Each node is an async task on madsim's APIs: it binds a
 //! `madsim::net::Endpoint`, and one input queue feeds its core. That queue
@@ -30,6 +31,8 @@
 //! under `cfg(madsim)`. A real deployment would bind the core to tokio
 //! sockets behind the same seam.
 
+#[cfg(madsim)]
+pub mod multi;
 #[cfg(madsim)]
 mod sim;
 #[cfg(madsim)]

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-const PORT: u16 = 7000;
-const TAG: u64 = 1;
+pub(crate) const PORT: u16 = 7000;
+pub(crate) const TAG: u64 = 1;
 
 /// What travels between endpoints.
 #[derive(Copy, Clone, Debug)]
@@ -26,15 +26,15 @@ enum Wire {
 }
 
 /// Simulated microseconds since the run began.
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     TimeHandle::current().elapsed().as_micros() as u64
 }
 
-fn ip(id: NodeId) -> IpAddr {
+pub(crate) fn ip(id: NodeId) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, id + 1))
 }
 
-fn addr(id: NodeId) -> SocketAddr {
+pub(crate) fn addr(id: NodeId) -> SocketAddr {
     SocketAddr::new(ip(id), PORT)
 }
 
@@ -107,6 +107,21 @@ struct Setup {
     disk_us: (u64, u64),
 }
 
+/// A core assertion that failed, as a violation (see the crate docs).
+pub(crate) fn assert_failed(id: NodeId, panic: Box<dyn std::any::Any + Send>) -> Violation {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into());
+    Violation {
+        invariant: Invariant::Assert,
+        at_us: now_us(),
+        node: Some(id),
+        detail,
+    }
+}
+
 /// One incarnation of a node: runs until the node is killed.
 async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>) {
     let id = setup.cfg.id;
@@ -171,18 +186,7 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
         // unwind would abort madsim's whole runtime.
         let step = catch_unwind(AssertUnwindSafe(|| node.handle(input, &mut out)));
         if let Err(panic) = step {
-            let detail = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            let mut w = world.lock().unwrap();
-            w.check(Err(Violation {
-                invariant: Invariant::Assert,
-                at_us: now_us(),
-                node: Some(id),
-                detail,
-            }));
+            world.lock().unwrap().check(Err(assert_failed(id, panic)));
             return;
         }
     }

@@ -16,7 +16,7 @@
 //! (one at a time, so a majority keeps its state) and must rebuild from its
 //! peers before it votes.
 
-use crate::sim::{addr, assert_failed, ip, now_us, PORT, TAG};
+use crate::sim::{addr, assert_failed, deliver_after, ip, now_us, PORT, TAG};
 use checkers::log::LogObserver;
 use checkers::{Invariant, Violation};
 use madsim::net::{Endpoint, NetSim};
@@ -243,11 +243,7 @@ impl Replica {
             }
             Output::Sync { upto } => {
                 let d = thread_rng().gen_range(self.setup.disk_us.0..=self.setup.disk_us.1);
-                let tx = self.tx.clone();
-                madsim::task::spawn(async move {
-                    sleep(Duration::from_micros(d)).await;
-                    let _ = tx.send(Input::Synced { upto }).await;
-                });
+                deliver_after(&self.tx, d, Input::Synced { upto });
             }
             Output::SetTimer {
                 timer,
@@ -255,11 +251,7 @@ impl Replica {
                 jitter_us,
             } => {
                 let d = delay_us + thread_rng().gen_range(0..=jitter_us);
-                let tx = self.tx.clone();
-                madsim::task::spawn(async move {
-                    sleep(Duration::from_micros(d)).await;
-                    let _ = tx.send(Input::Timer(timer)).await;
-                });
+                deliver_after(&self.tx, d, Input::Timer(timer));
             }
             Output::Apply { slot, entry } => self.apply(slot, entry),
             Output::Install { snap } => {

@@ -107,6 +107,16 @@ struct Setup {
     disk_us: (u64, u64),
 }
 
+/// Puts `input` on a node's queue after `us` of simulated time (a timer
+/// firing, a sync completing), unless the node died meanwhile.
+pub(crate) fn deliver_after<T: Send + 'static>(tx: &async_channel::Sender<T>, us: u64, input: T) {
+    let tx = tx.clone();
+    madsim::task::spawn(async move {
+        sleep(Duration::from_micros(us)).await;
+        let _ = tx.send(input).await;
+    });
+}
+
 /// A core assertion that failed, as a violation (see the crate docs).
 pub(crate) fn assert_failed(id: NodeId, panic: Box<dyn std::any::Any + Send>) -> Violation {
     let detail = panic
@@ -227,11 +237,7 @@ fn execute(
         }
         Output::Sync { upto } => {
             let d = thread_rng().gen_range(setup.disk_us.0..=setup.disk_us.1);
-            let tx = tx.clone();
-            madsim::task::spawn(async move {
-                sleep(Duration::from_micros(d)).await;
-                let _ = tx.send(Input::Synced { upto }).await;
-            });
+            deliver_after(tx, d, Input::Synced { upto });
         }
         Output::SetTimer {
             timer,
@@ -239,11 +245,7 @@ fn execute(
             jitter_us,
         } => {
             let d = delay_us + thread_rng().gen_range(0..=jitter_us);
-            let tx = tx.clone();
-            madsim::task::spawn(async move {
-                sleep(Duration::from_micros(d)).await;
-                let _ = tx.send(Input::Timer(timer)).await;
-            });
+            deliver_after(tx, d, Input::Timer(timer));
         }
         Output::Learned { value } => {
             let mut w = world.lock().unwrap();

@@ -16,7 +16,7 @@
 //! (one at a time, so a majority keeps its state) and must rebuild from its
 //! peers before it votes.
 
-use crate::sim::{addr, assert_failed, deliver_after, ip, now_us, PORT, TAG};
+use crate::sim::{addr, assert_failed, deliver_within, ip, now_us, PORT, TAG};
 use checkers::log::LogObserver;
 use checkers::{Invariant, Violation};
 use madsim::net::{Endpoint, NetSim};
@@ -242,17 +242,18 @@ impl Replica {
                 d.unsynced.push((seq, Record::seal(write)));
             }
             Output::Sync { upto } => {
-                let d = thread_rng().gen_range(self.setup.disk_us.0..=self.setup.disk_us.1);
-                deliver_after(&self.tx, d, Input::Synced { upto });
+                let (lo, hi) = self.setup.disk_us;
+                deliver_within(&self.tx, lo..=hi, Input::Synced { upto })
             }
             Output::SetTimer {
                 timer,
                 delay_us,
                 jitter_us,
-            } => {
-                let d = delay_us + thread_rng().gen_range(0..=jitter_us);
-                deliver_after(&self.tx, d, Input::Timer(timer));
-            }
+            } => deliver_within(
+                &self.tx,
+                delay_us..=delay_us + jitter_us,
+                Input::Timer(timer),
+            ),
             Output::Apply { slot, entry } => self.apply(slot, entry),
             Output::Install { snap } => {
                 self.machine = snap.state;

@@ -107,9 +107,14 @@ struct Setup {
     disk_us: (u64, u64),
 }
 
-/// Puts `input` on a node's queue after `us` of simulated time (a timer
-/// firing, a sync completing), unless the node died meanwhile.
-pub(crate) fn deliver_after<T: Send + 'static>(tx: &async_channel::Sender<T>, us: u64, input: T) {
+/// Puts `input` on a node's queue after a delay drawn from `us` (a timer
+/// firing with its jitter, a sync completing), unless the node died meanwhile.
+pub(crate) fn deliver_within<T: Send + 'static>(
+    tx: &async_channel::Sender<T>,
+    us: std::ops::RangeInclusive<u64>,
+    input: T,
+) {
+    let us = thread_rng().gen_range(us);
     let tx = tx.clone();
     madsim::task::spawn(async move {
         sleep(Duration::from_micros(us)).await;
@@ -235,18 +240,16 @@ fn execute(
         Output::Persist { seq, record } => {
             disk.lock().unwrap().unsynced.push((seq, record));
         }
-        Output::Sync { upto } => {
-            let d = thread_rng().gen_range(setup.disk_us.0..=setup.disk_us.1);
-            deliver_after(tx, d, Input::Synced { upto });
-        }
+        Output::Sync { upto } => deliver_within(
+            tx,
+            setup.disk_us.0..=setup.disk_us.1,
+            Input::Synced { upto },
+        ),
         Output::SetTimer {
             timer,
             delay_us,
             jitter_us,
-        } => {
-            let d = delay_us + thread_rng().gen_range(0..=jitter_us);
-            deliver_after(tx, d, Input::Timer(timer));
-        }
+        } => deliver_within(tx, delay_us..=delay_us + jitter_us, Input::Timer(timer)),
         Output::Learned { value } => {
             let mut w = world.lock().unwrap();
             w.note(id, Event::Learned(value));

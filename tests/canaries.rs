@@ -9,12 +9,9 @@ use paxsim::repro::Repro;
 use paxsim::{run_schedule, run_seed, Keep, RunConfig};
 
 /// (canary, seed bound, invariants it may be caught by).
-const CANARIES: [(&str, u64, &[Invariant]); 6] = [
-    (
-        "reply-before-sync",
-        5_000,
-        &[Invariant::S2, Invariant::S3, Invariant::S4],
-    ),
+const CANARIES: [(&str, u64, &[Invariant]); 7] = [
+    // Caught when the reply leaves, not when a crash later makes it matter.
+    ("reply-before-sync", 20, &[Invariant::D1]),
     (
         "accept-below-promise",
         500,
@@ -31,11 +28,10 @@ const CANARIES: [(&str, u64, &[Invariant]); 6] = [
         500,
         &[Invariant::S2, Invariant::S3, Invariant::S4],
     ),
-    (
-        "shared-ballots",
-        500,
-        &[Invariant::S2, Invariant::S3, Invariant::S4],
-    ),
+    // Two proposers in one ballot: caught by its first foreign Accept.
+    ("shared-ballots", 50, &[Invariant::S5]),
+    // A restarted proposer reuses a ballot: caught when it does.
+    ("volatile-round", 500, &[Invariant::S5]),
 ];
 
 fn config(bug: &str) -> RunConfig {
@@ -104,6 +100,11 @@ fn canary_minority_quorum_is_caught() {
 #[test]
 fn canary_shared_ballots_is_caught() {
     check_canary("shared-ballots");
+}
+
+#[test]
+fn canary_volatile_round_is_caught() {
+    check_canary("volatile-round");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The log scenarios have teeth: each of the nine known-buggy variants of the
+//! The log scenarios have teeth: each of the twelve known-buggy variants of the
 //! replicated log and the service is caught within a bounded number of
 //! seeds, by an invariant that variant breaks, and replays exactly — from
 //! the seed, from the repro file, and from the printed command.
@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 9] = [
+const CANARIES: [Canary; 12] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -53,6 +53,11 @@ const CANARIES: [Canary; 9] = [
         5_000,
         &[P1, P2, P3, Invariant::Assert],
     ),
+    // A restarted candidate reuses its ballot: caught when it does.
+    ("prepare-before-promise", None, 1_000, &[P6]),
+    // Liveness: the scaled L2 bound still bites.
+    ("leader-stops-proposing", None, 50, &[L2]),
+    ("no-catch-up", None, 50, &[L2]),
 ];
 
 fn check_canary(name: &str) {
@@ -121,6 +126,19 @@ fn canary_wiped_rejoins_as_voter_is_caught() {
 #[test]
 fn canary_non_atomic_chosen_is_caught() {
     check_canary("non-atomic-chosen");
+}
+
+#[test]
+fn canary_prepare_before_promise_is_caught() {
+    check_canary("prepare-before-promise");
+}
+#[test]
+fn canary_leader_stops_proposing_is_caught() {
+    check_canary("leader-stops-proposing");
+}
+#[test]
+fn canary_no_catch_up_is_caught() {
+    check_canary("no-catch-up");
 }
 
 #[test]

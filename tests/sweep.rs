@@ -85,3 +85,33 @@ fn correct_multi_paxos_passes_the_default_sweep() {
 fn correct_kv_service_passes_the_default_sweep() {
     log_sweep(paxsim::Scenario::Kv);
 }
+
+/// L2 scales with the workload: a long calm run (5 clients x 5,000
+/// operations, which takes far longer than any fixed deadline after the quiet
+/// period) passes, in both log scenarios and under the swarm's faults.
+#[test]
+fn a_long_workload_passes_liveness() {
+    for scenario in [paxsim::Scenario::Kv, paxsim::Scenario::Multi] {
+        let mut cfg = RunConfig::for_scenario(scenario);
+        cfg.clients = 5;
+        cfg.ops = 5_000;
+        let mut calm = cfg.clone();
+        calm.faults = Some(paxsim::Faults::NONE);
+        for (cfg, seeds) in [(calm, 2), (cfg, 2)] {
+            for seed in 0..seeds {
+                let r = paxsim::run_seed(seed, &cfg, paxsim::Keep::Recent);
+                assert!(
+                    r.violation.is_none(),
+                    "{} seed {seed}: {}",
+                    scenario.name(),
+                    r.violation.unwrap()
+                );
+                assert!(
+                    r.stats.sim_time_us > cfg.fault_phase_us + cfg.liveness_us,
+                    "the workload should outlast a fixed bound: {}",
+                    r.stats.sim_time_us
+                );
+            }
+        }
+    }
+}

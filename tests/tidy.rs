@@ -112,3 +112,44 @@ fn simulated_code_has_no_determinism_hazards() {
         problems.join("\n")
     );
 }
+
+/// Campaigns are release builds, and release drops `debug_assert!` and
+/// `cfg!(debug_assertions)` blocks. The protocol's invariants must hold in
+/// every simulation build, so the code the simulator runs may not use them.
+#[test]
+fn protocol_invariants_are_never_compiled_out() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for d in [
+        "crates/paxos/src",
+        "crates/multipaxos/src",
+        "crates/kv/src",
+        "crates/checkers/src",
+        "sim/src",
+    ] {
+        rust_files(&root.join(d), &mut files);
+    }
+    assert!(files.len() > 10, "tidy found too few files: {files:?}");
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().to_string();
+        // Only the benchmark's "this is a debug build" note may look.
+        if rel.ends_with("sim/src/main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for pat in ["debug_assert", "debug_assertions"] {
+                if code.contains(pat) {
+                    problems.push(format!("{rel}:{}: {pat}", i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "assertions that a release campaign would skip:\n{}",
+        problems.join("\n")
+    );
+}

@@ -97,6 +97,28 @@ impl Summary {
     }
 
     /// The human-readable end-of-campaign summary.
+    /// The coverage marks of `cfg`'s scenario that no run reached.
+    pub fn never_reached(&self, cfg: &RunConfig) -> Vec<&'static str> {
+        self.marks(cfg)
+            .into_iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn marks(&self, cfg: &RunConfig) -> Vec<(&'static str, u64)> {
+        if cfg.scenario.is_log() {
+            let leases = cfg.log.timing.lease_us > 0;
+            self.coverage
+                .log_marks()
+                .into_iter()
+                .filter(|(name, _)| leases || !name.contains("lease"))
+                .collect()
+        } else {
+            self.coverage.marks().to_vec()
+        }
+    }
+
     pub fn render(&self, cfg: &RunConfig) -> String {
         let secs = self.wall.as_secs_f64().max(1e-9);
         let mut s = String::new();
@@ -123,17 +145,7 @@ impl Summary {
         }
         s.pop();
         s += "\ncoverage (runs that reached it):\n";
-        let marks: Vec<(&str, u64)> = if cfg.scenario.is_log() {
-            let leases = cfg.log.timing.lease_us > 0;
-            self.coverage
-                .log_marks()
-                .into_iter()
-                .filter(|(name, _)| leases || !name.contains("lease"))
-                .collect()
-        } else {
-            self.coverage.marks().to_vec()
-        };
-        for (name, n) in marks {
+        for (name, n) in self.marks(cfg) {
             let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
             s += &format!("  {name:<36} {n:>9}{flag}\n");
         }
@@ -279,7 +291,7 @@ pub fn first_failure(cfg: &RunConfig, start: u64, limit: u64) -> Option<Report> 
 
 /// Whether the violation is a safety one (not liveness).
 pub fn is_safety(v: &Violation) -> bool {
-    v.invariant != Invariant::L1
+    !matches!(v.invariant, Invariant::L1 | Invariant::L2)
 }
 
 #[cfg(test)]

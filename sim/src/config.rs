@@ -103,7 +103,9 @@ pub struct RunConfig {
     pub timing: Timing,
     /// Length of the fault phase; the quiet period starts here.
     pub fault_phase_us: u64,
-    /// After the quiet period starts, every live node must learn within this.
+    /// `basic`: after the quiet period starts, every live node must learn
+    /// (and every proposer decide) within this. `multi`/`kv`: the replicas
+    /// must converge within this of the last operation's completion.
     pub liveness_us: u64,
     /// One-way network latency before jitter.
     pub latency_us: u64,

@@ -263,6 +263,8 @@ struct Rep {
     disk: Vec<Record>,
     /// Issued, not yet synced.
     unsynced: Vec<(u64, Record)>,
+    /// The number of the last write of this incarnation known durable (D1).
+    synced: u64,
     slow: bool,
     paused_until: u64,
     clock: Clock,
@@ -292,6 +294,8 @@ pub struct LogWorld {
     blocked: [u16; MAX_NODES],
     quiet: bool,
     quiet_at: u64,
+    /// When the last client operation completed.
+    last_done: u64,
     obs: LogObserver,
     history: History<KvModel>,
     /// Every command a client sent: (client, seq) -> op.
@@ -318,6 +322,7 @@ impl LogWorld {
                 inc: 0,
                 disk: vec![Sealed::seal(Write::Init)],
                 unsynced: Vec::new(),
+                synced: 0,
                 slow: false,
                 paused_until: 0,
                 clock: Clock::default(),
@@ -335,6 +340,7 @@ impl LogWorld {
             blocked: [0; MAX_NODES],
             quiet: false,
             quiet_at: 0,
+            last_done: 0,
             obs: LogObserver::new(n),
             history: History::new(),
             submitted: BTreeMap::new(),
@@ -368,7 +374,7 @@ impl LogWorld {
     }
 
     fn push(&mut self, at_us: u64, ev: Ev) {
-        debug_assert!(at_us >= self.now, "an event scheduled in the past");
+        assert!(at_us >= self.now, "an event scheduled in the past");
         self.queue.push(at_us, ev);
     }
 
@@ -481,9 +487,8 @@ impl LogWorld {
             }
         }
         self.push(self.cfg.fault_phase_us, Ev::Quiet);
-        let deadline = self.cfg.fault_phase_us + self.cfg.liveness_us;
         while let Some((at_us, ev)) = self.queue.pop() {
-            if at_us > deadline {
+            if at_us > self.liveness_deadline() {
                 break;
             }
             self.now = at_us;
@@ -495,24 +500,70 @@ impl LogWorld {
                 return;
             }
         }
-        self.now = self.now.max(deadline);
-        let left: Vec<String> = self
+        let deadline = self.liveness_deadline();
+        if deadline != u64::MAX {
+            self.now = self.now.max(deadline);
+        }
+        let bound = self.cfg.log.op_bound_us;
+        let late: Vec<String> = self
             .clients
             .iter()
-            .filter(|c| c.done < self.cfg.ops)
-            .map(|c| format!("c{} at op {} of {}", c.client.id, c.done, self.cfg.ops))
+            .filter(|c| c.op.is_some() && self.op_deadline(c) <= self.now)
+            .map(|c| {
+                format!(
+                    "c{} op {} of {} (invoked at {})",
+                    c.client.id,
+                    c.done + 1,
+                    self.cfg.ops,
+                    checkers::fmt_time(c.invoked_at)
+                )
+            })
             .collect();
-        let detail = if !left.is_empty() {
+        let detail = if !late.is_empty() {
             format!(
-                "clients unfinished {} after the quiet period began at {}: {}",
-                checkers::fmt_time(self.cfg.liveness_us),
-                checkers::fmt_time(self.cfg.fault_phase_us),
-                left.join(", ")
+                "operations unanswered {} after their invocation or the quiet period's start \
+                 ({}): {}",
+                checkers::fmt_time(bound),
+                checkers::fmt_time(self.quiet_at),
+                late.join(", ")
+            )
+        } else if self.clients.iter().any(|c| c.done < self.cfg.ops) {
+            format!(
+                "the run stalled with clients unfinished: {}",
+                self.divergence()
             )
         } else {
-            format!("replicas did not converge: {}", self.divergence())
+            format!(
+                "replicas did not converge within {} of the last completion at {}: {}",
+                checkers::fmt_time(self.cfg.liveness_us),
+                checkers::fmt_time(self.last_done),
+                self.divergence()
+            )
         };
         self.fail(Invariant::L2, None, detail);
+    }
+
+    /// When client `c`'s operation in flight must have completed: within
+    /// `op_bound_us` of its invocation, or of the quiet period's start if it
+    /// was invoked before.
+    fn op_deadline(&self, c: &Cl) -> u64 {
+        c.invoked_at.max(self.quiet_at) + self.cfg.log.op_bound_us
+    }
+
+    /// L2's bound, which scales with the workload rather than the run: the
+    /// earliest deadline of an operation in flight; once every client is done,
+    /// `liveness_us` after the last completion for the replicas to converge.
+    /// No bound during the fault phase.
+    fn liveness_deadline(&self) -> u64 {
+        if !self.quiet {
+            return u64::MAX;
+        }
+        let ops = self.clients.iter().filter(|c| c.op.is_some());
+        let mut d = ops.map(|c| self.op_deadline(c)).min().unwrap_or(u64::MAX);
+        if self.clients.iter().all(|c| c.done >= self.cfg.ops) {
+            d = d.min(self.last_done.max(self.quiet_at) + self.cfg.liveness_us);
+        }
+        d
     }
 
     fn divergence(&self) -> String {
@@ -604,6 +655,7 @@ impl LogWorld {
         }
         rep.server = None;
         rep.inc += 1;
+        rep.synced = 0;
         // Unsynced writes: a random prefix made it to the platter, the next
         // may be torn, the rest are lost.
         let pending = std::mem::take(&mut rep.unsynced);
@@ -667,6 +719,17 @@ impl LogWorld {
                             msg: summarize(&msg),
                         },
                     );
+                    if let Msg::Accept {
+                        ballot,
+                        slot,
+                        entry,
+                        ..
+                    } = &msg
+                    {
+                        let (b, s, d) = (*ballot, *slot, digest(entry));
+                        let r = self.obs.on_accept_received(self.now, from, to, b, s, d);
+                        self.check(r);
+                    }
                     self.step(
                         to,
                         Some(ServerInput::Log(multipaxos::Input::Receive { from, msg })),
@@ -696,6 +759,7 @@ impl LogWorld {
                     return;
                 }
                 let k = rep.unsynced.iter().take_while(|(s, _)| *s <= upto).count();
+                rep.synced = rep.synced.max(upto);
                 let done: Vec<_> = rep.unsynced.drain(..k).collect();
                 for (_, r) in done {
                     rep.disk.push(r);
@@ -895,7 +959,7 @@ impl LogWorld {
 
     fn step(&mut self, id: NodeId, input: Option<ServerInput>) {
         let mut out = std::mem::take(&mut self.out);
-        debug_assert!(out.is_empty());
+        assert!(out.is_empty());
         self.current = Some(id);
         let now = self.local(id);
         let server = self.reps[id as usize]
@@ -1007,8 +1071,21 @@ impl LogWorld {
 
     fn execute_log(&mut self, id: NodeId, o: LogOutput) {
         match o {
-            multipaxos::Output::Send { to, msg } => {
+            multipaxos::Output::Send { to, msg, after } => {
+                let synced = self.reps[id as usize].synced;
+                if after > synced {
+                    let detail = format!(
+                        "n{id} sent {:?} to n{to}, revealing write #{after}, but only writes up \
+                         to #{synced} are durable",
+                        summarize(&msg)
+                    );
+                    self.fail(Invariant::D1, Some(id), detail);
+                }
                 match &msg {
+                    Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
+                        let r = self.obs.on_ballot_sent(self.now, id, *ballot);
+                        self.check(r);
+                    }
                     Msg::Promise { ballot, .. } => {
                         let r = self.obs.on_promise(self.now, id, *ballot);
                         self.check(r);
@@ -1046,7 +1123,7 @@ impl LogWorld {
                 }
                 let snapshot = matches!(write, Write::Snapshot(_));
                 let rep = &mut self.reps[id as usize];
-                debug_assert!(rep.unsynced.last().is_none_or(|(s, _)| *s < seq));
+                assert!(rep.unsynced.last().is_none_or(|(s, _)| *s < seq));
                 rep.unsynced.push((seq, Sealed::seal(write)));
                 let f = self.active_faults();
                 if snapshot && self.permille(f.snapshot_crash_permille) {
@@ -1335,8 +1412,10 @@ impl LogWorld {
                     return;
                 };
                 let (id, s) = cl.op.take().expect("an operation in flight");
-                debug_assert_eq!(s, cmd.seq);
+                assert_eq!(s, cmd.seq);
                 cl.done += 1;
+                self.last_done = self.now;
+                let cl = &mut self.clients[client as usize];
                 match (cmd.op, reply) {
                     (Op::OpenSession { .. }, Reply::Session(Ok(_))) => cl.has_session = true,
                     (_, Reply::Session(Err(_)))

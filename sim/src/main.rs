@@ -81,6 +81,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Fail (exit 1) if any coverage mark was never reached: a path the
+        /// campaign was meant to exercise went untested.
+        #[arg(long)]
+        require_coverage: bool,
         /// Run the campaign on every scenario in turn (basic, multi, kv),
         /// each with these seeds; exits 1 if any failed.
         #[arg(long, conflicts_with_all = ["scenario", "bugs", "clients", "ops"])]
@@ -244,6 +248,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             repro_dir,
             max_failures,
             quiet,
+            require_coverage,
             all_scenarios,
         } => {
             let scenarios = if all_scenarios {
@@ -271,7 +276,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     max_failures,
                     progress: !quiet,
                 };
-                ok &= campaign_one(&opts);
+                ok &= campaign_one(&opts, require_coverage);
             }
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -312,7 +317,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
 }
 
 /// Runs one campaign and prints its summary; true if every seed passed.
-fn campaign_one(opts: &Options) -> bool {
+fn campaign_one(opts: &Options, require_coverage: bool) -> bool {
     println!(
         "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
         opts.config.scenario.name(),
@@ -332,6 +337,14 @@ fn campaign_one(opts: &Options) -> bool {
             "\nlast events before the first failure (seed {}):\n{}",
             first.seed, first.recent
         );
+    }
+    let unreached = summary.never_reached(&opts.config);
+    if require_coverage && !unreached.is_empty() {
+        println!(
+            "FAIL: --require-coverage: never reached: {}",
+            unreached.join(", ")
+        );
+        return false;
     }
     summary.ok()
 }

@@ -62,6 +62,12 @@ pub fn value_of(node: NodeId) -> Value {
     100 + node as Value
 }
 
+/// The value `node`'s client asks for on its `retry`-th fresh retry (0: the
+/// first request). Distinct across proposers and retries.
+pub fn retry_value(node: NodeId, retry: u32) -> Value {
+    value_of(node) + 1000 * retry as Value
+}
+
 /// What a run measured.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -132,10 +138,15 @@ struct Slot {
     /// syncs are ignored.
     inc: u32,
     durable: Record,
+    /// The number of the last write of this incarnation known durable (D1).
+    synced: u64,
     /// Writes issued but not yet synced; a crash loses them.
     unsynced: Vec<(u64, Record)>,
     slow: bool,
     proposed: bool,
+    /// How many times this node's client retried its request after a
+    /// restart (each retry with a fresh value, in seeds that draw so).
+    retries: u32,
 }
 
 /// The bound on queued events: a run that exceeds it is a harness bug or a
@@ -154,6 +165,9 @@ pub struct World {
     /// `blocked[a]` has bit `b` set when messages from a to b are cut.
     blocked: [u16; MAX_NODES],
     quiet: bool,
+    /// Whether a client whose proposer restarted retries with a fresh value
+    /// (drawn per seed), as a real client retrying with a new command would.
+    fresh_retries: bool,
     obs: Observer,
     out: Vec<Output>,
     trace: Tracer,
@@ -222,9 +236,11 @@ impl World {
                 node: None,
                 inc: 0,
                 durable: Record::default(),
+                synced: 0,
                 unsynced: Vec::new(),
                 slow: false,
                 proposed: false,
+                retries: 0,
             })
             .collect();
         World {
@@ -237,6 +253,8 @@ impl World {
             slots,
             blocked: [0; MAX_NODES],
             quiet: false,
+            // Its own stream, so the seeds' other draws stay as they were.
+            fresh_retries: rng(seed, 3).gen_bool(0.5),
             obs: Observer::new(n),
             out: Vec::with_capacity(64),
             trace: Tracer::new(keep),
@@ -258,7 +276,7 @@ impl World {
     }
 
     fn push(&mut self, at_us: u64, ev: Ev) {
-        debug_assert!(at_us >= self.now, "an event scheduled in the past");
+        assert!(at_us >= self.now, "an event scheduled in the past");
         self.queue.push(at_us, ev);
     }
 
@@ -333,7 +351,7 @@ impl World {
             if at_us > deadline {
                 break;
             }
-            debug_assert!(at_us >= self.now, "time went backwards");
+            assert!(at_us >= self.now, "time went backwards");
             self.now = at_us;
             self.dispatch(ev);
             if self.violation.is_some() {
@@ -344,28 +362,46 @@ impl World {
             }
         }
         let unlearned = self.obs.unlearned(0..n);
+        let undecided = self.obs.undecided(self.waiting_clients());
         assert!(
-            !unlearned.is_empty() || !self.quiet,
-            "loop ended while all learned"
+            !unlearned.is_empty() || !undecided.is_empty() || !self.quiet,
+            "loop ended while all learned and decided"
         );
         self.now = self.now.max(deadline);
-        self.violation = Some(Violation {
-            invariant: Invariant::L1,
-            at_us: self.now,
-            node: unlearned.first().copied(),
-            detail: format!(
+        let detail = if !unlearned.is_empty() {
+            format!(
                 "{} of {n} nodes had not learned {} after the quiet period began at {} (bound {}): {:?}",
                 unlearned.len(),
                 self.obs.chosen().map_or("anything".into(), |v| v.to_string()),
                 checkers::fmt_time(self.cfg.fault_phase_us),
                 checkers::fmt_time(self.cfg.liveness_us),
                 unlearned,
-            ),
+            )
+        } else {
+            format!(
+                "every node learned, but the proposers of {:?} never reported a decision to \
+                 their clients after the quiet period began at {} (bound {})",
+                undecided,
+                checkers::fmt_time(self.cfg.fault_phase_us),
+                checkers::fmt_time(self.cfg.liveness_us),
+            )
+        };
+        self.violation = Some(Violation {
+            invariant: Invariant::L1,
+            at_us: self.now,
+            node: unlearned.first().or(undecided.first()).copied(),
+            detail,
         });
+    }
+
+    /// Proposers whose client asked for a value and waits for the answer.
+    fn waiting_clients(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.cfg.proposers).filter(|&i| self.slots[i as usize].proposed)
     }
 
     fn all_learned(&self) -> bool {
         self.obs.unlearned(0..self.cfg.nodes).is_empty()
+            && self.obs.undecided(self.waiting_clients()).is_empty()
     }
 
     fn dispatch(&mut self, ev: Ev) {
@@ -379,6 +415,8 @@ impl World {
                 } else {
                     self.stats.deliveries += 1;
                     self.record(to, Kind::Receive { from, msg });
+                    let r = self.obs.on_receive(self.now, from, to, msg);
+                    self.check(r);
                     self.step(to, Some(Input::Receive { from, msg }));
                 }
             }
@@ -395,6 +433,7 @@ impl World {
                     return;
                 }
                 let k = slot.unsynced.iter().take_while(|(s, _)| *s <= upto).count();
+                slot.synced = slot.synced.max(upto);
                 if k > 0 {
                     slot.durable = slot.unsynced[k - 1].1;
                     slot.unsynced.drain(..k);
@@ -467,6 +506,7 @@ impl World {
                 let slot = &mut self.slots[node as usize];
                 slot.node = None;
                 slot.inc += 1;
+                slot.synced = 0;
                 let lost = slot.unsynced.len() as u32;
                 slot.unsynced.clear();
                 self.obs.on_crash(node);
@@ -504,15 +544,26 @@ impl World {
         self.record(id, Kind::Restart);
         self.step(id, None);
         if proposed {
-            // The client retries its request with the restarted proposer.
-            self.step(id, Some(Input::Propose(value_of(id))));
+            // The client retries its request with the restarted proposer: in
+            // some seeds with a fresh value, as a new command would be.
+            let value = if self.fresh_retries {
+                let slot = &mut self.slots[id as usize];
+                slot.retries += 1;
+                let v = retry_value(id, slot.retries);
+                self.obs.on_propose(id, v);
+                self.record(id, Kind::Propose { value: v });
+                v
+            } else {
+                value_of(id)
+            };
+            self.step(id, Some(Input::Propose(value)));
         }
     }
 
     /// Feeds `input` (or the start-up call) to node `id` and executes its outputs.
     fn step(&mut self, id: NodeId, input: Option<Input>) {
         let mut out = std::mem::take(&mut self.out);
-        debug_assert!(out.is_empty());
+        assert!(out.is_empty());
         self.current = Some(id);
         let node = self.slots[id as usize]
             .node
@@ -531,7 +582,19 @@ impl World {
 
     fn execute(&mut self, id: NodeId, o: Output) {
         match o {
-            Output::Send { to, msg } => {
+            Output::Send { to, msg, after } => {
+                let synced = self.slots[id as usize].synced;
+                if after > synced {
+                    self.check(Err(Violation {
+                        invariant: Invariant::D1,
+                        at_us: self.now,
+                        node: Some(id),
+                        detail: format!(
+                            "n{id} sent {msg:?} to n{to}, revealing write #{after}, \
+                             but only writes up to #{synced} are durable"
+                        ),
+                    }));
+                }
                 let r = self.obs.on_send(self.now, id, to, msg);
                 self.check(r);
                 self.record(id, Kind::Send { to, msg });
@@ -540,7 +603,7 @@ impl World {
             Output::Persist { seq, record } => {
                 self.record(id, Kind::Persist { seq, record });
                 let slot = &mut self.slots[id as usize];
-                debug_assert!(slot.unsynced.last().is_none_or(|(s, _)| *s < seq));
+                assert!(slot.unsynced.last().is_none_or(|(s, _)| *s < seq));
                 slot.unsynced.push((seq, record));
             }
             Output::Sync { upto } => {

@@ -477,3 +477,33 @@ fn shrink_refuses_a_passing_run_and_a_bad_file() {
         "--budget",
     );
 }
+
+#[test]
+fn require_coverage_fails_a_campaign_that_never_reached_a_mark() {
+    // No faults: no node ever restarts, so "recovery after restart" is never
+    // reached. Without the flag that is a warning; with it, a failure.
+    let args = [
+        "campaign", "--seeds", "3", "--calm", "--quiet", "--jobs", "1",
+    ];
+    let o = paxsim(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("NEVER REACHED"), "{}", text(&o));
+    let mut strict = args.to_vec();
+    strict.push("--require-coverage");
+    let o = paxsim(&strict);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("--require-coverage: never reached: ") && t.contains("recovery after restart"),
+        "{t}"
+    );
+    // A swarm campaign reaches every mark and passes the flag.
+    let o = paxsim(&[
+        "campaign",
+        "--seeds",
+        "300",
+        "--quiet",
+        "--require-coverage",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

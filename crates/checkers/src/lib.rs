@@ -15,9 +15,18 @@
 //! - **S2** at most one value is ever chosen, across all ballots;
 //! - **S3** a learner learns only a value that is chosen at that moment;
 //! - **S4** a proposer reports success only for the chosen value;
-//! - **L1** after the quiet period begins, every live node learns within a
-//!   bounded simulated time (checked by the simulator through
-//!   [`Observer::unlearned`]).
+//! - **S5** every ballot has one owner and carries one value: judged from
+//!   the Accepts acceptors actually receive, across crashes (a restarted
+//!   proposer that reuses a ballot with another value breaks it at once, long
+//!   before two values are ever chosen);
+//! - **L1** after the quiet period begins, every live node learns and every
+//!   live proposer reports its decision to its client within a bounded
+//!   simulated time (checked by the simulator through [`Observer::unlearned`]
+//!   and [`Observer::undecided`]).
+//!
+//! **D1** (durability before disclosure) is checked by the simulator itself,
+//! which alone knows what the disk holds: a message leaves only once the write
+//! it reveals is durable.
 //!
 //! The observer also keeps *coverage marks* — situations a good run sometimes
 //! reaches (two ballots competed, a proposer adopted an accepted value, a node
@@ -41,6 +50,11 @@ pub enum Invariant {
     S3,
     /// A proposer reports success only for the chosen value.
     S4,
+    /// Every ballot has one owner and carries at most one value.
+    S5,
+    /// A message that reveals state leaves only after the write holding that
+    /// state is durable.
+    D1,
     /// Every live node learns within the bound after faults heal.
     L1,
     /// A node's own assertion failed (an invariant asserted in the code).
@@ -57,6 +71,8 @@ pub enum Invariant {
     P4,
     /// An acceptor's promises never go backwards, across crashes.
     P5,
+    /// Every ballot has one owner and carries one entry per slot.
+    P6,
     /// Fencing tokens increase per lock; one holder per token.
     K1,
     /// No client command is executed twice.
@@ -75,13 +91,18 @@ impl Invariant {
             Invariant::S2 => "at most one value is ever chosen",
             Invariant::S3 => "a learner learns only a chosen value",
             Invariant::S4 => "a proposer reports success only for the chosen value",
-            Invariant::L1 => "every live node learns the value after faults heal",
+            Invariant::S5 => "every ballot has one owner and carries one value",
+            Invariant::D1 => "a message reveals only durable state",
+            Invariant::L1 => {
+                "after faults heal, every node learns and every proposer reports its decision"
+            }
             Invariant::Assert => "a protocol assertion held",
             Invariant::P1 => "at most one entry is ever chosen per slot",
             Invariant::P2 => "replicas apply only chosen entries of submitted commands",
             Invariant::P3 => "applied logs are gap-free prefixes of one log",
             Invariant::P4 => "at most one leader per ballot",
             Invariant::P5 => "promises are monotone per acceptor across crashes",
+            Invariant::P6 => "every ballot has one owner and one entry per slot",
             Invariant::K1 => "fencing tokens are monotone and lock holders exclusive",
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",
@@ -218,6 +239,16 @@ pub struct Observer {
     /// Values chosen so far, in the order they became chosen.
     chosen: Vec<(Value, Ballot)>,
     learned: [Option<Value>; MAX_NODES],
+    /// Whether each node's proposer reported a decision since it last started.
+    decided: [bool; MAX_NODES],
+    /// The first Accept an acceptor received in each ballot: (value, receiver,
+    /// time). Kept across crashes: a ballot is never reused.
+    ballots: BTreeMap<Ballot, (Value, NodeId, u64)>,
+    /// Which incarnation of its owner first used each ballot (in a Prepare
+    /// or an Accept), and when.
+    ballot_users: BTreeMap<Ballot, (u32, u64)>,
+    /// Each node's incarnation: bumped at every restart.
+    incarnation: [u32; MAX_NODES],
     restarted: [bool; MAX_NODES],
     /// Whether each node's last Chosen or re-announced Accepted came from a query.
     queried: [bool; MAX_NODES],
@@ -235,6 +266,10 @@ impl Observer {
             accepted: BTreeMap::new(),
             chosen: Vec::new(),
             learned: [None; MAX_NODES],
+            decided: [false; MAX_NODES],
+            ballots: BTreeMap::new(),
+            ballot_users: BTreeMap::new(),
+            incarnation: [0; MAX_NODES],
             restarted: [false; MAX_NODES],
             queried: [false; MAX_NODES],
             preempted: false,
@@ -265,8 +300,10 @@ impl Observer {
         msg: Msg,
     ) -> Result<(), Violation> {
         match msg {
+            Msg::Prepare { ballot } => self.use_ballot(at_us, from, ballot),
             Msg::Accepted { ballot, value } => self.accept(at_us, from, ballot, value),
             Msg::Accept { value, ballot } => {
+                self.use_ballot(at_us, from, ballot)?;
                 let Some(&owner) = self.proposed.get(&value) else {
                     return Err(Violation {
                         invariant: Invariant::S1,
@@ -293,6 +330,85 @@ impl Observer {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Acceptor `to` received `msg` from `from` (S5: one owner and one value
+    /// per ballot, judged from the Accepts that actually arrive).
+    pub fn on_receive(
+        &mut self,
+        at_us: u64,
+        from: NodeId,
+        to: NodeId,
+        msg: Msg,
+    ) -> Result<(), Violation> {
+        let Msg::Accept { ballot, value } = msg else {
+            return Ok(());
+        };
+        if ballot.node != from {
+            return Err(Violation {
+                invariant: Invariant::S5,
+                at_us,
+                node: Some(from),
+                detail: format!(
+                    "n{to} received Accept({ballot}, {value}) from n{from}, \
+                     but ballot {ballot} belongs to n{}",
+                    ballot.node
+                ),
+            });
+        }
+        match self.ballots.get(&ballot) {
+            None => {
+                self.ballots.insert(ballot, (value, to, at_us));
+                Ok(())
+            }
+            Some(&(first, _, _)) if first == value => Ok(()),
+            Some(&(first, first_to, first_at)) => Err(Violation {
+                invariant: Invariant::S5,
+                at_us,
+                node: Some(from),
+                detail: format!(
+                    "ballot {ballot} carries two values: n{to} received Accept({ballot}, {value}), \
+                     but n{first_to} received Accept({ballot}, {first}) at {}",
+                    fmt_time(first_at)
+                ),
+            }),
+        }
+    }
+
+    /// S5's first half, from what proposers send: a ballot is used only by
+    /// its owner, and only by one incarnation of it (a restarted proposer that
+    /// lost its round would otherwise reuse a ballot it may already have used
+    /// with another value).
+    fn use_ballot(&mut self, at_us: u64, from: NodeId, ballot: Ballot) -> Result<(), Violation> {
+        if ballot.node != from {
+            return Err(Violation {
+                invariant: Invariant::S5,
+                at_us,
+                node: Some(from),
+                detail: format!(
+                    "n{from} sent a Prepare or Accept in ballot {ballot}, which belongs to n{}",
+                    ballot.node
+                ),
+            });
+        }
+        let inc = self.incarnation[from as usize];
+        match self.ballot_users.get(&ballot) {
+            None => {
+                self.ballot_users.insert(ballot, (inc, at_us));
+                Ok(())
+            }
+            Some(&(first, _)) if first == inc => Ok(()),
+            Some(&(_, first_at)) => Err(Violation {
+                invariant: Invariant::S5,
+                at_us,
+                node: Some(from),
+                detail: format!(
+                    "n{from} restarted and used ballot {ballot} again: its previous incarnation \
+                     used it at {}",
+                    fmt_time(first_at)
+                ),
+            }),
         }
     }
 
@@ -390,6 +506,7 @@ impl Observer {
     /// `node`'s proposer reported success with `value`.
     pub fn on_decided(&mut self, at_us: u64, node: NodeId, value: Value) -> Result<(), Violation> {
         if self.chosen.iter().any(|(v, _)| *v == value) {
+            self.decided[node as usize] = true;
             return Ok(());
         }
         Err(Violation {
@@ -406,18 +523,27 @@ impl Observer {
     /// `node` crashed: its learner's memory is gone.
     pub fn on_crash(&mut self, node: NodeId) {
         self.learned[node as usize] = None;
+        self.decided[node as usize] = false;
         self.queried[node as usize] = false;
     }
 
     /// `node` restarted from its durable state.
     pub fn on_restart(&mut self, node: NodeId) {
         self.restarted[node as usize] = true;
+        self.incarnation[node as usize] += 1;
     }
 
     /// The nodes among `live` whose learner has not learned yet (for L1).
     pub fn unlearned(&self, live: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
         live.filter(|&i| self.learned[i as usize].is_none())
             .collect()
+    }
+
+    /// The proposers among `live` that have not reported a decision to their
+    /// client since they last started (for L1; the caller names the nodes
+    /// whose client is waiting).
+    pub fn undecided(&self, live: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+        live.filter(|&i| !self.decided[i as usize]).collect()
     }
 
     fn fmt_chosen(&self) -> String {

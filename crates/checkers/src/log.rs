@@ -15,10 +15,15 @@
 //! commands; [`P3`](Invariant::P3) each replica applies slots in order with
 //! no gap, and all agree slot by slot; [`P4`](Invariant::P4) one leader per
 //! ballot; [`P5`](Invariant::P5) promises monotone per acceptor across
-//! crashes (a wiped disk starts a new acceptor life); [`K1`](Invariant::K1)
+//! crashes (a wiped disk starts a new acceptor life); [`P6`](Invariant::P6)
+//! every ballot has one owner and carries one entry per slot, judged from the
+//! Accepts acceptors actually receive, across crashes (a restarted leader
+//! that stands again in a ballot it used proposes other entries under it);
+//! [`K1`](Invariant::K1)
 //! fencing tokens increase per lock in log order, each token granted to one
 //! client, and no lock granted while the checker's own model of sessions and
-//! holders says another client holds it; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
+//! holders says another client holds it, nor to a client without a live
+//! session in that model; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
 
 use crate::{Invariant, Violation};
 use paxos::{majority, Ballot, NodeId, MAX_NODES};
@@ -58,6 +63,14 @@ pub struct LogObserver {
     /// The entry each slot was first applied with.
     applied: BTreeMap<Slot, u64>,
     leaders: BTreeMap<Ballot, NodeId>,
+    /// The first Accept received per (ballot, slot): (entry, receiver, time).
+    proposals: BTreeMap<(Ballot, Slot), (u64, NodeId, u64)>,
+    /// Which disk life and incarnation of its owner first sent a Prepare or
+    /// an Accept in each ballot, and when.
+    ballot_users: BTreeMap<Ballot, (u32, u32, u64)>,
+    /// Per replica: incarnation (bumped at every start) and disk life (bumped
+    /// when its disk is lost).
+    incarnation: Vec<(u32, u32)>,
     /// (client, seq) -> slot where it executed.
     executed: BTreeMap<(u32, u64), Slot>,
     /// lock -> grants seen, by slot.
@@ -105,6 +118,9 @@ impl LogObserver {
             chosen: BTreeMap::new(),
             applied: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            proposals: BTreeMap::new(),
+            ballot_users: BTreeMap::new(),
+            incarnation: vec![(0, 0); n],
             executed: BTreeMap::new(),
             grants: BTreeMap::new(),
             elections: 0,
@@ -122,6 +138,88 @@ impl LogObserver {
         self.acceptors[node as usize]
             .wrote
             .insert((ballot, slot), entry);
+    }
+
+    /// `node` sent a Prepare or an Accept in `ballot` (P6): only the ballot's
+    /// owner may, and only one incarnation of it. A replica that restarted
+    /// with its disk stands in a ballot above every one it used; one whose
+    /// disk was lost cannot know, so only its Accepts are judged (below).
+    pub fn on_ballot_sent(
+        &mut self,
+        at: u64,
+        node: NodeId,
+        ballot: Ballot,
+    ) -> Result<(), Violation> {
+        if ballot.node != node {
+            return Err(v(
+                Invariant::P6,
+                at,
+                Some(node),
+                format!(
+                    "n{node} sent a Prepare or Accept in ballot {ballot}, which belongs to n{}",
+                    ballot.node
+                ),
+            ));
+        }
+        let (life, inc) = self.incarnation[node as usize];
+        match self.ballot_users.get(&ballot) {
+            None => {
+                self.ballot_users.insert(ballot, (life, inc, at));
+                Ok(())
+            }
+            Some(&(l, i, first_at)) if l == life && i != inc => Err(v(
+                Invariant::P6,
+                at,
+                Some(node),
+                format!(
+                    "n{node} restarted and used ballot {ballot} again: its previous incarnation \
+                     used it at {}",
+                    crate::fmt_time(first_at)
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Acceptor `to` received `Accept(ballot, slot, entry)` from `from` (P6).
+    pub fn on_accept_received(
+        &mut self,
+        at: u64,
+        from: NodeId,
+        to: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: u64,
+    ) -> Result<(), Violation> {
+        if ballot.node != from {
+            return Err(v(
+                Invariant::P6,
+                at,
+                Some(from),
+                format!(
+                    "n{to} received an Accept for slot {slot} in ballot {ballot} from n{from}, \
+                     but the ballot belongs to n{}",
+                    ballot.node
+                ),
+            ));
+        }
+        match self.proposals.get(&(ballot, slot)) {
+            None => {
+                self.proposals.insert((ballot, slot), (entry, to, at));
+                Ok(())
+            }
+            Some(&(first, _, _)) if first == entry => Ok(()),
+            Some(&(first, first_to, first_at)) => Err(v(
+                Invariant::P6,
+                at,
+                Some(from),
+                format!(
+                    "ballot {ballot} carries two entries for slot {slot}: n{to} received \
+                     #{entry:016x}, but n{first_to} received #{first:016x} at {}",
+                    crate::fmt_time(first_at)
+                ),
+            )),
+        }
     }
 
     /// An acceptor sent `Promise(ballot)`.
@@ -292,6 +390,7 @@ impl LogObserver {
     /// A replica restarted: it replays from its disk (snapshot, then log).
     /// A replay of the slot it was feeding the lock model must not feed it again.
     pub fn on_restart(&mut self, node: NodeId) {
+        self.incarnation[node as usize].1 += 1;
         self.replicas[node as usize].next = 0;
         if self.locks.current.is_some_and(|(_, n)| n == node) {
             self.locks.current = None;
@@ -301,6 +400,7 @@ impl LogObserver {
     /// A replica's disk was wiped or found corrupt: a new acceptor life.
     pub fn on_disk_lost(&mut self, node: NodeId) {
         self.acceptors[node as usize] = Acceptor::default();
+        self.incarnation[node as usize].0 += 1;
         self.on_restart(node);
     }
 
@@ -400,6 +500,18 @@ impl LogObserver {
         slot: Slot,
     ) -> Result<(), Violation> {
         let m = &mut self.locks;
+        if !m.sessions.contains_key(&client) {
+            return Err(v(
+                Invariant::K1,
+                at,
+                Some(node),
+                format!(
+                    "lock {lock} granted to c{client} (token {token}) at slot {slot}, but c{client} \
+                     has no live session (service clock {})",
+                    m.clock
+                ),
+            ));
+        }
         if let Some(&(holder, t, since)) = m.holders.get(&lock) {
             if holder != client {
                 let expiry = m.sessions.get(&holder).copied().unwrap_or(0);

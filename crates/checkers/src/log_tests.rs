@@ -164,10 +164,62 @@ fn k1_a_lock_granted_while_another_client_holds_it() {
     );
     let mut o = LogObserver::new(3);
     o.on_session(1, Some(1_000));
+    o.on_session(2, Some(5_000));
     o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
     o.on_tick(1_001);
     o.on_exclusive_grant(0, 0, 7, 2, 2, 2).unwrap();
-    // And after a release.
+    // And after a release (client 1 opened a new session meanwhile).
     o.on_release(7, 2, 2);
+    o.on_session(1, Some(6_000));
     o.on_exclusive_grant(0, 0, 7, 1, 3, 3).unwrap();
+}
+
+#[test]
+fn k1_a_lock_granted_to_a_client_without_a_live_session() {
+    // Never opened.
+    let mut o = LogObserver::new(3);
+    let err = o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap_err();
+    assert_eq!(err.invariant, Invariant::K1);
+    assert!(err.detail.contains("no live session"), "{}", err.detail);
+    // Expired on a tick, in the checker's own model.
+    let mut o = LogObserver::new(3);
+    o.on_session(1, Some(1_000));
+    o.on_exclusive_grant(0, 0, 7, 1, 1, 1).unwrap();
+    o.on_tick(1_001);
+    let err = o.on_exclusive_grant(0, 0, 8, 1, 1, 2).unwrap_err();
+    assert_eq!(err.invariant, Invariant::K1);
+    // Closed.
+    let mut o = LogObserver::new(3);
+    o.on_session(1, Some(1_000));
+    o.on_session(1, None);
+    assert!(o.on_exclusive_grant(0, 0, 7, 1, 1, 1).is_err());
+}
+
+#[test]
+fn p6_a_ballot_with_two_entries_for_one_slot_or_a_foreign_owner() {
+    let mut o = LogObserver::new(3);
+    o.on_accept_received(0, 1, 0, b(2, 1), 5, 7).unwrap();
+    o.on_accept_received(1, 1, 2, b(2, 1), 5, 7).unwrap();
+    // Another slot in the same ballot, and the same slot in another ballot.
+    o.on_accept_received(1, 1, 2, b(2, 1), 6, 9).unwrap();
+    o.on_accept_received(1, 2, 2, b(3, 2), 5, 9).unwrap();
+    let err = o.on_accept_received(2, 1, 0, b(2, 1), 5, 8).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P6);
+    let err = o.on_accept_received(2, 0, 2, b(4, 1), 5, 8).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P6, "n0 sent in n1's ballot");
+}
+
+#[test]
+fn p6_a_restarted_replica_reusing_a_ballot() {
+    let mut o = LogObserver::new(3);
+    o.on_ballot_sent(0, 1, b(2, 1)).unwrap();
+    o.on_ballot_sent(1, 1, b(2, 1)).unwrap(); // the same incarnation, again
+    assert!(o.on_ballot_sent(1, 0, b(2, 1)).is_err(), "not its ballot");
+    o.on_restart(1);
+    let err = o.on_ballot_sent(5, 1, b(2, 1)).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P6);
+    o.on_ballot_sent(5, 1, b(3, 1)).unwrap();
+    // A replica whose disk was lost cannot know which ballots it used.
+    o.on_disk_lost(1);
+    o.on_ballot_sent(9, 1, b(3, 1)).unwrap();
 }

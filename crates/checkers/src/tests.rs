@@ -186,3 +186,56 @@ fn a_crash_forgets_what_the_learner_knew() {
     o.on_crash(2);
     assert_eq!(o.unlearned(2..3), vec![2]);
 }
+
+#[test]
+fn s5_a_ballot_with_two_values_a_foreign_owner_or_a_restarted_owner() {
+    let mut o = Observer::new(3);
+    o.on_propose(1, 10);
+    o.on_propose(1, 11);
+    let accept = |ballot, value| Msg::Accept { ballot, value };
+    // Received: the first value of a ballot sticks.
+    o.on_receive(0, 1, 0, accept(b(1, 1), 10)).unwrap();
+    o.on_receive(1, 1, 2, accept(b(1, 1), 10)).unwrap();
+    o.on_receive(1, 1, 2, accept(b(2, 1), 11)).unwrap();
+    let err = o.on_receive(2, 1, 0, accept(b(1, 1), 11)).unwrap_err();
+    assert_eq!(err.invariant, Invariant::S5);
+    let err = o.on_receive(2, 0, 2, accept(b(3, 1), 10)).unwrap_err();
+    assert_eq!(err.invariant, Invariant::S5, "n0 sent in n1's ballot");
+    // Sent: a restarted proposer must not use a ballot again, not even in
+    // a Prepare; its previous life may have sent Accepts in it.
+    let mut o = Observer::new(3);
+    o.on_send(0, 1, 0, Msg::Prepare { ballot: b(1, 1) })
+        .unwrap();
+    o.on_send(0, 1, 2, Msg::Prepare { ballot: b(1, 1) })
+        .unwrap();
+    assert!(o
+        .on_send(0, 0, 2, Msg::Prepare { ballot: b(1, 1) })
+        .is_err());
+    o.on_crash(1);
+    o.on_restart(1);
+    let err = o
+        .on_send(9, 1, 0, Msg::Prepare { ballot: b(1, 1) })
+        .unwrap_err();
+    assert_eq!(err.invariant, Invariant::S5);
+    o.on_send(9, 1, 0, Msg::Prepare { ballot: b(2, 1) })
+        .unwrap();
+}
+
+#[test]
+fn l1_a_proposer_that_never_reports_its_decision() {
+    let mut o = Observer::new(3);
+    o.on_propose(0, 10);
+    for n in 0..2 {
+        accepted(&mut o, n, b(1, 0), 10).unwrap();
+    }
+    for n in 0..3 {
+        o.on_learned(5, n, 10).unwrap();
+    }
+    assert!(o.unlearned(0..3).is_empty());
+    assert_eq!(o.undecided(0..2), vec![0, 1]);
+    o.on_decided(6, 0, 10).unwrap();
+    assert_eq!(o.undecided(0..2), vec![1]);
+    // A restarted proposer owes its client a new answer.
+    o.on_crash(0);
+    assert_eq!(o.undecided(0..1), vec![0]);
+}

@@ -259,9 +259,13 @@ pub enum Input<C, S> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output<C, S> {
+    /// Put `msg` on the wire to `to`. `after` names the write the message
+    /// reveals (0 for none): it must not leave before every write up to
+    /// `after` is durable. The harness checks the order (invariant D1).
     Send {
         to: NodeId,
         msg: Msg<C, S>,
+        after: u64,
     },
     Persist {
         seq: u64,
@@ -353,13 +357,25 @@ pub struct Bugs {
     /// 9. A learned slot is persisted as two records (chosen mark, then the
     ///    entry), not one: a crash between them leaves a stale entry chosen.
     pub non_atomic_chosen: bool,
+    /// 10. A candidate's Prepares leave before its own promise is durable:
+    ///     a restart can stand again in the very same ballot and propose
+    ///     other entries under it.
+    #[serde(default)]
+    pub prepare_before_promise: bool,
+    /// 11. (liveness) A leader stops proposing after a while, but keeps
+    ///     sending heartbeats, so no one replaces it.
+    #[serde(default)]
+    pub leader_stops_proposing: bool,
+    /// 12. (liveness) A lagging follower never asks to catch up.
+    #[serde(default)]
+    pub no_catch_up: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 9] = [
+pub const CANARIES: [(&str, EnableBug); 12] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -375,6 +391,13 @@ pub const CANARIES: [(&str, EnableBug); 9] = [
         b.wiped_rejoins_as_voter = true
     }),
     ("non-atomic-chosen", |b| b.non_atomic_chosen = true),
+    ("prepare-before-promise", |b| {
+        b.prepare_before_promise = true
+    }),
+    ("leader-stops-proposing", |b| {
+        b.leader_stops_proposing = true
+    }),
+    ("no-catch-up", |b| b.no_catch_up = true),
 ];
 
 impl Bugs {
@@ -474,7 +497,7 @@ pub struct Node<C, S> {
 }
 
 fn bit(id: NodeId) -> u16 {
-    debug_assert!((id as usize) < MAX_NODES);
+    assert!((id as usize) < MAX_NODES);
     1 << id
 }
 
@@ -631,7 +654,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     }
 
     pub fn handle(&mut self, now: u64, input: Input<C, S>, out: &mut Vec<Output<C, S>>) {
-        debug_assert!(now >= self.now, "a node's clock went backwards");
+        assert!(now >= self.now, "a node's clock went backwards");
         self.now = now;
         match input {
             Input::Receive { from, msg } => {
@@ -683,7 +706,11 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
 
     fn send_after(&mut self, seq: u64, to: NodeId, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         if seq <= self.synced_seq {
-            out.push(Output::Send { to, msg });
+            out.push(Output::Send {
+                to,
+                msg,
+                after: seq,
+            });
         } else {
             self.parked.push((seq, to, msg));
         }
@@ -699,8 +726,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             .into_iter()
             .partition(|(s, _, _)| *s <= upto);
         self.parked = waiting;
-        for (_, to, msg) in ready {
-            out.push(Output::Send { to, msg });
+        for (after, to, msg) in ready {
+            out.push(Output::Send { to, msg, after });
         }
     }
 
@@ -716,6 +743,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 out.push(Output::Send {
                     to,
                     msg: msg.clone(),
+                    after: 0,
                 });
             }
         }
@@ -807,7 +835,19 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         // entries under it.
         self.promised = ballot;
         let seq = self.persist(Write::Promise(ballot), out);
-        self.broadcast(seq, Msg::Prepare { ballot, from }, out);
+        if self.cfg.bugs.prepare_before_promise {
+            // BUG (canary 10): the Prepares leave at once; the write they
+            // depend on is not even named.
+            for to in 0..self.cfg.n {
+                out.push(Output::Send {
+                    to,
+                    msg: Msg::Prepare { ballot, from },
+                    after: 0,
+                });
+            }
+        } else {
+            self.broadcast(seq, Msg::Prepare { ballot, from }, out);
+        }
         self.arm_election(out);
     }
 
@@ -823,6 +863,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Nack { ballot, promised },
+                after: 0,
             });
             return;
         }
@@ -1030,12 +1071,18 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 next,
                 inflight,
                 queue,
+                round,
                 ..
             } = &mut self.role
             else {
                 return;
             };
             if inflight.len() as u64 >= window || queue.is_empty() {
+                return;
+            }
+            if self.cfg.bugs.leader_stops_proposing && *round >= 16 {
+                // BUG (canary 11): after 16 heartbeats the leader proposes
+                // nothing more, yet its heartbeats keep everyone following.
                 return;
             }
             let k = queue.len().min(batch);
@@ -1059,7 +1106,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         let ballot = *ballot;
         *next = (*next).max(slot + 1);
         let fresh = inflight.insert(slot, (entry.clone(), 0)).is_none();
-        debug_assert!(fresh, "slot {slot} proposed twice in ballot {ballot:?}");
+        assert!(fresh, "slot {slot} proposed twice in ballot {ballot:?}");
         self.broadcast_accept(ballot, slot, entry, commit, out);
     }
 
@@ -1203,6 +1250,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Nack { ballot, promised },
+                after: 0,
             });
             return;
         }
@@ -1212,6 +1260,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 out.push(Output::Send {
                     to: from,
                     msg: Msg::Snapshot { snap },
+                    after: 0,
                 });
             }
             return;
@@ -1280,10 +1329,12 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             }
         }
         if let Some(from) = missing {
-            if leader != self.cfg.id {
+            // (BUG, canary 12: a lagging follower never asks.)
+            if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
                 out.push(Output::Send {
                     to: leader,
                     msg: Msg::Query { from },
+                    after: 0,
                 });
             }
         }
@@ -1297,6 +1348,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Snapshot { snap },
+                after: 0,
             });
         }
         for (s, e) in self.chosen.range(slot..).take(64) {
@@ -1306,6 +1358,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                     slot: *s,
                     entry: e.clone(),
                 },
+                after: 0,
             });
         }
     }
@@ -1390,6 +1443,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                         out.push(Output::Send {
                             to: from,
                             msg: Msg::HeartbeatAck { ballot, round },
+                            after: 0,
                         });
                     }
                     self.commit_upto(from, ballot, commit, out);

@@ -64,7 +64,7 @@ fn recv(node: &mut N, from: NodeId, msg: Msg<u32, ()>) -> Out {
 fn sends(out: &Out) -> Vec<(NodeId, Msg<u32, ()>)> {
     out.iter()
         .filter_map(|o| {
-            if let Output::Send { to, msg } = o {
+            if let Output::Send { to, msg, .. } = o {
                 Some((*to, msg.clone()))
             } else {
                 None
@@ -386,7 +386,7 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
         node.handle(now, input, &mut out);
         for o in out {
             match o {
-                Output::Send { to, msg } => net.push((to, Input::Receive { from: id, msg })),
+                Output::Send { to, msg, .. } => net.push((to, Input::Receive { from: id, msg })),
                 Output::Persist { seq, write } => r.unsynced.push((seq, write)),
                 Output::Sync { upto } => net.push((id, Input::Synced { upto })),
                 Output::SetTimer { timer, .. } => net.push((id, Input::Timer(timer))),

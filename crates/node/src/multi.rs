@@ -208,7 +208,7 @@ impl Replica {
     fn execute(&mut self, o: LogOutput) {
         let id = self.id;
         match o {
-            Output::Send { to, msg } => {
+            Output::Send { to, msg, .. } => {
                 let mut w = self.world.lock().unwrap();
                 let r = match &msg {
                     Msg::Promise { ballot, .. } => w.obs.on_promise(now_us(), id, *ballot),
@@ -235,7 +235,7 @@ impl Replica {
                         .on_accept_write(id, *ballot, *slot, fingerprint(entry));
                 }
                 let mut d = self.disk.lock().unwrap();
-                debug_assert!(d.unsynced.last().is_none_or(|(s, _)| *s < seq));
+                assert!(d.unsynced.last().is_none_or(|(s, _)| *s < seq));
                 if matches!(write, multipaxos::Write::Snapshot(_)) {
                     self.world.lock().unwrap().coverage.snapshots += 1;
                 }
@@ -344,7 +344,7 @@ impl Replica {
         if self.node.is_rebuilding() || self.next < self.node.base() + SNAPSHOT_EVERY {
             return true;
         }
-        debug_assert_eq!(self.next, self.node.applied());
+        assert_eq!(self.next, self.node.applied());
         let mut state = self.machine.clone();
         if self.setup.cfg.bugs.snapshot_without_dedup {
             state.done.clear(); // BUG (canary 7)
@@ -370,7 +370,7 @@ async fn run_replica(setup: Setup, disk: Shared<Disk>, world: Shared<World>) {
     let now = now_us();
     let node = {
         let mut d = disk.lock().unwrap();
-        debug_assert!(d.unsynced.is_empty(), "a kill settles unsynced writes");
+        assert!(d.unsynced.is_empty(), "a kill settles unsynced writes");
         let mut w = world.lock().unwrap();
         let node = match load(&d.records) {
             Loaded::Ok { state, torn } => {

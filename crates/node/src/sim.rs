@@ -217,7 +217,7 @@ fn execute(
 ) {
     let id = setup.cfg.id;
     match o {
-        Output::Send { to, msg } => {
+        Output::Send { to, msg, .. } => {
             {
                 let mut w = world.lock().unwrap();
                 let r = w.obs.on_send(now_us(), id, to, msg);

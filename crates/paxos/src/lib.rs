@@ -126,19 +126,15 @@ pub enum Input {
 /// Everything a node asks the outside world to do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
-    Send {
-        to: NodeId,
-        msg: Msg,
-    },
+    /// Put `msg` on the wire to `to`. `after` names the write the message
+    /// reveals (its number, 0 for none): the message must not leave before
+    /// every write up to `after` is durable. The harness checks that order
+    /// for every send (durability before disclosure, invariant D1).
+    Send { to: NodeId, msg: Msg, after: u64 },
     /// Write `record` (not yet durable). `seq` numbers the node's writes.
-    Persist {
-        seq: u64,
-        record: Record,
-    },
+    Persist { seq: u64, record: Record },
     /// Make every write up to `upto` durable, then deliver `Input::Synced`.
-    Sync {
-        upto: u64,
-    },
+    Sync { upto: u64 },
     /// Fire `timer` after a delay drawn uniformly from
     /// `[delay_us, delay_us + jitter_us]` by the driver.
     SetTimer {
@@ -147,13 +143,9 @@ pub enum Output {
         jitter_us: u64,
     },
     /// This node's learner learned that `value` is chosen.
-    Learned {
-        value: Value,
-    },
+    Learned { value: Value },
     /// This node's proposer reports its proposal finished: `value` is chosen.
-    Decided {
-        value: Value,
-    },
+    Decided { value: Value },
 }
 
 /// Known-buggy variants. Each breaks one thing Paxos relies on; the harness
@@ -174,13 +166,18 @@ pub struct Bugs {
     pub minority_quorum: bool,
     /// 6. Proposers leave their id out of the ballot, so two can share one.
     pub shared_ballots: bool,
+    /// 7. The proposer's round is volatile: it is never written before the
+    ///    Prepares leave, so a restarted proposer can reuse a ballot (with
+    ///    another value).
+    #[serde(default)]
+    pub volatile_round: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 6] = [
+pub const CANARIES: [(&str, EnableBug); 7] = [
     ("reply-before-sync", |b| b.reply_before_sync = true),
     ("accept-below-promise", |b| b.accept_below_promise = true),
     ("ignore-promised-values", |b| {
@@ -191,6 +188,7 @@ pub const CANARIES: [(&str, EnableBug); 6] = [
     }),
     ("minority-quorum", |b| b.minority_quorum = true),
     ("shared-ballots", |b| b.shared_ballots = true),
+    ("volatile-round", |b| b.volatile_round = true),
 ];
 
 impl Bugs {
@@ -348,7 +346,7 @@ pub struct Node {
 }
 
 fn bit(id: NodeId) -> u16 {
-    debug_assert!((id as usize) < MAX_NODES);
+    assert!((id as usize) < MAX_NODES);
     1u16 << id
 }
 
@@ -454,7 +452,11 @@ impl Node {
     /// Sends `msg` once write `seq` is durable (at once if it already is).
     fn send_after(&mut self, seq: u64, to: NodeId, msg: Msg, out: &mut Vec<Output>) {
         if seq <= self.synced_seq {
-            out.push(Output::Send { to, msg });
+            out.push(Output::Send {
+                to,
+                msg,
+                after: seq,
+            });
         } else {
             self.parked.push((seq, to, msg));
         }
@@ -464,7 +466,12 @@ impl Node {
     /// first, unless the `reply_before_sync` canary is on.
     fn reply_after(&mut self, seq: u64, to: NodeId, msg: Msg, out: &mut Vec<Output>) {
         if self.cfg.bugs.reply_before_sync {
-            out.push(Output::Send { to, msg });
+            // BUG (canary 1): the reply leaves before its write is durable.
+            out.push(Output::Send {
+                to,
+                msg,
+                after: seq,
+            });
         } else {
             self.send_after(seq, to, msg, out);
         }
@@ -480,8 +487,8 @@ impl Node {
         let mut i = 0;
         while i < self.parked.len() {
             if self.parked[i].0 <= upto {
-                let (_, to, msg) = self.parked.remove(i);
-                out.push(Output::Send { to, msg });
+                let (after, to, msg) = self.parked.remove(i);
+                out.push(Output::Send { to, msg, after });
             } else {
                 i += 1;
             }
@@ -497,12 +504,13 @@ impl Node {
     // --------------------------------------------------------------- acceptor
 
     fn on_prepare(&mut self, from: NodeId, ballot: Ballot, out: &mut Vec<Output>) {
-        debug_assert!(ballot.round > 0, "round 0 is never proposed");
+        assert!(ballot.round > 0, "round 0 is never proposed");
         if ballot < self.record.promised {
             let promised = self.record.promised;
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Nack { ballot, promised },
+                after: 0,
             });
             return;
         }
@@ -525,12 +533,13 @@ impl Node {
     }
 
     fn on_accept(&mut self, from: NodeId, ballot: Ballot, value: Value, out: &mut Vec<Output>) {
-        debug_assert!(ballot.round > 0, "round 0 is never proposed");
+        assert!(ballot.round > 0, "round 0 is never proposed");
         if ballot < self.record.promised && !self.cfg.bugs.accept_below_promise {
             let promised = self.record.promised;
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Nack { ballot, promised },
+                after: 0,
             });
             return;
         }
@@ -561,6 +570,7 @@ impl Node {
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Chosen { value },
+                after: 0,
             });
         } else if let Some((ballot, value)) = self.record.accepted {
             // Re-announce our acceptance, but only what is durable: a learner
@@ -629,7 +639,7 @@ impl Node {
 
     fn start_round(&mut self, out: &mut Vec<Output>) {
         let p = &mut self.proposer;
-        debug_assert!(!p.decided);
+        assert!(!p.decided);
         let round = p.seen_round.max(p.ballot.round) + 1;
         p.seen_round = round;
         let node = if self.cfg.bugs.shared_ballots {
@@ -641,8 +651,13 @@ impl Node {
         p.attempt += 1;
         // The round must be durable before any Prepare leaves, or a restart
         // could reuse this ballot with another value.
-        self.record.proposer_round = round;
-        let seq = self.persist(out);
+        let seq = if self.cfg.bugs.volatile_round {
+            // BUG (canary 7): the round lives only in memory.
+            self.synced_seq
+        } else {
+            self.record.proposer_round = round;
+            self.persist(out)
+        };
         let ballot = self.proposer.ballot;
         self.broadcast_after(seq, Msg::Prepare { ballot }, out);
         self.proposer.phase = Phase::Promising {
@@ -761,6 +776,7 @@ impl Node {
                         out.push(Output::Send {
                             to,
                             msg: Msg::Query,
+                            after: 0,
                         });
                     }
                     self.arm_query(out);

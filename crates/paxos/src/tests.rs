@@ -29,7 +29,7 @@ fn recv(node: &mut Node, from: NodeId, msg: Msg) -> Vec<Output> {
 fn sends(out: &[Output]) -> Vec<(NodeId, Msg)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Send { to, msg } => Some((*to, *msg)),
+            Output::Send { to, msg, .. } => Some((*to, *msg)),
             _ => None,
         })
         .collect()

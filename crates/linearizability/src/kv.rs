@@ -59,6 +59,33 @@ impl Model for KvModel {
             }
         }
     }
+
+    fn may_have_written(writer: &KvOp, writer_ret: Option<&KvRet>, op: &KvOp, ret: &KvRet) -> bool {
+        // The state `ret` shows: its value and version, where known. An
+        // absent key needs no writer (it is how every key starts).
+        let (value, version) = match (op, ret) {
+            (KvOp::Get, KvRet::Value(Some((value, version)))) => (Some(*value), Some(*version)),
+            (KvOp::Cas { .. }, KvRet::CasResult(Err(v))) if *v > 0 => (None, Some(*v)),
+            (KvOp::Put(_), KvRet::Version(v)) | (KvOp::Cas { .. }, KvRet::CasResult(Ok(v)))
+                if *v > 1 =>
+            {
+                (None, Some(v - 1))
+            }
+            (KvOp::Delete, KvRet::Deleted(true)) => (None, None),
+            _ => return false,
+        };
+        // The state `writer` made, if it wrote: its value, and its version
+        // where known.
+        let (made, made_version) = match (writer, writer_ret) {
+            (KvOp::Put(value), Some(KvRet::Version(v))) => (*value, Some(*v)),
+            (KvOp::Put(value), None) => (*value, None),
+            (KvOp::Cas { value, .. }, Some(KvRet::CasResult(Ok(v)))) => (*value, Some(*v)),
+            (KvOp::Cas { expected, value }, None) => (*value, Some(expected + 1)),
+            _ => return false,
+        };
+        value.is_none_or(|v| v == made)
+            && (version.is_none() || made_version.is_none() || version == made_version)
+    }
 }
 
 /// xorshift64*: a tiny seeded generator, so this crate needs no RNG crate.

@@ -27,8 +27,9 @@
 //! anywhere after its call, or never (it did not take effect). A `Fail`ed
 //! operation definitely did not take effect and is dropped.
 //!
-//! A failure is reported as the smallest non-linearizable sub-history of the
-//! offending key, found by removing operations while the rest still fails.
+//! A failure is reported as a small non-linearizable sub-history of the
+//! offending key that fails for the same reason as the whole (see
+//! [`shrink`]): removing operations never makes it fail for another one.
 
 mod kv;
 mod search;
@@ -48,6 +49,21 @@ pub trait Model: Clone + fmt::Debug + PartialEq + Eq {
     fn init() -> Self::State;
     /// Applies `op` to `state`: the next state and the response.
     fn step(state: &Self::State, op: &Self::Op) -> (Self::State, Self::Ret);
+    /// Whether `writer`, which returned `writer_ret` (`None`: unknown), may
+    /// have made the state that `ret`, returned by `op`, shows (the value a
+    /// read saw, the version a write started from). The shrinker never
+    /// drops every writer of a response it keeps, so a value that was
+    /// written is never shown as coming from nowhere. The default knows of
+    /// no such link (the shrinker's other checks still apply).
+    fn may_have_written(
+        writer: &Self::Op,
+        writer_ret: Option<&Self::Ret>,
+        op: &Self::Op,
+        ret: &Self::Ret,
+    ) -> bool {
+        let _ = (writer, writer_ret, op, ret);
+        false
+    }
 }
 
 pub type OpId = usize;
@@ -163,8 +179,9 @@ impl<M: Model> History<M> {
 #[derive(Clone, Debug)]
 pub enum Report<M: Model> {
     Linearizable,
-    /// `minimal` is a smallest sub-history of `key` that is still not
-    /// linearizable (no single operation can be removed from it).
+    /// `minimal` is a sub-history of `key` that is still not linearizable,
+    /// for the same reason as the whole, and from which no single operation
+    /// can be removed while keeping that reason (see [`shrink`]).
     NotLinearizable {
         key: Key,
         minimal: Vec<Operation<M>>,
@@ -203,135 +220,255 @@ pub fn check<M: Model>(history: &History<M>, budget: u64) -> Report<M> {
     }
 }
 
-/// Finds a small non-linearizable sub-history that shows the real fault.
+/// Finds a small non-linearizable sub-history that fails for the same reason
+/// as the whole.
 ///
-/// Removing operations can *create* violations (drop the write that a later
-/// read saw, and the read looks impossible), so plain "remove while it still
-/// fails" can end on a misleading history. Instead, first find a *culprit*:
-/// an operation whose removal makes the history linearizable. Then remove
-/// others (chunks first, then one at a time) only while the rest still fails
-/// *and* still passes without the culprit (and, for a stale read, still
-/// explains the culprit's result at *some* time). The result is the culprit plus the
-/// context that makes it impossible. If no single culprit exists, fall back
-/// to plain shrinking.
+/// Removing operations can *create* violations: drop the write a read saw and
+/// the read returns a value from nowhere; drop the writes before a `Put` and
+/// its version comes from nowhere. Plain "remove while it still fails" can so
+/// end on a history that fails for a reason the real one does not have. So:
+///
+/// 1. **Cut at the first violation.** Order the completed operations by
+///    return time (ties by position) and take the shortest prefix of that
+///    order that fails: the operations called by then, those not yet in the
+///    prefix marked unknown (which keeps every effect a completed operation
+///    may have seen). Its last operation is the *culprit*: with its response
+///    unknown, the prefix is linearizable (that is the prefix before it, plus
+///    unknown operations). Several anomalies completing at the same instant
+///    are split this way too, so a culprit always exists.
+/// 2. **Classify the culprit** by two probes on the rest of the history:
+///    *relaxed*, is its response given at some time if its real-time window
+///    is opened to all of time; *ghost*, does the object ever hold a state in
+///    which it gives that response (the response checked anywhere, without
+///    its effect, the operation itself left unknown). A stale read is
+///    (relaxed, ghost) = (yes, yes); two writes claiming one version is
+///    (no, yes); a value or version no one wrote is (no, no).
+/// 3. **Shrink** (the culprit alone, then chunks, then one at a time until
+///    no single operation can go), keeping a cut only if it still fails,
+///    passes with the culprit's response unknown, and gives the culprit the
+///    same class, and drops no response's last possible writer
+///    ([`Model::may_have_written`]; writers called after the prefix join it,
+///    unknown, for a response no earlier one explains). The first two say
+///    the culprit's response is the fault and every other response is
+///    explained by the operations kept; the class says the culprit's
+///    response is wrong in the same way; the writers say a response that
+///    was written is never shown as coming from nowhere. So a stale read
+///    keeps the write it read (and the writes its version counts).
+///
+/// If the cut or a probe cannot be decided within `budget`, the history is
+/// returned unshrunk rather than risk a misleading one.
 pub fn shrink<M: Model>(ops: Vec<Operation<M>>, budget: u64) -> Vec<Operation<M>> {
     let verdict = |ops: &[Operation<M>]| check_key::<M>(ops, budget);
     debug_assert_eq!(verdict(&ops), Verdict::NotLinearizable);
-    let without = |ops: &[Operation<M>], i: usize| -> Vec<Operation<M>> {
-        ops.iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, o)| o.clone())
-            .collect()
-    };
-    // First cut the history at the earliest time it is already broken: the
-    // operations called by then, those still running marked unknown (which
-    // keeps every effect a completed operation may have seen). With several
-    // anomalies in one history, this isolates the first.
-    let prefix_at = |t: u64| -> Vec<Operation<M>> {
-        ops.iter()
-            .filter(|o| o.call <= t)
-            .map(|o| {
-                let mut o = o.clone();
-                if o.ret_time() > t {
-                    o.outcome = Outcome::Info;
-                }
-                o
-            })
-            .collect()
-    };
-    let mut times: Vec<u64> = ops
-        .iter()
-        .filter_map(|o| match o.outcome {
-            Outcome::Ok { at, .. } => Some(at),
-            Outcome::Info => None,
-        })
+    let whole = ops;
+
+    // 1. The first failing prefix, in completion order.
+    let mut done: Vec<usize> = (0..whole.len())
+        .filter(|&i| matches!(whole[i].outcome, Outcome::Ok { .. }))
         .collect();
-    times.sort_unstable();
-    times.dedup();
-    let first_bad = times.partition_point(|&t| verdict(&prefix_at(t)) != Verdict::NotLinearizable);
-    let ops = match times.get(first_bad) {
-        Some(&t) => prefix_at(t),
-        None => ops,
-    };
-    let removable: Vec<usize> = (0..ops.len())
-        .rev()
-        .filter(|&i| verdict(&without(&ops, i)) == Verdict::Linearizable)
-        .collect();
-    // The culprit with its real-time window opened back to the start: if
-    // that explains its result, the fault is *when* it saw what it saw (a
-    // stale read), and the ops that produced its result must stay, or the
-    // shrunk history would fail for another reason (a value from nowhere).
-    let relaxed = |ops: &[Operation<M>], c: usize| -> Vec<Operation<M>> {
-        let mut v = ops.to_vec();
-        v[c].call = 0;
-        v
-    };
-    // Several operations may each be removable (an operation of unknown
-    // outcome can paper over one anomaly); prefer a stale read among them,
-    // since it names the fault.
-    let stale_one = removable
-        .iter()
-        .copied()
-        .find(|&c| verdict(&relaxed(&ops, c)) == Verdict::Linearizable);
-    let stale = stale_one.is_some();
-    let culprit = stale_one.or(removable.first().copied());
-    let mut ops = ops;
-    let mut culprit_at = culprit;
-    // Keeps `candidate` if it still fails for the same reason; tracks where
-    // the culprit moved to.
-    let acceptable = |cand: &[Operation<M>], c: Option<usize>| -> bool {
-        if verdict(cand) != Verdict::NotLinearizable {
-            return false;
-        }
-        match c {
-            Some(c) => {
-                verdict(&without(cand, c)) == Verdict::Linearizable
-                    && (!stale || verdict(&relaxed(cand, c)) == Verdict::Linearizable)
+    done.sort_by_key(|&i| (whole[i].ret_time(), i));
+    let mut rank = vec![usize::MAX; whole.len()];
+    for (r, &i) in done.iter().enumerate() {
+        rank[i] = r;
+    }
+    // The prefix that ends with the `k`-th completion, and where that
+    // operation is in it.
+    let prefix = |k: usize| -> (Vec<Operation<M>>, usize) {
+        let t = whole[done[k]].ret_time();
+        let mut v = Vec::new();
+        let mut at = 0;
+        for (i, o) in whole.iter().enumerate().filter(|(_, o)| o.call <= t) {
+            let mut o = o.clone();
+            if rank[i] > k {
+                o.outcome = Outcome::Info;
             }
-            None => true,
+            if i == done[k] {
+                at = v.len();
+            }
+            v.push(o);
         }
+        (v, at)
     };
-    // The big cuts first: the culprit alone, then without everything called
-    // after the culprit returned (which cannot be what makes it impossible,
-    // though the check decides).
-    if let Some(c) = culprit_at {
-        let alone = vec![ops[c].clone()];
-        if acceptable(&alone, Some(0)) {
-            return alone;
-        }
-        let end = ops[c].ret_time();
-        let keep: Vec<usize> = (0..ops.len())
-            .filter(|&i| i == c || ops[i].call <= end)
-            .collect();
-        let cand: Vec<Operation<M>> = keep.iter().map(|&i| ops[i].clone()).collect();
-        let c2 = keep.iter().position(|&i| i == c);
-        if acceptable(&cand, c2) {
-            ops = cand;
-            culprit_at = c2;
+    let ks: Vec<usize> = (0..done.len()).collect();
+    let k = ks.partition_point(|&k| verdict(&prefix(k).0) != Verdict::NotLinearizable);
+    if k == done.len() {
+        return whole; // Undecided within the budget.
+    }
+    let (mut base, culprit) = prefix(k);
+    // A response no operation of the prefix may have written, but one
+    // called later may (a read from the future): that writer joins, unknown
+    // (called after every completed operation returned, it changes no
+    // verdict), so the read is not shown as a value from nowhere.
+    let t = whole[done[k]].ret_time();
+    let orphans: Vec<usize> = (0..base.len())
+        .filter(|&i| !(0..base.len()).any(|j| j != i && wrote(&base[j], &base[i])))
+        .collect();
+    for w in whole.iter().filter(|w| w.call > t) {
+        if orphans.iter().any(|&i| wrote(w, &base[i])) {
+            let mut w = w.clone();
+            w.outcome = Outcome::Info;
+            base.push(w);
         }
     }
-    let mut chunk = ops.len() / 2;
-    while chunk >= 1 {
+    // The possible writers of each response: a cut keeps one of them, if any.
+    let writers: Vec<Vec<usize>> = (0..base.len())
+        .map(|i| {
+            (0..base.len())
+                .filter(|&j| j != i && wrote(&base[j], &base[i]))
+                .collect()
+        })
+        .collect();
+
+    // 2. The culprit's class. Sub-histories are sets of indices into `base`,
+    // in order.
+    let pick = |keep: &[usize]| -> (Vec<Operation<M>>, usize) {
+        let v = keep.iter().map(|&i| base[i].clone()).collect();
+        (
+            v,
+            keep.iter()
+                .position(|&i| i == culprit)
+                .expect("the culprit is kept"),
+        )
+    };
+    let unknown = |v: &[Operation<M>], c: usize| -> Vec<Operation<M>> {
+        let mut v = v.to_vec();
+        v[c].outcome = Outcome::Info;
+        v
+    };
+    let class = |v: &[Operation<M>], c: usize| -> (Verdict, Verdict) {
+        let mut relaxed = v.to_vec();
+        relaxed[c].call = 0;
+        if let Outcome::Ok { at, .. } = &mut relaxed[c].outcome {
+            *at = u64::MAX;
+        }
+        (
+            verdict(&relaxed),
+            check_key::<Ghostly<M>>(&ghost(v, c), budget),
+        )
+    };
+    let all: Vec<usize> = (0..base.len()).collect();
+    let (v, c) = pick(&all);
+    let class0 = class(&v, c);
+    if verdict(&v) != Verdict::NotLinearizable
+        || verdict(&unknown(&v, c)) != Verdict::Linearizable
+        || class0.0 == Verdict::Unknown
+        || class0.1 == Verdict::Unknown
+    {
+        return v; // Undecided within the budget: no cut is known safe.
+    }
+    // A cut is kept only if it fails for the same reason.
+    let acceptable = |keep: &[usize]| -> bool {
+        let mut kept = vec![false; base.len()];
+        for &i in keep {
+            kept[i] = true;
+        }
+        let provenance = keep
+            .iter()
+            .all(|&i| writers[i].is_empty() || writers[i].iter().any(|&j| kept[j]));
+        if !provenance {
+            return false;
+        }
+        let (v, c) = pick(keep);
+        verdict(&v) == Verdict::NotLinearizable
+            && verdict(&unknown(&v, c)) == Verdict::Linearizable
+            && class(&v, c) == class0
+    };
+
+    // 3. Shrink: the culprit alone, then chunks, halving down to single
+    // operations, then single operations again until none can go.
+    let mut keep = all;
+    if acceptable(&[culprit]) {
+        keep = vec![culprit];
+    }
+    let mut chunk = (keep.len() / 2).max(1);
+    while keep.len() > 1 {
+        let mut changed = false;
         let mut i = 0;
-        while i < ops.len() {
-            let end = (i + chunk).min(ops.len());
-            let keeps_culprit = culprit_at.is_none_or(|c| c < i || c >= end);
-            if keeps_culprit {
-                let cand: Vec<Operation<M>> = ops[..i].iter().chain(&ops[end..]).cloned().collect();
-                let c = culprit_at.map(|c| if c >= end { c - (end - i) } else { c });
-                if !cand.is_empty() && acceptable(&cand, c) {
-                    ops = cand;
-                    culprit_at = c;
+        while i < keep.len() {
+            let end = (i + chunk).min(keep.len());
+            if !keep[i..end].contains(&culprit) {
+                let cand: Vec<usize> = keep[..i].iter().chain(&keep[end..]).copied().collect();
+                if acceptable(&cand) {
+                    keep = cand;
+                    changed = true;
                     continue;
                 }
             }
             i += chunk;
         }
-        chunk /= 2;
+        if chunk > 1 {
+            chunk /= 2;
+        } else if !changed {
+            break;
+        }
     }
+    let mut ops = pick(&keep).0;
     ops.sort_by_key(|o| (o.call, o.client));
     ops
+}
+
+/// Whether `w` may have written the state `r`'s response shows.
+fn wrote<M: Model>(w: &Operation<M>, r: &Operation<M>) -> bool {
+    let Outcome::Ok { ret, .. } = &r.outcome else {
+        return false;
+    };
+    let w_ret = match &w.outcome {
+        Outcome::Ok { ret, .. } => Some(ret),
+        Outcome::Info => None,
+    };
+    M::may_have_written(&w.op, w_ret, &r.op, ret)
+}
+
+/// A model whose operations may be *ghosts*: checked against the state like
+/// the real operation, but without changing it. Used to ask whether the
+/// object ever holds a state in which an operation gives its response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ghostly<M>(std::marker::PhantomData<M>);
+
+#[derive(Clone, Debug, Serialize)]
+enum GhostOp<O> {
+    Real(O),
+    Ghost(O),
+}
+
+impl<M: Model> Model for Ghostly<M> {
+    type State = M::State;
+    type Op = GhostOp<M::Op>;
+    type Ret = M::Ret;
+    fn init() -> M::State {
+        M::init()
+    }
+    fn step(state: &M::State, op: &Self::Op) -> (M::State, M::Ret) {
+        match op {
+            GhostOp::Real(op) => M::step(state, op),
+            GhostOp::Ghost(op) => (state.clone(), M::step(state, op).1),
+        }
+    }
+}
+
+/// `ops` with operation `c` made unknown, plus a ghost of it with its
+/// response and a window over all of time.
+fn ghost<M: Model>(ops: &[Operation<M>], c: usize) -> Vec<Operation<Ghostly<M>>> {
+    let real = |o: &Operation<M>, op: GhostOp<M::Op>| Operation::<Ghostly<M>> {
+        client: o.client,
+        key: o.key,
+        op,
+        call: o.call,
+        outcome: o.outcome.clone(),
+        failed: o.failed,
+    };
+    let mut v: Vec<Operation<Ghostly<M>>> = ops
+        .iter()
+        .map(|o| real(o, GhostOp::Real(o.op.clone())))
+        .collect();
+    v[c].outcome = Outcome::Info;
+    let mut g = real(&ops[c], GhostOp::Ghost(ops[c].op.clone()));
+    g.call = 0;
+    if let Outcome::Ok { at, .. } = &mut g.outcome {
+        *at = u64::MAX;
+    }
+    v.push(g);
+    v
 }
 
 /// Renders operations one per line, in call order:

@@ -414,3 +414,234 @@ fn a_key_the_budget_cannot_decide_does_not_hide_a_violation_on_another() {
     assert!(matches!(check(&only0, 20), Report::Unknown { key: 0 }));
     assert!(linearizable(&only0));
 }
+
+/// The writes `o`'s response shows a state of, among `ops`.
+fn writers_of<'a>(
+    o: &Operation<KvModel>,
+    ops: &'a [Operation<KvModel>],
+) -> Vec<&'a Operation<KvModel>> {
+    let Outcome::Ok { ret, .. } = &o.outcome else {
+        return Vec::new();
+    };
+    ops.iter()
+        .filter(|w| {
+            let w_ret = match &w.outcome {
+                Outcome::Ok { ret, .. } => Some(ret),
+                Outcome::Info => None,
+            };
+            KvModel::may_have_written(&w.op, w_ret, &o.op, ret)
+        })
+        .collect()
+}
+
+/// Every read in `minimal` of a value some write of `whole` wrote still has
+/// that write (same client, call and op) beside it.
+fn reads_keep_their_writes(whole: &[Operation<KvModel>], minimal: &[Operation<KvModel>]) -> bool {
+    let same = |a: &Operation<KvModel>, b: &Operation<KvModel>| {
+        (a.client, a.call, a.op) == (b.client, b.call, b.op)
+    };
+    minimal.iter().filter(|o| o.op == Get).all(|r| {
+        let w = writers_of(r, whole);
+        w.is_empty() || w.iter().any(|w| minimal.iter().any(|m| same(m, w)))
+    })
+}
+
+/// Puts of 11, 22, 33, 956315 and 77 one after another (versions 1 to 5),
+/// each completed before the next is called, then `tail`.
+fn five_puts_then(tail: &[Line]) -> History<KvModel> {
+    let mut lines: Vec<Line> = [11, 22, 33, 956_315, 77]
+        .iter()
+        .zip(1..)
+        .map(|(&v, n)| (0, Put(v), 10 * n, Some((10 * n + 5, Version(n)))))
+        .collect();
+    lines.extend_from_slice(tail);
+    h(&lines)
+}
+
+#[test]
+fn a_stale_read_is_never_shrunk_to_a_value_from_nowhere() {
+    // The reported shape: `Get -> Value(Some((956315, 4)))` after version 5
+    // was written, here by two clients answered at the same instant (so no
+    // single operation's removal repairs the history), after a third read
+    // saw version 5. The old shrinker showed one Get alone: it fails alone
+    // only because the writes that explain it were cut.
+    let stale = Value(Some((956_315, 4)));
+    let hist = five_puts_then(&[
+        (1, Get, 60, Some((65, Value(Some((77, 5)))))),
+        (2, Get, 70, Some((80, stale))),
+        (3, Get, 71, Some((80, stale))),
+    ]);
+    let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+        panic!("stale read not caught");
+    };
+    let shown = render::<KvModel>(&minimal);
+    assert_eq!(
+        check_key::<KvModel>(&minimal, BUDGET),
+        Verdict::NotLinearizable,
+        "{shown}"
+    );
+    assert!(minimal.iter().any(|o| o.op == Put(956_315)), "{shown}");
+    assert!(reads_keep_their_writes(&hist.ops, &minimal), "{shown}");
+    // Minimal for that reason: the versions the write of 956315 counts, the
+    // write that overwrote it, and one stale read.
+    assert_eq!(
+        minimal.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec![Put(11), Put(22), Put(33), Put(956_315), Put(77), Get],
+        "{shown}"
+    );
+    assert_eq!(minimal[5].outcome, Outcome::Ok { at: 80, ret: stale });
+}
+
+#[test]
+fn a_value_from_nowhere_still_shrinks_to_the_read_alone() {
+    // Never written by anyone: the read alone is the honest report.
+    let bogus = Value(Some((956_316, 4)));
+    let hist = five_puts_then(&[(1, Get, 70, Some((80, bogus)))]);
+    let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+        panic!("value from nowhere not caught");
+    };
+    assert_eq!(minimal.len(), 1, "{}", render::<KvModel>(&minimal));
+    assert_eq!(
+        (minimal[0].op, &minimal[0].outcome),
+        (Get, &Outcome::Ok { at: 80, ret: bogus })
+    );
+
+    // Written, but only after the read returned: the write stays.
+    let hist = h(&[
+        (1, Get, 0, Some((1, Value(Some((5, 1)))))),
+        (0, Put(5), 4, Some((6, Version(1)))),
+    ]);
+    let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+        panic!("read from the future not caught");
+    };
+    assert_eq!(
+        minimal.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec![Get, Put(5)],
+        "{}",
+        render::<KvModel>(&minimal)
+    );
+}
+
+#[test]
+fn two_writes_claiming_one_version_keep_the_versions_before_it() {
+    // Put(956315) and a CAS both report version 4. Alone, either would fail
+    // for another reason (no version 3): the writes of versions 1 to 3 stay.
+    let hist = h(&[
+        (0, Put(11), 0, Some((1, Version(1)))),
+        (0, Put(22), 2, Some((3, Version(2)))),
+        (0, Put(33), 4, Some((5, Version(3)))),
+        (1, Put(956_315), 6, Some((9, Version(4)))),
+        (
+            2,
+            Cas {
+                expected: 3,
+                value: 8,
+            },
+            7,
+            Some((10, CasResult(Ok(4)))),
+        ),
+    ]);
+    let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+        panic!("two writes of version 4 not caught");
+    };
+    assert_eq!(minimal.len(), 5, "{}", render::<KvModel>(&minimal));
+}
+
+/// A single-key history with unique written values, from an atomic store;
+/// some reads return an earlier state instead (stale), and with `corrupt`
+/// some responses are replaced by one from an arbitrary state. Coarse
+/// times (`w` small) make operations end at the same instant.
+fn unique_value_history(seed: u64, w: u64, corrupt: bool) -> History<KvModel> {
+    let mut rng = Rng::new(seed);
+    let clients = 2 + rng.below(3) as u32;
+    let per_client = 1 + (4 + rng.below(10)) / u64::from(clients);
+    let mut next = 100;
+    let mut planned = Vec::new();
+    for c in 0..clients {
+        let mut t = rng.below(w);
+        for _ in 0..per_client {
+            let op = match rng.below(5) {
+                0 | 1 => Get,
+                2 => Delete,
+                3 => {
+                    next += 1;
+                    Put(next)
+                }
+                _ => {
+                    next += 1;
+                    Cas {
+                        expected: rng.below(4),
+                        value: next,
+                    }
+                }
+            };
+            let effect = t + 1 + rng.below(w);
+            let ret = effect + 1 + rng.below(w);
+            let unknown = rng.below(8) == 0;
+            let takes_effect = !unknown || rng.below(2) == 0;
+            planned.push((c, op, t, effect, ret, unknown, takes_effect));
+            t = ret + 1 + rng.below(w);
+        }
+    }
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    order.sort_by_key(|&i| (planned[i].3, planned[i].0));
+    let mut state = None;
+    let mut past = vec![None];
+    let mut rets = vec![None; planned.len()];
+    for i in order {
+        let (_, op, _, _, _, _, takes_effect) = planned[i];
+        if takes_effect {
+            let (next, r) = KvModel::step(&state, &op);
+            state = next;
+            past.push(state);
+            rets[i] = Some(if op == Get && rng.below(4) == 0 {
+                Value(past[rng.below(past.len() as u64) as usize])
+            } else {
+                r
+            });
+        }
+    }
+    let mut hist = History::new();
+    for (i, &(c, op, call, _, ret, unknown, _)) in planned.iter().enumerate() {
+        let id = hist.invoke(c, 0, op, call);
+        if !unknown {
+            let mut r = rets[i].expect("a known outcome took effect");
+            if corrupt && rng.below(8) == 0 {
+                r = KvModel::step(&Some((100 + rng.below(12), 1 + rng.below(3))), &op).1;
+            }
+            hist.ok(id, r, ret);
+        }
+    }
+    hist
+}
+
+#[test]
+fn shrunk_histories_fail_and_keep_the_writes_their_reads_saw() {
+    let n: u64 = std::env::var("PAXSIM_LIN_CASES")
+        .map_or(3_000, |s| s.parse().expect("PAXSIM_LIN_CASES is a number"));
+    let mut failing = 0;
+    for seed in 0..n {
+        for (w, corrupt) in [(3, false), (30, false), (3, true), (30, true)] {
+            let hist = unique_value_history(seed, w, corrupt);
+            let Report::NotLinearizable { minimal, .. } = check(&hist, BUDGET) else {
+                continue;
+            };
+            failing += 1;
+            let shown = || {
+                format!(
+                    "seed {seed}, w {w}, corrupt {corrupt}\nwhole:\n{}shrunk:\n{}",
+                    render::<KvModel>(&hist.ops),
+                    render::<KvModel>(&minimal)
+                )
+            };
+            assert_eq!(
+                check_key::<KvModel>(&minimal, BUDGET),
+                Verdict::NotLinearizable,
+                "{}",
+                shown()
+            );
+            assert!(reads_keep_their_writes(&hist.ops, &minimal), "{}", shown());
+        }
+    }
+    assert!(failing > n / 2, "only {failing} failing histories");
+}

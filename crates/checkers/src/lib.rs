@@ -14,7 +14,8 @@
 //!   ever sent in an Accept);
 //! - **S2** at most one value is ever chosen, across all ballots;
 //! - **S3** a learner learns only a value that is chosen at that moment;
-//! - **S4** a proposer reports success only for the chosen value;
+//! - **S4** a proposer reports success only for the chosen value, and only
+//!   to a client that asked it;
 //! - **S5** every ballot has one owner and carries one value: judged from
 //!   the Accepts acceptors actually receive, across crashes (a restarted
 //!   proposer that reuses a ballot with another value breaks it at once, long
@@ -333,8 +334,9 @@ impl Observer {
         }
     }
 
-    /// Acceptor `to` received `msg` from `from` (S5: one owner and one value
-    /// per ballot, judged from the Accepts that actually arrive).
+    /// Acceptor `to` received `msg` from `from` (S5: one value per ballot,
+    /// judged from the Accepts that actually arrive; who may send in a ballot
+    /// is judged when it is sent).
     pub fn on_receive(
         &mut self,
         at_us: u64,
@@ -345,18 +347,6 @@ impl Observer {
         let Msg::Accept { ballot, value } = msg else {
             return Ok(());
         };
-        if ballot.node != from {
-            return Err(Violation {
-                invariant: Invariant::S5,
-                at_us,
-                node: Some(from),
-                detail: format!(
-                    "n{to} received Accept({ballot}, {value}) from n{from}, \
-                     but ballot {ballot} belongs to n{}",
-                    ballot.node
-                ),
-            });
-        }
         match self.ballots.get(&ballot) {
             None => {
                 self.ballots.insert(ballot, (value, to, at_us));
@@ -505,6 +495,14 @@ impl Observer {
 
     /// `node`'s proposer reported success with `value`.
     pub fn on_decided(&mut self, at_us: u64, node: NodeId, value: Value) -> Result<(), Violation> {
+        if !self.proposed.values().any(|&p| p == node) {
+            return Err(Violation {
+                invariant: Invariant::S4,
+                at_us,
+                node: Some(node),
+                detail: format!("n{node} reported a decision ({value}), but no client asked it"),
+            });
+        }
         if self.chosen.iter().any(|(v, _)| *v == value) {
             self.decided[node as usize] = true;
             return Ok(());

@@ -181,7 +181,9 @@ impl LogObserver {
         }
     }
 
-    /// Acceptor `to` received `Accept(ballot, slot, entry)` from `from` (P6).
+    /// Acceptor `to` received `Accept(ballot, slot, entry)` from `from` (P6:
+    /// one entry per slot in a ballot; who may send in it is judged when it
+    /// is sent, by [`LogObserver::on_ballot_sent`]).
     pub fn on_accept_received(
         &mut self,
         at: u64,
@@ -191,18 +193,6 @@ impl LogObserver {
         slot: Slot,
         entry: u64,
     ) -> Result<(), Violation> {
-        if ballot.node != from {
-            return Err(v(
-                Invariant::P6,
-                at,
-                Some(from),
-                format!(
-                    "n{to} received an Accept for slot {slot} in ballot {ballot} from n{from}, \
-                     but the ballot belongs to n{}",
-                    ballot.node
-                ),
-            ));
-        }
         match self.proposals.get(&(ballot, slot)) {
             None => {
                 self.proposals.insert((ballot, slot), (entry, to, at));

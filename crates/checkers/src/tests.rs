@@ -199,7 +199,7 @@ fn s5_a_ballot_with_two_values_a_foreign_owner_or_a_restarted_owner() {
     o.on_receive(1, 1, 2, accept(b(2, 1), 11)).unwrap();
     let err = o.on_receive(2, 1, 0, accept(b(1, 1), 11)).unwrap_err();
     assert_eq!(err.invariant, Invariant::S5);
-    let err = o.on_receive(2, 0, 2, accept(b(3, 1), 10)).unwrap_err();
+    let err = o.on_send(2, 0, 2, accept(b(3, 1), 10)).unwrap_err();
     assert_eq!(err.invariant, Invariant::S5, "n0 sent in n1's ballot");
     // Sent: a restarted proposer must not use a ballot again, not even in
     // a Prepare; its previous life may have sent Accepts in it.
@@ -238,4 +238,16 @@ fn l1_a_proposer_that_never_reports_its_decision() {
     // A restarted proposer owes its client a new answer.
     o.on_crash(0);
     assert_eq!(o.undecided(0..1), vec![0]);
+}
+
+#[test]
+fn s4_a_decision_no_client_asked_for() {
+    let mut o = Observer::new(3);
+    o.on_propose(0, 10);
+    for n in 0..2 {
+        accepted(&mut o, n, b(1, 0), 10).unwrap();
+    }
+    o.on_decided(5, 0, 10).unwrap();
+    let err = o.on_decided(5, 2, 10).unwrap_err();
+    assert_eq!(err.invariant, Invariant::S4, "n2 runs no proposal");
 }

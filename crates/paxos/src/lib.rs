@@ -303,8 +303,10 @@ enum Phase {
         from: u16,
         highest: Option<(Ballot, Value)>,
     },
-    /// Phase 2: value sent; collecting Accepted at our ballot.
-    Accepting { value: Value, from: u16 },
+    /// Phase 2: Accepts sent. The proposer decides when this node's learner
+    /// learns the chosen value (every node learns from every Accepted, so
+    /// counting them again here would be a second, identical quorum count).
+    Accepting,
 }
 
 /// The proposer role.
@@ -423,10 +425,7 @@ impl Node {
             Msg::Prepare { ballot } => self.on_prepare(from, ballot, out),
             Msg::Accept { ballot, value } => self.on_accept(from, ballot, value, out),
             Msg::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted, out),
-            Msg::Accepted { ballot, value } => {
-                self.learn_vote(from, ballot, value, out);
-                self.proposer_accepted(from, ballot, value, out);
-            }
+            Msg::Accepted { ballot, value } => self.learn_vote(from, ballot, value, out),
             Msg::Nack { ballot, promised } => self.on_nack(ballot, promised),
             Msg::Query => self.on_query(from, out),
             Msg::Chosen { value } => self.learn(value, out),
@@ -709,36 +708,9 @@ impl Node {
             Some((_, v)) if !ignore => *v,
             _ => own,
         };
-        self.proposer.phase = Phase::Accepting { value, from: 0 };
+        self.proposer.phase = Phase::Accepting;
         let seq = self.synced_seq;
         self.broadcast_after(seq, Msg::Accept { ballot, value }, out);
-    }
-
-    fn proposer_accepted(
-        &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        value: Value,
-        out: &mut Vec<Output>,
-    ) {
-        if ballot != self.proposer.ballot {
-            return;
-        }
-        let quorum = self.cfg.quorum();
-        let Phase::Accepting {
-            value: v,
-            from: set,
-        } = &mut self.proposer.phase
-        else {
-            return;
-        };
-        if *v != value {
-            return; // Only possible when ballots are shared (a canary).
-        }
-        *set |= bit(from);
-        if set.count_ones() as usize >= quorum {
-            self.finish_proposal(value, out);
-        }
     }
 
     fn on_nack(&mut self, ballot: Ballot, promised: Ballot) {

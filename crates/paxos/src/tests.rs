@@ -358,6 +358,10 @@ fn proposer_decides_on_a_quorum_of_accepted_and_only_once() {
         value: 100,
     };
     assert!(!recv(&mut p, 1, acc).contains(&Output::Decided { value: 100 }));
+    assert!(
+        !p.decided(),
+        "one Accepted of a quorum of two decides nothing"
+    );
     let out = recv(&mut p, 2, acc);
     assert!(out.contains(&Output::Decided { value: 100 }));
     assert!(out.contains(&Output::Learned { value: 100 }));
@@ -382,6 +386,68 @@ fn nack_makes_the_retry_jump_past_the_promise() {
     assert!(sends(&released)
         .iter()
         .all(|(_, m)| *m == Msg::Prepare { ballot: b(8, 0) }));
+}
+
+#[test]
+fn a_nacked_ballot_is_abandoned_until_the_retry_timer() {
+    // Pre-empted after one promise: a late quorum of promises in the same
+    // ballot sends no Accept (the retry timer starts a higher ballot).
+    let (mut p, _) = proposer_after_promises(Bugs::default(), &[(1, None)]);
+    let nack = Msg::Nack {
+        ballot: b(1, 0),
+        promised: b(3, 2),
+    };
+    recv(&mut p, 2, nack);
+    let promise = Msg::Promise {
+        ballot: b(1, 0),
+        accepted: None,
+    };
+    assert!(sends(&recv(&mut p, 0, promise)).is_empty());
+}
+
+#[test]
+fn a_late_nack_of_an_older_ballot_does_not_abandon_the_current_one() {
+    let (mut p, _) = proposer_after_promises(Bugs::default(), &[(1, None)]);
+    let out = step(&mut p, Input::Timer(Timer::Retry { attempt: 1 }));
+    sync_all(&mut p, &out);
+    // A delayed Nack of ballot 1.0 arrives while ballot 2.0 collects promises.
+    let nack = Msg::Nack {
+        ballot: b(1, 0),
+        promised: b(1, 2),
+    };
+    recv(&mut p, 2, nack);
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            ballot: b(2, 0),
+            accepted: None,
+        };
+        let out = recv(&mut p, from, promise);
+        if from == 2 {
+            assert!(sends(&out).contains(&(
+                1,
+                Msg::Accept {
+                    ballot: b(2, 0),
+                    value: 100
+                }
+            )));
+        }
+    }
+}
+
+#[test]
+fn an_idle_learner_asks_every_query_period_with_half_a_period_of_jitter() {
+    let mut n = Node::new(cfg(3, 0));
+    let mut out = Vec::new();
+    n.start(&mut out);
+    let query = Output::SetTimer {
+        timer: Timer::Query,
+        delay_us: 50_000,
+        jitter_us: 25_000,
+    };
+    assert_eq!(out, vec![query]);
+    let out = step(&mut n, Input::Timer(Timer::Query));
+    assert_eq!(sends(&out).len(), 3);
+    assert!(out.contains(&query), "re-armed: {out:?}");
 }
 
 #[test]

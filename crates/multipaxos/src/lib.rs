@@ -496,6 +496,25 @@ pub struct Node<C, S> {
     pending_install: Option<Snap<S>>,
 }
 
+// Canary-only code lives in functions named `canary_*`, so mutation testing
+// of the correct protocol can leave it out (`.cargo/mutants.toml`).
+
+/// BUG (canary 4, `truncate-on-restart`): keep only the chosen prefix of the
+/// log, forgetting every acceptance above it.
+fn canary_truncate_to_chosen_prefix<C: Clone, S: Clone>(d: &mut Durable<C, S>) {
+    let mut prefix = d.base();
+    while d.chosen.contains_key(&prefix) {
+        prefix += 1;
+    }
+    d.accepted.retain(|s, _| *s < prefix);
+}
+
+/// BUG (canary 11, `leader-stops-proposing`): after 16 heartbeat rounds the
+/// leader proposes nothing more, yet its heartbeats keep everyone following.
+fn canary_leader_stalls(round: u64) -> bool {
+    round >= 16
+}
+
 fn bit(id: NodeId) -> u16 {
     assert!((id as usize) < MAX_NODES);
     1 << id
@@ -528,12 +547,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         }
         let base = d.base();
         if cfg.bugs.truncate_on_restart {
-            // BUG (canary 4): keep only the chosen prefix of the log.
-            let mut prefix = base;
-            while d.chosen.contains_key(&prefix) {
-                prefix += 1;
-            }
-            d.accepted.retain(|s, _| *s < prefix);
+            canary_truncate_to_chosen_prefix(&mut d);
         }
         let mut node = Node {
             cfg,
@@ -1003,9 +1017,12 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         let Role::Rebuilding { replies, state } = &mut self.role else {
             return;
         };
-        if from == self.cfg.id || *replies & bit(from) != 0 {
-            return;
-        }
+        // Only the others are asked. A duplicate reply merges the same state
+        // again, which changes nothing, and counts once in the bitmask.
+        assert_ne!(
+            from, self.cfg.id,
+            "a rebuilding replica asks only the others"
+        );
         *replies |= bit(from);
         state.promised = state.promised.max(peer.promised);
         if peer.snapshot.as_ref().map_or(0, |s| s.upto) > state.base() {
@@ -1080,9 +1097,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             if inflight.len() as u64 >= window || queue.is_empty() {
                 return;
             }
-            if self.cfg.bugs.leader_stops_proposing && *round >= 16 {
-                // BUG (canary 11): after 16 heartbeats the leader proposes
-                // nothing more, yet its heartbeats keep everyone following.
+            if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
                 return;
             }
             let k = queue.len().min(batch);
@@ -1405,10 +1420,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     fn receive(&mut self, from: NodeId, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         if self.is_rebuilding() {
             // No votes, no leadership: only rebuild traffic and learning.
-            match msg {
-                Msg::RebuildState { state } => self.on_rebuild_state(from, *state, out),
-                Msg::Query { .. } | Msg::RebuildQuery => {}
-                _ => {}
+            if let Msg::RebuildState { state } = msg {
+                self.on_rebuild_state(from, *state, out);
             }
             return;
         }

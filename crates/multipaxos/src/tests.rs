@@ -585,12 +585,14 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
             },
         );
         assert!(sends(&out).is_empty(), "no promise while rebuilding");
+        // n1 holds an older acceptance of slot 0 than n2 will report: the
+        // merge keeps the highest ballot, whichever order they arrive in.
         let mut peer = Durable::<u32, ()> {
             initialized: true,
-            promised: b(5, 1),
+            promised: b(3, 1),
             ..Default::default()
         };
-        peer.accepted.insert(0, (b(5, 1), cmd(7)));
+        peer.accepted.insert(0, (b(3, 1), cmd(9)));
         let state = Box::new(peer.clone());
         let out = recv(
             &mut r,
@@ -607,11 +609,17 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
         // A duplicate from the same peer does not count twice.
         recv(&mut r, 1, Msg::RebuildState { state });
         assert!(r.is_rebuilding());
+        let mut newer = Durable::<u32, ()> {
+            initialized: true,
+            promised: b(5, 1),
+            ..Default::default()
+        };
+        newer.accepted.insert(0, (b(5, 1), cmd(7)));
         let out = recv(
             &mut r,
             2,
             Msg::RebuildState {
-                state: Box::default(),
+                state: Box::new(newer),
             },
         );
         assert!(out.contains(&Output::Rebuilt));
@@ -791,4 +799,371 @@ fn a_lagging_replica_catches_up_past_the_compaction_point_by_snapshot() {
         entry: cmd(3)
     }));
     assert_eq!(c.applied(), 4);
+}
+
+#[test]
+fn accessors_report_identity_leader_and_pending_work() {
+    assert_eq!(N::new(cfg(3, 2)).id(), 2);
+    // A follower learns the leader from its Accept and names it when it
+    // refuses a command.
+    let mut f = N::new(cfg(3, 1));
+    let accept = Msg::Accept {
+        ballot: b(1, 0),
+        slot: 0,
+        entry: cmd(7),
+        commit: 0,
+    };
+    recv(&mut f, 0, accept);
+    assert_eq!(f.leader(), Some(0));
+    assert_eq!(f.pending(), 0);
+    let out = step(&mut f, Input::Submit(8));
+    assert!(out.contains(&Output::NotLeader {
+        cmd: 8,
+        leader: Some(0)
+    }));
+    // A leader with a window of 4: four in flight, two queued.
+    let (mut l, _) = elect([vec![], vec![]]);
+    for c in 0..6 {
+        step(&mut l, Input::Submit(c));
+    }
+    assert_eq!(l.pending(), 6);
+}
+
+#[test]
+fn a_duplicate_prepare_is_promised_again_and_a_higher_one_deposes_the_leader() {
+    let mut a = N::new(cfg(3, 1));
+    let prepare = Msg::Prepare {
+        ballot: b(1, 0),
+        from: 0,
+    };
+    let first = recv(&mut a, 0, prepare.clone());
+    let again = recv(&mut a, 0, prepare);
+    let promise = |out: &Out| {
+        sends(out)
+            .iter()
+            .any(|(to, m)| *to == 0 && matches!(m, Msg::Promise { .. }))
+    };
+    assert!(promise(&first) && promise(&again), "{again:?}");
+    assert!(
+        !again.iter().any(|o| matches!(o, Output::SetTimer { .. })),
+        "a duplicate is only answered, it resets no timer"
+    );
+    let (mut l, _) = elect([vec![], vec![]]);
+    assert!(l.is_leader());
+    recv(
+        &mut l,
+        1,
+        Msg::Prepare {
+            ballot: b(2, 1),
+            from: 0,
+        },
+    );
+    assert!(
+        !l.is_leader(),
+        "promising a higher ballot deposes the leader"
+    );
+}
+
+#[test]
+fn a_follower_that_heard_the_leader_rearms_its_election_timer_for_the_rest_of_the_timeout() {
+    let mut f = N::new(cfg(3, 1));
+    let mut out = Vec::new();
+    f.start(0, &mut out);
+    let hb = Msg::Heartbeat {
+        ballot: b(1, 0),
+        commit: 0,
+        round: 1,
+    };
+    at(&mut f, 100_000, Input::Receive { from: 0, msg: hb });
+    let out = at(&mut f, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
+    let t = Timing::default();
+    assert_eq!(
+        out,
+        vec![Output::SetTimer {
+            timer: Timer::Election { epoch: 2 },
+            delay_us: 100_000 + t.election_us - 150_000,
+            jitter_us: t.election_jitter_us,
+        }]
+    );
+}
+
+#[test]
+fn a_replica_barred_by_its_own_lease_stands_again_right_after_it_ends() {
+    let mut c = cfg(3, 1);
+    c.timing.lease_us = 300_000;
+    let restarted = Durable {
+        initialized: true,
+        ..Durable::default()
+    };
+    let mut n = N::recover(c, restarted, 0);
+    let mut out = Vec::new();
+    n.start(0, &mut out);
+    // The election timeout passed, but the lease it may have granted before
+    // the restart runs until 300 ms: no Prepare, a timer just past it.
+    let out = at(&mut n, 200_000, Input::Timer(Timer::Election { epoch: 1 }));
+    assert_eq!(
+        out,
+        vec![Output::SetTimer {
+            timer: Timer::Election { epoch: 2 },
+            delay_us: 100_001,
+            jitter_us: c.timing.election_jitter_us / 16,
+        }]
+    );
+}
+
+#[test]
+fn a_lease_read_is_allowed_strictly_before_the_lease_ends() {
+    let mut l = N::new(lease_cfg(3, 0));
+    let mut out = Vec::new();
+    l.start(0, &mut out);
+    at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            ballot: b(1, 0),
+            accepted: vec![],
+            snapshot: None,
+        };
+        at(&mut l, 150_000, Input::Receive { from, msg: promise });
+    }
+    assert!(l.is_leader());
+    assert!(!l.lease_read_ok(150_000), "no lease before a quorum acks");
+    let ack = Msg::HeartbeatAck {
+        ballot: b(1, 0),
+        round: 1,
+    };
+    at(&mut l, 151_000, Input::Receive { from: 1, msg: ack });
+    // Counted from the heartbeat's send time, shortened for drift.
+    let end = 150_000 + l.lease_span();
+    assert!(l.lease_read_ok(end - 1));
+    assert!(!l.lease_read_ok(end));
+}
+
+#[test]
+fn a_leader_with_leases_refuses_other_candidates_while_its_own_lease_runs() {
+    let mut l = N::new(lease_cfg(3, 0));
+    let mut out = Vec::new();
+    l.start(0, &mut out);
+    at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            ballot: b(1, 0),
+            accepted: vec![],
+            snapshot: None,
+        };
+        at(&mut l, 150_000, Input::Receive { from, msg: promise });
+    }
+    assert!(l.is_leader());
+    // Its election heartbeat counts its own vote for 100 ms: silent.
+    let prepare = Msg::Prepare {
+        ballot: b(2, 2),
+        from: 0,
+    };
+    let out = at(
+        &mut l,
+        249_999,
+        Input::Receive {
+            from: 2,
+            msg: prepare.clone(),
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert!(l.is_leader());
+    let out = at(
+        &mut l,
+        250_000,
+        Input::Receive {
+            from: 2,
+            msg: prepare,
+        },
+    );
+    assert!(
+        out.contains(&Output::Persist {
+            seq: 2,
+            write: Write::Promise(b(2, 2))
+        }),
+        "the lease it granted itself ended: {out:?}"
+    );
+    assert!(!l.is_leader());
+}
+
+#[test]
+fn a_lease_counts_from_the_send_time_of_the_heartbeat_a_quorum_acknowledged() {
+    let elected = || {
+        let mut l = N::new(lease_cfg(3, 0));
+        let mut out = Vec::new();
+        l.start(0, &mut out);
+        at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
+        for from in [1, 2] {
+            let promise = Msg::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+                snapshot: None,
+            };
+            at(&mut l, 150_000, Input::Receive { from, msg: promise });
+        }
+        // Round 1 left at 150 ms (the election), round 2 at 180 ms.
+        let out = at(&mut l, 180_000, Input::Timer(Timer::Heartbeat));
+        assert!(sends(&out).contains(&(
+            1,
+            Msg::Heartbeat {
+                ballot: b(1, 0),
+                commit: 0,
+                round: 2
+            }
+        )));
+        l
+    };
+    let ack = |round| Msg::HeartbeatAck {
+        ballot: b(1, 0),
+        round,
+    };
+    // A late ack of round 1 proves a grant from 150 ms on, not from 180.
+    let mut l = elected();
+    at(
+        &mut l,
+        181_000,
+        Input::Receive {
+            from: 1,
+            msg: ack(1),
+        },
+    );
+    let end = 150_000 + l.lease_span();
+    assert!(l.lease_read_ok(end - 1));
+    assert!(!l.lease_read_ok(end));
+    // An ack of round 2 extends it from 180 ms.
+    let mut l = elected();
+    at(
+        &mut l,
+        181_000,
+        Input::Receive {
+            from: 1,
+            msg: ack(2),
+        },
+    );
+    let end = 180_000 + l.lease_span();
+    assert!(l.lease_read_ok(end - 1));
+    assert!(!l.lease_read_ok(end));
+    // An ack of another ballot counts for nothing.
+    let mut l = elected();
+    let other = Msg::HeartbeatAck {
+        ballot: b(0, 1),
+        round: 2,
+    };
+    at(
+        &mut l,
+        181_000,
+        Input::Receive {
+            from: 1,
+            msg: other,
+        },
+    );
+    assert!(!l.lease_read_ok(181_000));
+}
+
+#[test]
+fn a_candidate_or_leader_that_hears_a_higher_leader_steps_down() {
+    // n1 stands in ballot 1.1, then hears n0 lead in 2.0.
+    let mut c = N::new(cfg(3, 1));
+    let mut out = Vec::new();
+    c.start(0, &mut out);
+    step(&mut c, Input::Timer(Timer::Election { epoch: 1 }));
+    let hb = Msg::Heartbeat {
+        ballot: b(2, 0),
+        commit: 0,
+        round: 1,
+    };
+    recv(&mut c, 0, hb);
+    assert_eq!(c.leader(), Some(0));
+    // Late promises for its old ballot no longer elect it.
+    for from in [0, 2] {
+        let promise = Msg::Promise {
+            ballot: b(1, 1),
+            accepted: vec![],
+            snapshot: None,
+        };
+        let out = recv(&mut c, from, promise);
+        assert!(!out.iter().any(|o| matches!(o, Output::Elected { .. })));
+    }
+    assert!(!c.is_leader());
+}
+
+#[test]
+fn a_follower_grants_no_second_lease_while_one_runs() {
+    let mut f = N::new(lease_cfg(3, 1));
+    let hb = |ballot, round| Msg::Heartbeat {
+        ballot,
+        commit: 0,
+        round,
+    };
+    let acked = |out: &Out, to| {
+        sends(out)
+            .iter()
+            .any(|(t, m)| *t == to && matches!(m, Msg::HeartbeatAck { .. }))
+    };
+    let out = at(
+        &mut f,
+        10_000,
+        Input::Receive {
+            from: 0,
+            msg: hb(b(1, 0), 1),
+        },
+    );
+    assert!(acked(&out, 0), "granted to n0 until 110 ms");
+    // n2 leads in a higher ballot (elected without n1): n1 follows it but
+    // acknowledges nothing until the lease it granted n0 has ended.
+    let out = at(
+        &mut f,
+        50_000,
+        Input::Receive {
+            from: 2,
+            msg: hb(b(2, 2), 1),
+        },
+    );
+    assert!(!acked(&out, 2), "{out:?}");
+    let out = at(
+        &mut f,
+        110_000,
+        Input::Receive {
+            from: 2,
+            msg: hb(b(2, 2), 2),
+        },
+    );
+    assert!(acked(&out, 2));
+}
+
+#[test]
+fn a_leader_never_queries_itself() {
+    let (mut l, _) = elect([vec![], vec![]]);
+    // Its own Accept names a commit index above slots it does not hold.
+    let accept = Msg::Accept {
+        ballot: b(1, 0),
+        slot: 5,
+        entry: cmd(7),
+        commit: 5,
+    };
+    let out = recv(&mut l, 0, accept);
+    assert!(
+        !sends(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, Msg::Query { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_nack_deposes_a_leader_only_with_a_promise_above_its_own() {
+    let (mut l, _) = elect([vec![], vec![]]);
+    // A late Nack of an older attempt, carrying the leader's own ballot.
+    let nack = Msg::Nack {
+        ballot: b(0, 0),
+        promised: b(1, 0),
+    };
+    recv(&mut l, 1, nack);
+    assert!(l.is_leader());
+    let nack = Msg::Nack {
+        ballot: b(1, 0),
+        promised: b(2, 2),
+    };
+    recv(&mut l, 1, nack);
+    assert!(!l.is_leader());
 }

@@ -911,8 +911,9 @@ fn a_replica_barred_by_its_own_lease_stands_again_right_after_it_ends() {
     );
 }
 
-#[test]
-fn a_lease_read_is_allowed_strictly_before_the_lease_ends() {
+/// Node 0 of 3 with leases, elected in ballot 1.0 at 150 ms (its election
+/// heartbeat, round 1, leaves then).
+fn leader_with_leases() -> N {
     let mut l = N::new(lease_cfg(3, 0));
     let mut out = Vec::new();
     l.start(0, &mut out);
@@ -926,6 +927,12 @@ fn a_lease_read_is_allowed_strictly_before_the_lease_ends() {
         at(&mut l, 150_000, Input::Receive { from, msg: promise });
     }
     assert!(l.is_leader());
+    l
+}
+
+#[test]
+fn a_lease_read_is_allowed_strictly_before_the_lease_ends() {
+    let mut l = leader_with_leases();
     assert!(!l.lease_read_ok(150_000), "no lease before a quorum acks");
     let ack = Msg::HeartbeatAck {
         ballot: b(1, 0),
@@ -940,19 +947,7 @@ fn a_lease_read_is_allowed_strictly_before_the_lease_ends() {
 
 #[test]
 fn a_leader_with_leases_refuses_other_candidates_while_its_own_lease_runs() {
-    let mut l = N::new(lease_cfg(3, 0));
-    let mut out = Vec::new();
-    l.start(0, &mut out);
-    at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
-    for from in [1, 2] {
-        let promise = Msg::Promise {
-            ballot: b(1, 0),
-            accepted: vec![],
-            snapshot: None,
-        };
-        at(&mut l, 150_000, Input::Receive { from, msg: promise });
-    }
-    assert!(l.is_leader());
+    let mut l = leader_with_leases();
     // Its election heartbeat counts its own vote for 100 ms: silent.
     let prepare = Msg::Prepare {
         ballot: b(2, 2),
@@ -989,18 +984,7 @@ fn a_leader_with_leases_refuses_other_candidates_while_its_own_lease_runs() {
 #[test]
 fn a_lease_counts_from_the_send_time_of_the_heartbeat_a_quorum_acknowledged() {
     let elected = || {
-        let mut l = N::new(lease_cfg(3, 0));
-        let mut out = Vec::new();
-        l.start(0, &mut out);
-        at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
-        for from in [1, 2] {
-            let promise = Msg::Promise {
-                ballot: b(1, 0),
-                accepted: vec![],
-                snapshot: None,
-            };
-            at(&mut l, 150_000, Input::Receive { from, msg: promise });
-        }
+        let mut l = leader_with_leases();
         // Round 1 left at 150 ms (the election), round 2 at 180 ms.
         let out = at(&mut l, 180_000, Input::Timer(Timer::Heartbeat));
         assert!(sends(&out).contains(&(
@@ -1013,36 +997,19 @@ fn a_lease_counts_from_the_send_time_of_the_heartbeat_a_quorum_acknowledged() {
         )));
         l
     };
-    let ack = |round| Msg::HeartbeatAck {
-        ballot: b(1, 0),
-        round,
-    };
-    // A late ack of round 1 proves a grant from 150 ms on, not from 180.
-    let mut l = elected();
-    at(
-        &mut l,
-        181_000,
-        Input::Receive {
-            from: 1,
-            msg: ack(1),
-        },
-    );
-    let end = 150_000 + l.lease_span();
-    assert!(l.lease_read_ok(end - 1));
-    assert!(!l.lease_read_ok(end));
-    // An ack of round 2 extends it from 180 ms.
-    let mut l = elected();
-    at(
-        &mut l,
-        181_000,
-        Input::Receive {
-            from: 1,
-            msg: ack(2),
-        },
-    );
-    let end = 180_000 + l.lease_span();
-    assert!(l.lease_read_ok(end - 1));
-    assert!(!l.lease_read_ok(end));
+    // A late ack of round 1 proves a grant from 150 ms on, not from 180;
+    // an ack of round 2 extends it from 180 ms.
+    for (round, sent) in [(1, 150_000), (2, 180_000)] {
+        let mut l = elected();
+        let msg = Msg::HeartbeatAck {
+            ballot: b(1, 0),
+            round,
+        };
+        at(&mut l, 181_000, Input::Receive { from: 1, msg });
+        let end = sent + l.lease_span();
+        assert!(l.lease_read_ok(end - 1), "round {round}");
+        assert!(!l.lease_read_ok(end), "round {round}");
+    }
     // An ack of another ballot counts for nothing.
     let mut l = elected();
     let other = Msg::HeartbeatAck {

@@ -18,18 +18,23 @@ fn sweep(config: RunConfig, seeds: u64) -> campaign::Summary {
     })
 }
 
+/// What `paxsim campaign --require-coverage` demands: every coverage mark of
+/// the scenario reached by some run.
+fn require_coverage(s: &campaign::Summary, cfg: &RunConfig) {
+    let unreached = s.never_reached(cfg);
+    assert!(
+        unreached.is_empty(),
+        "coverage marks never reached: {unreached:?}\n{}",
+        s.render(cfg)
+    );
+}
+
 #[test]
 fn correct_basic_paxos_passes_the_default_sweep() {
     let cfg = RunConfig::default();
     let s = sweep(cfg.clone(), paxsim_tests::seeds(100_000));
     assert!(s.failures.is_empty(), "{}", s.render(&cfg));
-    for (mark, runs) in s.coverage.marks() {
-        assert!(
-            runs > 0,
-            "coverage mark '{mark}' never reached:\n{}",
-            s.render(&cfg)
-        );
-    }
+    require_coverage(&s, &cfg);
     // The kinds `basic` knows (the rest belong to the log scenarios).
     assert!(
         s.faults[..7].iter().all(|&n| n > 0),
@@ -59,16 +64,7 @@ fn log_sweep(scenario: paxsim::Scenario) {
     let cfg = RunConfig::for_scenario(scenario);
     let s = sweep(cfg.clone(), paxsim_tests::seeds(100_000) / 10);
     assert!(s.failures.is_empty(), "{}", s.render(&cfg));
-    let leases = cfg.log.timing.lease_us > 0;
-    for (mark, runs) in s.coverage.log_marks() {
-        if leases || !mark.contains("lease") {
-            assert!(
-                runs > 0,
-                "coverage mark '{mark}' never reached:\n{}",
-                s.render(&cfg)
-            );
-        }
-    }
+    require_coverage(&s, &cfg);
     assert!(
         s.faults.iter().all(|&n| n > 0),
         "some fault kind never fired: {:?}",

@@ -570,8 +570,8 @@ impl World {
             .as_mut()
             .expect("stepping a live node");
         match input {
-            Some(i) => node.handle(i, &mut out),
-            None => node.start(&mut out),
+            Some(i) => node.handle(self.now, i, &mut out),
+            None => node.start(self.now, &mut out),
         }
         for o in out.drain(..) {
             self.execute(id, o);

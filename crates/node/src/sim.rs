@@ -169,7 +169,7 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
 
     let mut node = Node::recover(setup.cfg, durable);
     let mut out = Vec::new();
-    node.start(&mut out);
+    node.start(now_us(), &mut out);
     loop {
         for o in out.drain(..) {
             execute(&setup, o, &ep, &tx, &disk, &world);
@@ -199,7 +199,8 @@ async fn run_node(setup: Setup, disk: Arc<Mutex<Disk>>, world: Arc<Mutex<World>>
         // A failed protocol assertion (a canary can trip one) is a finding,
         // not a crash of the test: record it and stop this node. Letting it
         // unwind would abort madsim's whole runtime.
-        let step = catch_unwind(AssertUnwindSafe(|| node.handle(input, &mut out)));
+        let now = now_us();
+        let step = catch_unwind(AssertUnwindSafe(|| node.handle(now, input, &mut out)));
         if let Err(panic) = step {
             world.lock().unwrap().check(Err(assert_failed(id, panic)));
             return;

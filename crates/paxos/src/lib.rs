@@ -345,6 +345,10 @@ pub struct Node {
     parked: Vec<(u64, NodeId, Msg)>,
     proposer: Proposer,
     learner: Learner,
+    /// The latest `now` the driver gave (local microseconds): it never goes
+    /// backwards. Basic Paxos needs no clock (its timeouts are requests to
+    /// the driver); `now` is an input so every core has one shape.
+    now: u64,
 }
 
 fn bit(id: NodeId) -> u16 {
@@ -383,6 +387,7 @@ impl Node {
                 decided: false,
             },
             learner: Learner::default(),
+            now: 0,
         }
     }
 
@@ -402,13 +407,16 @@ impl Node {
         self.proposer.decided
     }
 
-    /// Timers a freshly started or restarted node needs.
-    pub fn start(&mut self, out: &mut Vec<Output>) {
+    /// Timers a freshly started or restarted node needs, at local time `now`.
+    pub fn start(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.now = now;
         self.arm_query(out);
     }
 
-    /// Handles one input, appending effects to `out`.
-    pub fn handle(&mut self, input: Input, out: &mut Vec<Output>) {
+    /// Handles one input at local time `now`, appending effects to `out`.
+    pub fn handle(&mut self, now: u64, input: Input, out: &mut Vec<Output>) {
+        assert!(now >= self.now, "a node's clock went backwards");
+        self.now = now;
         match input {
             Input::Receive { from, msg } => {
                 assert!(from < self.cfg.n, "message from unknown node {from}");

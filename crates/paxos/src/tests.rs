@@ -18,7 +18,8 @@ fn b(round: u32, node: NodeId) -> Ballot {
 
 fn step(node: &mut Node, input: Input) -> Vec<Output> {
     let mut out = Vec::new();
-    node.handle(input, &mut out);
+    let now = node.now;
+    node.handle(now, input, &mut out);
     out
 }
 
@@ -438,7 +439,7 @@ fn a_late_nack_of_an_older_ballot_does_not_abandon_the_current_one() {
 fn an_idle_learner_asks_every_query_period_with_half_a_period_of_jitter() {
     let mut n = Node::new(cfg(3, 0));
     let mut out = Vec::new();
-    n.start(&mut out);
+    n.start(0, &mut out);
     let query = Output::SetTimer {
         timer: Timer::Query,
         delay_us: 50_000,
@@ -540,7 +541,7 @@ fn query_is_answered_with_the_chosen_value_or_the_acceptance() {
 fn query_timer_asks_everyone_until_something_is_learned() {
     let mut l = Node::new(cfg(3, 1));
     let mut out = Vec::new();
-    l.start(&mut out);
+    l.start(0, &mut out);
     assert!(matches!(
         out[..],
         [Output::SetTimer {

@@ -96,7 +96,6 @@ impl Summary {
         self.failures.is_empty() && self.nondeterministic.is_empty()
     }
 
-    /// The human-readable end-of-campaign summary.
     /// The coverage marks of `cfg`'s scenario that no run reached.
     pub fn never_reached(&self, cfg: &RunConfig) -> Vec<&'static str> {
         self.marks(cfg)
@@ -119,6 +118,7 @@ impl Summary {
         }
     }
 
+    /// The human-readable end-of-campaign summary.
     pub fn render(&self, cfg: &RunConfig) -> String {
         let secs = self.wall.as_secs_f64().max(1e-9);
         let mut s = String::new();

@@ -1073,14 +1073,9 @@ impl LogWorld {
         match o {
             multipaxos::Output::Send { to, msg, after } => {
                 let synced = self.reps[id as usize].synced;
-                if after > synced {
-                    let detail = format!(
-                        "n{id} sent {:?} to n{to}, revealing write #{after}, but only writes up \
-                         to #{synced} are durable",
-                        summarize(&msg)
-                    );
-                    self.fail(Invariant::D1, Some(id), detail);
-                }
+                let what = || summarize(&msg);
+                let r = checkers::check_disclosure(self.now, id, to, after, synced, what);
+                self.check(r);
                 match &msg {
                     Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
                         let r = self.obs.on_ballot_sent(self.now, id, *ballot);

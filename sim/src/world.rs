@@ -584,17 +584,8 @@ impl World {
         match o {
             Output::Send { to, msg, after } => {
                 let synced = self.slots[id as usize].synced;
-                if after > synced {
-                    self.check(Err(Violation {
-                        invariant: Invariant::D1,
-                        at_us: self.now,
-                        node: Some(id),
-                        detail: format!(
-                            "n{id} sent {msg:?} to n{to}, revealing write #{after}, \
-                             but only writes up to #{synced} are durable"
-                        ),
-                    }));
-                }
+                let r = checkers::check_disclosure(self.now, id, to, after, synced, || msg);
+                self.check(r);
                 let r = self.obs.on_send(self.now, id, to, msg);
                 self.check(r);
                 self.record(id, Kind::Send { to, msg });

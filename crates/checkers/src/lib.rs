@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod ballots;
 pub mod log;
 
 /// Which invariant a violation broke.
@@ -135,6 +136,33 @@ impl fmt::Display for Violation {
         }
         write!(f, ": {}", self.detail)
     }
+}
+
+/// D1, durability before disclosure: `node` sent a message to `to` that
+/// reveals its write number `after` (0: none), while its writes up to
+/// `synced` are durable on the simulator's disk. `msg` describes the message,
+/// for the report only.
+pub fn check_disclosure<D: fmt::Debug>(
+    at_us: u64,
+    node: NodeId,
+    to: NodeId,
+    after: u64,
+    synced: u64,
+    msg: impl FnOnce() -> D,
+) -> Result<(), Violation> {
+    if after <= synced {
+        return Ok(());
+    }
+    Err(Violation {
+        invariant: Invariant::D1,
+        at_us,
+        node: Some(node),
+        detail: format!(
+            "n{node} sent {:?} to n{to}, revealing write #{after}, but only writes up to \
+             #{synced} are durable",
+            msg()
+        ),
+    })
 }
 
 /// Formats simulated microseconds as milliseconds.
@@ -242,12 +270,11 @@ pub struct Observer {
     learned: [Option<Value>; MAX_NODES],
     /// Whether each node's proposer reported a decision since it last started.
     decided: [bool; MAX_NODES],
-    /// The first Accept an acceptor received in each ballot: (value, receiver,
-    /// time). Kept across crashes: a ballot is never reused.
-    ballots: BTreeMap<Ballot, (Value, NodeId, u64)>,
-    /// Which incarnation of its owner first used each ballot (in a Prepare
-    /// or an Accept), and when.
-    ballot_users: BTreeMap<Ballot, (u32, u64)>,
+    /// The value of the first Accept an acceptor received in each ballot.
+    /// Kept across crashes: a ballot is never reused.
+    ballots: ballots::FirstValues<Ballot>,
+    /// Which incarnation of its owner first used each ballot.
+    owners: ballots::Owners,
     /// Each node's incarnation: bumped at every restart.
     incarnation: [u32; MAX_NODES],
     restarted: [bool; MAX_NODES],
@@ -268,8 +295,8 @@ impl Observer {
             chosen: Vec::new(),
             learned: [None; MAX_NODES],
             decided: [false; MAX_NODES],
-            ballots: BTreeMap::new(),
-            ballot_users: BTreeMap::new(),
+            ballots: ballots::FirstValues::default(),
+            owners: ballots::Owners::default(),
             incarnation: [0; MAX_NODES],
             restarted: [false; MAX_NODES],
             queried: [false; MAX_NODES],
@@ -347,13 +374,9 @@ impl Observer {
         let Msg::Accept { ballot, value } = msg else {
             return Ok(());
         };
-        match self.ballots.get(&ballot) {
-            None => {
-                self.ballots.insert(ballot, (value, to, at_us));
-                Ok(())
-            }
-            Some(&(first, _, _)) if first == value => Ok(()),
-            Some(&(first, first_to, first_at)) => Err(Violation {
+        self.ballots
+            .arrived(ballot, value, to, at_us)
+            .map_err(|(first, first_to, first_at)| Violation {
                 invariant: Invariant::S5,
                 at_us,
                 node: Some(from),
@@ -362,8 +385,7 @@ impl Observer {
                      but n{first_to} received Accept({ballot}, {first}) at {}",
                     fmt_time(first_at)
                 ),
-            }),
-        }
+            })
     }
 
     /// S5's first half, from what proposers send: a ballot is used only by
@@ -371,35 +393,16 @@ impl Observer {
     /// lost its round would otherwise reuse a ballot it may already have used
     /// with another value).
     fn use_ballot(&mut self, at_us: u64, from: NodeId, ballot: Ballot) -> Result<(), Violation> {
-        if ballot.node != from {
-            return Err(Violation {
-                invariant: Invariant::S5,
-                at_us,
-                node: Some(from),
-                detail: format!(
-                    "n{from} sent a Prepare or Accept in ballot {ballot}, which belongs to n{}",
-                    ballot.node
-                ),
-            });
-        }
+        // No disk is ever lost in Basic Paxos: one disk life.
         let inc = self.incarnation[from as usize];
-        match self.ballot_users.get(&ballot) {
-            None => {
-                self.ballot_users.insert(ballot, (inc, at_us));
-                Ok(())
-            }
-            Some(&(first, _)) if first == inc => Ok(()),
-            Some(&(_, first_at)) => Err(Violation {
+        self.owners
+            .sent(at_us, from, ballot, 0, inc)
+            .map_err(|detail| Violation {
                 invariant: Invariant::S5,
                 at_us,
                 node: Some(from),
-                detail: format!(
-                    "n{from} restarted and used ballot {ballot} again: its previous incarnation \
-                     used it at {}",
-                    fmt_time(first_at)
-                ),
-            }),
-        }
+                detail,
+            })
     }
 
     /// `node`'s write of `record` became durable.

@@ -63,11 +63,10 @@ pub struct LogObserver {
     /// The entry each slot was first applied with.
     applied: BTreeMap<Slot, u64>,
     leaders: BTreeMap<Ballot, NodeId>,
-    /// The first Accept received per (ballot, slot): (entry, receiver, time).
-    proposals: BTreeMap<(Ballot, Slot), (u64, NodeId, u64)>,
-    /// Which disk life and incarnation of its owner first sent a Prepare or
-    /// an Accept in each ballot, and when.
-    ballot_users: BTreeMap<Ballot, (u32, u32, u64)>,
+    /// The entry of the first Accept received per (ballot, slot).
+    proposals: crate::ballots::FirstValues<(Ballot, Slot)>,
+    /// Which disk life and incarnation of its owner first used each ballot.
+    owners: crate::ballots::Owners,
     /// Per replica: incarnation (bumped at every start) and disk life (bumped
     /// when its disk is lost).
     incarnation: Vec<(u32, u32)>,
@@ -118,8 +117,8 @@ impl LogObserver {
             chosen: BTreeMap::new(),
             applied: BTreeMap::new(),
             leaders: BTreeMap::new(),
-            proposals: BTreeMap::new(),
-            ballot_users: BTreeMap::new(),
+            proposals: Default::default(),
+            owners: Default::default(),
             incarnation: vec![(0, 0); n],
             executed: BTreeMap::new(),
             grants: BTreeMap::new(),
@@ -150,35 +149,10 @@ impl LogObserver {
         node: NodeId,
         ballot: Ballot,
     ) -> Result<(), Violation> {
-        if ballot.node != node {
-            return Err(v(
-                Invariant::P6,
-                at,
-                Some(node),
-                format!(
-                    "n{node} sent a Prepare or Accept in ballot {ballot}, which belongs to n{}",
-                    ballot.node
-                ),
-            ));
-        }
         let (life, inc) = self.incarnation[node as usize];
-        match self.ballot_users.get(&ballot) {
-            None => {
-                self.ballot_users.insert(ballot, (life, inc, at));
-                Ok(())
-            }
-            Some(&(l, i, first_at)) if l == life && i != inc => Err(v(
-                Invariant::P6,
-                at,
-                Some(node),
-                format!(
-                    "n{node} restarted and used ballot {ballot} again: its previous incarnation \
-                     used it at {}",
-                    crate::fmt_time(first_at)
-                ),
-            )),
-            Some(_) => Ok(()),
-        }
+        self.owners
+            .sent(at, node, ballot, life, inc)
+            .map_err(|detail| v(Invariant::P6, at, Some(node), detail))
     }
 
     /// Acceptor `to` received `Accept(ballot, slot, entry)` from `from` (P6:
@@ -193,23 +167,20 @@ impl LogObserver {
         slot: Slot,
         entry: u64,
     ) -> Result<(), Violation> {
-        match self.proposals.get(&(ballot, slot)) {
-            None => {
-                self.proposals.insert((ballot, slot), (entry, to, at));
-                Ok(())
-            }
-            Some(&(first, _, _)) if first == entry => Ok(()),
-            Some(&(first, first_to, first_at)) => Err(v(
-                Invariant::P6,
-                at,
-                Some(from),
-                format!(
-                    "ballot {ballot} carries two entries for slot {slot}: n{to} received \
-                     #{entry:016x}, but n{first_to} received #{first:016x} at {}",
-                    crate::fmt_time(first_at)
-                ),
-            )),
-        }
+        self.proposals
+            .arrived((ballot, slot), entry, to, at)
+            .map_err(|(first, first_to, first_at)| {
+                v(
+                    Invariant::P6,
+                    at,
+                    Some(from),
+                    format!(
+                        "ballot {ballot} carries two entries for slot {slot}: n{to} received \
+                         #{entry:016x}, but n{first_to} received #{first:016x} at {}",
+                        crate::fmt_time(first_at)
+                    ),
+                )
+            })
     }
 
     /// An acceptor sent `Promise(ballot)`.

@@ -3,7 +3,6 @@
 //! failure replays exactly — from the seed and from the repro file.
 
 use checkers::Invariant;
-use paxos::Bugs;
 use paxsim::campaign::first_failure;
 use paxsim::repro::Repro;
 use paxsim::{run_schedule, run_seed, Keep, RunConfig};
@@ -35,12 +34,9 @@ const CANARIES: [(&str, u64, &[Invariant]); 7] = [
 ];
 
 fn config(bug: &str) -> RunConfig {
-    let mut bugs = Bugs::default();
-    bugs.enable(bug).unwrap();
-    RunConfig {
-        bugs,
-        ..RunConfig::default()
-    }
+    let mut cfg = RunConfig::default();
+    cfg.enable_bug(bug).unwrap();
+    cfg
 }
 
 fn check_canary(name: &str) {

@@ -45,13 +45,10 @@ fn different_seeds_give_different_runs() {
 #[test]
 fn a_campaign_finds_the_same_results_with_one_worker_or_two() {
     let opts = |jobs| Options {
-        config: RunConfig {
-            bugs: {
-                let mut b = paxos::Bugs::default();
-                b.enable("shared-ballots").unwrap();
-                b
-            },
-            ..RunConfig::default()
+        config: {
+            let mut c = paxsim::RunConfig::default();
+            c.enable_bug("shared-ballots").unwrap();
+            c
         },
         start: 0,
         seeds: 300,

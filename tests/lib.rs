@@ -7,7 +7,10 @@
 //!     .run(7);
 //! ```
 
-use paxos::{Bugs, NodeId};
+use paxos::NodeId;
+use paxsim::engine::Outcome;
+use paxsim::scenarios::basic::{Basic, Note};
+use paxsim::trace::Kind;
 use paxsim::{run_schedule, Fault, Faults, Keep, Report, RunConfig, Schedule, Timed};
 
 /// How many seeds a sweep runs: `PAXSIM_SEEDS`, else `default`.
@@ -45,19 +48,15 @@ impl Script {
     }
     pub fn nodes(mut self, n: u8) -> Self {
         self.config.nodes = n;
-        self.config.proposers = self.config.proposers.min(n);
+        self.config.clients = self.config.clients.min(n);
         self
     }
     pub fn proposers(mut self, p: u8) -> Self {
-        self.config.proposers = p;
+        self.config.clients = p;
         self
     }
     pub fn bug(mut self, name: &str) -> Self {
-        self.config.bugs.enable(name).unwrap();
-        self
-    }
-    pub fn bugs(mut self, bugs: Bugs) -> Self {
-        self.config.bugs = bugs;
+        self.config.enable_bug(name).unwrap();
         self
     }
     pub fn faults(mut self, f: Faults) -> Self {
@@ -93,4 +92,43 @@ impl Script {
     pub fn run(&self, seed: u64) -> Report {
         run_schedule(seed, &self.config, self.schedule(), Keep::All)
     }
+    /// Runs a `basic` script and returns the typed outcome, whose events
+    /// tests can match on.
+    pub fn run_basic(&self, seed: u64) -> Outcome<paxos::Node> {
+        assert_eq!(self.config.scenario, "basic");
+        paxsim::engine::run(&Basic, seed, &self.config, self.schedule(), Keep::All)
+    }
+}
+
+/// The values `basic` nodes learned, in trace order, deduplicated.
+pub fn learned(o: &Outcome<paxos::Node>) -> Vec<u64> {
+    let mut v: Vec<u64> = o
+        .trace
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.kind {
+            Kind::Note {
+                note: Note::Learned(v),
+            } => Some(v),
+            _ => None,
+        })
+        .collect();
+    v.dedup();
+    v
+}
+
+/// The first event at which `node` (any node if `None`) learned.
+pub fn first_learn(o: &Outcome<paxos::Node>, node: Option<NodeId>) -> Option<u64> {
+    o.trace.as_ref().unwrap().iter().find_map(|e| match e.kind {
+        Kind::Note {
+            note: Note::Learned(_),
+        } if node.is_none_or(|n| n == e.node) => Some(e.at_us),
+        _ => None,
+    })
+}
+
+/// Whether this report reached coverage mark `name`.
+pub fn reached(r: &Report, name: &str) -> bool {
+    r.coverage.iter().any(|(n, c)| *n == name && *c > 0)
 }

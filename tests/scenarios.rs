@@ -1,27 +1,14 @@
 //! Hand-written situations, each named for what happens in it.
 
 use checkers::Invariant;
-use paxsim::world::value_of;
+use paxsim::scenarios::basic::value_of;
 use paxsim::Faults;
-use paxsim_tests::Script;
-
-fn learned(r: &paxsim::Report) -> Vec<u64> {
-    let trace = r.trace.as_ref().unwrap();
-    let mut v: Vec<u64> = trace
-        .iter()
-        .filter_map(|e| match e.kind {
-            paxsim::trace::Kind::Learn { value } => Some(value),
-            _ => None,
-        })
-        .collect();
-    v.dedup();
-    v
-}
+use paxsim_tests::{first_learn, learned, reached, Script};
 
 #[test]
 fn basic_calm_cluster_r5_chooses_one_proposed_value_and_everyone_learns_it() {
     for seed in 0..50 {
-        let r = Script::new().run(seed);
+        let r = Script::new().run_basic(seed);
         assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
         let l = learned(&r);
         assert_eq!(l.len(), 1, "seed {seed}: learned {l:?}");
@@ -42,25 +29,19 @@ fn basic_r3_whole_cluster_crashes_after_the_choice_and_still_agrees_after_restar
             .restart(310, 2)
             .run(seed);
         assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
-        assert!(r.stats.coverage.recovered_after_restart > 0, "seed {seed}");
+        assert!(reached(&r, "recovery after restart"), "seed {seed}");
     }
 }
 
 #[test]
 fn basic_r5_minority_partitioned_for_the_whole_fault_phase_learns_once_healed() {
     for seed in 0..50 {
-        let r = Script::new().partition(0, &[3, 4]).run(seed);
+        let s = Script::new().partition(0, &[3, 4]);
+        let r = s.run_basic(seed);
         assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
         // The minority heard nothing during the fault phase; it learns in the quiet period.
-        let trace = r.trace.unwrap();
-        let first_learn_n3 = trace
-            .iter()
-            .find(|e| e.node == 3 && matches!(e.kind, paxsim::trace::Kind::Learn { .. }))
-            .unwrap();
-        assert!(
-            first_learn_n3.at_us >= r.config.fault_phase_us,
-            "seed {seed}"
-        );
+        let first_learn_n3 = first_learn(&r, Some(3)).unwrap();
+        assert!(first_learn_n3 >= s.config.fault_phase_us, "seed {seed}");
     }
 }
 
@@ -73,14 +54,10 @@ fn basic_r5_majority_partitioned_away_from_every_proposer_chooses_nothing_until_
     for n in 0..5 {
         s = s.partition(0, &[n]);
     }
-    let r = s.run(1);
+    let r = s.run_basic(1);
     assert!(r.violation.is_none(), "{:?}", r.violation);
-    let trace = r.trace.unwrap();
-    let first = trace
-        .iter()
-        .find(|e| matches!(e.kind, paxsim::trace::Kind::Learn { .. }))
-        .unwrap();
-    assert!(first.at_us >= r.config.fault_phase_us);
+    let first = first_learn(&r, None).unwrap();
+    assert!(first >= s.config.fault_phase_us);
 }
 
 #[test]
@@ -103,13 +80,10 @@ fn assertion_inside_a_node_is_reported_as_a_violation_not_a_crash_of_the_harness
     // Under the shared-ballots canary a learner can be told two different
     // chosen values, which the core asserts against. Find a seed where a node
     // assertion or a checker fires first; either way the harness reports it.
-    let cfg = paxsim::RunConfig {
-        bugs: {
-            let mut b = paxos::Bugs::default();
-            b.enable("shared-ballots").unwrap();
-            b
-        },
-        ..Default::default()
+    let cfg = {
+        let mut c = paxsim::RunConfig::default();
+        c.enable_bug("shared-ballots").unwrap();
+        c
     };
     let r = paxsim::campaign::first_failure(&cfg, 0, 1000).expect("caught");
     assert!(r.violation.is_some());

@@ -8,11 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use paxsim::{decode, run_schedule, Keep};
 
 fuzz_target!(|data: &[u8]| {
-    let mut bugs = paxos::Bugs::default();
-    if let Ok(name) = std::env::var("PAXSIM_FUZZ_BUG") {
-        bugs.enable(&name).expect("PAXSIM_FUZZ_BUG names a canary");
-    }
-    let (seed, cfg, schedule) = decode(data, bugs);
+    let bug = std::env::var("PAXSIM_FUZZ_BUG").ok();
+    let bugs: Vec<&str> = bug.iter().map(String::as_str).collect();
+    let (seed, cfg, schedule) = decode(data, "basic", &bugs).expect("PAXSIM_FUZZ_BUG names a canary");
     let r = run_schedule(seed, &cfg, schedule, Keep::Recent);
     if let Some(v) = r.violation {
         panic!("seed {seed}: {v}");

@@ -1,26 +1,20 @@
-//! Decodes the input into a `kv` run (or `multi` with
-//! `PAXSIM_FUZZ_SCENARIO=multi`): seed, cluster size, workload, fault
-//! intensities and a schedule over all fourteen fault kinds. Panics on any
-//! violation, so libFuzzer keeps the input. `PAXSIM_FUZZ_BUG=<canary>`
-//! fuzzes a known-buggy variant of the log or the service instead.
+//! Decodes the input into a run of `PAXSIM_FUZZ_SCENARIO` (default `kv`;
+//! any registered scenario): seed, cluster size, workload, fault
+//! intensities and a schedule over every fault kind the protocol faces.
+//! Panics on any violation, so libFuzzer keeps the input.
+//! `PAXSIM_FUZZ_BUG=<canary>` fuzzes a known-buggy variant instead.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paxsim::{decode_log, run_schedule, Keep, Scenario};
+use paxsim::{decode, run_schedule, Keep};
 
 fuzz_target!(|data: &[u8]| {
-    let scenario = match std::env::var("PAXSIM_FUZZ_SCENARIO").as_deref() {
-        Ok("multi") => Scenario::Multi,
-        Ok("kv") | Err(_) => Scenario::Kv,
-        Ok(other) => panic!("PAXSIM_FUZZ_SCENARIO is {other:?}: use multi or kv"),
-    };
-    let mut bugs = multipaxos::Bugs::default();
-    if let Ok(name) = std::env::var("PAXSIM_FUZZ_BUG") {
-        bugs.enable(&name).expect("PAXSIM_FUZZ_BUG names a log canary");
-    }
-    let (seed, cfg, schedule) = decode_log(data, scenario, bugs);
+    let scenario = std::env::var("PAXSIM_FUZZ_SCENARIO").unwrap_or_else(|_| "kv".into());
+    let bug = std::env::var("PAXSIM_FUZZ_BUG").ok();
+    let bugs: Vec<&str> = bug.iter().map(String::as_str).collect();
+    let (seed, cfg, schedule) = decode(data, &scenario, &bugs).unwrap_or_else(|e| panic!("{e}"));
     let r = run_schedule(seed, &cfg, schedule, Keep::Recent);
     if let Some(v) = r.violation {
-        panic!("{} seed {seed}: {v}", scenario.name());
+        panic!("{scenario} seed {seed}: {v}");
     }
 });

@@ -1,16 +1,18 @@
 //! `paxsim bench`: the speed figures README quotes, measured, not guessed.
 //!
-//! Runs each configuration (`basic` with 5 acceptors and 3 proposers; `kv`
-//! with 5 replicas and 5 clients x 200 operations; `multi`) seed after seed
-//! on one thread for a fixed wall-clock budget, with every checker on
-//! (linearizability included), and reports schedules, deliveries and
-//! client operations per second per core, and simulated seconds per wall
-//! second. Build with `--release`.
+//! Runs each registered scenario under its default config (`basic` with 5
+//! acceptors and 3 proposers; `kv` with 5 replicas and 5 clients x 200
+//! operations; `multi`; your own) seed after seed on one thread for a fixed
+//! wall-clock budget, with every checker on (linearizability included):
+//! with every fault it faces on, with faults drawn per seed (what a campaign
+//! runs) and with none. It reports schedules, deliveries, events and
+//! checked client operations per second per core, and simulated seconds per
+//! wall second. Build with `--release`.
 
-use crate::config::{RunConfig, Scenario};
+use crate::config::RunConfig;
 use crate::nemesis::Faults;
+use crate::scenario::{self, run_seed};
 use crate::trace::Keep;
-use crate::world::run_seed;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -63,6 +65,7 @@ pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
         ops: 0,
         wall: Duration::ZERO,
     };
+    let checked = scenario::find(&cfg.scenario).is_ok_and(|s| s.checks_history());
     let mut seed = 0;
     while started.elapsed() < budget {
         let r = run_seed(seed, cfg, Keep::Recent);
@@ -75,7 +78,7 @@ pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
         fig.deliveries += r.stats.deliveries;
         fig.events += r.stats.events;
         fig.sim_time_us += r.stats.sim_time_us;
-        if cfg.scenario.is_log() {
+        if checked {
             fig.ops += cfg.clients as u64 * cfg.ops as u64;
         }
         seed += 1;
@@ -84,43 +87,38 @@ pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
     fig
 }
 
-/// The standard set of measurements.
-pub fn standard(budget: Duration) -> Vec<Figures> {
-    let all = RunConfig {
-        faults: Some(Faults::ALL),
-        ..RunConfig::default()
+/// The standard set of measurements: every scenario named in `names` (all
+/// registered ones if empty) with all its faults on, swarm, and calm.
+pub fn standard(budget: Duration, names: &[String]) -> Result<Vec<Figures>, String> {
+    let scenarios = if names.is_empty() {
+        scenario::all()
+    } else {
+        names
+            .iter()
+            .map(|n| scenario::find(n))
+            .collect::<Result<_, _>>()?
     };
-    let calm = RunConfig {
-        faults: Some(Faults::NONE),
-        ..RunConfig::default()
-    };
-    vec![
-        measure("basic, all faults on", &all, budget),
-        measure(
-            "basic, swarm (campaign default)",
-            &RunConfig::default(),
+    let mut out = Vec::new();
+    for s in scenarios {
+        let swarm = s.defaults();
+        let all = RunConfig {
+            faults: Some(Faults::ALL_LOG.only(&s.caps(&swarm))),
+            ..swarm.clone()
+        };
+        let calm = RunConfig {
+            faults: Some(Faults::NONE),
+            ..swarm.clone()
+        };
+        let name = s.name();
+        out.push(measure(&format!("{name}, all faults on"), &all, budget));
+        out.push(measure(
+            &format!("{name}, swarm (campaign default)"),
+            &swarm,
             budget,
-        ),
-        measure("basic, no faults", &calm, budget),
-        measure(
-            "kv, 5x5x200, all faults on",
-            &RunConfig {
-                faults: Some(Faults::ALL_LOG),
-                ..RunConfig::for_scenario(Scenario::Kv)
-            },
-            budget,
-        ),
-        measure(
-            "kv, swarm (campaign default)",
-            &RunConfig::for_scenario(Scenario::Kv),
-            budget,
-        ),
-        measure(
-            "multi, swarm (campaign default)",
-            &RunConfig::for_scenario(Scenario::Multi),
-            budget,
-        ),
-    ]
+        ));
+        out.push(measure(&format!("{name}, no faults"), &calm, budget));
+    }
+    Ok(out)
 }
 
 /// Times the linearizability checker on generated histories: the issue's

@@ -8,9 +8,9 @@
 use crate::config::RunConfig;
 use crate::nemesis::Fault;
 use crate::repro::Repro;
+use crate::scenario::{self, run_seed, Report};
 use crate::trace::{render, Keep};
-use crate::world::{run_seed, Report};
-use checkers::{Coverage, Invariant, Violation};
+use checkers::{Invariant, Violation};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -48,14 +48,14 @@ pub struct Summary {
     pub deliveries: u64,
     pub sim_time_us: u64,
     pub faults: [u64; crate::nemesis::KINDS],
-    /// Runs that reached each coverage mark.
-    pub coverage: Coverage,
+    /// Runs that reached each coverage mark, in the order first reported.
+    pub coverage: Vec<(&'static str, u64)>,
     pub wall: Duration,
     /// Seeds whose two runs produced different traces.
     pub nondeterministic: Vec<u64>,
-    /// `kv`: runs whose history the linearizability search could not decide
-    /// within its budget (not failures, but not proven either).
-    pub lin_undecided: u64,
+    /// Runs whose end-of-run history check could not decide within its
+    /// budget (`kv`: linearizability): not failures, but not proven either.
+    pub unproven: u64,
 }
 
 impl Summary {
@@ -69,10 +69,12 @@ impl Summary {
         for (t, f) in self.faults.iter_mut().zip(o.faults) {
             *t += f;
         }
-        self.coverage.merge(&o.coverage);
+        for (name, n) in o.coverage {
+            self.mark(name, n);
+        }
         self.failures.extend(o.failures);
         self.nondeterministic.extend(o.nondeterministic);
-        self.lin_undecided += o.lin_undecided;
+        self.unproven += o.unproven;
     }
 
     fn add(&mut self, r: &Report) {
@@ -83,8 +85,17 @@ impl Summary {
         for (t, f) in self.faults.iter_mut().zip(r.stats.faults) {
             *t += f;
         }
-        self.coverage.add_run(&r.stats.coverage);
-        self.lin_undecided += r.stats.lin_undecided;
+        for &(name, n) in &r.coverage {
+            self.mark(name, (n > 0) as u64);
+        }
+        self.unproven += r.stats.unproven;
+    }
+
+    fn mark(&mut self, name: &'static str, runs: u64) {
+        match self.coverage.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += runs,
+            None => self.coverage.push((name, runs)),
+        }
     }
 
     /// The seed of the first failure (in seed order), if any.
@@ -105,17 +116,18 @@ impl Summary {
             .collect()
     }
 
+    /// The scenario's required marks with the runs that reached each.
     fn marks(&self, cfg: &RunConfig) -> Vec<(&'static str, u64)> {
-        if cfg.scenario.is_log() {
-            let leases = cfg.log.timing.lease_us > 0;
-            self.coverage
-                .log_marks()
-                .into_iter()
-                .filter(|(name, _)| leases || !name.contains("lease"))
-                .collect()
-        } else {
-            self.coverage.marks().to_vec()
-        }
+        let Ok(s) = scenario::find(&cfg.scenario) else {
+            return Vec::new();
+        };
+        s.required_marks(cfg)
+            .into_iter()
+            .map(|m| {
+                let c = self.coverage.iter().find(|(n, _)| *n == m);
+                (m, c.map_or(0, |(_, c)| *c))
+            })
+            .collect()
     }
 
     /// The human-readable end-of-campaign summary.
@@ -134,14 +146,14 @@ impl Summary {
             self.deliveries as f64 / secs
         );
         s += "faults injected:";
-        // `basic` knows only the first seven kinds.
-        let kinds = if cfg.scenario.is_log() {
-            Fault::KIND_NAMES.len()
-        } else {
-            7
-        };
-        for (name, n) in Fault::KIND_NAMES.iter().zip(self.faults).take(kinds) {
-            s += &format!(" {name} {n},");
+        // Only the kinds this scenario's protocol faces.
+        let caps = scenario::find(&cfg.scenario)
+            .map(|d| d.caps(cfg))
+            .unwrap_or_default();
+        for (i, (name, n)) in Fault::KIND_NAMES.iter().zip(self.faults).enumerate() {
+            if Fault::kind_supported(i, &caps) {
+                s += &format!(" {name} {n},");
+            }
         }
         s.pop();
         s += "\ncoverage (runs that reached it):\n";
@@ -149,15 +161,15 @@ impl Summary {
             let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
             s += &format!("  {name:<36} {n:>9}{flag}\n");
         }
-        if cfg.scenario == crate::config::Scenario::Kv {
-            let flag = if self.lin_undecided > 0 {
+        if scenario::find(&cfg.scenario).is_ok_and(|d| d.checks_history()) {
+            let flag = if self.unproven > 0 {
                 "   <-- NOT PROVEN (search budget spent)"
             } else {
                 ""
             };
             s += &format!(
                 "histories checked linearizable: {} of {} runs{flag}\n",
-                self.runs - self.lin_undecided - self.failures.len() as u64,
+                self.runs - self.unproven - self.failures.len() as u64,
                 self.runs
             );
         }
@@ -172,8 +184,9 @@ impl Summary {
                 s += &format!("  replay: {cmd}\n");
             }
             if let Some(p) = &f.repro {
-                s += &format!("  replay: paxsim replay {}\n", p.display());
-                s += &format!("  shrink: paxsim shrink {}\n", p.display());
+                let prog = crate::config::program();
+                s += &format!("  replay: {prog} replay {}\n", p.display());
+                s += &format!("  shrink: {prog} shrink {}\n", p.display());
             }
         }
         s
@@ -291,17 +304,19 @@ pub fn first_failure(cfg: &RunConfig, start: u64, limit: u64) -> Option<Report> 
 
 /// Whether the violation is a safety one (not liveness).
 pub fn is_safety(v: &Violation) -> bool {
-    !matches!(v.invariant, Invariant::L1 | Invariant::L2)
+    !matches!(
+        v.invariant,
+        Invariant::L1 | Invariant::L2 | Invariant::Liveness
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Scenario;
 
     #[test]
     fn a_kv_summary_says_how_many_histories_were_proven_linearizable() {
-        let kv = RunConfig::for_scenario(Scenario::Kv);
+        let kv = RunConfig::for_scenario("kv");
         let mut s = Summary {
             runs: 10,
             ..Summary::default()
@@ -309,13 +324,13 @@ mod tests {
         assert!(s
             .render(&kv)
             .contains("histories checked linearizable: 10 of 10 runs\n"));
-        s.lin_undecided = 2;
+        s.unproven = 2;
         let text = s.render(&kv);
         assert!(
             text.contains("histories checked linearizable: 8 of 10 runs   <-- NOT PROVEN"),
             "{text}"
         );
-        let basic = RunConfig::for_scenario(Scenario::Basic);
+        let basic = RunConfig::for_scenario("basic");
         assert!(!s.render(&basic).contains("linearizable"));
     }
 }

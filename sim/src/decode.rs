@@ -1,22 +1,18 @@
 //! Turns arbitrary bytes into a run, for coverage-guided fuzzing: every
-//! byte string decodes to *some* valid `(seed, config, schedule)`, so the
-//! fuzzer explores fault schedules rather than parse errors.
+//! byte string decodes to *some* valid `(seed, config, schedule)` of a
+//! scenario, so the fuzzer explores fault schedules rather than parse errors.
 //!
-//! [`decode`] (`basic`): 8 bytes of seed; 1 byte of cluster size; 8 bytes
-//! of fault intensities; then 4 bytes per scheduled fault (2 of time, 1 of
-//! kind, 1 of node or side).
-//!
-//! [`decode_log`] (`multi`, `kv`): 8 bytes of seed; 1 of cluster size; 2 of
-//! workload (clients, operations); 8 of fault intensities; then 6 bytes per
-//! scheduled fault (2 of time, 1 of kind among all 14, 1 of node or side,
-//! 2 of parameter: pause length, clock skew and rate, flipped bit). Clock
-//! rates stay within the drift the leases assume.
-//!
-//! Missing bytes read as zero.
+//! Layout: 8 bytes of seed; 1 of cluster size (3–7); 2 of workload (clients,
+//! operations; kept small, at most 4 clients x 64 operations, so that the
+//! fuzzer spends its time on schedules); 8 of fault intensities; then 6
+//! bytes per scheduled fault (2 of time, 1 of kind among those the
+//! scenario's protocol faces, 1 of node or side, 2 of parameter: pause
+//! length, clock skew and rate, flipped bit). Clock rates stay within the
+//! drift the protocol tolerates. Missing bytes read as zero.
 
-use crate::config::{RunConfig, Scenario};
-use crate::nemesis::{Fault, Faults, Schedule, Timed};
-use paxos::Bugs;
+use crate::config::RunConfig;
+use crate::nemesis::{Fault, Faults, Schedule, Timed, KINDS};
+use crate::scenario;
 
 struct Bytes<'a>(&'a [u8]);
 
@@ -38,82 +34,25 @@ impl Bytes<'_> {
     }
 }
 
-/// One of the seven `basic` fault kinds (`k < 7`), from a node-or-side byte
-/// `x` and a spare byte `extra` (the one-way cut's direction).
-fn basic_fault(k: u8, extra: u8, x: u8, nodes: u8) -> Fault {
-    let node = x % nodes;
-    let all = (1u16 << nodes) - 1;
-    match k {
-        0 => Fault::Crash { node },
-        1 => Fault::Restart { node },
-        2 => Fault::Partition {
-            side: 1 + (x as u16 % (all - 1)),
-        },
-        3 => Fault::OneWay {
-            from: node,
-            to: (node + 1 + extra % (nodes - 1)) % nodes,
-        },
-        4 => Fault::Heal,
-        5 => Fault::Slow { node },
-        _ => Fault::Fast { node },
-    }
-}
-
-/// Decodes `data` into a run of the `basic` scenario with `bugs` on.
-pub fn decode(data: &[u8], bugs: Bugs) -> (u64, RunConfig, Schedule) {
-    let mut b = Bytes(data);
-    let seed = b.u64();
-    let nodes = 3 + b.u8() % 7;
-    let faults = Faults {
-        loss_permille: (b.u8() as u16) * 2 % 501,
-        dup_permille: (b.u8() as u16) * 2 % 501,
-        long_delay_permille: b.u8() as u16 % 101,
-        jitter_us: b.u8() as u64 * 40,
-        disk_jitter_us: b.u8() as u64 * 40,
-        crash_in_sync_permille: b.u8() as u16 % 101,
-        crashes: 0,
-        partitions: 0,
-        slow_nodes: b.u8() % 2,
-        ..Faults::NONE
-    };
-    let cfg = RunConfig {
-        nodes,
-        proposers: 3.min(nodes),
-        faults: Some(faults),
-        bugs,
-        ..RunConfig::default()
-    };
-    let mut out = Vec::new();
-    while !b.0.is_empty() && out.len() < 64 {
-        let at_us = b.u16() as u64 * 16; // Up to ~1 s: the fault phase.
-        let kind = b.u8();
-        let x = b.u8();
-        let fault = basic_fault(kind % 7, kind / 7, x, nodes);
-        out.push(Timed {
-            at_us: at_us.min(cfg.fault_phase_us - 1),
-            fault,
-        });
-    }
-    out.sort_by_key(|t| t.at_us);
-    (seed, cfg, Schedule { faults: out })
-}
-
-/// Decodes `data` into a run of `scenario` (`multi` or `kv`) with `bugs` on.
-/// Workloads are kept small (at most 4 clients x 64 operations) so that the
-/// fuzzer spends its time on schedules.
-pub fn decode_log(
+/// Decodes `data` into a run of the scenario named `name` with `bugs` on.
+/// Errors only if the scenario or a bug is unknown.
+pub fn decode(
     data: &[u8],
-    scenario: Scenario,
-    bugs: multipaxos::Bugs,
-) -> (u64, RunConfig, Schedule) {
-    assert!(scenario.is_log(), "decode_log decodes multi and kv runs");
+    name: &str,
+    bugs: &[&str],
+) -> Result<(u64, RunConfig, Schedule), String> {
+    let s = scenario::find(name)?;
+    let mut base = s.defaults();
+    for b in bugs {
+        base.enable_bug(b)?;
+    }
+    let caps = s.caps(&base);
     let mut b = Bytes(data);
     let seed = b.u64();
     let nodes = 3 + b.u8() % 5;
-    let base = RunConfig::for_scenario(scenario);
     let clients = 1 + b.u8() % 4;
     let ops = 1 + u32::from(b.u8() % 64);
-    let faults = Faults {
+    let mut faults = Faults {
         loss_permille: (b.u8() as u16) * 2 % 301,
         dup_permille: (b.u8() as u16) * 2 % 301,
         long_delay_permille: b.u8() as u16 % 101,
@@ -124,29 +63,51 @@ pub fn decode_log(
         snapshot_crash_permille: (b.u8() as u16) * 4 % 1001,
         ..Faults::NONE
     };
-    let cfg = RunConfig {
+    if !caps.disk_loss {
+        faults.torn_permille = 0;
+        faults.snapshot_crash_permille = 0;
+    }
+    let mut cfg = RunConfig {
         nodes,
-        clients,
-        ops,
+        clients: clients.min(nodes),
+        ops: if base.ops > 1 { ops } else { base.ops },
         faults: Some(faults),
-        log_bugs: bugs,
-        ..base
+        ..base.clone()
     };
-    // Leases (kv) assume |rate| <= drift_ppm; without leases any rate is fair.
-    let drift = match cfg.log.timing.lease_us {
-        0 => 200_000,
-        _ => cfg.log.timing.drift_ppm as i64,
-    };
+    if cfg.validate().is_err() {
+        // The scenario's own limits: keep its default shape.
+        cfg.nodes = base.nodes;
+        cfg.clients = base.clients;
+        cfg.ops = base.ops;
+    }
+    let n = cfg.nodes;
+    let kinds: Vec<usize> = (0..KINDS)
+        .filter(|&k| Fault::kind_supported(k, &caps))
+        .collect();
+    let drift = caps.drift_bound_ppm.unwrap_or(200_000) as i64;
     let phase = cfg.fault_phase_us;
     let mut out = Vec::new();
     while !b.0.is_empty() && out.len() < 64 {
-        let at_us = (b.u16() as u64 * 32).min(phase - 1); // ~2 s: the fault phase.
+        let at_us = (b.u16() as u64 * 32).min(phase - 1);
         let kind = b.u8();
         let x = b.u8();
         let param = b.u16();
-        let node = x % nodes;
-        let fault = match kind % 14 {
-            k @ 0..=6 => basic_fault(k, kind / 14, x, nodes),
+        let node = x % n;
+        let all = (1u16 << n) - 1;
+        let extra = kind / 14;
+        let fault = match kinds[kind as usize % kinds.len()] {
+            0 => Fault::Crash { node },
+            1 => Fault::Restart { node },
+            2 => Fault::Partition {
+                side: 1 + (x as u16 % (all - 1)),
+            },
+            3 => Fault::OneWay {
+                from: node,
+                to: (node + 1 + extra % (n - 1)) % n,
+            },
+            4 => Fault::Heal,
+            5 => Fault::Slow { node },
+            6 => Fault::Fast { node },
             7 => Fault::CrashLeader,
             8 => Fault::IsolateLeader,
             9 => Fault::RestartDown,
@@ -163,98 +124,78 @@ pub fn decode_log(
             12 => Fault::BitFlip {
                 node,
                 record: param as u32,
-                bit: kind as u32 / 14 % 64,
+                bit: extra as u32 % 64,
             },
             _ => Fault::Wipe { node },
         };
         out.push(Timed { at_us, fault });
     }
     out.sort_by_key(|t| t.at_us);
-    (seed, cfg, Schedule { faults: out })
+    Ok((seed, cfg, Schedule { faults: out }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::run_schedule;
+    use crate::scenario::run_schedule;
     use crate::Keep;
     use rand::{Rng, SeedableRng};
 
-    #[test]
-    fn every_byte_string_decodes_to_a_valid_run() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        for len in 0..300 {
-            let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-            let (_, cfg, sched) = decode(&data, Bugs::default());
-            cfg.validate().unwrap();
-            sched.validate(cfg.nodes).unwrap();
-        }
+    fn bytes(rng: &mut rand_chacha::ChaCha8Rng, len: usize) -> Vec<u8> {
+        (0..len).map(|_| rng.gen()).collect()
     }
 
     #[test]
-    fn decoded_runs_of_the_correct_protocol_pass() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        for _ in 0..300 {
-            let data: Vec<u8> = (0..rng.gen_range(0..120)).map(|_| rng.gen()).collect();
-            let (seed, cfg, sched) = decode(&data, Bugs::default());
-            let r = run_schedule(seed, &cfg, sched, Keep::Recent);
-            assert!(r.violation.is_none(), "{:?}", r.violation);
-        }
-    }
-
-    #[test]
-    fn every_byte_string_decodes_to_a_valid_log_run() {
+    fn every_byte_string_decodes_to_a_valid_run_reaching_every_fault_kind() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        for scenario in [Scenario::Multi, Scenario::Kv] {
+        for s in scenario::all() {
             let mut kinds = std::collections::BTreeSet::new();
             for len in 0..400 {
-                let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-                let (_, cfg, sched) = decode_log(&data, scenario, Default::default());
-                assert_eq!(cfg.scenario, scenario);
+                let data = bytes(&mut rng, len);
+                let (_, cfg, sched) = decode(&data, s.name(), &[]).unwrap();
+                assert_eq!(cfg.scenario, s.name());
                 cfg.validate().unwrap();
                 cfg.validate_schedule(&sched).unwrap();
                 kinds.extend(sched.faults.iter().map(|t| t.fault.kind_index()));
             }
-            // Every fault kind is reachable from some input.
-            assert_eq!(kinds.len(), crate::nemesis::KINDS, "{kinds:?}");
+            // Every fault kind the protocol faces is reachable from some input.
+            let caps = s.caps(&s.defaults());
+            let faced = (0..KINDS).filter(|&k| Fault::kind_supported(k, &caps));
+            assert_eq!(kinds.len(), faced.count(), "{}: {kinds:?}", s.name());
         }
     }
 
     #[test]
-    fn decoded_log_runs_of_the_correct_service_pass_and_a_canary_is_caught() {
+    fn decoded_runs_of_the_correct_protocols_pass_and_canaries_are_caught() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let mut inputs = (0..60).map(|_| {
-            let len = rng.gen_range(0..150);
-            (0..len).map(|_| rng.gen()).collect::<Vec<u8>>()
-        });
-        for data in inputs.by_ref().take(40) {
-            let (seed, cfg, sched) = decode_log(&data, Scenario::Kv, Default::default());
-            let r = run_schedule(seed, &cfg, sched, Keep::Recent);
-            assert!(r.violation.is_none(), "{:?}", r.violation);
+        for (name, bug, runs) in [
+            ("basic", "ignore-promised-values", 300),
+            ("kv", "deposed-leader-writes", 40),
+        ] {
+            for _ in 0..runs {
+                let len = rng.gen_range(0..150);
+                let (seed, cfg, sched) = decode(&bytes(&mut rng, len), name, &[]).unwrap();
+                let r = run_schedule(seed, &cfg, sched, Keep::Recent);
+                assert!(r.violation.is_none(), "{name}: {:?}", r.violation);
+            }
+            let caught = (0..runs).any(|_| {
+                let len = rng.gen_range(0..150);
+                let (seed, cfg, sched) = decode(&bytes(&mut rng, len), name, &[bug]).unwrap();
+                run_schedule(seed, &cfg, sched, Keep::Recent)
+                    .violation
+                    .is_some()
+            });
+            assert!(caught, "{name}: {bug} never caught");
         }
-        let mut bugs = multipaxos::Bugs::default();
-        bugs.enable("deposed-leader-writes").unwrap();
-        let caught = inputs.any(|data| {
-            let (seed, cfg, sched) = decode_log(&data, Scenario::Kv, bugs);
-            run_schedule(seed, &cfg, sched, Keep::Recent)
-                .violation
-                .is_some()
-        });
-        assert!(caught);
     }
 
     #[test]
-    fn decoded_runs_catch_a_canary() {
-        let mut bugs = Bugs::default();
-        bugs.enable("ignore-promised-values").unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let caught = (0..300).any(|_| {
-            let data: Vec<u8> = (0..rng.gen_range(0..120)).map(|_| rng.gen()).collect();
-            let (seed, cfg, sched) = decode(&data, bugs);
-            run_schedule(seed, &cfg, sched, Keep::Recent)
-                .violation
-                .is_some()
-        });
-        assert!(caught);
+    fn unknown_scenarios_and_bugs_are_errors() {
+        assert!(decode(&[], "paxos-made-complex", &[])
+            .unwrap_err()
+            .contains("unknown scenario"));
+        assert!(decode(&[], "basic", &["no-such-bug"])
+            .unwrap_err()
+            .contains("no-such-bug"));
     }
 }

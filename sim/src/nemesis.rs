@@ -44,6 +44,7 @@
 //! which fault kinds are on and how hard, so one campaign covers calm and
 //! hostile runs alike.
 
+use crate::engine::Caps;
 use paxos::NodeId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -146,64 +147,95 @@ impl Faults {
         ..Faults::ALL
     };
 
-    /// Swarm testing: each kind on with probability 1/2, at a random intensity.
-    pub fn draw(rng: &mut ChaCha8Rng) -> Faults {
-        let mut on = |max: u64| -> u64 {
-            if rng.gen_bool(0.5) {
-                rng.gen_range(1..=max)
-            } else {
-                0
-            }
-        };
-        Faults {
-            loss_permille: on(200) as u16,
-            dup_permille: on(200) as u16,
-            long_delay_permille: on(50) as u16,
-            jitter_us: on(5_000),
-            disk_jitter_us: on(10_000),
-            crash_in_sync_permille: on(50) as u16,
-            crashes: on(6) as u8,
-            partitions: on(4) as u8,
-            slow_nodes: on(2) as u8,
-            ..Faults::NONE
-        }
-    }
-
-    /// Swarm testing for `multi` and `kv`: the basic draw, then the log
-    /// scenarios' own kinds, each on with probability 1/2. Clock drift stays
-    /// within `drift_bound_ppm`, the bound the protocol is configured for.
-    pub fn draw_log(rng: &mut ChaCha8Rng, drift_bound_ppm: u64) -> Faults {
-        let mut f = Faults::draw(rng);
-        let mut on = |max: u64| -> u64 {
+    /// Swarm testing: each kind the protocol faces ([`Caps`]) on with
+    /// probability 1/2, at a random intensity. Clock drift stays within the
+    /// bound the protocol is configured for.
+    pub fn draw(rng: &mut ChaCha8Rng, caps: &Caps) -> Faults {
+        let on = |rng: &mut ChaCha8Rng, max: u64| -> u64 {
             if rng.gen_bool(0.5) && max > 0 {
                 rng.gen_range(1..=max)
             } else {
                 0
             }
         };
-        f.leader_faults = on(3) as u8;
-        f.clock_drift_ppm = on(drift_bound_ppm);
-        f.clock_skew_us = on(10_000_000);
-        f.pauses = on(3) as u8;
-        f.torn_permille = on(1000) as u16;
-        f.bit_flips = on(2) as u8;
-        f.wipes = on(2) as u8;
-        f.snapshot_crash_permille = on(300) as u16;
+        let mut f = Faults {
+            loss_permille: on(rng, 200) as u16,
+            dup_permille: on(rng, 200) as u16,
+            long_delay_permille: on(rng, 50) as u16,
+            jitter_us: on(rng, 5_000),
+            disk_jitter_us: on(rng, 10_000),
+            crash_in_sync_permille: on(rng, 50) as u16,
+            crashes: on(rng, 6) as u8,
+            partitions: on(rng, 4) as u8,
+            slow_nodes: on(rng, 2) as u8,
+            ..Faults::NONE
+        };
+        if caps.leader {
+            f.leader_faults = on(rng, 3) as u8;
+        }
+        if caps.clocks {
+            f.clock_drift_ppm = on(rng, caps.drift_bound_ppm.unwrap_or(200_000));
+            f.clock_skew_us = on(rng, 10_000_000);
+        }
+        if caps.pauses {
+            f.pauses = on(rng, 3) as u8;
+        }
+        if caps.disk_loss {
+            f.torn_permille = on(rng, 1000) as u16;
+            f.bit_flips = on(rng, 2) as u8;
+            f.wipes = on(rng, 2) as u8;
+            f.snapshot_crash_permille = on(rng, 300) as u16;
+        }
         f
     }
 
-    /// The first log-scenario-only kind switched on, if any.
-    pub fn log_only(&self) -> Option<&'static str> {
-        let mut copy = *self;
-        let fields = copy.fields();
-        fields[9..]
-            .iter()
-            .find(|(_, v)| match v {
-                FieldMut::U8(x) => **x != 0,
-                FieldMut::U16(x) => **x != 0,
-                FieldMut::U64(x) => **x != 0,
-            })
-            .map(|(n, _)| *n)
+    /// These intensities without the kinds a protocol with `caps` does not face.
+    pub fn only(&self, caps: &Caps) -> Faults {
+        let mut f = *self;
+        if !caps.leader {
+            f.leader_faults = 0;
+        }
+        if !caps.clocks {
+            f.clock_drift_ppm = 0;
+            f.clock_skew_us = 0;
+        }
+        if let Some(b) = caps.drift_bound_ppm {
+            f.clock_drift_ppm = f.clock_drift_ppm.min(b);
+        }
+        if !caps.pauses {
+            f.pauses = 0;
+        }
+        if !caps.disk_loss {
+            f.torn_permille = 0;
+            f.bit_flips = 0;
+            f.wipes = 0;
+            f.snapshot_crash_permille = 0;
+        }
+        f
+    }
+
+    /// The first kind switched on that a protocol with `caps` does not face.
+    pub fn unsupported(&self, caps: &Caps) -> Option<&'static str> {
+        let off = |on: bool, v: u64| !on && v != 0;
+        [
+            ("leader_faults", off(caps.leader, self.leader_faults as u64)),
+            ("clock_drift_ppm", off(caps.clocks, self.clock_drift_ppm)),
+            ("clock_skew_us", off(caps.clocks, self.clock_skew_us)),
+            ("pauses", off(caps.pauses, self.pauses as u64)),
+            (
+                "torn_permille",
+                off(caps.disk_loss, self.torn_permille as u64),
+            ),
+            ("bit_flips", off(caps.disk_loss, self.bit_flips as u64)),
+            ("wipes", off(caps.disk_loss, self.wipes as u64)),
+            (
+                "snapshot_crash_permille",
+                off(caps.disk_loss, self.snapshot_crash_permille as u64),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, bad)| *bad)
+        .map(|(n, _)| n)
     }
 
     /// Every intensity by name, as `--faults` spells it.
@@ -485,9 +517,26 @@ impl Fault {
         "disk wipe",
     ];
 
-    /// Whether only the log scenarios know this kind.
-    pub fn log_only(&self) -> bool {
-        self.kind_index() >= 7
+    /// Whether a protocol with `caps` faces this kind.
+    pub fn supported(&self, caps: &Caps) -> bool {
+        match self {
+            Fault::CrashLeader | Fault::IsolateLeader | Fault::RestartDown => caps.leader,
+            Fault::Pause { .. } => caps.pauses,
+            Fault::Clock { .. } => caps.clocks,
+            Fault::BitFlip { .. } | Fault::Wipe { .. } => caps.disk_loss,
+            _ => true,
+        }
+    }
+
+    /// Whether a protocol with `caps` can meet this kind (for counting).
+    pub fn kind_supported(kind: usize, caps: &Caps) -> bool {
+        match kind {
+            7..=9 => caps.leader,
+            10 => caps.pauses,
+            11 => caps.clocks,
+            12 | 13 => caps.disk_loss,
+            _ => true,
+        }
     }
 
     fn nodes(&self) -> impl Iterator<Item = NodeId> {
@@ -759,7 +808,9 @@ mod tests {
 
     #[test]
     fn swarm_draws_calm_and_hostile_settings() {
-        let draws: Vec<Faults> = (0..200).map(|s| Faults::draw(&mut rng(s))).collect();
+        let draws: Vec<Faults> = (0..200)
+            .map(|s| Faults::draw(&mut rng(s), &Caps::default()))
+            .collect();
         assert!(draws.iter().all(|f| f.validate().is_ok()));
         assert!(draws.iter().any(|f| f.loss_permille == 0));
         assert!(draws.iter().any(|f| f.loss_permille > 0));
@@ -775,7 +826,7 @@ mod tests {
             assert_eq!(Faults::parse(&f.spec()).unwrap(), f);
         }
         for seed in 0..100 {
-            let f = Faults::draw(&mut rng(seed));
+            let f = Faults::draw(&mut rng(seed), &Caps::default());
             assert_eq!(Faults::parse(&f.spec()).unwrap(), f, "{}", f.spec());
         }
         assert_eq!(Faults::parse("all").unwrap(), Faults::ALL);

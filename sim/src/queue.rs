@@ -5,31 +5,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-struct Item<E> {
-    at_us: u64,
-    seq: u64,
-    ev: E,
-}
-
-impl<E> PartialEq for Item<E> {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at_us, self.seq) == (o.at_us, o.seq)
-    }
-}
-impl<E> Eq for Item<E> {}
-impl<E> PartialOrd for Item<E> {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<E> Ord for Item<E> {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at_us, self.seq).cmp(&(o.at_us, o.seq))
-    }
-}
-
+/// Pending events live in a slab; the heap orders only `(time, insertion
+/// number, slot)`, 24 bytes whatever the event's size, so a protocol with
+/// large messages pays no more per heap operation than one with small ones.
 pub struct Queue<E> {
-    heap: BinaryHeap<Reverse<Item<E>>>,
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slab: Vec<Option<E>>,
+    free: Vec<u32>,
     seq: u64,
     /// A run that exceeds this is a harness bug or a message storm: it stops
     /// with an assertion rather than eating memory.
@@ -38,8 +20,11 @@ pub struct Queue<E> {
 
 impl<E> Queue<E> {
     pub fn new(max: usize) -> Queue<E> {
+        assert!(max <= u32::MAX as usize);
         Queue {
-            heap: BinaryHeap::with_capacity(1024),
+            heap: BinaryHeap::with_capacity(256),
+            slab: Vec::with_capacity(256),
+            free: Vec::with_capacity(256),
             seq: 0,
             max,
         }
@@ -48,16 +33,27 @@ impl<E> Queue<E> {
     pub fn push(&mut self, at_us: u64, ev: E) {
         assert!(self.heap.len() < self.max, "event queue bound exceeded");
         self.seq += 1;
-        self.heap.push(Reverse(Item {
-            at_us,
-            seq: self.seq,
-            ev,
-        }));
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at_us, self.seq, slot)));
     }
 
     /// The next event and its time.
     pub fn pop(&mut self) -> Option<(u64, E)> {
-        self.heap.pop().map(|Reverse(i)| (i.at_us, i.ev))
+        let Reverse((at_us, _, slot)) = self.heap.pop()?;
+        let ev = self.slab[slot as usize]
+            .take()
+            .expect("a queued slot is full");
+        self.free.push(slot);
+        Some((at_us, ev))
     }
 }
 

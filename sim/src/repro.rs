@@ -3,7 +3,7 @@
 
 use crate::config::RunConfig;
 use crate::nemesis::Schedule;
-use crate::world::Report;
+use crate::scenario::Report;
 use checkers::Violation;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -77,8 +77,7 @@ impl Repro {
             .map_err(|e| format!("cannot create repro directory {}: {e}", dir.display()))?;
         let path = dir.join(format!(
             "{}-seed-{}{suffix}.json",
-            self.config.scenario.name(),
-            self.seed
+            self.config.scenario, self.seed
         ));
         let text = serde_json::to_string_pretty(self).expect("repro serializes");
         std::fs::write(&path, text + "\n")

@@ -12,8 +12,8 @@
 //! 1. the schedule, delta-debugging style: drop halves, then quarters, ...
 //!    then single faults;
 //! 2. each per-message or per-sync fault probability: zero it, else halve it;
-//! 3. in `multi` and `kv`, the workload: fewer operations per client, fewer
-//!    clients.
+//! 3. the workload: fewer operations per client, fewer clients (in `basic`,
+//!    fewer proposers).
 //!
 //! and repeats until a whole pass cuts nothing or the run budget is spent.
 //! The episode counts in the config (how many crashes, partitions, ... to
@@ -27,8 +27,8 @@
 use crate::config::RunConfig;
 use crate::nemesis::Schedule;
 use crate::repro::Repro;
+use crate::scenario::{run_schedule, Report};
 use crate::trace::Keep;
-use crate::world::{run_schedule, Report};
 use checkers::Invariant;
 
 /// What a shrink found.
@@ -141,11 +141,8 @@ impl Shrinker<'_> {
         cut_any
     }
 
-    /// Fewer operations per client, then fewer clients (`multi`, `kv`).
+    /// Fewer operations per client, then fewer clients.
     fn workload(&mut self, best: &mut Case) -> bool {
-        if !best.cfg.scenario.is_log() {
-            return false;
-        }
         let mut cut_any = false;
         // Operations: the fewest of a few candidates that still fail. Once the
         // first client finishes earlier than before, the run diverges, so
@@ -267,12 +264,11 @@ pub fn shrink(repro: &Repro, budget: u32, say: &mut dyn FnMut(&str)) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Scenario;
-    use crate::world::run_seed;
+    use crate::scenario::run_seed;
 
     /// The first seed under `bug` whose swarm run fails with a schedule of
     /// at least `min_faults` faults.
-    fn failing(scenario: Scenario, bug: &str, min_faults: usize) -> Repro {
+    fn failing(scenario: &str, bug: &str, min_faults: usize) -> Repro {
         let mut cfg = RunConfig::for_scenario(scenario);
         cfg.enable_bug(bug).unwrap();
         (0..2_000)
@@ -284,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_basic_failure_shrinks_to_fewer_faults_and_still_fails_the_same_way() {
-        let repro = failing(Scenario::Basic, "ignore-promised-values", 6);
+        let repro = failing("basic", "ignore-promised-values", 6);
         let target = repro.violation.as_ref().unwrap().invariant;
         let mut said = Vec::new();
         let out = shrink(&repro, 400, &mut |s| said.push(s.to_string())).unwrap();
@@ -308,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_kv_failure_shrinks_its_workload_too() {
-        let repro = failing(Scenario::Kv, "truncate-on-restart", 1);
+        let repro = failing("kv", "truncate-on-restart", 1);
         let out = shrink(&repro, 300, &mut |_| {}).unwrap();
         let (was, now) = (&repro.config, &out.report.config);
         assert_eq!(
@@ -325,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_passing_run_is_refused() {
-        let cfg = RunConfig::for_scenario(Scenario::Basic);
+        let cfg = RunConfig::for_scenario("basic");
         let r = run_seed(1, &cfg, Keep::Recent);
         assert!(r.violation.is_none());
         let err = shrink(&Repro::from_report(&r), 10, &mut |_| {})
@@ -336,7 +332,7 @@ mod tests {
 
     #[test]
     fn the_budget_bounds_the_runs() {
-        let repro = failing(Scenario::Basic, "ignore-promised-values", 6);
+        let repro = failing("basic", "ignore-promised-values", 6);
         let out = shrink(&repro, 5, &mut |_| {}).unwrap();
         assert!(out.runs <= 6, "{} runs", out.runs);
         assert!(out.budget_spent);

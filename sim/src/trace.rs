@@ -1,14 +1,18 @@
-//! The trace: every send, receive, drop, duplicate, crash, restart, write,
-//! sync, proposal, learn, decision and fault of a run, as one [`Event`] each.
+//! The trace: every send, receive, drop, duplicate, timer, write, sync,
+//! crash, restart, fault, note and client action of a run, as one
+//! [`Event`] each, for any [`Protocol`].
 //!
 //! Recording costs no allocation: every event is hashed into a running
 //! fingerprint (same seed ⇒ same hash, which the determinism check compares)
 //! and kept in a short ring of recent events for failure reports. The full
-//! trace is kept only when asked for, and rendered as text or JSON Lines.
+//! trace is kept only when asked for. A finished run hands its events on
+//! rendered ([`Line`]: text and JSON), so that campaigns, replays and the
+//! CLI need not know the protocol.
 
+use crate::engine::Protocol;
 use crate::nemesis::Fault;
 use checkers::fmt_time;
-use paxos::{Msg, NodeId, Record, Timer, Value};
+use paxos::NodeId;
 use rustc_hash::FxHasher;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -27,32 +31,34 @@ pub enum DropReason {
     Down,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Kind {
+/// What happened. `node` (in [`Event`]) is where it happened: the sender of
+/// a send, drop or duplicate, the receiver of a receive.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case", bound = "")]
+pub enum Kind<P: Protocol> {
     Send {
         to: NodeId,
-        msg: Msg,
+        msg: P::MsgSummary,
     },
     Receive {
         from: NodeId,
-        msg: Msg,
+        msg: P::MsgSummary,
     },
     Drop {
         to: NodeId,
-        msg: Msg,
+        msg: P::MsgSummary,
         reason: DropReason,
     },
     Duplicate {
         to: NodeId,
-        msg: Msg,
+        msg: P::MsgSummary,
     },
     Timer {
-        timer: Timer,
+        timer: P::Timer,
     },
     Persist {
         seq: u64,
-        record: Record,
+        write: P::WriteSummary,
     },
     Sync {
         upto: u64,
@@ -61,133 +67,96 @@ pub enum Kind {
         lost_writes: u32,
     },
     Restart,
-    Propose {
-        value: Value,
-    },
-    Learn {
-        value: Value,
-    },
-    Decide {
-        value: Value,
+    /// The node found its disk wiped or corrupt and rebuilds from peers.
+    Rebuilding {
+        corrupt: bool,
     },
     Fault {
         fault: Fault,
     },
     Quiet,
-    // ---- the log scenarios (`multi`, `kv`) ----
-    LSend {
-        to: NodeId,
-        msg: LMsg,
+    /// A fact the node reported (learned, applied, elected ...).
+    Note {
+        note: P::NoteSummary,
     },
-    LReceive {
-        from: NodeId,
-        msg: LMsg,
-    },
-    LDrop {
-        to: NodeId,
-        msg: LMsg,
-        reason: DropReason,
-    },
-    LDuplicate {
-        to: NodeId,
-        msg: LMsg,
-    },
-    LTimer {
-        timer: multipaxos::Timer,
-    },
-    Tick,
-    LPersist {
-        seq: u64,
-        write: LMsg,
-    },
-    /// A replica applied `slot` (`digest` fingerprints the entry).
-    Apply {
-        slot: u64,
-        cmds: u32,
-        digest: u64,
-    },
-    /// A replica installed a snapshot up to `upto`.
-    Install {
-        upto: u64,
-    },
-    Elected {
-        ballot: paxos::Ballot,
-    },
-    /// A replica found its disk wiped or corrupt and rebuilds from peers.
-    Rebuilding {
-        corrupt: bool,
-    },
-    Rebuilt,
     /// A client starts an operation (`node`: the replica it first tries).
     Invoke {
         client: u32,
-        seq: u64,
-        op: kv::Op,
+        req: P::Request,
     },
-    /// A client's request reaches a replica.
+    /// A client's request reaches node `node`.
     Request {
         client: u32,
-        seq: u64,
+        req: P::Request,
     },
-    /// A client's operation completed with `reply` from replica `node`.
+    /// Node `node` answers a client.
+    Reply {
+        client: u32,
+        reply: P::Reply,
+    },
+    /// A client accepted `reply` from `node`: its operation completed.
     Complete {
         client: u32,
-        seq: u64,
-        reply: kv::Reply,
-        local: bool,
-    },
-    /// Replica `node` redirected a client.
-    Redirect {
-        client: u32,
-        seq: u64,
-        leader: Option<NodeId>,
+        reply: P::Reply,
     },
     /// A client timed out and resends.
     Retry {
         client: u32,
-        seq: u64,
     },
 }
 
-/// A log-scenario message or write, summarized for the trace: its kind, the
-/// ballot and slot it names, how many entries it carries and a fingerprint of
-/// its whole content (so the trace hash covers every byte that was sent).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct LMsg {
-    pub kind: &'static str,
-    pub ballot: Option<paxos::Ballot>,
-    pub slot: Option<u64>,
-    pub len: u32,
-    pub digest: u64,
+impl<P: Protocol> Clone for Kind<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
+impl<P: Protocol> Copy for Kind<P> {}
 
-impl fmt::Display for LMsg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}(", self.kind)?;
-        let mut sep = "";
-        if let Some(b) = self.ballot {
-            write!(f, "{b}")?;
-            sep = ", ";
+impl<P: Protocol> Hash for Kind<P> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        use Kind::*;
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Send { to, msg } | Duplicate { to, msg } => (to, msg).hash(h),
+            Receive { from, msg } => (from, msg).hash(h),
+            Drop { to, msg, reason } => (to, msg, reason).hash(h),
+            Timer { timer } => timer.hash(h),
+            Persist { seq, write } => (seq, write).hash(h),
+            Sync { upto } => upto.hash(h),
+            Crash { lost_writes } => lost_writes.hash(h),
+            Rebuilding { corrupt } => corrupt.hash(h),
+            Fault { fault } => fault.hash(h),
+            Note { note } => note.hash(h),
+            Invoke { client, req } | Request { client, req } => (client, req).hash(h),
+            Reply { client, reply } | Complete { client, reply } => (client, reply).hash(h),
+            Retry { client } => client.hash(h),
+            Restart | Quiet => {}
         }
-        if let Some(s) = self.slot {
-            write!(f, "{sep}slot {s}")?;
-            sep = ", ";
-        }
-        if self.len > 0 {
-            write!(f, "{sep}{} entries", self.len)?;
-            sep = ", ";
-        }
-        write!(f, "{sep}#{:04x})", self.digest & 0xffff)
     }
 }
 
 /// One thing that happened, at a simulated time, on a node.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Event {
+#[derive(Serialize)]
+#[serde(bound = "")]
+pub struct Event<P: Protocol> {
     pub at_us: u64,
     pub node: NodeId,
     #[serde(flatten)]
-    pub kind: Kind,
+    pub kind: Kind<P>,
+}
+
+impl<P: Protocol> Clone for Event<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P: Protocol> Copy for Event<P> {}
+
+impl<P: Protocol> Hash for Event<P> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.at_us, self.node).hash(h);
+        self.kind.hash(h);
+    }
 }
 
 /// How much of the trace a run keeps.
@@ -202,17 +171,17 @@ pub enum Keep {
 /// How many recent events a failure report shows.
 pub const RECENT: usize = 40;
 
-pub struct Tracer {
+pub struct Tracer<P: Protocol> {
     /// FxHash has fixed keys: the fingerprint is the same across runs,
     /// threads and processes, unlike std's `RandomState`.
     hash: FxHasher,
-    recent: VecDeque<Event>,
-    all: Option<Vec<Event>>,
+    recent: VecDeque<Event<P>>,
+    all: Option<Vec<Event<P>>>,
     pub count: u64,
 }
 
-impl Tracer {
-    pub fn new(keep: Keep) -> Tracer {
+impl<P: Protocol> Tracer<P> {
+    pub fn new(keep: Keep) -> Tracer<P> {
         Tracer {
             hash: FxHasher::default(),
             recent: VecDeque::with_capacity(RECENT),
@@ -222,7 +191,7 @@ impl Tracer {
     }
 
     #[inline]
-    pub fn record(&mut self, ev: Event) {
+    pub fn record(&mut self, ev: Event<P>) {
         ev.hash(&mut self.hash);
         self.count += 1;
         if self.recent.len() == RECENT {
@@ -238,118 +207,73 @@ impl Tracer {
         self.hash.finish()
     }
 
-    pub fn recent(&self) -> Vec<Event> {
-        self.recent.iter().copied().collect()
+    pub fn recent(&self) -> impl Iterator<Item = &Event<P>> {
+        self.recent.iter()
     }
 
-    pub fn take_all(&mut self) -> Option<Vec<Event>> {
+    pub fn take_all(&mut self) -> Option<Vec<Event<P>>> {
         self.all.take()
     }
 }
 
-/// Compact text for a message: `Prepare(3.1)`, `Accept(3.1, 102)`.
-pub struct ShowMsg<'a>(pub &'a Msg);
-
-impl fmt::Display for ShowMsg<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self.0 {
-            Msg::Prepare { ballot } => write!(f, "Prepare({ballot})"),
-            Msg::Promise {
-                ballot,
-                accepted: None,
-            } => write!(f, "Promise({ballot}, none)"),
-            Msg::Promise {
-                ballot,
-                accepted: Some((b, v)),
-            } => write!(f, "Promise({ballot}, accepted {v} in {b})"),
-            Msg::Accept { ballot, value } => write!(f, "Accept({ballot}, {value})"),
-            Msg::Accepted { ballot, value } => write!(f, "Accepted({ballot}, {value})"),
-            Msg::Nack { ballot, promised } => write!(f, "Nack({ballot}, promised {promised})"),
-            Msg::Query => write!(f, "Query"),
-            Msg::Chosen { value } => write!(f, "Chosen({value})"),
-        }
-    }
-}
-
-impl fmt::Display for Event {
+impl<P: Protocol> fmt::Display for Event<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:>12} n{} ", fmt_time(self.at_us), self.node)?;
         match self.kind {
-            Kind::Send { to, msg } => write!(f, "send -> n{to} {}", ShowMsg(&msg)),
-            Kind::Receive { from, msg } => write!(f, "recv <- n{from} {}", ShowMsg(&msg)),
-            Kind::Drop { to, msg, reason } => {
-                write!(f, "drop -> n{to} {} ({reason:?})", ShowMsg(&msg))
-            }
-            Kind::Duplicate { to, msg } => write!(f, "dup  -> n{to} {}", ShowMsg(&msg)),
+            Kind::Send { to, msg } => write!(f, "send -> n{to} {msg}"),
+            Kind::Receive { from, msg } => write!(f, "recv <- n{from} {msg}"),
+            Kind::Drop { to, msg, reason } => write!(f, "drop -> n{to} {msg} ({reason:?})"),
+            Kind::Duplicate { to, msg } => write!(f, "dup  -> n{to} {msg}"),
             Kind::Timer { timer } => write!(f, "timer {timer:?}"),
-            Kind::Persist { seq, record } => {
-                write!(f, "persist #{seq} promised {}", record.promised)?;
-                if let Some((b, v)) = record.accepted {
-                    write!(f, " accepted {v} in {b}")?;
-                }
-                write!(f, " round {}", record.proposer_round)
-            }
+            Kind::Persist { seq, write } => write!(f, "persist #{seq} {write}"),
             Kind::Sync { upto } => write!(f, "sync done up to #{upto}"),
             Kind::Crash { lost_writes } => {
                 write!(f, "CRASH (lost {lost_writes} unsynced writes)")
             }
             Kind::Restart => write!(f, "RESTART from durable state"),
-            Kind::Propose { value } => write!(f, "client proposes {value}"),
-            Kind::Learn { value } => write!(f, "LEARN {value}"),
-            Kind::Decide { value } => write!(f, "DECIDE {value}"),
-            Kind::Fault { fault } => write!(f, "FAULT {fault}"),
-            Kind::Quiet => write!(f, "QUIET: faults heal, liveness clock starts"),
-            Kind::LSend { to, msg } => write!(f, "send -> n{to} {msg}"),
-            Kind::LReceive { from, msg } => write!(f, "recv <- n{from} {msg}"),
-            Kind::LDrop { to, msg, reason } => write!(f, "drop -> n{to} {msg} ({reason:?})"),
-            Kind::LDuplicate { to, msg } => write!(f, "dup  -> n{to} {msg}"),
-            Kind::LTimer { timer } => write!(f, "timer {timer:?}"),
-            Kind::Tick => write!(f, "tick timer"),
-            Kind::LPersist { seq, write } => write!(f, "persist #{seq} {write}"),
-            Kind::Apply { slot, cmds, digest } => write!(
-                f,
-                "APPLY slot {slot} ({cmds} cmds, #{:04x})",
-                digest & 0xffff
-            ),
-            Kind::Install { upto } => write!(f, "INSTALL snapshot up to slot {upto}"),
-            Kind::Elected { ballot } => write!(f, "ELECTED leader in {ballot}"),
             Kind::Rebuilding { corrupt } => write!(
                 f,
                 "REBUILD: disk {}, no votes until rebuilt from peers",
                 if corrupt { "corrupt" } else { "wiped" }
             ),
-            Kind::Rebuilt => write!(f, "REBUILT from peers, voting again"),
-            Kind::Invoke { client, seq, op } => write!(f, "c{client} invoke #{seq} {op:?}"),
-            Kind::Request { client, seq } => write!(f, "request from c{client} #{seq}"),
-            Kind::Complete {
-                client,
-                seq,
-                reply,
-                local,
-            } => write!(
-                f,
-                "c{client} ok #{seq} {reply:?}{}",
-                if local { " (lease read)" } else { "" }
-            ),
-            Kind::Redirect {
-                client,
-                seq,
-                leader,
-            } => write!(f, "redirect c{client} #{seq} to {leader:?}"),
-            Kind::Retry { client, seq } => write!(f, "c{client} retry #{seq}"),
+            Kind::Fault { fault } => write!(f, "FAULT {fault}"),
+            Kind::Quiet => write!(f, "QUIET: faults heal, liveness clock starts"),
+            Kind::Note { note } => write!(f, "{note}"),
+            Kind::Invoke { client, req } => write!(f, "c{client} invoke {req}"),
+            Kind::Request { client, req } => write!(f, "request from c{client} {req}"),
+            Kind::Reply { client, reply } => write!(f, "reply -> c{client} {reply}"),
+            Kind::Complete { client, reply } => write!(f, "c{client} ok {reply}"),
+            Kind::Retry { client } => write!(f, "c{client} retry"),
+        }
+    }
+}
+
+/// An event rendered, protocol-independent: what reports, repro tools and
+/// the CLI handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub at_us: u64,
+    pub node: NodeId,
+    pub text: String,
+    pub json: String,
+}
+
+impl Line {
+    pub fn of<P: Protocol>(ev: &Event<P>) -> Line {
+        Line {
+            at_us: ev.at_us,
+            node: ev.node,
+            text: ev.to_string(),
+            json: serde_json::to_string(ev).expect("events serialize"),
         }
     }
 }
 
 /// Renders events as text (one per line) or JSON Lines.
-pub fn render(events: &[Event], json: bool) -> String {
+pub fn render(events: &[Line], json: bool) -> String {
     let mut s = String::with_capacity(events.len() * 48);
     for ev in events {
-        if json {
-            s += &serde_json::to_string(ev).expect("events serialize");
-        } else {
-            s += &ev.to_string();
-        }
+        s += if json { &ev.json } else { &ev.text };
         s.push('\n');
     }
     s

@@ -84,6 +84,11 @@ pub enum Invariant {
     /// After faults heal, every client operation completes within the bound
     /// and the replicas converge.
     L2,
+    // ---- protocols brought by users (the detail names the property) ----
+    /// A safety property of a user's scenario.
+    Safety,
+    /// A liveness property of a user's scenario.
+    Liveness,
 }
 
 impl Invariant {
@@ -109,6 +114,8 @@ impl Invariant {
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",
             Invariant::L2 => "after faults heal, operations complete and replicas converge",
+            Invariant::Safety => "the scenario's safety property held",
+            Invariant::Liveness => "the scenario's liveness property held",
         }
     }
 }
@@ -142,7 +149,7 @@ impl fmt::Display for Violation {
 /// reveals its write number `after` (0: none), while its writes up to
 /// `synced` are durable on the simulator's disk. `msg` describes the message,
 /// for the report only.
-pub fn check_disclosure<D: fmt::Debug>(
+pub fn check_disclosure<D: fmt::Display>(
     at_us: u64,
     node: NodeId,
     to: NodeId,
@@ -158,7 +165,7 @@ pub fn check_disclosure<D: fmt::Debug>(
         at_us,
         node: Some(node),
         detail: format!(
-            "n{node} sent {:?} to n{to}, revealing write #{after}, but only writes up to \
+            "n{node} sent {} to n{to}, revealing write #{after}, but only writes up to \
              #{synced} are durable",
             msg()
         ),

@@ -251,3 +251,16 @@ fn s4_a_decision_no_client_asked_for() {
     let err = o.on_decided(5, 2, 10).unwrap_err();
     assert_eq!(err.invariant, Invariant::S4, "n2 runs no proposal");
 }
+
+#[test]
+fn d1_flags_a_message_that_reveals_a_write_not_yet_durable() {
+    assert!(crate::check_disclosure(5, 1, 2, 3, 3, || "Promise").is_ok());
+    assert!(crate::check_disclosure(5, 1, 2, 0, 0, || "Query").is_ok());
+    let v = crate::check_disclosure(5, 1, 2, 4, 3, || "Promise(1.1)").unwrap_err();
+    assert_eq!(v.invariant, Invariant::D1);
+    assert!(
+        v.detail
+            .contains("n1 sent Promise(1.1) to n2, revealing write #4"),
+        "{v}"
+    );
+}

@@ -1,0 +1,515 @@
+//! The whole command line (`run`, `campaign`, `replay`, `shrink`, `bench`,
+//! `scenarios`), for `paxsim` and for any program that registers scenarios
+//! of its own: call [`main`] with them. Exit status: 0 all runs passed, 1 an
+//! invariant broke (or a run was nondeterministic), 2 bad input.
+
+use crate::campaign::{self, Options};
+use crate::config::{program, set_program};
+use crate::repro::Repro;
+use crate::scenario::{self, run_schedule, Dyn, Report};
+use crate::trace::render;
+use crate::{Faults, Keep, RunConfig};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "paxsim",
+    version,
+    about = "Deterministic simulation testing for Paxos (and your own protocol)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one seed and print its trace.
+    Run {
+        #[command(flatten)]
+        setup: Setup,
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        out: Output,
+        /// Run the seed twice and require byte-identical traces.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Rerun a saved failure exactly, from its repro file (which it leaves
+    /// as it is: a replay writes no repro file).
+    Replay {
+        file: PathBuf,
+        /// How to print the trace.
+        #[arg(long, value_enum, default_value = "human")]
+        trace: TraceFormat,
+    },
+    /// Cut a saved failure down to the fewest faults, the lowest fault
+    /// probabilities and (multi, kv) the smallest workload under which the
+    /// same seed still breaks the same invariant; save it as a new repro
+    /// file. Exits 0 when it wrote the shrunk repro.
+    Shrink {
+        file: PathBuf,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+        budget: u32,
+        /// Where to write the shrunk repro file (`<scenario>-seed-<seed>-shrunk.json`).
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
+    },
+    /// Run many seeds in parallel and summarise.
+    Campaign {
+        #[command(flatten)]
+        setup: Setup,
+        /// How many seeds to run.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Worker threads (default: the number of cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: Option<u16>,
+        /// Run every seed twice and compare trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where to write failing seeds' repro files.
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
+        /// Stop after this many failures (0: never stop early).
+        #[arg(long, default_value_t = 0)]
+        max_failures: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Fail (exit 1) if any coverage mark was never reached: a path the
+        /// campaign was meant to exercise went untested.
+        #[arg(long)]
+        require_coverage: bool,
+        /// Run the campaign on every scenario in turn (`paxsim scenarios`),
+        /// each with these seeds; exits 1 if any failed.
+        #[arg(long, conflicts_with_all = ["scenario", "bugs", "clients", "ops", "nodes"])]
+        all_scenarios: bool,
+    },
+    /// Measure simulation speed (build with --release).
+    Bench {
+        /// Wall-clock seconds per measurement.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// Only these scenarios (repeatable; default: all).
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Skip the linearizability checker's figures.
+        #[arg(long)]
+        no_linearizability: bool,
+    },
+    /// List the scenarios and the known-buggy variants.
+    Scenarios,
+}
+
+#[derive(Args, Clone)]
+struct Setup {
+    /// The scenario (`scenarios` lists them; default: the first).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Cluster size (basic: 3-9, default 5; multi and kv: 3-7, default 5).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    nodes: Option<u8>,
+    /// Concurrent clients (basic: the proposers, default 3; multi and kv:
+    /// default 5).
+    #[arg(long, visible_alias = "proposers", value_parser = clap::value_parser!(u8).range(1..=16))]
+    clients: Option<u8>,
+    /// Operations per client (multi 100, kv 200 by default).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    ops: Option<u32>,
+    /// Switch on a known-buggy variant (repeatable); see `scenarios`.
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+    /// No faults at all (the same as `--faults none`).
+    #[arg(long, conflicts_with = "faults")]
+    calm: bool,
+    /// Fixed fault intensities instead of drawing them per seed (swarm):
+    /// `none`, `all`, or `name=value,...`, e.g. `crashes=5,loss_permille=100`.
+    /// Names: loss_permille dup_permille long_delay_permille jitter_us
+    /// disk_jitter_us crash_in_sync_permille crashes partitions slow_nodes;
+    /// where the protocol faces them (multi, kv): leader_faults
+    /// clock_drift_ppm clock_skew_us pauses torn_permille bit_flips wipes
+    /// snapshot_crash_permille (`all-log`: all).
+    #[arg(long, value_parser = Faults::parse)]
+    faults: Option<Faults>,
+}
+
+impl Setup {
+    fn config(&self) -> Result<RunConfig, String> {
+        let base = match &self.scenario {
+            Some(name) => scenario::find(name)?,
+            None => scenario::all()[0],
+        }
+        .defaults();
+        let mut cfg = RunConfig {
+            nodes: self.nodes.unwrap_or(base.nodes),
+            clients: self.clients.unwrap_or(base.clients),
+            ops: self.ops.unwrap_or(base.ops),
+            faults: if self.calm {
+                Some(Faults::NONE)
+            } else {
+                self.faults
+            },
+            ..base
+        };
+        for b in &self.bugs {
+            cfg.enable_bug(b)?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct Output {
+    /// How to print the trace.
+    #[arg(long, value_enum, default_value = "human")]
+    trace: TraceFormat,
+    /// Where to write a repro file if the run fails.
+    #[arg(long, default_value = "paxsim-repros")]
+    repro_dir: PathBuf,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    Human,
+    Json,
+    None,
+}
+
+/// Runs the command line of `paxsim`: the built-in scenarios plus
+/// `extra`, under the program name `name` (what replay commands print).
+/// A program of your own calls this from its `main` with its scenarios.
+pub fn main(name: &'static str, extra: &[&'static dyn Dyn]) -> ExitCode {
+    set_program(name);
+    for s in extra {
+        if let Err(e) = scenario::register(*s) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let matches = Cli::command().name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
+    match cmd {
+        Cmd::Run {
+            setup,
+            seed,
+            out,
+            check_determinism,
+        } => {
+            let cfg = setup.config()?;
+            let (resolved, schedule) = scenario::plan(seed, &cfg);
+            let report = run_schedule(seed, &resolved, schedule.clone(), Keep::All);
+            if check_determinism {
+                let again = run_schedule(seed, &resolved, schedule, Keep::All);
+                if again.trace_hash != report.trace_hash || again.trace != report.trace {
+                    eprintln!("NONDETERMINISM: seed {seed} produced two different traces");
+                    return Ok(ExitCode::from(1));
+                }
+                eprintln!(
+                    "determinism: two runs, identical traces (hash {:016x})",
+                    report.trace_hash
+                );
+            }
+            let save = Save::Into {
+                dir: &out.repro_dir,
+                command: cfg.run_command(seed),
+            };
+            finish(&report, out.trace, save)
+        }
+        Cmd::Replay { file, trace } => {
+            let repro = Repro::load(&file)?;
+            let report = run_schedule(repro.seed, &repro.config, repro.schedule.clone(), Keep::All);
+            let code = finish(&report, trace, Save::Already(&file))?;
+            match repro.trace_hash {
+                Some(h) if h != report.trace_hash => {
+                    eprintln!(
+                        "warning: trace hash {:016x} differs from the saved {h:016x}: \
+                         the code changed since this file was written, so the replay is not exact",
+                        report.trace_hash
+                    );
+                }
+                Some(_) => eprintln!(
+                    "replay exact: trace hash {:016x} matches the repro file",
+                    report.trace_hash
+                ),
+                None => {}
+            }
+            Ok(code)
+        }
+        Cmd::Shrink {
+            file,
+            budget,
+            repro_dir,
+        } => shrink(&file, budget, &repro_dir),
+        Cmd::Campaign {
+            setup,
+            seeds,
+            start,
+            jobs,
+            check_determinism,
+            repro_dir,
+            max_failures,
+            quiet,
+            require_coverage,
+            all_scenarios,
+        } => {
+            let scenarios: Vec<String> = if all_scenarios {
+                scenario::all()
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect()
+            } else {
+                vec![setup.scenario.clone().unwrap_or_default()]
+            };
+            let jobs = jobs
+                .map(usize::from)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let mut ok = true;
+            for scenario in scenarios {
+                let config = Setup {
+                    scenario: (!scenario.is_empty()).then_some(scenario),
+                    ..setup.clone()
+                }
+                .config()?;
+                let opts = Options {
+                    config,
+                    start,
+                    seeds,
+                    jobs,
+                    check_determinism,
+                    repro_dir: Some(repro_dir.clone()),
+                    max_failures,
+                    progress: !quiet,
+                };
+                ok &= campaign_one(&opts, require_coverage);
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Bench {
+            seconds,
+            scenarios,
+            no_linearizability,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("note: this is a debug build; use `cargo run --release -- bench` for real figures");
+            }
+            for fig in crate::bench::standard(Duration::from_secs(seconds), &scenarios)? {
+                println!("{fig}");
+            }
+            if !no_linearizability {
+                println!("linearizability checker (best of 3):");
+                for row in crate::bench::linearizability() {
+                    println!("  {row}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Scenarios => {
+            println!("scenarios (--scenario NAME):");
+            for s in scenario::all() {
+                println!("  {:<8} {}", s.name(), s.about());
+            }
+            for s in scenario::all() {
+                println!("{} bugs (--bug NAME, never on by default):", s.name());
+                for (name, about) in s.canaries() {
+                    println!("  {name:<26} {about}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs one campaign and prints its summary; true if every seed passed.
+fn campaign_one(opts: &Options, require_coverage: bool) -> bool {
+    println!(
+        "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
+        opts.config.scenario,
+        opts.start,
+        opts.start.saturating_add(opts.seeds),
+        opts.jobs,
+        opts.config.bugs.join(", "),
+        match opts.config.faults {
+            Some(f) => format!("fixed ({})", f.spec()),
+            None => "drawn per seed (swarm)".into(),
+        }
+    );
+    let summary = campaign::run(opts);
+    print!("{}", summary.render(&opts.config));
+    if let Some(first) = summary.failures.iter().min_by_key(|f| f.seed) {
+        println!(
+            "\nlast events before the first failure (seed {}):\n{}",
+            first.seed, first.recent
+        );
+    }
+    let unreached = summary.never_reached(&opts.config);
+    if require_coverage && !unreached.is_empty() {
+        println!(
+            "FAIL: --require-coverage: never reached: {}",
+            unreached.join(", ")
+        );
+        return false;
+    }
+    summary.ok()
+}
+
+/// Where a failing run's repro file is.
+enum Save<'a> {
+    /// Write it into this directory; `command` is the `paxsim run` that
+    /// reproduces the run, if flags can express its config.
+    Into {
+        dir: &'a std::path::Path,
+        command: Option<String>,
+    },
+    /// The run is a replay of this file.
+    Already(&'a std::path::Path),
+}
+
+/// Prints a run's header, trace and verdict; saves a repro on failure.
+fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, String> {
+    let c = &report.config;
+    let f = c.faults.expect("resolved");
+    eprintln!(
+        "seed {} scenario {} nodes {} clients {} x {} ops bugs [{}]",
+        report.seed,
+        c.scenario,
+        c.nodes,
+        c.clients,
+        c.ops,
+        c.bugs.join(", ")
+    );
+    eprintln!(
+        "faults: loss {}‰ dup {}‰ long-delay {}‰ jitter {}us disk-jitter {}us crash-in-sync {}‰ crashes {} partitions {} slow {}; schedule of {}",
+        f.loss_permille,
+        f.dup_permille,
+        f.long_delay_permille,
+        f.jitter_us,
+        f.disk_jitter_us,
+        f.crash_in_sync_permille,
+        f.crashes,
+        f.partitions,
+        f.slow_nodes,
+        report.schedule.faults.len()
+    );
+    if f.unsupported(&crate::engine::Caps::default()).is_some() {
+        eprintln!(
+            "more faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰",
+            f.leader_faults,
+            f.clock_drift_ppm,
+            f.clock_skew_us,
+            f.pauses,
+            f.torn_permille,
+            f.bit_flips,
+            f.wipes,
+            f.snapshot_crash_permille
+        );
+    }
+    if trace != TraceFormat::None {
+        if let Some(events) = &report.trace {
+            print!("{}", render(events, trace == TraceFormat::Json));
+        }
+    }
+    eprintln!(
+        "{} events, {} deliveries, simulated {}, trace hash {:016x}",
+        report.stats.events,
+        report.stats.deliveries,
+        checkers::fmt_time(report.stats.sim_time_us),
+        report.trace_hash
+    );
+    if report.stats.unproven > 0 {
+        eprintln!(
+            "warning: the end-of-run history check ran out of budget: \
+             this history is not proven (linearizable)"
+        );
+    }
+    match &report.violation {
+        None => {
+            eprintln!("ok: every invariant held");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(v) => {
+            eprintln!("FAIL: {v}");
+            let path = match save {
+                Save::Into { dir, command } => {
+                    let path = Repro::from_report(report).save(dir)?;
+                    if let Some(cmd) = command {
+                        eprintln!("replay: {cmd}");
+                    }
+                    path
+                }
+                Save::Already(file) => file.to_path_buf(),
+            };
+            eprintln!("replay: {} replay {}", program(), path.display());
+            eprintln!("shrink: {} shrink {}", program(), path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `paxsim shrink`: shrinks a repro file's failure and saves the result.
+fn shrink(file: &std::path::Path, budget: u32, dir: &std::path::Path) -> Result<ExitCode, String> {
+    let repro = Repro::load(file)?;
+    let (cfg, sched) = (&repro.config, &repro.schedule);
+    eprintln!(
+        "shrinking seed {} ({}): {} scheduled faults, {} clients x {} ops, at most {budget} runs",
+        repro.seed,
+        cfg.scenario,
+        sched.faults.len(),
+        cfg.clients,
+        cfg.ops
+    );
+    let out = crate::shrink::shrink(&repro, budget, &mut |step| eprintln!("  cut {step}"))?;
+    let r = &out.report;
+    eprintln!(
+        "shrunk in {} runs{}: {} -> {} scheduled faults, {} x {} -> {} x {} client ops",
+        out.runs,
+        if out.budget_spent {
+            " (budget spent; shrinking the result again may cut more)"
+        } else {
+            ""
+        },
+        sched.faults.len(),
+        r.schedule.faults.len(),
+        cfg.clients,
+        cfg.ops,
+        r.config.clients,
+        r.config.ops
+    );
+    let f = r.config.faults.expect("resolved");
+    eprintln!("remaining fault intensities: {}", f.spec());
+    eprintln!("remaining schedule:");
+    for t in &r.schedule.faults {
+        eprintln!("  {:>12}  {}", checkers::fmt_time(t.at_us), t.fault);
+    }
+    let v = r.violation.as_ref().expect("a shrunk run fails");
+    eprintln!("FAIL: {v}");
+    let path = Repro::from_report(r).save_as(dir, "-shrunk")?;
+    eprintln!("replay: {} replay {}", program(), path.display());
+    Ok(ExitCode::SUCCESS)
+}

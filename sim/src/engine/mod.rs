@@ -1,0 +1,1061 @@
+//! The one event loop: a discrete-event simulation of any [`Protocol`].
+//!
+//! A run is a single priority queue ordered by (simulated time, insertion
+//! number). Every event — a message arriving, a timer firing, a disk sync
+//! completing, a client request or reply, a scheduled fault — is popped in
+//! that order and handed to the sans-IO node it concerns; the node's effects
+//! become new events through the network interposer (latency, jitter, loss,
+//! duplication, long delays, partitions, one-way cuts, slow nodes) and the
+//! disk ([`Disk`]: syncs, power loss keeping a prefix, torn writes, bit
+//! flips, wipes). Each node runs on its own clock (skew and drift from the
+//! nemesis) and can be paused.
+//!
+//! Randomness comes from named ChaCha streams of the seed ([`Stream`]): the
+//! swarm draw, the schedule, the run (network, disk, timers), the scenario's
+//! per-seed choices and the workload each have their own, so an edited
+//! schedule leaves the swarm draw alone and a workload change leaves the
+//! network's draws alone.
+//!
+//! After every effect the scenario's [`Checker`] judges what the node did;
+//! D1 (durability before disclosure) is judged here, for every protocol. A
+//! protocol assertion that fails inside a node is caught and reported as a
+//! violation. The run stops at the first violation.
+//!
+//! Why not madsim's runtime here: a campaign runs millions of schedules, and
+//! madsim pays for socket emulation, task spawns and a boxed payload per
+//! message. This loop pays for none of that; `crates/node` runs the same
+//! cores on madsim's net/time/task APIs.
+
+pub mod disk;
+pub mod protocol;
+
+pub use disk::Disk;
+pub use protocol::{
+    Boot, Canary, Caps, Check, Checker, DiskRecord, Effect, Input, Never, Protocol, Scenario,
+    Workload,
+};
+
+use crate::config::RunConfig;
+use crate::nemesis::{Fault, Faults, Schedule};
+use crate::queue::Queue;
+use crate::trace::{DropReason, Event, Keep, Kind, Tracer};
+use checkers::{Invariant, Violation};
+use paxos::{NodeId, MAX_NODES};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The seed's random streams, one per purpose.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Which fault kinds are on and how hard (swarm testing).
+    Swarm = 0,
+    /// The fault schedule.
+    Schedule = 1,
+    /// Run time: latencies, message and disk faults, timer jitter.
+    Run = 2,
+    /// The clients: what they ask and when (and the workload's per-seed
+    /// choices, drawn first).
+    Workload = 4,
+}
+
+/// The generator of a seed's stream.
+pub fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream as u64);
+    r
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub events: u64,
+    pub deliveries: u64,
+    pub drops: u64,
+    pub duplicates: u64,
+    pub sim_time_us: u64,
+    /// Scheduled faults that took effect, by [`Fault::kind_index`].
+    pub faults: [u64; crate::nemesis::KINDS],
+    /// 1 if the end-of-run history check ran out of budget (no verdict).
+    #[serde(default)]
+    pub unproven: u64,
+}
+
+/// The typed result of one run.
+pub struct Outcome<P: Protocol> {
+    /// The config and schedule the run ran under (handed back, not copied).
+    pub config: RunConfig,
+    pub schedule: Schedule,
+    pub violation: Option<Violation>,
+    pub stats: Stats,
+    pub coverage: Vec<(&'static str, u64)>,
+    pub trace_hash: u64,
+    /// The last events before the end (the lead-up to a violation): kept
+    /// if the run failed or kept its whole trace.
+    pub recent: Vec<Event<P>>,
+    pub trace: Option<Vec<Event<P>>>,
+}
+
+enum Ev<P: Protocol> {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: P::Msg,
+        /// Its trace summary, computed once at the send.
+        sum: P::MsgSummary,
+    },
+    Timer {
+        node: NodeId,
+        inc: u32,
+        timer: P::Timer,
+    },
+    SyncDone {
+        node: NodeId,
+        inc: u32,
+        upto: u64,
+    },
+    Fault(u32),
+    /// Power loss during a sync: crash `node` if still incarnation `inc`.
+    PowerLoss {
+        node: NodeId,
+        inc: u32,
+    },
+    Restart {
+        node: NodeId,
+    },
+    /// A client's request reaches a node.
+    ToNode {
+        to: NodeId,
+        client: u32,
+        req: P::Request,
+    },
+    /// A node's reply reaches a client.
+    ToClient {
+        client: u32,
+        from: NodeId,
+        reply: P::Reply,
+    },
+    Wake {
+        client: u32,
+        token: u64,
+    },
+    Quiet,
+}
+
+impl<P: Protocol> Ev<P> {
+    /// The node whose pause holds this event back, if any.
+    fn target(&self) -> Option<NodeId> {
+        match self {
+            Ev::Deliver { to, .. } | Ev::ToNode { to, .. } => Some(*to),
+            Ev::Timer { node, .. } | Ev::SyncDone { node, .. } => Some(*node),
+            _ => None,
+        }
+    }
+}
+
+/// A node's clock: `skew + t * (1 + rate_ppm / 10^6)`.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Clock {
+    pub skew_us: u64,
+    pub rate_ppm: i32,
+}
+
+impl Clock {
+    pub fn local(&self, t: u64) -> u64 {
+        if self.rate_ppm == 0 {
+            return self.skew_us + t;
+        }
+        let drift = (t as i128 * self.rate_ppm as i128) / 1_000_000;
+        (self.skew_us as i128 + t as i128 + drift) as u64
+    }
+    /// Real time for `d` of local time to pass.
+    pub fn real(&self, d: u64) -> u64 {
+        if self.rate_ppm == 0 {
+            return d;
+        }
+        ((d as u128 * 1_000_000).div_ceil((1_000_000 + self.rate_ppm as i64) as u128)) as u64
+    }
+}
+
+/// A node's slot: its process (if up), its disk and what the nemesis did to it.
+struct Slot<W> {
+    /// Incarnation: bumped at each crash, so a dead process's timers and
+    /// syncs are ignored.
+    inc: u32,
+    disk: Disk<W>,
+    slow: bool,
+    paused_until: u64,
+    clock: Clock,
+}
+
+/// The bound on queued events: a run that exceeds it is a harness bug or a
+/// message storm, and stops with an assertion rather than eating memory.
+const QUEUE_MAX: usize = 1 << 21;
+
+/// The part of the world a workload may touch, through [`Cx`].
+pub struct Core<P: Protocol> {
+    cfg: RunConfig,
+    faults: Faults,
+    now: u64,
+    quiet: bool,
+    quiet_at: u64,
+    rng: ChaCha8Rng,
+    wrng: ChaCha8Rng,
+    queue: Queue<Ev<P>>,
+    /// `blocked[a]` has bit `b` set when messages from a to b are cut.
+    blocked: [u16; MAX_NODES],
+    nodes: Vec<Option<P>>,
+    slots: Vec<Slot<P::Write>>,
+    trace: Tracer<P>,
+    stats: Stats,
+    violation: Option<Violation>,
+    /// Operations the workload started, for the checker.
+    invoked: Vec<(u32, P::Request)>,
+    /// Requests the workload hands to a node directly: (client, node, req).
+    local: Vec<(u32, NodeId, P::Request)>,
+    /// Whether the schedule pauses any node (else no event is ever held).
+    pauses: bool,
+}
+
+/// A workload's handle on the world.
+pub struct Cx<'a, P: Protocol> {
+    core: &'a mut Core<P>,
+}
+
+impl<P: Protocol> Cx<'_, P> {
+    pub fn now(&self) -> u64 {
+        self.core.now
+    }
+    pub fn cfg(&self) -> &RunConfig {
+        &self.core.cfg
+    }
+    /// Whether the quiet period has begun, and when.
+    pub fn quiet_at(&self) -> Option<u64> {
+        self.core.quiet.then_some(self.core.quiet_at)
+    }
+    /// The workload's own random stream.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.core.wrng
+    }
+    /// The live nodes (read-only).
+    pub fn nodes(&self) -> &[Option<P>] {
+        &self.core.nodes
+    }
+    /// Records that `client` starts an operation (`node`: where it goes
+    /// first); the checker hears of it.
+    pub fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
+        self.core.record(node, Kind::Invoke { client, req });
+        self.core.invoked.push((client, req));
+    }
+    /// Sends `req` from `client` to `node` over the clients' network: lost,
+    /// duplicated and delayed like any message, but outside partitions
+    /// (clients reach an isolated node).
+    pub fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
+        self.core.request(client, node, req);
+    }
+    /// Hands `req` to `node` now, bypassing the network (a client on the
+    /// node's own machine). Dropped if the node is down when it arrives.
+    pub fn local(&mut self, client: u32, node: NodeId, req: P::Request) {
+        let now = self.core.now;
+        self.core.push(
+            now,
+            Ev::ToNode {
+                to: node,
+                client,
+                req,
+            },
+        );
+    }
+    /// Calls [`Workload::on_wake`] with `token` after `after_us`.
+    pub fn wake(&mut self, client: u32, after_us: u64, token: u64) {
+        let at = self.core.now + after_us;
+        self.core.push(at, Ev::Wake { client, token });
+    }
+    /// Records that `client` accepted `reply` from `node`.
+    pub fn complete(&mut self, client: u32, node: NodeId, reply: P::Reply) {
+        self.core.record(node, Kind::Complete { client, reply });
+    }
+    pub fn retry(&mut self, client: u32, node: NodeId) {
+        self.core.record(node, Kind::Retry { client });
+    }
+    /// Reports a broken invariant (the first one of a run stands).
+    pub fn fail(&mut self, invariant: Invariant, node: Option<NodeId>, detail: String) {
+        let at_us = self.core.now;
+        self.core.check(Err(Violation {
+            invariant,
+            at_us,
+            node,
+            detail,
+        }));
+    }
+}
+
+impl<P: Protocol> Core<P> {
+    fn push(&mut self, at_us: u64, ev: Ev<P>) {
+        assert!(at_us >= self.now, "an event scheduled in the past");
+        self.queue.push(at_us, ev);
+    }
+
+    #[inline]
+    fn record(&mut self, node: NodeId, kind: Kind<P>) {
+        self.trace.record(Event {
+            at_us: self.now,
+            node,
+            kind,
+        });
+    }
+
+    fn check(&mut self, r: Check) {
+        if let Err(v) = r {
+            if self.violation.is_none() {
+                self.violation = Some(v);
+            }
+        }
+    }
+
+    fn active_faults(&self) -> Faults {
+        if self.quiet {
+            Faults::NONE
+        } else {
+            self.faults
+        }
+    }
+
+    fn permille(&mut self, p: u16) -> bool {
+        p > 0 && self.rng.gen_range(0..1000) < p
+    }
+
+    fn latency(&mut self, a: NodeId, b: Option<NodeId>, f: &Faults) -> u64 {
+        let mut d = self.cfg.latency_us;
+        if f.jitter_us > 0 {
+            d += self.rng.gen_range(0..=f.jitter_us);
+        }
+        if self.permille(f.long_delay_permille) {
+            d += self.rng.gen_range(0..=self.cfg.long_delay_us_max);
+        }
+        if self.slots[a as usize].slow || b.is_some_and(|b| self.slots[b as usize].slow) {
+            d *= self.cfg.slow_factor;
+        }
+        d
+    }
+
+    fn cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.blocked[from as usize] & (1 << to) != 0
+    }
+
+    fn drop_msg(&mut self, from: NodeId, to: NodeId, msg: P::MsgSummary, reason: DropReason) {
+        self.stats.drops += 1;
+        self.record(from, Kind::Drop { to, msg, reason });
+    }
+
+    /// The network interposer: decides the fate of one message.
+    fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg, sum: P::MsgSummary) {
+        if from == to {
+            // Local delivery never crosses the network.
+            self.push(self.now + 1, Ev::Deliver { from, to, msg, sum });
+            return;
+        }
+        if self.cut(from, to) {
+            self.drop_msg(from, to, sum, DropReason::Partition);
+            return;
+        }
+        let f = self.active_faults();
+        if self.permille(f.loss_permille) {
+            self.drop_msg(from, to, sum, DropReason::Loss);
+            return;
+        }
+        let at = self.now + self.latency(from, Some(to), &f);
+        if self.permille(f.dup_permille) {
+            self.stats.duplicates += 1;
+            self.record(from, Kind::Duplicate { to, msg: sum });
+            let again = self.now + self.latency(from, Some(to), &f);
+            let msg = msg.clone();
+            self.push(again, Ev::Deliver { from, to, msg, sum });
+        }
+        self.push(at, Ev::Deliver { from, to, msg, sum });
+    }
+
+    /// A client request on the clients' network (loss, duplication, delay;
+    /// no partitions: clients sit outside them).
+    fn request(&mut self, client: u32, to: NodeId, req: P::Request) {
+        let f = self.active_faults();
+        if self.permille(f.loss_permille) {
+            self.stats.drops += 1;
+            return;
+        }
+        let at = self.now + self.latency(to, None, &f);
+        if self.permille(f.dup_permille) {
+            self.stats.duplicates += 1;
+            let again = self.now + self.latency(to, None, &f);
+            self.push(again, Ev::ToNode { to, client, req });
+        }
+        self.push(at, Ev::ToNode { to, client, req });
+    }
+
+    fn answer(&mut self, from: NodeId, client: u32, reply: P::Reply) {
+        let f = self.active_faults();
+        if self.permille(f.loss_permille) {
+            self.stats.drops += 1;
+            return;
+        }
+        let at = self.now + self.latency(from, None, &f);
+        self.push(
+            at,
+            Ev::ToClient {
+                client,
+                from,
+                reply,
+            },
+        );
+    }
+
+    fn local(&self, id: NodeId) -> u64 {
+        self.slots[id as usize].clock.local(self.now)
+    }
+
+    /// Until when the node an event is for is paused, if it is.
+    fn paused(&self, ev: &Ev<P>) -> Option<u64> {
+        let until = self.slots[ev.target()? as usize].paused_until;
+        (until > self.now).then_some(until)
+    }
+
+    /// Whether node `i` has lost its durable state and not yet rebuilt it.
+    fn disk_lost(&self, i: NodeId) -> bool {
+        match &self.nodes[i as usize] {
+            Some(p) => p.disk_lost(),
+            None => !P::disk_intact(&self.slots[i as usize].disk.durable),
+        }
+    }
+
+    /// The live node that leads with the highest rank.
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.as_ref()?.leader_rank()?, i as NodeId)))
+            .max()
+            .map(|(_, i)| i)
+    }
+}
+
+thread_local! {
+    /// The message and location of the last panic on this thread, recorded by
+    /// the hook below so a failed protocol assertion can be reported.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static IN_RUN: RefCell<bool> = const { RefCell::new(false) };
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_RUN.with(|r| *r.borrow()) {
+                let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                    s.to_string()
+                } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                    s.clone()
+                } else {
+                    "panic".to_string()
+                };
+                let loc = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic (a failed protocol assertion) into its message
+/// and location, without printing it.
+pub fn catching(f: impl FnOnce()) -> Result<(), String> {
+    install_panic_hook();
+    IN_RUN.with(|r| *r.borrow_mut() = true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_RUN.with(|r| *r.borrow_mut() = false);
+    result.map_err(|_| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+/// One run of one seed of scenario `S`.
+pub struct Engine<S: Scenario> {
+    core: Core<S::P>,
+    configs: Vec<<S::P as Protocol>::Config>,
+    checker: S::Checker,
+    workload: S::Workload,
+    schedule: Schedule,
+    out: Vec<<S::P as Protocol>::Output>,
+    /// The node being stepped (for assertion reports).
+    current: Option<NodeId>,
+}
+
+impl<S: Scenario> Engine<S> {
+    /// `cfg` must be validated and its faults resolved, and `schedule` must
+    /// fit it (the callers check both and report errors).
+    pub fn new(scenario: &S, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Self {
+        let faults = cfg.faults.expect("faults resolved by plan()");
+        let (configs, checker) = (scenario.node_configs(&cfg), scenario.checker(&cfg));
+        let n = cfg.nodes as usize;
+        let slots = (0..n)
+            .map(|_| Slot {
+                inc: 0,
+                disk: Disk::default(),
+                slow: false,
+                paused_until: 0,
+                clock: Clock::default(),
+            })
+            .collect();
+        let mut wrng = rng(seed, Stream::Workload);
+        let workload = scenario.workload(&cfg, &mut wrng);
+        Engine {
+            core: Core {
+                faults,
+                now: 0,
+                quiet: false,
+                quiet_at: 0,
+                rng: rng(seed, Stream::Run),
+                wrng,
+                queue: Queue::new(QUEUE_MAX),
+                blocked: [0; MAX_NODES],
+                nodes: (0..n).map(|_| None).collect(),
+                slots,
+                trace: Tracer::new(keep),
+                stats: Stats::default(),
+                violation: None,
+                invoked: Vec::new(),
+                local: Vec::new(),
+                pauses: schedule
+                    .faults
+                    .iter()
+                    .any(|t| matches!(t.fault, Fault::Pause { .. })),
+                cfg,
+            },
+            configs,
+            checker,
+            workload,
+            schedule,
+            out: Vec::with_capacity(64),
+            current: None,
+        }
+    }
+
+    /// Runs to the end: until the workload is done and the cluster settled
+    /// in the quiet period, or a liveness deadline passed, or an invariant
+    /// broke.
+    pub fn run(mut self) -> Outcome<S::P> {
+        if let Err(detail) = catching(|| self.run_loop()) {
+            self.core.violation = Some(Violation {
+                invariant: Invariant::Assert,
+                at_us: self.core.now,
+                node: self.current,
+                detail,
+            });
+        }
+        if self.core.violation.is_none() {
+            match catching(|| match self.workload.finish() {
+                Ok(true) => {}
+                Ok(false) => self.core.stats.unproven = 1,
+                Err(v) => self.core.violation = Some(v),
+            }) {
+                Ok(()) => {}
+                Err(detail) => {
+                    self.core.violation = Some(Violation {
+                        invariant: Invariant::Assert,
+                        at_us: self.core.now,
+                        node: None,
+                        detail,
+                    })
+                }
+            }
+        }
+        let mut core = self.core;
+        core.stats.sim_time_us = core.now;
+        core.stats.events = core.trace.count;
+        let trace = core.trace.take_all();
+        let recent = if core.violation.is_some() || trace.is_some() {
+            core.trace.recent().copied().collect()
+        } else {
+            Vec::new()
+        };
+        Outcome {
+            config: core.cfg,
+            schedule: self.schedule,
+            violation: core.violation,
+            stats: core.stats,
+            coverage: self.checker.coverage(),
+            trace_hash: core.trace.hash(),
+            recent,
+            trace,
+        }
+    }
+
+    fn deadline(&self) -> u64 {
+        if !self.core.quiet {
+            return u64::MAX;
+        }
+        self.workload.deadline(self.core.quiet_at, &self.core.cfg)
+    }
+
+    fn run_loop(&mut self) {
+        let n = self.core.cfg.nodes;
+        // Clock faults act from time zero, before anyone reads a clock.
+        for t in &self.schedule.faults {
+            if let Fault::Clock {
+                node,
+                skew_us,
+                rate_ppm,
+            } = t.fault
+            {
+                self.core.slots[node as usize].clock = Clock { skew_us, rate_ppm };
+                self.core.stats.faults[t.fault.kind_index()] += 1;
+            }
+        }
+        for id in 0..n {
+            self.boot(id);
+        }
+        self.workload.start(&mut Cx {
+            core: &mut self.core,
+        });
+        self.invoked();
+        for i in 0..self.schedule.faults.len() {
+            let t = self.schedule.faults[i];
+            if !matches!(t.fault, Fault::Clock { .. }) {
+                self.core.push(t.at_us, Ev::Fault(i as u32));
+            }
+        }
+        let quiet = self.core.cfg.fault_phase_us;
+        self.core.push(quiet, Ev::Quiet);
+        while let Some((at_us, ev)) = self.core.queue.pop() {
+            if at_us > self.deadline() {
+                break;
+            }
+            assert!(at_us >= self.core.now, "time went backwards");
+            self.core.now = at_us;
+            self.dispatch(ev);
+            if self.core.violation.is_some() {
+                return;
+            }
+            if self.core.quiet && self.workload.done() && self.checker.settled(&self.core.nodes) {
+                return;
+            }
+        }
+        let deadline = self.deadline();
+        if deadline != u64::MAX {
+            self.core.now = self.core.now.max(deadline);
+        }
+        let (now, quiet_at, cfg, nodes) = (
+            self.core.now,
+            self.core.quiet_at,
+            &self.core.cfg,
+            &self.core.nodes,
+        );
+        let v = match self.workload.stalled(now, quiet_at, cfg, nodes) {
+            Some(v) => v,
+            None => self.checker.unsettled(now, cfg, nodes),
+        };
+        self.core.violation = Some(v);
+    }
+
+    /// After a workload callback: hands the operations it started to the
+    /// checker, then the requests it handed to nodes directly to the nodes.
+    fn invoked(&mut self) {
+        if !self.core.invoked.is_empty() {
+            let now = self.core.now;
+            for (client, req) in std::mem::take(&mut self.core.invoked) {
+                let r = self.checker.on_invoke(now, client, &req);
+                self.core.check(r);
+            }
+        }
+        for (client, node, req) in std::mem::take(&mut self.core.local) {
+            self.request(client, node, req);
+        }
+    }
+
+    /// A client's request reaches node `to` (if it is up).
+    fn request(&mut self, client: u32, to: NodeId, req: <S::P as Protocol>::Request) {
+        if self.core.nodes[to as usize].is_some() {
+            self.core.record(to, Kind::Request { client, req });
+            self.step(to, Some(Input::Request { client, req }));
+        }
+    }
+
+    fn live(&self, node: NodeId, inc: u32) -> bool {
+        let s = &self.core.slots[node as usize];
+        s.inc == inc && self.core.nodes[node as usize].is_some()
+    }
+
+    fn dispatch(&mut self, ev: Ev<S::P>) {
+        // A paused node handles nothing: its events wait for the pause's end.
+        if self.core.pauses {
+            if let Some(until) = self.core.paused(&ev) {
+                return self.core.push(until, ev);
+            }
+        }
+        match ev {
+            Ev::Deliver { from, to, msg, sum } => {
+                if self.core.nodes[to as usize].is_none() {
+                    self.core.drop_msg(from, to, sum, DropReason::Down);
+                } else if self.core.cut(from, to) {
+                    self.core.drop_msg(from, to, sum, DropReason::Partition);
+                } else {
+                    self.core.stats.deliveries += 1;
+                    self.core.record(to, Kind::Receive { from, msg: sum });
+                    let r = self.checker.on_receive(self.core.now, from, to, &msg);
+                    self.core.check(r);
+                    self.step(to, Some(Input::Receive { from, msg }));
+                }
+            }
+            Ev::Timer { node, inc, timer } => {
+                if self.live(node, inc) {
+                    self.core.record(node, Kind::Timer { timer });
+                    self.step(node, Some(Input::Timer(timer)));
+                }
+            }
+            Ev::SyncDone { node, inc, upto } => {
+                if !self.live(node, inc) {
+                    return;
+                }
+                let now = self.core.now;
+                let slot = &mut self.core.slots[node as usize];
+                let landed = slot.disk.sync(upto);
+                if !landed.is_empty() {
+                    let r = self
+                        .checker
+                        .on_durable(now, node, &slot.disk.durable[landed]);
+                    self.core.check(r);
+                }
+                self.core.record(node, Kind::Sync { upto });
+                self.step(node, Some(Input::Synced { upto }));
+            }
+            Ev::Fault(i) => {
+                let fault = self.schedule.faults[i as usize].fault;
+                self.fault(fault);
+            }
+            Ev::PowerLoss { node, inc } => {
+                if self.core.slots[node as usize].inc == inc && !self.core.quiet {
+                    self.fault(Fault::Crash { node });
+                    let back = self.core.now + self.core.rng.gen_range(1_000..=50_000);
+                    self.core.push(back, Ev::Restart { node });
+                }
+            }
+            Ev::Restart { node } => self.fault(Fault::Restart { node }),
+            Ev::ToNode { to, client, req } => self.request(client, to, req),
+            Ev::ToClient {
+                client,
+                from,
+                reply,
+            } => {
+                let mut cx = Cx {
+                    core: &mut self.core,
+                };
+                self.workload.on_reply(&mut cx, client, from, reply);
+                self.invoked();
+            }
+            Ev::Wake { client, token } => {
+                let mut cx = Cx {
+                    core: &mut self.core,
+                };
+                self.workload.on_wake(&mut cx, client, token);
+                self.invoked();
+            }
+            Ev::Quiet => {
+                let core = &mut self.core;
+                core.quiet = true;
+                core.quiet_at = core.now;
+                core.record(0, Kind::Quiet);
+                core.blocked = [0; MAX_NODES];
+                for id in 0..core.cfg.nodes {
+                    self.core.slots[id as usize].slow = false;
+                    if self.core.nodes[id as usize].is_none() {
+                        self.restart(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, fault: Fault) {
+        let n = self.core.cfg.nodes;
+        // Leader-aimed faults resolve to a node now (and count as such).
+        let kind = fault.kind_index();
+        let fault = match fault {
+            Fault::CrashLeader => match self.core.leader() {
+                Some(node) => Fault::Crash { node },
+                None => return,
+            },
+            f => f,
+        };
+        let core = &self.core;
+        let applies = match fault {
+            Fault::Crash { node } => core.nodes[node as usize].is_some(),
+            Fault::Restart { node } => core.nodes[node as usize].is_none(),
+            // Losing a disk is survivable only while a majority of the
+            // others still hold theirs: at most a minority (f) at a time.
+            Fault::BitFlip { node, .. } | Fault::Wipe { node } => {
+                let f = (n as usize - 1) / 2;
+                !core.disk_lost(node) && (0..n).filter(|&i| core.disk_lost(i)).count() < f
+            }
+            Fault::IsolateLeader => core.leader().is_some(),
+            _ => true,
+        };
+        if !applies {
+            return;
+        }
+        self.core.stats.faults[kind] += 1;
+        let node = match fault {
+            Fault::Crash { node }
+            | Fault::Restart { node }
+            | Fault::Slow { node }
+            | Fault::Fast { node }
+            | Fault::Pause { node, .. }
+            | Fault::BitFlip { node, .. }
+            | Fault::Wipe { node } => node,
+            Fault::OneWay { from, .. } => from,
+            Fault::IsolateLeader => self.core.leader().unwrap_or(0),
+            _ => 0,
+        };
+        self.core.record(node, Kind::Fault { fault });
+        let core = &mut self.core;
+        match fault {
+            Fault::Crash { node } => self.crash(node),
+            Fault::Restart { node } => self.restart(node),
+            Fault::RestartDown => {
+                for id in 0..n {
+                    if self.core.nodes[id as usize].is_none() {
+                        self.restart(id);
+                    }
+                }
+            }
+            Fault::Partition { side } => {
+                for a in 0..n {
+                    for b in 0..n {
+                        if (side >> a) & 1 != (side >> b) & 1 {
+                            core.blocked[a as usize] |= 1 << b;
+                        }
+                    }
+                }
+            }
+            Fault::IsolateLeader => {
+                for b in 0..n {
+                    if b != node {
+                        core.blocked[node as usize] |= 1 << b;
+                        core.blocked[b as usize] |= 1 << node;
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => core.blocked[from as usize] |= 1 << to,
+            Fault::Heal => core.blocked = [0; MAX_NODES],
+            Fault::Slow { node } => core.slots[node as usize].slow = true,
+            Fault::Fast { node } => core.slots[node as usize].slow = false,
+            Fault::Pause { node, us } => {
+                let now = core.now;
+                let s = &mut core.slots[node as usize];
+                s.paused_until = s.paused_until.max(now + us);
+            }
+            Fault::BitFlip { node, record, bit } => {
+                self.crash(node);
+                self.core.slots[node as usize].disk.flip_bit(record, bit);
+            }
+            Fault::Wipe { node } => {
+                self.crash(node);
+                self.core.slots[node as usize].disk.wipe();
+            }
+            Fault::CrashLeader | Fault::Clock { .. } => {}
+        }
+    }
+
+    /// Power loss at `node`: a random prefix of its unsynced writes made it
+    /// to the platter, the next may be torn, the rest are lost.
+    fn crash(&mut self, node: NodeId) {
+        if self.core.nodes[node as usize].is_none() {
+            return;
+        }
+        let f = self.core.active_faults();
+        let torn = self.core.permille(f.torn_permille);
+        let pending = self.core.slots[node as usize].disk.pending();
+        let keep = self.core.rng.gen_range(0..=pending);
+        self.core.nodes[node as usize] = None;
+        let now = self.core.now;
+        let slot = &mut self.core.slots[node as usize];
+        slot.inc += 1;
+        let (landed, lost) = slot.disk.crash(keep, torn);
+        if !landed.is_empty() {
+            let r = self
+                .checker
+                .on_durable(now, node, &slot.disk.durable[landed]);
+            self.core.check(r);
+        }
+        self.checker.on_crash(node);
+        self.core.record(node, Kind::Crash { lost_writes: lost });
+    }
+
+    /// Restarts a crashed node from its disk and tells the workload.
+    fn restart(&mut self, id: NodeId) {
+        self.core.record(id, Kind::Restart);
+        self.boot(id);
+        let mut cx = Cx {
+            core: &mut self.core,
+        };
+        self.workload.on_restart(&mut cx, id);
+        self.invoked();
+    }
+
+    /// Starts node `id` from its disk (first boot, or after a crash).
+    fn boot(&mut self, id: NodeId) {
+        let now = self.core.local(id);
+        let slot = &mut self.core.slots[id as usize];
+        assert!(
+            self.core.nodes[id as usize].is_none(),
+            "boot of a live node"
+        );
+        assert_eq!(
+            slot.disk.pending(),
+            0,
+            "a crash must settle unsynced writes"
+        );
+        let cfg = &self.configs[id as usize];
+        let (node, how) = S::P::boot(cfg, slot.inc, &mut slot.disk.durable, now);
+        if let Boot::Rebuilding { corrupt } = how {
+            self.checker.on_disk_lost(id);
+            self.core.record(id, Kind::Rebuilding { corrupt });
+        }
+        self.core.nodes[id as usize] = Some(node);
+        self.checker.on_restart(id);
+        self.step(id, None);
+    }
+
+    /// Feeds `input` (or the start-up call) to node `id` and executes its effects.
+    fn step(&mut self, id: NodeId, input: Option<Input<S::P>>) {
+        let mut out = std::mem::take(&mut self.out);
+        assert!(out.is_empty());
+        self.current = Some(id);
+        let now = self.core.local(id);
+        let node = self.core.nodes[id as usize]
+            .as_mut()
+            .expect("stepping a live node");
+        match input {
+            Some(i) => node.handle(now, i, &mut out),
+            None => node.start(now, &mut out),
+        }
+        for o in out.drain(..) {
+            if let Some(e) = S::P::effect(o) {
+                self.execute(id, e);
+            }
+        }
+        self.current = None;
+        self.out = out;
+    }
+
+    fn execute(&mut self, id: NodeId, e: Effect<S::P>) {
+        let now = self.core.now;
+        match e {
+            Effect::Send { to, msg, after } => {
+                let synced = self.core.slots[id as usize].disk.synced;
+                let sum = S::P::summarize_msg(&msg);
+                let what = || sum;
+                let r = checkers::check_disclosure(now, id, to, after, synced, what);
+                self.core.check(r);
+                let r = self.checker.on_send(now, id, to, &msg);
+                self.core.check(r);
+                self.core.record(id, Kind::Send { to, msg: sum });
+                self.core.send(id, to, msg, sum);
+            }
+            Effect::Persist { seq, write } => {
+                let s = S::P::summarize_write(&write);
+                self.core.record(id, Kind::Persist { seq, write: s });
+                let r = self.checker.on_persist(now, id, seq, &write);
+                self.core.check(r);
+                let snapshot = write.is_snapshot();
+                self.core.slots[id as usize].disk.write(seq, write);
+                let f = self.core.active_faults();
+                if snapshot && self.core.permille(f.snapshot_crash_permille) {
+                    // Power fails while the snapshot is being written.
+                    let inc = self.core.slots[id as usize].inc;
+                    let at = now + self.core.rng.gen_range(0..=self.core.cfg.disk_us);
+                    self.core.push(at, Ev::PowerLoss { node: id, inc });
+                }
+            }
+            Effect::Sync { upto } => {
+                let core = &mut self.core;
+                let slot = &core.slots[id as usize];
+                let slow = if slot.slow { core.cfg.slow_factor } else { 1 };
+                let inc = slot.inc;
+                let f = core.active_faults();
+                let mut d = core.cfg.disk_us;
+                if f.disk_jitter_us > 0 {
+                    d += core.rng.gen_range(0..=f.disk_jitter_us);
+                }
+                let d = d * slow;
+                core.push(
+                    now + d,
+                    Ev::SyncDone {
+                        node: id,
+                        inc,
+                        upto,
+                    },
+                );
+                if core.permille(f.crash_in_sync_permille) {
+                    let at = now + core.rng.gen_range(0..d);
+                    core.push(at, Ev::PowerLoss { node: id, inc });
+                }
+            }
+            Effect::SetTimer {
+                timer,
+                delay_us,
+                jitter_us,
+            } => {
+                let core = &mut self.core;
+                let jitter = if jitter_us > 0 {
+                    core.rng.gen_range(0..=jitter_us)
+                } else {
+                    0
+                };
+                let slot = &core.slots[id as usize];
+                let (inc, d) = (slot.inc, slot.clock.real(delay_us + jitter));
+                core.push(
+                    now + d,
+                    Ev::Timer {
+                        node: id,
+                        inc,
+                        timer,
+                    },
+                );
+            }
+            Effect::Reply { client, reply } => {
+                let r = self.checker.on_reply(now, id, client, &reply);
+                self.core.check(r);
+                self.core.record(id, Kind::Reply { client, reply });
+                self.core.answer(id, client, reply);
+            }
+            Effect::Note(note) => {
+                if let Some(s) = S::P::summarize_note(&note) {
+                    self.core.record(id, Kind::Note { note: s });
+                }
+                let r = self.checker.on_note(now, id, &note);
+                self.core.check(r);
+            }
+        }
+    }
+}
+
+/// Runs `seed` of scenario `s` with an explicit schedule and returns the
+/// typed outcome (events of `S::P`, for tests that inspect them). `cfg` must
+/// be validated with its faults resolved.
+pub fn run<S: Scenario>(
+    s: &S,
+    seed: u64,
+    cfg: &RunConfig,
+    schedule: Schedule,
+    keep: Keep,
+) -> Outcome<S::P> {
+    Engine::new(s, seed, cfg.clone(), schedule, keep).run()
+}

@@ -1,0 +1,328 @@
+//! The seam: what a protocol, its checker and its workload give the
+//! simulator. Everything here is public API; `examples/caspaxos` uses
+//! nothing else.
+
+use crate::config::RunConfig;
+use crate::engine::Cx;
+use checkers::Violation;
+use paxos::NodeId;
+use serde::Serialize;
+use std::fmt::{Debug, Display};
+use std::hash::Hash;
+
+/// What a checker callback returns: `Err` is the first broken invariant.
+pub type Check = Result<(), Violation>;
+
+/// A sans-IO protocol node. The simulator owns its disk, its clock, its
+/// network and its timers; the node only maps `(now, input)` to effects.
+///
+/// `now` is the node's local clock (skewed and drifting under clock faults),
+/// never decreasing across calls to one incarnation. A node must not read a
+/// clock, draw random numbers, do IO or spawn threads: everything
+/// nondeterministic comes in as an input, so one seed fixes the run.
+pub trait Protocol: Sized + 'static {
+    /// Everything a node needs to boot (its id, the cluster size, timing,
+    /// the known-buggy variants switched on). Built by the [`Scenario`].
+    type Config: Clone;
+    /// A message between nodes.
+    type Msg: Clone;
+    /// One durable record, as the node hands it to its disk.
+    type Write: DiskRecord;
+    /// A timer's name; the node gets it back when the timer fires.
+    type Timer: Copy + Debug + Hash + Serialize;
+    /// A client's request to a node (traced in full: keep it small).
+    type Request: Copy + Display + Hash + Serialize;
+    /// A node's answer to a client.
+    type Reply: Copy + Display + Hash + Serialize;
+    /// A fact for the checkers (chose, learned, applied, elected ...).
+    type Note;
+    /// What the trace keeps of a message, a write and a note: small and
+    /// `Copy`, but hashing all of the content that matters, because the
+    /// trace hash is what the determinism check compares.
+    type MsgSummary: Copy + Display + Hash + Serialize;
+    type WriteSummary: Copy + Display + Hash + Serialize;
+    type NoteSummary: Copy + Display + Hash + Serialize;
+    /// What `start` and `handle` emit: [`Effect<Self>`] itself (with
+    /// `effect` returning `Some(o)`), or an existing core's own output type
+    /// that `effect` maps, so an adapter needs no second buffer.
+    type Output;
+
+    /// Boots a node from its disk: `incarnation` 0 is the first boot (the
+    /// disk is empty), later ones follow a crash. The node may repair its
+    /// disk (drop a torn tail). It returns how it came up.
+    fn boot(
+        cfg: &Self::Config,
+        incarnation: u32,
+        disk: &mut Vec<Self::Write>,
+        now: u64,
+    ) -> (Self, Boot);
+    /// Called once right after `boot` (arm timers, start an election ...).
+    fn start(&mut self, now: u64, out: &mut Vec<Self::Output>);
+    fn handle(&mut self, now: u64, input: Input<Self>, out: &mut Vec<Self::Output>);
+    /// The effect an output asks for (`None`: nothing for the simulator).
+    fn effect(o: Self::Output) -> Option<Effect<Self>>;
+
+    fn summarize_msg(msg: &Self::Msg) -> Self::MsgSummary;
+    fn summarize_write(write: &Self::Write) -> Self::WriteSummary;
+    /// `None`: the note is for checkers only and stays out of the trace.
+    fn summarize_note(note: &Self::Note) -> Option<Self::NoteSummary>;
+
+    /// For leader-aimed faults: `Some(rank)` if this node leads now (the
+    /// highest rank among live leaders is "the" leader). Protocols without
+    /// leaders keep the default, and leader-aimed faults do nothing to them.
+    fn leader_rank(&self) -> Option<u64> {
+        None
+    }
+    /// Whether this node lost its durable state and has not rebuilt it.
+    fn disk_lost(&self) -> bool {
+        false
+    }
+    /// Whether a crashed node's disk would boot with its state intact (not
+    /// wiped, not corrupt). Disk faults keep lost disks to a minority.
+    fn disk_intact(disk: &[Self::Write]) -> bool {
+        let _ = disk;
+        true
+    }
+}
+
+/// How a node came up.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// From its durable state.
+    Recovered,
+    /// Its disk was wiped (`corrupt: false`) or failed its checksums: it
+    /// rebuilds from its peers.
+    Rebuilding { corrupt: bool },
+}
+
+/// A durable record: how disk faults act on it. A protocol whose records
+/// carry no checksum keeps the defaults and must not be offered bit flips or
+/// torn writes (its [`Caps`] say so).
+pub trait DiskRecord: Clone {
+    /// A crash cut this write short.
+    fn tear(&mut self) {}
+    fn flip_bit(&mut self, bit: u32) {
+        let _ = bit;
+    }
+    /// This record holds the whole state: once durable, the ones before it
+    /// are garbage (the disk keeps only it).
+    fn replaces_all(&self) -> bool {
+        false
+    }
+    /// A large record (a snapshot): power may fail while it is written.
+    fn is_snapshot(&self) -> bool {
+        false
+    }
+}
+
+/// What the simulator feeds a node.
+pub enum Input<P: Protocol> {
+    Receive {
+        from: NodeId,
+        msg: P::Msg,
+    },
+    Timer(P::Timer),
+    /// A client's request, delivered.
+    Request {
+        client: u32,
+        req: P::Request,
+    },
+    /// Every write numbered `upto` or less is durable.
+    Synced {
+        upto: u64,
+    },
+}
+
+/// What a node asks of the simulator.
+pub enum Effect<P: Protocol> {
+    /// Put `msg` on the wire. `after` names the write the message reveals
+    /// (0: none): it must be durable before the message leaves (D1, checked
+    /// by the simulator for every protocol).
+    Send {
+        to: NodeId,
+        msg: P::Msg,
+        after: u64,
+    },
+    /// Write `write` as write number `seq` (increasing per incarnation);
+    /// durable only after a [`Effect::Sync`] covering it completes.
+    Persist {
+        seq: u64,
+        write: P::Write,
+    },
+    Sync {
+        upto: u64,
+    },
+    /// Fire `timer` after `delay_us` of this node's clock plus up to
+    /// `jitter_us` drawn by the simulator.
+    SetTimer {
+        timer: P::Timer,
+        delay_us: u64,
+        jitter_us: u64,
+    },
+    Reply {
+        client: u32,
+        reply: P::Reply,
+    },
+    Note(P::Note),
+}
+
+/// The fault kinds a protocol can meaningfully face beyond the basic ones
+/// (crashes with loss of unsynced writes, partitions, one-way cuts, slow
+/// nodes, message loss/duplication/reordering/delay, fsync spikes, power
+/// loss during a sync), which every protocol faces.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// Crash or isolate whoever leads ([`Protocol::leader_rank`]).
+    pub leader: bool,
+    /// Per-node clock skew and drift (the node must read `now` as given).
+    pub clocks: bool,
+    /// Stop-the-world process pauses.
+    pub pauses: bool,
+    /// Torn writes, bit flips, wiped disks, power loss during a snapshot:
+    /// the protocol's records are checksummed and it rebuilds a lost disk.
+    pub disk_loss: bool,
+    /// The largest clock drift (ppm) the protocol is configured to tolerate
+    /// (leases); `None`: any drift.
+    pub drift_bound_ppm: Option<u64>,
+}
+
+/// The omniscient observer of one run: it sees what nodes actually sent,
+/// received, wrote and reported, and judges the invariants itself. Every
+/// callback has a default that checks nothing.
+#[allow(unused_variables)]
+pub trait Checker<P: Protocol> {
+    fn on_send(&mut self, now: u64, from: NodeId, to: NodeId, msg: &P::Msg) -> Check {
+        Ok(())
+    }
+    fn on_receive(&mut self, now: u64, from: NodeId, to: NodeId, msg: &P::Msg) -> Check {
+        Ok(())
+    }
+    /// A write issued (not yet durable).
+    fn on_persist(&mut self, now: u64, node: NodeId, seq: u64, write: &P::Write) -> Check {
+        Ok(())
+    }
+    /// Writes that just became durable, in order (after a sync, or the
+    /// prefix that reached the platter before a crash).
+    fn on_durable(&mut self, now: u64, node: NodeId, writes: &[P::Write]) -> Check {
+        Ok(())
+    }
+    fn on_note(&mut self, now: u64, node: NodeId, note: &P::Note) -> Check {
+        Ok(())
+    }
+    /// A node answered a client (before the network carries it).
+    fn on_reply(&mut self, now: u64, node: NodeId, client: u32, reply: &P::Reply) -> Check {
+        Ok(())
+    }
+    /// The workload started a client operation.
+    fn on_invoke(&mut self, now: u64, client: u32, req: &P::Request) -> Check {
+        Ok(())
+    }
+    fn on_crash(&mut self, node: NodeId) {}
+    fn on_restart(&mut self, node: NodeId) {}
+    fn on_disk_lost(&mut self, node: NodeId) {}
+    /// Whether the cluster has settled (everyone learned, replicas agree):
+    /// with the workload done, the run may end early in the quiet period.
+    fn settled(&self, nodes: &[Option<P>]) -> bool {
+        true
+    }
+    /// The liveness verdict when the deadline passed with the workload done
+    /// but the cluster not settled.
+    fn unsettled(&self, now: u64, cfg: &RunConfig, nodes: &[Option<P>]) -> Violation;
+    /// Coverage marks: `(name, times reached)`, in a fixed order.
+    fn coverage(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// The clients: what they ask, when, and what they make of the answers.
+/// A workload acts only through its [`Cx`].
+#[allow(unused_variables)]
+pub trait Workload<P: Protocol> {
+    /// Called once, before any event: schedule the clients' first moves.
+    fn start(&mut self, cx: &mut Cx<'_, P>);
+    /// A timer set with [`Cx::wake`] fired.
+    fn on_wake(&mut self, cx: &mut Cx<'_, P>, client: u32, token: u64) {}
+    /// A reply from `from` reached `client`.
+    fn on_reply(&mut self, cx: &mut Cx<'_, P>, client: u32, from: NodeId, reply: P::Reply) {}
+    /// Node `node` restarted (after it booted and started).
+    fn on_restart(&mut self, cx: &mut Cx<'_, P>, node: NodeId) {}
+    /// When the workload's liveness bound runs out (the quiet period has
+    /// begun at `quiet_at`); `u64::MAX`: no bound.
+    fn deadline(&self, quiet_at: u64, cfg: &RunConfig) -> u64;
+    /// Every client operation is complete.
+    fn done(&self) -> bool;
+    /// The liveness verdict when the deadline passed with the workload not
+    /// done; `None` defers to [`Checker::unsettled`].
+    fn stalled(
+        &self,
+        now: u64,
+        quiet_at: u64,
+        cfg: &RunConfig,
+        nodes: &[Option<P>],
+    ) -> Option<Violation> {
+        None
+    }
+    /// At the end of a run with no violation: judge what the clients saw as
+    /// a whole (linearizability). `Ok(false)`: no verdict (search budget
+    /// spent), counted as unproven.
+    fn finish(&mut self) -> Result<bool, Violation> {
+        Ok(true)
+    }
+}
+
+/// A known-buggy variant: name and what it breaks.
+pub type Canary = (&'static str, &'static str);
+
+/// A protocol, its checker and workload, registered under a name: what
+/// `paxsim --scenario NAME` runs. Implement this for your own protocol and
+/// pass it to [`crate::cli::main`].
+pub trait Scenario: Sync + 'static {
+    type P: Protocol;
+    type Checker: Checker<Self::P>;
+    type Workload: Workload<Self::P>;
+
+    fn name(&self) -> &'static str;
+    /// One line for `paxsim scenarios`.
+    fn about(&self) -> &'static str;
+    /// The default config (its `scenario` field is filled in).
+    fn defaults(&self) -> RunConfig;
+    /// The fault kinds this scenario's protocol faces under `cfg`.
+    fn caps(&self, cfg: &RunConfig) -> Caps;
+    /// Known-buggy variants, enabled by name in [`RunConfig::bugs`].
+    fn canaries(&self) -> Vec<Canary> {
+        Vec::new()
+    }
+    /// Scenario-specific checks of a config (cluster size limits, params);
+    /// the generic fields are checked already.
+    fn validate(&self, cfg: &RunConfig) -> Result<(), String> {
+        let _ = cfg;
+        Ok(())
+    }
+    /// The node configs, one per node, for a validated `cfg`.
+    fn node_configs(&self, cfg: &RunConfig) -> Vec<<Self::P as Protocol>::Config>;
+    fn checker(&self, cfg: &RunConfig) -> Self::Checker;
+    /// `rng` is the seed's workload stream (the one `Cx::rng` continues),
+    /// for per-seed workload choices.
+    fn workload(&self, cfg: &RunConfig, rng: &mut rand_chacha::ChaCha8Rng) -> Self::Workload;
+    /// The coverage marks a campaign should reach under `cfg` (others may
+    /// be reported but are not required).
+    fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str> {
+        let _ = cfg;
+        Vec::new()
+    }
+    /// Whether runs end with a whole-history check whose undecided outcome
+    /// the campaign should report.
+    fn checks_history(&self) -> bool {
+        false
+    }
+}
+
+/// The reply type of a protocol whose nodes never answer clients directly.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Never {}
+
+impl Display for Never {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}

@@ -1,0 +1,1289 @@
+//! `multi` and `kv`: replicas of the coordination service ([`kv::Server`],
+//! the Multi-Paxos core underneath) on the engine, and the clients that use
+//! it. Both scenarios share the protocol adapter ([`Replica`]) and the
+//! checker ([`LogChecker`]: P1–P6, K1, K2 from
+//! [`checkers::log::LogObserver`]); they differ in the workload: `multi`
+//! sends blind writes to any replica, `kv` mixes reads, writes,
+//! compare-and-sets, deletes, sessions, ephemeral keys and locks, served
+//! under leader leases, and checks the history for linearizability (K3).
+//!
+//! Clients sit outside the replicas' partitions (they reach an isolated
+//! leader, which is what makes stale reads possible), but their messages are
+//! lost, duplicated and delayed like any other.
+
+use crate::config::RunConfig;
+use crate::engine::{
+    Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Protocol, Scenario, Workload,
+};
+use checkers::log::LogObserver;
+use checkers::{Invariant, Violation};
+use kv::client::{Client, ClientOut};
+use kv::server::{Event as SEvent, LogNode, Server, ServerConfig, ServerInput, Snapshot};
+use kv::{Cmd, Command, Op, Reply};
+use linearizability::{History, KvModel, KvOp, KvRet, OpId};
+use multipaxos::storage::{load, Loaded, Sealed};
+use multipaxos::{Entry, Msg, Write};
+use paxos::{Ballot, NodeId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHasher;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+pub type LMsgFull = Msg<Cmd, Snapshot>;
+pub type Record = Sealed<Cmd, Snapshot>;
+
+/// Persistent keys the workload uses (checked for linearizability).
+const KEYS: u64 = 5;
+/// Ephemeral keys live above this (one per client); not in the history.
+const EPHEMERAL_BASE: u64 = 1 << 32;
+const LOCKS: u64 = 2;
+/// Linearizability search budget per key.
+const LIN_BUDGET: u64 = 2_000_000;
+
+fn digest<T: Hash>(t: &T) -> u64 {
+    let mut h = FxHasher::default();
+    t.hash(&mut h);
+    h.finish()
+}
+
+/// Settings of the log scenarios (`RunConfig::params`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    pub timing: multipaxos::Timing,
+    /// Slots a leader keeps in flight.
+    pub window: u64,
+    /// Commands per slot at most.
+    pub batch: usize,
+    /// A replica snapshots its state machine every this many slots.
+    pub snapshot_every: u64,
+    /// How often the leader proposes its clock reading (session expiry).
+    pub tick_us: u64,
+    pub session_ttl_us: u64,
+    /// A client resends to another replica after this long without a reply.
+    pub client_retry_us: u64,
+    /// After the quiet period starts, every client operation must complete
+    /// within this of its invocation (or of the quiet period's start).
+    pub op_bound_us: u64,
+}
+
+impl Default for LogParams {
+    fn default() -> Self {
+        LogParams {
+            timing: multipaxos::Timing {
+                election_us: 100_000,
+                election_jitter_us: 100_000,
+                heartbeat_us: 30_000,
+                lease_us: 0,
+                drift_ppm: 0,
+            },
+            window: 8,
+            batch: 8,
+            snapshot_every: 64,
+            tick_us: 100_000,
+            session_ttl_us: 1_000_000,
+            client_retry_us: 20_000,
+            op_bound_us: 3_000_000,
+        }
+    }
+}
+
+/// A log-scenario message or write, summarized for the trace: its kind, the
+/// ballot and slot it names, how many entries it carries and a fingerprint of
+/// its whole content (so the trace hash covers every byte that was sent).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct LMsg {
+    pub kind: &'static str,
+    pub ballot: Option<Ballot>,
+    pub slot: Option<u64>,
+    pub len: u32,
+    pub digest: u64,
+}
+
+impl fmt::Display for LMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(", self.kind)?;
+        let mut sep = "";
+        if let Some(b) = self.ballot {
+            write!(f, "{b}")?;
+            sep = ", ";
+        }
+        if let Some(s) = self.slot {
+            write!(f, "{sep}slot {s}")?;
+            sep = ", ";
+        }
+        if self.len > 0 {
+            write!(f, "{sep}{} entries", self.len)?;
+            sep = ", ";
+        }
+        write!(f, "{sep}#{:04x})", self.digest & 0xffff)
+    }
+}
+
+/// A message summary for the trace; the digest covers the whole content.
+pub fn summarize(m: &LMsgFull) -> LMsg {
+    let (kind, ballot, slot, len) = match m {
+        Msg::Prepare { ballot, from } => ("Prepare", Some(*ballot), Some(*from), 0),
+        Msg::Promise {
+            ballot, accepted, ..
+        } => ("Promise", Some(*ballot), None, accepted.len() as u32),
+        Msg::Accept {
+            ballot,
+            slot,
+            entry,
+            ..
+        } => ("Accept", Some(*ballot), Some(*slot), entry_len(entry)),
+        Msg::Accepted { ballot, slot } => ("Accepted", Some(*ballot), Some(*slot), 0),
+        Msg::Nack { promised, .. } => ("Nack", Some(*promised), None, 0),
+        Msg::Heartbeat { ballot, commit, .. } => ("Heartbeat", Some(*ballot), Some(*commit), 0),
+        Msg::HeartbeatAck { ballot, .. } => ("HeartbeatAck", Some(*ballot), None, 0),
+        Msg::Query { from } => ("Query", None, Some(*from), 0),
+        Msg::Chosen { slot, entry } => ("Chosen", None, Some(*slot), entry_len(entry)),
+        Msg::Snapshot { snap } => ("Snapshot", None, Some(snap.upto), 0),
+        Msg::RebuildQuery => ("RebuildQuery", None, None, 0),
+        Msg::RebuildState { state } => (
+            "RebuildState",
+            Some(state.promised),
+            None,
+            state.accepted.len() as u32,
+        ),
+    };
+    LMsg {
+        kind,
+        ballot,
+        slot,
+        len,
+        digest: msg_digest(m),
+    }
+}
+
+fn entry_len(e: &Entry<Cmd>) -> u32 {
+    match e {
+        Entry::Noop => 0,
+        Entry::Cmds(c) => c.len() as u32,
+    }
+}
+
+/// Fingerprints a message. Snapshots are fingerprinted by position only (a
+/// snapshot's content follows from the log it summarizes).
+fn msg_digest(m: &LMsgFull) -> u64 {
+    let mut h = FxHasher::default();
+    match m {
+        Msg::Promise {
+            ballot,
+            accepted,
+            snapshot,
+        } => {
+            ballot.hash(&mut h);
+            accepted.hash(&mut h);
+            snapshot.as_ref().map(|s| s.upto).hash(&mut h);
+        }
+        Msg::Snapshot { snap } => snap.upto.hash(&mut h),
+        Msg::RebuildState { state } => {
+            state.promised.hash(&mut h);
+            state.accepted.hash(&mut h);
+            state.chosen.hash(&mut h);
+        }
+        Msg::Prepare { ballot, from } => (0u8, ballot, from).hash(&mut h),
+        Msg::Accept {
+            ballot,
+            slot,
+            entry,
+            commit,
+        } => (1u8, ballot, slot, entry, commit).hash(&mut h),
+        Msg::Accepted { ballot, slot } => (2u8, ballot, slot).hash(&mut h),
+        Msg::Nack { ballot, promised } => (3u8, ballot, promised).hash(&mut h),
+        Msg::Heartbeat {
+            ballot,
+            commit,
+            round,
+        } => (4u8, ballot, commit, round).hash(&mut h),
+        Msg::HeartbeatAck { ballot, round } => (5u8, ballot, round).hash(&mut h),
+        Msg::Query { from } => (6u8, from).hash(&mut h),
+        Msg::Chosen { slot, entry } => (7u8, slot, entry).hash(&mut h),
+        Msg::RebuildQuery => 8u8.hash(&mut h),
+    }
+    h.finish()
+}
+
+fn summarize_write(w: &Write<Cmd, Snapshot>) -> LMsg {
+    let (kind, ballot, slot, len, digest) = match w {
+        Write::Init => ("Init", None, None, 0, 0),
+        Write::Promise(b) => ("Promise", Some(*b), None, 0, 0),
+        Write::Accept {
+            slot,
+            ballot,
+            entry,
+        } => (
+            "Accept",
+            Some(*ballot),
+            Some(*slot),
+            entry_len(entry),
+            digest(entry),
+        ),
+        Write::Chosen { slot, entry } => {
+            ("Chosen", None, Some(*slot), entry_len(entry), digest(entry))
+        }
+        Write::ChosenMark { slot } => ("ChosenMark", None, Some(*slot), 0, 0),
+        Write::Snapshot(s) => ("Snapshot", None, Some(s.upto), 0, 0),
+        Write::Rebuilt(d) => (
+            "Rebuilt",
+            Some(d.promised),
+            None,
+            d.accepted.len() as u32,
+            0,
+        ),
+    };
+    LMsg {
+        kind,
+        ballot,
+        slot,
+        len,
+        digest,
+    }
+}
+
+impl DiskRecord for Record {
+    fn tear(&mut self) {
+        self.torn = true;
+    }
+    fn flip_bit(&mut self, bit: u32) {
+        Sealed::flip_bit(self, bit);
+    }
+    fn is_snapshot(&self) -> bool {
+        matches!(self.write, Write::Snapshot(_))
+    }
+}
+
+/// A replica's timers: the log core's, and the service's tick.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Timer {
+    Log(multipaxos::Timer),
+    Tick,
+}
+
+/// A client request as the trace shows it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Req(pub Command);
+
+impl fmt::Display for Req {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} {:?}", self.0.seq, self.0.op)
+    }
+}
+
+/// A replica's answer to a client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resp {
+    Reply {
+        seq: u64,
+        reply: Reply,
+        /// Served from the leader's state under its lease.
+        local: bool,
+    },
+    Redirect {
+        seq: u64,
+        leader: Option<NodeId>,
+    },
+}
+
+impl fmt::Display for Resp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resp::Reply { seq, reply, local } => write!(
+                f,
+                "#{seq} {reply:?}{}",
+                if *local { " (lease read)" } else { "" }
+            ),
+            Resp::Redirect { seq, leader } => write!(f, "#{seq} redirect to {leader:?}"),
+        }
+    }
+}
+
+/// What a replica reports.
+pub enum Note {
+    Apply {
+        slot: u64,
+        entry: Entry<Cmd>,
+    },
+    Install {
+        upto: u64,
+    },
+    Elected {
+        ballot: Ballot,
+    },
+    Rebuilt,
+    Executed {
+        slot: u64,
+        cmd: Command,
+        applied: kv::Applied,
+    },
+    Ticked {
+        slot: u64,
+        now_us: u64,
+    },
+}
+
+/// The traced part of a [`Note`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LNote {
+    /// A replica applied `slot` (`digest` fingerprints the entry).
+    Apply {
+        slot: u64,
+        cmds: u32,
+        digest: u64,
+    },
+    /// A replica installed a snapshot up to `upto`.
+    Install {
+        upto: u64,
+    },
+    Elected {
+        ballot: Ballot,
+    },
+    Rebuilt,
+}
+
+impl fmt::Display for LNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LNote::Apply { slot, cmds, digest } => write!(
+                f,
+                "APPLY slot {slot} ({cmds} cmds, #{:04x})",
+                digest & 0xffff
+            ),
+            LNote::Install { upto } => write!(f, "INSTALL snapshot up to slot {upto}"),
+            LNote::Elected { ballot } => write!(f, "ELECTED leader in {ballot}"),
+            LNote::Rebuilt => write!(f, "REBUILT from peers, voting again"),
+        }
+    }
+}
+
+/// A replica of the service, as the engine drives it.
+pub struct Replica {
+    server: Server,
+}
+
+impl Replica {
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// `n{i} applied A digest D`, for liveness reports.
+    fn describe(i: usize, r: &Option<Replica>) -> String {
+        match r {
+            None => format!("n{i} down"),
+            Some(r) if r.server.node().is_rebuilding() => format!("n{i} rebuilding"),
+            Some(r) => format!(
+                "n{i} applied {} digest {:04x}",
+                r.server.node().applied(),
+                r.server.machine().digest() & 0xffff
+            ),
+        }
+    }
+}
+
+fn divergence(nodes: &[Option<Replica>]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Replica::describe(i, r))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Per-node configuration of a replica.
+#[derive(Clone)]
+pub struct ReplicaConfig {
+    pub log: multipaxos::Config,
+    pub server: ServerConfig,
+}
+
+impl Protocol for Replica {
+    type Config = ReplicaConfig;
+    type Msg = LMsgFull;
+    type Write = Record;
+    type Timer = Timer;
+    type Request = Req;
+    type Reply = Resp;
+    type Note = Note;
+    type MsgSummary = LMsg;
+    type WriteSummary = LMsg;
+    type NoteSummary = LNote;
+    type Output = SEvent;
+
+    fn boot(cfg: &ReplicaConfig, inc: u32, disk: &mut Vec<Record>, now: u64) -> (Replica, Boot) {
+        if inc == 0 {
+            assert!(disk.is_empty(), "a first boot finds an empty disk");
+            disk.push(Sealed::seal(Write::Init));
+        }
+        let (node, how) = match load(disk) {
+            Loaded::Ok { state, torn } => {
+                // Recovery repairs a torn tail, as a WAL truncates it.
+                let keep = disk.len() - torn;
+                disk.truncate(keep);
+                (LogNode::recover(cfg.log, state, now), Boot::Recovered)
+            }
+            Loaded::Wiped => {
+                disk.clear();
+                let b = Boot::Rebuilding { corrupt: false };
+                (LogNode::rebuild(cfg.log, now), b)
+            }
+            Loaded::Corrupt { .. } => {
+                disk.clear();
+                let b = Boot::Rebuilding { corrupt: true };
+                (LogNode::rebuild(cfg.log, now), b)
+            }
+        };
+        let r = Replica {
+            server: Server::new(node, cfg.server),
+        };
+        (r, how)
+    }
+
+    fn start(&mut self, now: u64, out: &mut Vec<SEvent>) {
+        self.server.start(now, out);
+    }
+
+    fn handle(&mut self, now: u64, input: Input<Replica>, out: &mut Vec<SEvent>) {
+        let input = match input {
+            Input::Receive { from, msg } => {
+                ServerInput::Log(multipaxos::Input::Receive { from, msg })
+            }
+            Input::Timer(Timer::Log(t)) => ServerInput::Log(multipaxos::Input::Timer(t)),
+            Input::Timer(Timer::Tick) => ServerInput::Tick,
+            Input::Request { req, .. } => ServerInput::Request(req.0),
+            Input::Synced { upto } => ServerInput::Log(multipaxos::Input::Synced { upto }),
+        };
+        self.server.handle(now, input, out);
+    }
+
+    fn effect(e: SEvent) -> Option<Effect<Replica>> {
+        Some(match e {
+            SEvent::Log(o) => match o {
+                multipaxos::Output::Send { to, msg, after } => Effect::Send { to, msg, after },
+                multipaxos::Output::Persist { seq, write } => Effect::Persist {
+                    seq,
+                    write: Sealed::seal(write),
+                },
+                multipaxos::Output::Sync { upto } => Effect::Sync { upto },
+                multipaxos::Output::SetTimer {
+                    timer,
+                    delay_us,
+                    jitter_us,
+                } => Effect::SetTimer {
+                    timer: Timer::Log(timer),
+                    delay_us,
+                    jitter_us,
+                },
+                multipaxos::Output::Apply { slot, entry } => {
+                    Effect::Note(Note::Apply { slot, entry })
+                }
+                multipaxos::Output::Install { snap } => {
+                    Effect::Note(Note::Install { upto: snap.upto })
+                }
+                multipaxos::Output::Elected { ballot } => Effect::Note(Note::Elected { ballot }),
+                multipaxos::Output::Rebuilt => Effect::Note(Note::Rebuilt),
+                // The server turned these into redirects (or dropped them).
+                _ => return None,
+            },
+            SEvent::Reply {
+                client,
+                seq,
+                reply,
+                local,
+            } => Effect::Reply {
+                client,
+                reply: Resp::Reply { seq, reply, local },
+            },
+            SEvent::Redirect {
+                client,
+                seq,
+                leader,
+            } => Effect::Reply {
+                client,
+                reply: Resp::Redirect { seq, leader },
+            },
+            SEvent::Executed { slot, cmd, applied } => {
+                Effect::Note(Note::Executed { slot, cmd, applied })
+            }
+            SEvent::Ticked { slot, now_us } => Effect::Note(Note::Ticked { slot, now_us }),
+            SEvent::SetTick { delay_us } => Effect::SetTimer {
+                timer: Timer::Tick,
+                delay_us,
+                jitter_us: 0,
+            },
+        })
+    }
+
+    fn summarize_msg(msg: &LMsgFull) -> LMsg {
+        summarize(msg)
+    }
+    fn summarize_write(w: &Record) -> LMsg {
+        summarize_write(&w.write)
+    }
+    fn summarize_note(n: &Note) -> Option<LNote> {
+        Some(match n {
+            Note::Apply { slot, entry } => LNote::Apply {
+                slot: *slot,
+                cmds: entry_len(entry),
+                digest: digest(entry),
+            },
+            Note::Install { upto } => LNote::Install { upto: *upto },
+            Note::Elected { ballot } => LNote::Elected { ballot: *ballot },
+            Note::Rebuilt => LNote::Rebuilt,
+            Note::Executed { .. } | Note::Ticked { .. } => return None,
+        })
+    }
+
+    fn leader_rank(&self) -> Option<u64> {
+        let n = self.server.node();
+        n.is_leader().then(|| {
+            let b = n.promised();
+            (b.round as u64) << 8 | b.node as u64
+        })
+    }
+    fn disk_lost(&self) -> bool {
+        self.server.node().is_rebuilding()
+    }
+    fn disk_intact(disk: &[Record]) -> bool {
+        matches!(load(disk), Loaded::Ok { .. })
+    }
+}
+
+/// Coverage marks of the log scenarios.
+#[derive(Clone, Debug, Default)]
+struct Marks {
+    leader_changes: u64,
+    snapshot_installs: u64,
+    rebuilds: u64,
+    lease_reads: u64,
+    dedup_hits: u64,
+}
+
+const MARKS: [&str; 5] = [
+    "leader change",
+    "snapshot installed",
+    "replica rebuilt from peers",
+    "read served under a lease",
+    "retry answered by the dedup table",
+];
+
+/// The checker: [`LogObserver`] fed what replicas sent, received, wrote,
+/// applied and executed, plus the service's lock model.
+pub struct LogChecker {
+    obs: LogObserver,
+    /// Every command a client sent: (client, seq) -> op.
+    submitted: BTreeMap<(u32, u64), Op>,
+    marks: Marks,
+    cfg: RunConfig,
+}
+
+impl LogChecker {
+    /// Feeds one executed command, in log order, to the checker's model of
+    /// sessions and lock holders.
+    fn lock_model(&mut self, now: u64, id: NodeId, slot: u64, cmd: Command, reply: Reply) -> Check {
+        match (cmd.op, reply) {
+            (Op::OpenSession { .. } | Op::KeepAlive, Reply::Session(Ok(expiry))) => {
+                self.obs.on_session(cmd.client, Some(expiry));
+            }
+            (Op::CloseSession, Reply::Closed(true)) => self.obs.on_session(cmd.client, None),
+            (Op::Release { lock, token }, Reply::Released(true)) => {
+                self.obs.on_release(lock, cmd.client, token)
+            }
+            (Op::Acquire { lock }, Reply::Lock(Ok(token))) => {
+                return self
+                    .obs
+                    .on_exclusive_grant(now, id, lock, cmd.client, token, slot);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Checker<Replica> for LogChecker {
+    fn on_send(&mut self, now: u64, from: NodeId, _to: NodeId, msg: &LMsgFull) -> Check {
+        match msg {
+            Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
+                self.obs.on_ballot_sent(now, from, *ballot)
+            }
+            Msg::Promise { ballot, .. } => self.obs.on_promise(now, from, *ballot),
+            Msg::Accepted { ballot, slot } => self.obs.on_accepted(now, from, *ballot, *slot),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_receive(&mut self, now: u64, from: NodeId, to: NodeId, msg: &LMsgFull) -> Check {
+        if let Msg::Accept {
+            ballot,
+            slot,
+            entry,
+            ..
+        } = msg
+        {
+            let d = digest(entry);
+            return self
+                .obs
+                .on_accept_received(now, from, to, *ballot, *slot, d);
+        }
+        Ok(())
+    }
+
+    fn on_persist(&mut self, _now: u64, node: NodeId, _seq: u64, w: &Record) -> Check {
+        if let Write::Accept {
+            slot,
+            ballot,
+            entry,
+        } = &w.write
+        {
+            self.obs
+                .on_accept_write(node, *ballot, *slot, digest(entry));
+        }
+        Ok(())
+    }
+
+    fn on_note(&mut self, now: u64, id: NodeId, note: &Note) -> Check {
+        match note {
+            Note::Apply { slot, entry } => {
+                let submitted = match entry {
+                    Entry::Noop => true,
+                    Entry::Cmds(cmds) => cmds.iter().all(|c| match c {
+                        Cmd::Client(c) => self.submitted.get(&(c.client, c.seq)) == Some(&c.op),
+                        Cmd::Tick { .. } => true,
+                    }),
+                };
+                self.obs.on_apply(now, id, *slot, digest(entry), submitted)
+            }
+            Note::Install { upto } => {
+                self.marks.snapshot_installs += 1;
+                self.obs.on_install(id, *upto);
+                Ok(())
+            }
+            Note::Elected { ballot } => {
+                if self.obs.elections > 0 {
+                    self.marks.leader_changes += 1;
+                }
+                self.obs.on_elected(now, id, *ballot)
+            }
+            Note::Rebuilt => {
+                self.marks.rebuilds += 1;
+                Ok(())
+            }
+            Note::Executed { slot, cmd, applied } => {
+                let (slot, cmd) = (*slot, *cmd);
+                if !applied.executed {
+                    self.marks.dedup_hits += 1;
+                    return Ok(());
+                }
+                self.obs.on_executed(now, id, cmd.client, cmd.seq, slot)?;
+                if self.obs.service_turn(id, slot) {
+                    self.lock_model(now, id, slot, cmd, applied.reply)?;
+                }
+                if let (Op::Acquire { lock }, Reply::Lock(Ok(token))) = (cmd.op, applied.reply) {
+                    return self.obs.on_grant(now, id, lock, cmd.client, token, slot);
+                }
+                Ok(())
+            }
+            Note::Ticked { slot, now_us } => {
+                if self.obs.service_turn(id, *slot) {
+                    self.obs.on_tick(*now_us);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_reply(&mut self, _now: u64, _node: NodeId, _client: u32, reply: &Resp) -> Check {
+        if let Resp::Reply { local: true, .. } = reply {
+            self.marks.lease_reads += 1;
+        }
+        Ok(())
+    }
+
+    fn on_invoke(&mut self, _now: u64, client: u32, req: &Req) -> Check {
+        self.submitted.insert((client, req.0.seq), req.0.op);
+        Ok(())
+    }
+
+    fn on_restart(&mut self, node: NodeId) {
+        self.obs.on_restart(node);
+    }
+
+    fn on_disk_lost(&mut self, node: NodeId) {
+        self.obs.on_disk_lost(node);
+    }
+
+    /// Every replica up, none rebuilding, all at the same state.
+    fn settled(&self, nodes: &[Option<Replica>]) -> bool {
+        let mut state = None;
+        for r in nodes {
+            let Some(r) = r else { return false };
+            let node = r.server.node();
+            if node.is_rebuilding() {
+                return false;
+            }
+            let s = (node.applied(), r.server.machine().digest());
+            if *state.get_or_insert(s) != s {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn unsettled(&self, now: u64, cfg: &RunConfig, nodes: &[Option<Replica>]) -> Violation {
+        Violation {
+            invariant: Invariant::L2,
+            at_us: now,
+            node: None,
+            detail: format!(
+                "replicas did not converge within {}: {}",
+                checkers::fmt_time(cfg.liveness_us),
+                divergence(nodes)
+            ),
+        }
+    }
+
+    fn coverage(&self) -> Vec<(&'static str, u64)> {
+        let m = &self.marks;
+        let counts = [
+            m.leader_changes,
+            m.snapshot_installs,
+            m.rebuilds,
+            m.lease_reads,
+            m.dedup_hits,
+        ];
+        let _ = &self.cfg;
+        MARKS.into_iter().zip(counts).collect()
+    }
+}
+
+/// What a client is doing.
+struct Cl {
+    client: Client,
+    done: u32,
+    /// The history entry of the operation in flight, if it is checked.
+    op: Option<(Option<OpId>, u64)>,
+    invoked_at: u64,
+    token: BTreeMap<u64, u64>,
+    has_session: bool,
+}
+
+/// The token of the "next operation" wake-up (client retry timers use
+/// their epoch, which never gets this large).
+const NEXT: u64 = u64::MAX;
+
+/// The clients of the service and their history.
+pub struct LogWorkload {
+    kv: bool,
+    params: LogParams,
+    ops: u32,
+    n: u8,
+    clients: Vec<Cl>,
+    n_clients: u8,
+    /// When the last client operation completed.
+    last_done: u64,
+    history: History<KvModel>,
+    buf: Vec<ClientOut>,
+}
+
+impl LogWorkload {
+    /// When client `c`'s operation in flight must have completed: within
+    /// `op_bound_us` of its invocation, or of the quiet period's start if it
+    /// was invoked before.
+    fn op_deadline(&self, c: &Cl, quiet_at: u64) -> u64 {
+        c.invoked_at.max(quiet_at) + self.params.op_bound_us
+    }
+
+    fn out(&mut self, cx: &mut Cx<'_, Replica>, client: u32) {
+        let mut buf = std::mem::take(&mut self.buf);
+        for o in buf.drain(..) {
+            match o {
+                ClientOut::Send { to, cmd } => cx.send(client, to, Req(cmd)),
+                ClientOut::SetTimer { delay_us, epoch } => {
+                    assert!(epoch != NEXT);
+                    cx.wake(client, delay_us, epoch)
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// The workload: the next operation of `client`.
+    fn next_op(&mut self, cx: &mut Cx<'_, Replica>, client: u32) -> Op {
+        let key = cx.rng().gen_range(0..KEYS);
+        let value = cx.rng().gen_range(1..1_000_000);
+        if !self.kv {
+            return Op::Put { key, value };
+        }
+        // Client 0 only reads, and sticks to the replica that answered it:
+        // a monitoring client, the one that would see a stale lease read.
+        if client == 0 && self.n_clients > 1 {
+            return Op::Get { key };
+        }
+        let cl = &self.clients[client as usize];
+        if !cl.has_session {
+            return Op::OpenSession {
+                ttl_us: self.params.session_ttl_us,
+            };
+        }
+        let held = cl.token.iter().next().map(|(l, t)| (*l, *t));
+        let rng = cx.rng();
+        match rng.gen_range(0..100) {
+            0..=34 => Op::Get { key },
+            35..=54 => Op::Put { key, value },
+            55..=66 => {
+                let expected = rng.gen_range(0..4);
+                Op::Cas {
+                    key,
+                    expected,
+                    value,
+                }
+            }
+            67..=71 => Op::Delete { key },
+            72..=79 => Op::KeepAlive,
+            80..=84 => Op::PutEphemeral {
+                key: EPHEMERAL_BASE + client as u64,
+                value,
+            },
+            85..=92 => Op::Acquire {
+                lock: rng.gen_range(0..LOCKS),
+            },
+            _ => match held {
+                Some((lock, token)) => Op::Release { lock, token },
+                None => Op::Get { key },
+            },
+        }
+    }
+
+    fn next(&mut self, cx: &mut Cx<'_, Replica>, client: u32) {
+        if self.clients[client as usize].done >= self.ops {
+            return;
+        }
+        let op = self.next_op(cx, client);
+        let now = cx.now();
+        let mut buf = std::mem::take(&mut self.buf);
+        let cmd = self.clients[client as usize].client.invoke(op, &mut buf);
+        let kop = match op {
+            Op::Get { key } => Some((key, KvOp::Get)),
+            Op::Put { key, value } => Some((key, KvOp::Put(value))),
+            Op::Delete { key } => Some((key, KvOp::Delete)),
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => Some((key, KvOp::Cas { expected, value })),
+            _ => None,
+        };
+        let id = kop.map(|(key, op)| self.history.invoke(client, key, op, now));
+        let cl = &mut self.clients[client as usize];
+        cl.op = Some((id, cmd.seq));
+        cl.invoked_at = now;
+        let to = match buf.first() {
+            Some(ClientOut::Send { to, .. }) => *to,
+            _ => 0,
+        };
+        self.buf = buf;
+        cx.invoke(client, to, Req(cmd));
+        self.out(cx, client);
+    }
+}
+
+impl Workload<Replica> for LogWorkload {
+    fn start(&mut self, cx: &mut Cx<'_, Replica>) {
+        let retry = self.params.client_retry_us;
+        for c in 0..self.n_clients {
+            let target = cx.rng().gen_range(0..self.n);
+            self.clients.push(Cl {
+                client: Client::new(c as u32, self.n, target, retry),
+                done: 0,
+                op: None,
+                invoked_at: 0,
+                token: BTreeMap::new(),
+                has_session: false,
+            });
+            let at = cx.rng().gen_range(0..20_000);
+            cx.wake(c as u32, at, NEXT);
+        }
+    }
+
+    fn on_wake(&mut self, cx: &mut Cx<'_, Replica>, client: u32, token: u64) {
+        if token == NEXT {
+            return self.next(cx, client);
+        }
+        let cl = &mut self.clients[client as usize];
+        cl.client.on_timer(token, &mut self.buf);
+        if !self.buf.is_empty() {
+            cx.retry(client, 0);
+        }
+        self.out(cx, client);
+    }
+
+    fn on_reply(&mut self, cx: &mut Cx<'_, Replica>, client: u32, from: NodeId, resp: Resp) {
+        let (seq, reply) = match resp {
+            Resp::Redirect { seq, leader } => {
+                self.clients[client as usize]
+                    .client
+                    .on_redirect(seq, leader, &mut self.buf);
+                return self.out(cx, client);
+            }
+            Resp::Reply { seq, reply, .. } => (seq, reply),
+        };
+        let now = cx.now();
+        let cl = &mut self.clients[client as usize];
+        let Some((cmd, reply)) = cl.client.on_reply(from, seq, reply) else {
+            return;
+        };
+        let (id, s) = cl.op.take().expect("an operation in flight");
+        assert_eq!(s, cmd.seq);
+        cl.done += 1;
+        self.last_done = now;
+        match (cmd.op, reply) {
+            (Op::OpenSession { .. }, Reply::Session(Ok(_))) => cl.has_session = true,
+            (_, Reply::Session(Err(_))) | (_, Reply::Lock(Err(kv::LockError::NoSession))) => {
+                cl.has_session = false;
+                cl.token.clear();
+            }
+            (Op::Acquire { lock }, Reply::Lock(Ok(t))) => {
+                cl.token.insert(lock, t);
+            }
+            (Op::Release { lock, .. }, _) => {
+                cl.token.remove(&lock);
+            }
+            _ => {}
+        }
+        if let Some(id) = id {
+            let ret = match reply {
+                Reply::Value(v) => Some(KvRet::Value(v)),
+                Reply::Version(v) => Some(KvRet::Version(v)),
+                Reply::Deleted(d) => Some(KvRet::Deleted(d)),
+                Reply::Cas(r) => Some(KvRet::CasResult(r)),
+                _ => None,
+            };
+            match ret {
+                Some(r) => self.history.ok(id, r, now),
+                None => {
+                    let detail = format!("c{client} #{seq} {:?} got {reply:?}", cmd.op);
+                    cx.fail(Invariant::K3, Some(from), detail);
+                    self.history.info(id);
+                }
+            }
+        }
+        cx.complete(client, from, resp);
+        if let Some(quiet_at) = cx.quiet_at() {
+            let start = self.clients[client as usize].invoked_at.max(quiet_at);
+            let bound = self.params.op_bound_us;
+            if now - start > bound {
+                let detail = format!(
+                    "c{client} #{seq} took {} after the quiet period (bound {})",
+                    checkers::fmt_time(now - start),
+                    checkers::fmt_time(bound)
+                );
+                cx.fail(Invariant::L2, None, detail);
+            }
+        }
+        let think = cx.rng().gen_range(0..2_000);
+        cx.wake(client, think, NEXT);
+    }
+
+    /// L2's bound, which scales with the workload rather than the run: the
+    /// earliest deadline of an operation in flight; once every client is done,
+    /// `liveness_us` after the last completion for the replicas to converge.
+    fn deadline(&self, quiet_at: u64, cfg: &RunConfig) -> u64 {
+        let ops = self.clients.iter().filter(|c| c.op.is_some());
+        let mut d = ops
+            .map(|c| self.op_deadline(c, quiet_at))
+            .min()
+            .unwrap_or(u64::MAX);
+        if self.done() {
+            d = d.min(self.last_done.max(quiet_at) + cfg.liveness_us);
+        }
+        d
+    }
+
+    fn done(&self) -> bool {
+        self.clients.iter().all(|c| c.done >= self.ops)
+    }
+
+    fn stalled(
+        &self,
+        now: u64,
+        quiet_at: u64,
+        cfg: &RunConfig,
+        nodes: &[Option<Replica>],
+    ) -> Option<Violation> {
+        let late: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|c| c.op.is_some() && self.op_deadline(c, quiet_at) <= now)
+            .map(|c| {
+                format!(
+                    "c{} op {} of {} (invoked at {})",
+                    c.client.id,
+                    c.done + 1,
+                    self.ops,
+                    checkers::fmt_time(c.invoked_at)
+                )
+            })
+            .collect();
+        let detail = if !late.is_empty() {
+            format!(
+                "operations unanswered {} after their invocation or the quiet period's start \
+                 ({}): {}",
+                checkers::fmt_time(self.params.op_bound_us),
+                checkers::fmt_time(quiet_at),
+                late.join(", ")
+            )
+        } else if !self.done() {
+            format!(
+                "the run stalled with clients unfinished: {}",
+                divergence(nodes)
+            )
+        } else {
+            format!(
+                "replicas did not converge within {} of the last completion at {}: {}",
+                checkers::fmt_time(cfg.liveness_us),
+                checkers::fmt_time(self.last_done),
+                divergence(nodes)
+            )
+        };
+        Some(Violation {
+            invariant: Invariant::L2,
+            at_us: now,
+            node: None,
+            detail,
+        })
+    }
+
+    fn finish(&mut self) -> Result<bool, Violation> {
+        match linearizability::check(&self.history, LIN_BUDGET) {
+            linearizability::Report::Linearizable => Ok(true),
+            linearizability::Report::NotLinearizable { key, minimal } => Err(Violation {
+                invariant: Invariant::K3,
+                at_us: self.last_done,
+                node: None,
+                detail: format!(
+                    "key {key}: no order of these {} operations explains their results:\n{}",
+                    minimal.len(),
+                    linearizability::render(&minimal)
+                ),
+            }),
+            // Not a verdict either way: counted and reported by the campaign
+            // and `paxsim run`, not a failure.
+            linearizability::Report::Unknown { .. } => Ok(false),
+        }
+    }
+}
+
+const CANARIES: [Canary; 12] = [
+    (
+        "deposed-leader-writes",
+        "acceptors check the ballot only on Prepare",
+    ),
+    (
+        "assume-reported-chosen",
+        "a new leader treats reported slots as chosen",
+    ),
+    (
+        "commit-without-entry",
+        "followers mark chosen whatever entry they hold",
+    ),
+    (
+        "truncate-on-restart",
+        "a restarted replica forgets acceptances",
+    ),
+    ("read-without-lease", "kv: the leader reads without a lease"),
+    ("lease-ignores-drift", "kv: leases ignore clock drift"),
+    (
+        "snapshot-without-dedup",
+        "kv: snapshots leave out the dedup table",
+    ),
+    (
+        "wiped-rejoins-as-voter",
+        "a wiped replica votes with empty state",
+    ),
+    (
+        "non-atomic-chosen",
+        "a learned slot is persisted as two records",
+    ),
+    (
+        "prepare-before-promise",
+        "Prepares leave before the promise is durable (P6)",
+    ),
+    (
+        "leader-stops-proposing",
+        "(liveness) a leader stops proposing, keeps heartbeating",
+    ),
+    (
+        "no-catch-up",
+        "(liveness) a lagging follower never catches up",
+    ),
+];
+
+/// The log scenarios: `multi` (`kv: false`) and `kv`.
+pub struct Log {
+    pub kv: bool,
+}
+
+/// `multi`.
+pub const MULTI: Log = Log { kv: false };
+/// `kv`.
+pub const KV: Log = Log { kv: true };
+
+impl Scenario for Log {
+    type P = Replica;
+    type Checker = LogChecker;
+    type Workload = LogWorkload;
+
+    fn name(&self) -> &'static str {
+        if self.kv {
+            "kv"
+        } else {
+            "multi"
+        }
+    }
+    fn about(&self) -> &'static str {
+        if self.kv {
+            "coordination service: 3-7 replicas, clients (default 5 x 200 ops) mixing reads, \
+             writes, CAS, sessions, ephemeral keys and locks; leases serve reads; \
+             linearizability checked"
+        } else {
+            "Multi-Paxos log: 3-7 replicas, clients (default 5 x 100 ops) writing through any replica"
+        }
+    }
+    fn defaults(&self) -> RunConfig {
+        let mut c = RunConfig {
+            scenario: self.name().into(),
+            clients: 5,
+            ops: 100,
+            ..RunConfig::generic()
+        };
+        let mut p = LogParams::default();
+        if self.kv {
+            c.ops = 200;
+            p.timing.lease_us = 150_000;
+            p.timing.drift_ppm = 200_000;
+            c.fault_phase_us = 2_000_000;
+        }
+        c.set_params(&p);
+        c
+    }
+    fn caps(&self, cfg: &RunConfig) -> Caps {
+        let p: LogParams = cfg.params().unwrap_or_default();
+        Caps {
+            leader: true,
+            clocks: true,
+            pauses: true,
+            disk_loss: true,
+            // Leases assume |rate| <= drift_ppm; without leases any rate is fair.
+            drift_bound_ppm: (p.timing.lease_us > 0).then_some(p.timing.drift_ppm),
+        }
+    }
+    fn canaries(&self) -> Vec<Canary> {
+        assert_eq!(CANARIES.len(), multipaxos::CANARIES.len());
+        CANARIES.to_vec()
+    }
+    fn validate(&self, cfg: &RunConfig) -> Result<(), String> {
+        if !(3..=7).contains(&cfg.nodes) {
+            return Err(format!("nodes is {}, must be 3 to 7", cfg.nodes));
+        }
+        if !(1..=16).contains(&cfg.clients) {
+            return Err(format!("clients is {}, must be 1 to 16", cfg.clients));
+        }
+        if !(1..=100_000).contains(&cfg.ops) {
+            return Err(format!("ops is {}, must be 1 to 100000", cfg.ops));
+        }
+        let l: LogParams = cfg.params()?;
+        let t = &l.timing;
+        for (name, v, lo, hi) in [
+            ("timing.election_us", t.election_us, 1_000, 60_000_000),
+            (
+                "timing.election_jitter_us",
+                t.election_jitter_us,
+                1,
+                60_000_000,
+            ),
+            ("timing.heartbeat_us", t.heartbeat_us, 100, 60_000_000),
+            ("timing.lease_us", t.lease_us, 0, 60_000_000),
+            ("timing.drift_ppm", t.drift_ppm, 0, 500_000),
+            ("window", l.window, 1, 1_000),
+            ("batch", l.batch as u64, 1, 1_000),
+            ("snapshot_every", l.snapshot_every, 1, 1_000_000),
+            ("tick_us", l.tick_us, 1_000, 60_000_000),
+            ("session_ttl_us", l.session_ttl_us, 1_000, 600_000_000),
+            ("client_retry_us", l.client_retry_us, 100, 60_000_000),
+            ("op_bound_us", l.op_bound_us, 1_000, 600_000_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("params.{name} is {v}, must be {lo} to {hi}"));
+            }
+        }
+        if t.heartbeat_us >= t.election_us {
+            return Err("params.timing.heartbeat_us must be below election_us".into());
+        }
+        Ok(())
+    }
+    fn node_configs(&self, cfg: &RunConfig) -> Vec<ReplicaConfig> {
+        let p: LogParams = cfg.params().expect("validated");
+        let mut bugs = multipaxos::Bugs::default();
+        for b in &cfg.bugs {
+            bugs.enable(b).expect("validated");
+        }
+        (0..cfg.nodes)
+            .map(|id| ReplicaConfig {
+                log: multipaxos::Config {
+                    n: cfg.nodes,
+                    id,
+                    timing: p.timing,
+                    window: p.window,
+                    batch: p.batch,
+                    bugs,
+                },
+                server: ServerConfig {
+                    snapshot_every: p.snapshot_every,
+                    tick_us: p.tick_us,
+                    lease_reads: p.timing.lease_us > 0,
+                    bugs,
+                },
+            })
+            .collect()
+    }
+    fn checker(&self, cfg: &RunConfig) -> LogChecker {
+        LogChecker {
+            obs: LogObserver::new(cfg.nodes as usize),
+            submitted: BTreeMap::new(),
+            marks: Marks::default(),
+            cfg: cfg.clone(),
+        }
+    }
+    fn workload(&self, cfg: &RunConfig, _rng: &mut ChaCha8Rng) -> LogWorkload {
+        LogWorkload {
+            kv: self.kv,
+            params: cfg.params().expect("validated"),
+            ops: cfg.ops,
+            n: cfg.nodes,
+            clients: Vec::new(),
+            n_clients: cfg.clients,
+            last_done: 0,
+            history: History::new(),
+            buf: Vec::new(),
+        }
+    }
+    fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str> {
+        let leases = cfg
+            .params::<LogParams>()
+            .is_ok_and(|p| p.timing.lease_us > 0);
+        MARKS
+            .into_iter()
+            .filter(|m| leases || !m.contains("lease"))
+            .collect()
+    }
+    fn checks_history(&self) -> bool {
+        self.kv
+    }
+}

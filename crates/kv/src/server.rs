@@ -80,7 +80,8 @@ pub struct Server {
 
 impl Server {
     pub fn new(node: LogNode, cfg: ServerConfig) -> Server {
-        assert!(cfg.snapshot_every >= 1 && cfg.tick_us >= 1);
+        assert!(cfg.snapshot_every >= 1, "a snapshot every 0 slots");
+        assert!(cfg.tick_us >= 1, "a tick every 0 us");
         Server {
             node,
             machine: Machine::new(),
@@ -212,6 +213,19 @@ impl Server {
                         seq: c.seq,
                         leader: *leader,
                     });
+                }
+                // The leader's queue is full (`multipaxos::QUEUE_MAX`): load
+                // shedding. The command was never proposed, so this replica
+                // forgets it and sends no reply; the client times out and
+                // retries, here or elsewhere, as after a lost message. (No
+                // Redirect: this replica is the leader, and naming it would
+                // only bring the client straight back to a full queue.) A
+                // refused tick needs nothing: a later tick carries a later
+                // clock (and ticks are only submitted below 64 pending).
+                Output::Busy {
+                    cmd: Cmd::Client(c),
+                } => {
+                    self.waiting.remove(&(c.client, c.seq));
                 }
                 _ => {}
             }

@@ -33,6 +33,7 @@ fn checksum<T: Hash>(t: &T) -> u64 {
 impl<C: Hash, S: Hash> Sealed<C, S> {
     pub fn seal(write: Write<C, S>) -> Self {
         let sum = checksum(&write);
+        assert_ne!(sum, 0, "a zeroed checksum would pass a zeroed record");
         Sealed {
             write,
             sum,
@@ -49,7 +50,9 @@ impl<C: Hash, S: Hash> Sealed<C, S> {
     /// payload structured, so the flip lands in the checksum word: what
     /// matters is that the record no longer verifies.
     pub fn flip_bit(&mut self, bit: u32) {
+        let was = self.sum;
         self.sum ^= 1 << (bit % 64);
+        assert_ne!(self.sum, was, "a flip changes the stored word");
     }
 }
 
@@ -83,13 +86,16 @@ pub fn load<C: Hash + Clone, S: Hash + Clone>(records: &[Sealed<C, S>]) -> Loade
     let mut d = Durable::default();
     for (i, r) in records.iter().enumerate() {
         if !r.intact() {
+            assert!(i >= 1, "the first record was checked above");
             if r.torn && i + 1 == records.len() {
+                assert!(d.initialized, "an intact first record initializes");
                 return Loaded::Ok { state: d, torn: 1 };
             }
             return Loaded::Corrupt { index: i };
         }
         d.apply(&r.write);
     }
+    assert!(d.initialized, "an intact first record initializes");
     Loaded::Ok { state: d, torn: 0 }
 }
 
@@ -119,7 +125,8 @@ mod tests {
         let a = R::seal(Write::Promise(Ballot { round: 2, node: 1 }));
         let mut b = a.clone();
         b.write = Write::Promise(Ballot { round: 3, node: 1 });
-        assert!(a.intact() && !b.intact());
+        assert!(a.intact());
+        assert!(!b.intact());
         // Distinct records get distinct checksums.
         let sums: std::collections::BTreeSet<u64> = (0..16)
             .map(|round| checksum(&Write::<u32, u32>::Promise(Ballot { round, node: 0 })))
@@ -218,7 +225,8 @@ mod tests {
         let Loaded::Ok { state, .. } = load(&d) else {
             panic!()
         };
-        assert!(state.accepted.is_empty() && state.chosen.is_empty());
+        assert!(state.accepted.is_empty());
+        assert!(state.chosen.is_empty());
         assert_eq!(state.base(), 1);
         // Torn while writing the snapshot: the log before it is intact.
         d.last_mut().unwrap().torn = true;

@@ -399,6 +399,8 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
                     let to = leader.unwrap_or((id + 1) % n);
                     net.push((to, Input::Submit(cmd)));
                 }
+                // A full queue: the client retries later, at the same node.
+                Output::Busy { cmd } => net.push((id, Input::Submit(cmd))),
                 Output::Elected { .. } | Output::Install { .. } | Output::Rebuilt => {}
             }
         }
@@ -843,7 +845,8 @@ fn a_duplicate_prepare_is_promised_again_and_a_higher_one_deposes_the_leader() {
             .iter()
             .any(|(to, m)| *to == 0 && matches!(m, Msg::Promise { .. }))
     };
-    assert!(promise(&first) && promise(&again), "{again:?}");
+    assert!(promise(&first), "{first:?}");
+    assert!(promise(&again), "{again:?}");
     assert!(
         !again.iter().any(|o| matches!(o, Output::SetTimer { .. })),
         "a duplicate is only answered, it resets no timer"
@@ -1133,4 +1136,48 @@ fn a_nack_deposes_a_leader_only_with_a_promise_above_its_own() {
     };
     recv(&mut l, 1, nack);
     assert!(!l.is_leader());
+}
+
+#[test]
+fn a_leader_whose_queue_is_full_refuses_commands_with_busy() {
+    let (mut l, _) = elect([vec![], vec![]]);
+    // No Accepted arrives: the window of 4 fills, then the queue behind it.
+    let window = l.cfg.window as usize;
+    for c in 0..(window + QUEUE_MAX) as u32 {
+        let out = step(&mut l, Input::Submit(c));
+        assert!(!out.iter().any(|o| matches!(o, Output::Busy { .. })), "{c}");
+    }
+    assert_eq!(l.pending(), window + QUEUE_MAX);
+    // One more overflows: refused, and nothing proposed, written or sent.
+    let overflow = (window + QUEUE_MAX) as u32;
+    let out = step(&mut l, Input::Submit(overflow));
+    assert_eq!(out, vec![Output::Busy { cmd: overflow }]);
+    assert_eq!(l.pending(), window + QUEUE_MAX, "the queue stays bounded");
+    assert!(l.is_leader());
+    // A slot chosen frees one place in the window: one queued command goes
+    // out, which frees one place in the queue.
+    for from in [0, 1] {
+        let ack = Msg::Accepted {
+            ballot: b(1, 0),
+            slot: 0,
+        };
+        recv(&mut l, from, ack);
+    }
+    assert_eq!(l.applied(), 1);
+    assert_eq!(l.pending(), window + QUEUE_MAX - 1);
+    let out = step(&mut l, Input::Submit(overflow + 1));
+    assert!(out.is_empty(), "queued again: {out:?}");
+    let out = step(&mut l, Input::Submit(overflow + 2));
+    assert_eq!(out, vec![Output::Busy { cmd: overflow + 2 }]);
+    // Deposed, the leader refuses every queued command, no more than the bound.
+    let nack = Msg::Nack {
+        ballot: b(1, 0),
+        promised: b(2, 2),
+    };
+    let out = recv(&mut l, 1, nack);
+    let refused = out
+        .iter()
+        .filter(|o| matches!(o, Output::NotLeader { .. }))
+        .count();
+    assert_eq!(refused, QUEUE_MAX);
 }

@@ -275,6 +275,8 @@ impl Replica {
             Output::NotLeader { cmd, leader } => {
                 send(&self.ep, client_addr(cmd.0), Wire::Redirect(leader));
             }
+            // Load shedding: no answer; the client times out and retries.
+            Output::Busy { .. } => {}
             Output::Rebuilt => {
                 let mut w = self.world.lock().unwrap();
                 w.status[id as usize].rebuilding = false;

@@ -1,0 +1,142 @@
+//! The acceptor: Phase 1 (promises) and Phase 2 (acceptances) votes, each
+//! made durable before the reply that reveals it leaves.
+
+use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Write};
+use std::fmt::Debug;
+
+impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// Phase 1: promise `ballot` and report every acceptance from `slot` on
+    /// (and the snapshot, if we compacted past `slot`).
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(!self.is_rebuilding(), "a rebuilding replica does not vote");
+        assert_eq!(ballot.node, from, "a Prepare carries its sender's ballot");
+        assert!(ballot.round >= 1, "ballot zero is never proposed");
+        if ballot < self.promised {
+            let promised = self.promised;
+            out.push(Output::Send {
+                to: from,
+                msg: Msg::Nack { ballot, promised },
+                after: 0,
+            });
+            return;
+        }
+        if from != self.cfg.id && self.lease_forbids(from) {
+            // A lease we granted is running: stay silent (the candidate
+            // retries after its election timeout).
+            return;
+        }
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.seen = self.seen.max(ballot);
+            if ballot.node != self.cfg.id {
+                self.step_down(out);
+            }
+        }
+        assert_eq!(self.promised, ballot, "a promise is for the highest ballot");
+        let seq = self.persist(Write::Promise(ballot), out);
+        let accepted: Vec<_> = self
+            .accepted
+            .range(slot..)
+            .map(|(s, (b, e))| {
+                assert!(*b <= ballot, "an acceptance above the promise");
+                (*s, *b, e.clone())
+            })
+            .collect();
+        let snapshot = self.snapshot.clone().filter(|s| s.upto > slot);
+        self.send_after(
+            seq,
+            from,
+            Msg::Promise {
+                ballot,
+                accepted,
+                snapshot,
+            },
+            out,
+        );
+    }
+
+    /// Phase 2: accept `entry` at `slot` under `ballot` unless we promised a
+    /// higher ballot; then learn what the leader's commit index allows.
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<C>,
+        commit: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(!self.is_rebuilding(), "a rebuilding replica does not vote");
+        assert_eq!(ballot.node, from, "an Accept carries its leader's ballot");
+        assert!(ballot.round >= 1, "ballot zero is never proposed");
+        if ballot < self.promised && !self.cfg.bugs.deposed_leader_writes {
+            let promised = self.promised;
+            out.push(Output::Send {
+                to: from,
+                msg: Msg::Nack { ballot, promised },
+                after: 0,
+            });
+            return;
+        }
+        if slot < self.base() {
+            // Compacted here, so chosen: the sender is behind.
+            if let Some(snap) = self.snapshot.clone() {
+                out.push(Output::Send {
+                    to: from,
+                    msg: Msg::Snapshot { snap },
+                    after: 0,
+                });
+            }
+            return;
+        }
+        self.follow(from, ballot, out);
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.persist(Write::Promise(ballot), out);
+        }
+        // (With canary 1 a lower ballot is accepted too: never a higher one.)
+        assert!(ballot <= self.promised, "accepted above the promise");
+        assert!(slot >= self.base());
+        self.accepted.insert(slot, (ballot, entry.clone()));
+        let seq = self.persist(
+            Write::Accept {
+                slot,
+                ballot,
+                entry,
+            },
+            out,
+        );
+        self.send_after(seq, from, Msg::Accepted { ballot, slot }, out);
+        self.commit_upto(from, ballot, commit, out);
+    }
+
+    /// Hearing from a leader at `ballot`: follow it, grant it a lease, and
+    /// reset the election timer.
+    pub(crate) fn follow(&mut self, leader: NodeId, ballot: Ballot, out: &mut Vec<Output<C, S>>) {
+        assert!(leader < self.cfg.n);
+        assert_eq!(ballot.node, leader, "a leader speaks in its own ballot");
+        self.seen = self.seen.max(ballot);
+        if leader != self.cfg.id {
+            if !matches!(self.role, Role::Follower) {
+                self.step_down(out);
+            } else {
+                // One pending timer is enough: it re-arms itself for the
+                // rest of the timeout when it finds the leader was heard.
+                self.heard = self.now;
+            }
+            self.leader = Some(leader);
+            if self.cfg.timing.lease_us > 0 && !self.lease_forbids(leader) {
+                self.grantee = Some(leader);
+                self.granted_until = self.now + self.cfg.timing.lease_us;
+            }
+            assert!(matches!(self.role, Role::Follower), "following another");
+        }
+        assert!(self.seen >= ballot);
+    }
+}

@@ -1,0 +1,379 @@
+//! The proposer: candidacy (Phase 1 for every slot from the first unchosen
+//! one), election, and the leader's accept pipeline with its bounded queue.
+
+use crate::{
+    bit, count, Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Timer, Write, QUEUE_MAX,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+
+/// BUG (canary 11, `leader-stops-proposing`): after 16 heartbeat rounds the
+/// leader proposes nothing more, yet its heartbeats keep everyone following.
+fn canary_leader_stalls(round: u64) -> bool {
+    round >= 16
+}
+
+impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// The election timer fired: stand, unless the leader was heard since
+    /// it was set (then wait out the rest of the timeout).
+    pub(crate) fn on_election_timer(&mut self, epoch: u64, out: &mut Vec<Output<C, S>>) {
+        assert!(epoch <= self.epoch, "a timer this incarnation never set");
+        if epoch != self.epoch || self.is_leader() {
+            return;
+        }
+        let quiet_since = self.heard + self.cfg.timing.election_us;
+        if matches!(self.role, Role::Follower) && self.now < quiet_since {
+            // The leader was heard since this timer was set.
+            self.epoch += 1;
+            out.push(Output::SetTimer {
+                timer: Timer::Election { epoch: self.epoch },
+                delay_us: quiet_since - self.now,
+                jitter_us: self.cfg.timing.election_jitter_us,
+            });
+            return;
+        }
+        if self.is_rebuilding() {
+            self.broadcast_others(Msg::RebuildQuery, out);
+            self.arm_election(out);
+        } else {
+            self.stand(out);
+        }
+    }
+
+    /// Runs Phase 1 for every slot from the first unchosen one.
+    pub(crate) fn stand(&mut self, out: &mut Vec<Output<C, S>>) {
+        assert!(!self.is_leader(), "a leader does not stand");
+        assert!(!self.is_rebuilding(), "a rebuilding replica does not stand");
+        if self.lease_forbids(self.cfg.id) {
+            // Our own vote counts: we may not promise ourselves either.
+            // Try again as soon as the lease we granted runs out.
+            assert!(self.granted_until > self.now);
+            self.epoch += 1;
+            out.push(Output::SetTimer {
+                timer: Timer::Election { epoch: self.epoch },
+                delay_us: self.granted_until - self.now + 1,
+                jitter_us: self.cfg.timing.election_jitter_us / 16,
+            });
+            return;
+        }
+        let ballot = Ballot {
+            round: self.seen.round + 1,
+            node: self.cfg.id,
+        };
+        assert!(ballot > self.seen, "a new ballot is above every one seen");
+        assert!(ballot > self.promised, "a new ballot is above our promise");
+        self.seen = ballot;
+        let from = self.applied;
+        self.role = Role::Candidate {
+            ballot,
+            promises: 0,
+            reported: BTreeMap::new(),
+            snapshot: None,
+        };
+        self.leader = None;
+        // Our own promise is durable before any Prepare leaves: otherwise a
+        // restart could stand again with this very ballot and propose other
+        // entries under it.
+        self.promised = ballot;
+        let seq = self.persist(Write::Promise(ballot), out);
+        if self.cfg.bugs.prepare_before_promise {
+            // BUG (canary 10): the Prepares leave at once; the write they
+            // depend on is not even named.
+            for to in 0..self.cfg.n {
+                out.push(Output::Send {
+                    to,
+                    msg: Msg::Prepare { ballot, from },
+                    after: 0,
+                });
+            }
+        } else {
+            self.broadcast(seq, Msg::Prepare { ballot, from }, out);
+        }
+        self.arm_election(out);
+    }
+
+    /// A promise for our candidacy. A quorum elects us: re-propose what the
+    /// promisers reported, fill the gaps with no-ops, start heartbeats.
+    pub(crate) fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        accepted: Vec<(Slot, Ballot, Entry<C>)>,
+        snap: Option<Snap<S>>,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(!self.is_rebuilding(), "a rebuilding replica does not stand");
+        assert_eq!(ballot.node, self.cfg.id, "a promise answers our Prepare");
+        let quorum = self.cfg.quorum();
+        let Role::Candidate {
+            ballot: mine,
+            promises,
+            reported,
+            snapshot,
+            ..
+        } = &mut self.role
+        else {
+            return;
+        };
+        if ballot != *mine {
+            return;
+        }
+        assert!(
+            count(*promises) < quorum,
+            "still a candidate after a quorum"
+        );
+        for (slot, b, e) in accepted {
+            assert!(
+                b <= ballot,
+                "a promise reports an acceptance above its ballot"
+            );
+            if reported.get(&slot).is_none_or(|(rb, _)| b > *rb) {
+                reported.insert(slot, (b, e));
+            }
+        }
+        if let Some(s) = snap {
+            if snapshot.as_ref().is_none_or(|old| s.upto > old.upto) {
+                *snapshot = Some(s);
+            }
+        }
+        *promises |= bit(from);
+        if count(*promises) < quorum {
+            return;
+        }
+        let reported = std::mem::take(reported);
+        let snapshot = snapshot.take();
+        // Elected. A promiser compacted past our log: take its snapshot first.
+        if let Some(s) = snapshot {
+            self.install(s, out);
+        }
+        // Re-propose every reported slot under our ballot and fill the gaps
+        // below the highest with no-ops, before any new command.
+        let first = self.applied;
+        let top = reported
+            .keys()
+            .next_back()
+            .map_or(first, |s| s + 1)
+            .max(first);
+        assert!(ballot <= self.promised, "elected in a ballot we promised");
+        self.role = Role::Leader {
+            ballot,
+            next: top,
+            top,
+            inflight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            rounds: VecDeque::new(),
+            round: 0,
+            lease_until: 0,
+        };
+        self.leader = Some(self.cfg.id);
+        out.push(Output::Elected { ballot });
+        for slot in first..top {
+            if let Some(entry) = self.chosen.get(&slot) {
+                let entry = entry.clone();
+                self.propose(slot, entry, out);
+                continue;
+            }
+            match reported.get(&slot) {
+                Some((_, e)) if self.cfg.bugs.assume_reported_chosen => {
+                    // BUG (canary 2): an acceptance from an earlier ballot
+                    // is taken as chosen, without re-proposing it.
+                    let e = e.clone();
+                    self.learn(slot, e, out);
+                }
+                reported => {
+                    let entry = reported.map_or(Entry::Noop, |(_, e)| e.clone());
+                    self.propose(slot, entry, out);
+                }
+            }
+        }
+        // Heartbeats start the lease; the Accepts just sent need no resend.
+        self.heartbeat(false, out);
+        assert!(self.is_leader(), "an election ends with a leader");
+    }
+
+    /// Leaves candidacy or leadership (refusing every queued command), or,
+    /// as a follower, re-arms the election timer.
+    pub(crate) fn step_down(&mut self, out: &mut Vec<Output<C, S>>) {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica has no role to leave"
+        );
+        if let Role::Leader { queue, .. } = std::mem::replace(&mut self.role, Role::Follower) {
+            assert!(queue.len() <= QUEUE_MAX);
+            for cmd in queue {
+                out.push(Output::NotLeader { cmd, leader: None });
+            }
+        }
+        self.arm_election(out);
+        assert!(matches!(self.role, Role::Follower));
+    }
+
+    /// A rejection of our Prepare or Accept: someone promised `promised`.
+    pub(crate) fn on_nack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        promised: Ballot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(from < self.cfg.n);
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica sends no ballots"
+        );
+        assert_eq!(ballot.node, self.cfg.id, "a Nack answers our own ballot");
+        assert!(promised > ballot, "a Nack carries a higher promise");
+        self.seen = self.seen.max(promised);
+        if promised > self.promised && !matches!(self.role, Role::Follower) {
+            self.step_down(out);
+        }
+        assert!(self.seen >= promised);
+    }
+
+    // ------------------------------------------------------------- pipeline
+
+    /// A client command: the leader queues it behind its pipeline, up to
+    /// [`QUEUE_MAX`]; anyone else refuses it.
+    pub(crate) fn submit(&mut self, cmd: C, out: &mut Vec<Output<C, S>>) {
+        let Role::Leader { queue, .. } = &mut self.role else {
+            out.push(Output::NotLeader {
+                cmd,
+                leader: self.leader.filter(|l| *l != self.cfg.id),
+            });
+            return;
+        };
+        assert!(queue.len() <= QUEUE_MAX, "the queue outgrew its bound");
+        if queue.len() == QUEUE_MAX {
+            // Load shedding: refuse rather than queue without bound.
+            out.push(Output::Busy { cmd });
+            return;
+        }
+        queue.push_back(cmd);
+        assert!(queue.len() <= QUEUE_MAX);
+        self.pump(out);
+    }
+
+    /// Proposes queued commands, up to `batch` per slot, while the pipeline
+    /// window has room.
+    pub(crate) fn pump(&mut self, out: &mut Vec<Output<C, S>>) {
+        assert!(self.is_leader(), "only a leader proposes");
+        loop {
+            let (window, batch) = (self.cfg.window, self.cfg.batch);
+            let Role::Leader {
+                next,
+                inflight,
+                queue,
+                round,
+                ..
+            } = &mut self.role
+            else {
+                unreachable!("only a leader proposes")
+            };
+            if inflight.len() as u64 >= window || queue.is_empty() {
+                return;
+            }
+            if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
+                return;
+            }
+            let k = queue.len().min(batch);
+            assert!(k >= 1);
+            let cmds: Vec<C> = queue.drain(..k).collect();
+            let slot = *next;
+            self.propose(slot, Entry::Cmds(cmds), out);
+            let Role::Leader { inflight, .. } = &self.role else {
+                unreachable!("proposing keeps the leadership")
+            };
+            // New commands enter only below the window: the map stays bounded.
+            assert!(inflight.len() as u64 <= window, "the window overflowed");
+        }
+    }
+
+    /// Sends `entry` for `slot` under our ballot and tracks it in flight.
+    pub(crate) fn propose(&mut self, slot: Slot, entry: Entry<C>, out: &mut Vec<Output<C, S>>) {
+        let commit = self.applied;
+        let promised = self.promised;
+        let Role::Leader {
+            ballot,
+            next,
+            inflight,
+            ..
+        } = &mut self.role
+        else {
+            unreachable!("only a leader proposes")
+        };
+        let ballot = *ballot;
+        assert!(
+            ballot <= promised,
+            "proposing in a ballot we did not promise"
+        );
+        *next = (*next).max(slot + 1);
+        let fresh = inflight.insert(slot, (entry.clone(), 0)).is_none();
+        assert!(fresh, "slot {slot} proposed twice in ballot {ballot:?}");
+        assert!(slot < *next);
+        self.broadcast_accept(ballot, slot, entry, commit, out);
+    }
+
+    pub(crate) fn broadcast_accept(
+        &mut self,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<C>,
+        commit: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert_eq!(ballot.node, self.cfg.id, "Accepts go out in our own ballot");
+        assert!(
+            commit <= self.applied,
+            "a commit index beyond what we applied"
+        );
+        let msg = Msg::Accept {
+            ballot,
+            slot,
+            entry,
+            commit,
+        };
+        self.broadcast(self.persist_seq, msg, out);
+    }
+
+    /// An acceptance of our Accept: a quorum chooses the slot.
+    pub(crate) fn on_accepted(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica proposes nothing"
+        );
+        assert_eq!(
+            ballot.node, self.cfg.id,
+            "an Accepted answers our own Accept"
+        );
+        let quorum = self.cfg.quorum();
+        let Role::Leader {
+            ballot: mine,
+            inflight,
+            ..
+        } = &mut self.role
+        else {
+            return;
+        };
+        if ballot != *mine {
+            return;
+        }
+        let Some((entry, acks)) = inflight.get_mut(&slot) else {
+            return;
+        };
+        assert!(count(*acks) < quorum, "a chosen slot stayed in flight");
+        *acks |= bit(from);
+        if count(*acks) < quorum {
+            return;
+        }
+        let entry = entry.clone();
+        inflight.remove(&slot);
+        self.learn(slot, entry, out);
+        self.pump(out);
+    }
+}

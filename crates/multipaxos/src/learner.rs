@@ -1,0 +1,189 @@
+//! The learner: chosen slots, applied in order; the leader's commit index;
+//! catch-up (`Query` answered by `Chosen` entries or a `Snapshot`); and
+//! snapshots, taken locally or installed from a peer.
+
+use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Write};
+use std::fmt::Debug;
+
+/// The most chosen entries one `Query` is answered with.
+const CHOSEN_PER_QUERY: usize = 64;
+
+impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// The leader says every slot below `commit` is chosen. Mark chosen only
+    /// the slots we hold accepted *in the leader's ballot*; ask for the rest.
+    pub(crate) fn commit_upto(
+        &mut self,
+        leader: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(leader < self.cfg.n);
+        assert_eq!(ballot.node, leader, "a commit index comes from its leader");
+        let mut missing = None;
+        for slot in self.applied..commit {
+            if self.chosen.contains_key(&slot) {
+                continue;
+            }
+            match self.accepted.get(&slot) {
+                Some((b, e)) if *b == ballot || self.cfg.bugs.commit_without_entry => {
+                    // (BUG, canary 3: an entry from any ballot is taken.)
+                    let e = e.clone();
+                    self.learn(slot, e, out);
+                }
+                _ => {
+                    missing.get_or_insert(slot);
+                }
+            }
+        }
+        if let Some(from) = missing {
+            assert!(from >= self.applied, "asking for a slot already applied");
+            assert!(from < commit);
+            // (BUG, canary 12: a lagging follower never asks.)
+            if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
+                out.push(Output::Send {
+                    to: leader,
+                    msg: Msg::Query { from },
+                    after: 0,
+                });
+            }
+        }
+    }
+
+    /// A peer asks for the chosen entries from `slot` on: the snapshot
+    /// first if we compacted past `slot`, then up to 64 entries.
+    pub(crate) fn on_query(&mut self, from: NodeId, slot: Slot, out: &mut Vec<Output<C, S>>) {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica knows nothing chosen"
+        );
+        assert_ne!(from, self.cfg.id, "a node never queries itself");
+        let mut slot = slot;
+        if slot < self.base() {
+            let snap = self.snapshot.clone().expect("a base implies a snapshot");
+            slot = snap.upto;
+            out.push(Output::Send {
+                to: from,
+                msg: Msg::Snapshot { snap },
+                after: 0,
+            });
+        }
+        assert!(slot >= self.base(), "only what the log still holds");
+        for (s, e) in self.chosen.range(slot..).take(CHOSEN_PER_QUERY) {
+            out.push(Output::Send {
+                to: from,
+                msg: Msg::Chosen {
+                    slot: *s,
+                    entry: e.clone(),
+                },
+                after: 0,
+            });
+        }
+    }
+
+    /// A chosen entry, in answer to our query.
+    pub(crate) fn on_chosen(
+        &mut self,
+        from: NodeId,
+        slot: Slot,
+        entry: Entry<C>,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica learns by rebuilding"
+        );
+        assert_ne!(from, self.cfg.id, "a node never answers itself");
+        if slot >= self.base() {
+            self.learn(slot, entry, out);
+        }
+    }
+
+    /// A peer's snapshot: it compacted past what we asked or sent for.
+    pub(crate) fn on_snapshot(&mut self, from: NodeId, snap: Snap<S>, out: &mut Vec<Output<C, S>>) {
+        assert!(from < self.cfg.n);
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica installs by rebuilding"
+        );
+        assert!(snap.upto >= 1, "a snapshot covers at least one slot");
+        self.install(snap, out);
+    }
+
+    /// `slot` is chosen with `entry`: record it durably and apply what follows.
+    pub(crate) fn learn(&mut self, slot: Slot, entry: Entry<C>, out: &mut Vec<Output<C, S>>) {
+        if slot < self.applied {
+            return;
+        }
+        assert!(slot >= self.base());
+        if let Some(e) = self.chosen.get(&slot) {
+            assert_eq!(*e, entry, "slot {slot} chosen twice with different entries");
+            return;
+        }
+        self.chosen.insert(slot, entry.clone());
+        if self.cfg.bugs.non_atomic_chosen {
+            // BUG (canary 9): the mark and the entry in separate records.
+            self.persist(Write::ChosenMark { slot }, out);
+        }
+        self.persist(Write::Chosen { slot, entry }, out);
+        self.advance_applied(out);
+        assert!(slot < self.applied || self.chosen.contains_key(&slot));
+    }
+
+    /// Applies the chosen prefix, in slot order.
+    pub(crate) fn advance_applied(&mut self, out: &mut Vec<Output<C, S>>) {
+        assert!(
+            self.applied >= self.base(),
+            "applied below the compaction point"
+        );
+        while let Some(e) = self.chosen.get(&self.applied) {
+            out.push(Output::Apply {
+                slot: self.applied,
+                entry: e.clone(),
+            });
+            self.applied += 1;
+        }
+        assert!(!self.chosen.contains_key(&self.applied));
+    }
+
+    /// The driver's snapshot of the state machine below `snap.upto`.
+    pub(crate) fn take_snapshot(&mut self, snap: Snap<S>, out: &mut Vec<Output<C, S>>) {
+        assert!(
+            snap.upto <= self.applied,
+            "snapshot at {} beyond the applied prefix {}",
+            snap.upto,
+            self.applied
+        );
+        if snap.upto <= self.base() {
+            return;
+        }
+        self.compact(&snap);
+        self.persist(Write::Snapshot(snap), out);
+    }
+
+    /// Drops the log below `snap.upto` (in memory) and keeps the snapshot.
+    pub(crate) fn compact(&mut self, snap: &Snap<S>) {
+        assert!(snap.upto > self.base(), "a snapshot only moves forward");
+        self.accepted = self.accepted.split_off(&snap.upto);
+        self.chosen = self.chosen.split_off(&snap.upto);
+        self.snapshot = Some(snap.clone());
+        assert_eq!(self.base(), snap.upto);
+    }
+
+    /// Installs a peer's snapshot that reaches past our applied prefix.
+    pub(crate) fn install(&mut self, snap: Snap<S>, out: &mut Vec<Output<C, S>>) {
+        if snap.upto <= self.applied {
+            return;
+        }
+        self.compact(&snap);
+        self.applied = snap.upto;
+        if let Role::Leader { inflight, next, .. } = &mut self.role {
+            *inflight = inflight.split_off(&snap.upto);
+            *next = (*next).max(snap.upto);
+        }
+        out.push(Output::Install { snap: snap.clone() });
+        self.persist(Write::Snapshot(snap), out);
+        self.advance_applied(out);
+        assert!(self.applied >= self.base());
+    }
+}

@@ -1,0 +1,173 @@
+//! Heartbeats and leader leases: the leader's heartbeats carry its commit
+//! index and collect lease grants; a follower that grants a lease promises
+//! no other candidate until it runs out.
+
+use crate::{bit, count, Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, ROUNDS_KEPT};
+use std::fmt::Debug;
+
+impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// May the leader answer a read from its own state at local time `now`?
+    /// Only while it holds a lease (no other leader can exist) and has
+    /// applied everything earlier leaders may have had chosen.
+    pub fn lease_read_ok(&self, now: u64) -> bool {
+        match &self.role {
+            Role::Leader {
+                top, lease_until, ..
+            } => self.cfg.timing.lease_us > 0 && now < *lease_until && self.applied >= *top,
+            _ => false,
+        }
+    }
+
+    /// How long a lease lasts on the leader's clock: the followers' `lease_us`
+    /// shortened so that it ends first even if the leader's clock runs slow
+    /// and a follower's fast by the drift bound.
+    pub(crate) fn lease_span(&self) -> u64 {
+        let t = self.cfg.timing;
+        if self.cfg.bugs.lease_ignores_drift {
+            return t.lease_us; // BUG (canary 6)
+        }
+        let ppm = t.drift_ppm.min(999_999);
+        let span =
+            (t.lease_us as u128 * (1_000_000 - ppm) as u128 / (1_000_000 + ppm) as u128) as u64;
+        assert!(span <= t.lease_us, "drift only shortens a lease");
+        span
+    }
+
+    /// Whether a lease this acceptor granted forbids promising `candidate`.
+    pub(crate) fn lease_forbids(&self, candidate: NodeId) -> bool {
+        assert!(candidate < self.cfg.n);
+        self.now < self.granted_until && self.grantee != Some(candidate)
+    }
+
+    /// Leader: a heartbeat round to every other node (with the commit index),
+    /// and with `resend` every Accept still in flight; then re-arm.
+    pub(crate) fn heartbeat(&mut self, resend: bool, out: &mut Vec<Output<C, S>>) {
+        let now = self.now;
+        let commit = self.applied;
+        let Role::Leader {
+            ballot,
+            inflight,
+            rounds,
+            round,
+            ..
+        } = &mut self.role
+        else {
+            // A timer left over from a leadership that ended.
+            return;
+        };
+        let ballot = *ballot;
+        assert!(rounds.len() <= ROUNDS_KEPT);
+        assert!(rounds.back().is_none_or(|(_, sent, _)| *sent <= now));
+        *round += 1;
+        if self.cfg.timing.lease_us > 0 {
+            // The leader's own vote is in every lease quorum: it refuses
+            // other candidates too, for longer than its lease lasts.
+            self.grantee = Some(self.cfg.id);
+            self.granted_until = now + self.cfg.timing.lease_us;
+        }
+        let r = *round;
+        if rounds.len() == ROUNDS_KEPT {
+            rounds.pop_front();
+        }
+        // The leader's own ack: it does not vote against itself.
+        rounds.push_back((r, now, bit(self.cfg.id)));
+        assert!(
+            rounds.len() <= ROUNDS_KEPT,
+            "heartbeat rounds kept unbounded"
+        );
+        // Resend what is still in flight: an Accept or Accepted may be lost.
+        let again: Vec<(Slot, Entry<C>)> = if resend {
+            inflight.iter().map(|(s, (e, _))| (*s, e.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        for (slot, entry) in again {
+            self.broadcast_accept(ballot, slot, entry, commit, out);
+        }
+        self.broadcast_others(
+            Msg::Heartbeat {
+                ballot,
+                commit,
+                round: r,
+            },
+            out,
+        );
+        assert!(
+            self.cfg.timing.heartbeat_us > 0,
+            "a heartbeat interval of 0"
+        );
+        out.push(Output::SetTimer {
+            timer: Timer::Heartbeat,
+            delay_us: self.cfg.timing.heartbeat_us,
+            jitter_us: 0,
+        });
+    }
+
+    /// A leader's heartbeat: follow it (granting the lease if free), ack it
+    /// if we granted it the lease, and learn from its commit index.
+    pub(crate) fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        round: u64,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(!self.is_rebuilding(), "a rebuilding replica follows no one");
+        assert_ne!(from, self.cfg.id, "a leader sends itself no heartbeat");
+        assert_eq!(ballot.node, from, "a heartbeat carries its leader's ballot");
+        if ballot >= self.promised {
+            self.follow(from, ballot, out);
+            if self.grantee == Some(from) {
+                assert!(self.cfg.timing.lease_us > 0, "a grant with leases off");
+                out.push(Output::Send {
+                    to: from,
+                    msg: Msg::HeartbeatAck { ballot, round },
+                    after: 0,
+                });
+            }
+            self.commit_upto(from, ballot, commit, out);
+        }
+    }
+
+    /// A follower granted our lease in heartbeat `round`: a quorum of grants
+    /// holds the lease from when that round was sent.
+    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, round: u64) {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica sends no heartbeats"
+        );
+        assert_ne!(from, self.cfg.id, "the leader's own grant is implicit");
+        assert!(
+            self.cfg.timing.lease_us > 0,
+            "a lease grant with leases off"
+        );
+        let quorum = self.cfg.quorum();
+        let span = self.lease_span();
+        let now = self.now;
+        let Role::Leader {
+            ballot: mine,
+            rounds,
+            lease_until,
+            ..
+        } = &mut self.role
+        else {
+            return;
+        };
+        if ballot != *mine {
+            return;
+        }
+        if let Some((_, sent, acks)) = rounds.iter_mut().find(|(r, _, _)| *r == round) {
+            assert!(*sent <= now);
+            *acks |= bit(from);
+            if count(*acks) >= quorum {
+                // Every acker granted from after `sent` on its own clock.
+                *lease_until = (*lease_until).max(*sent + span);
+            }
+        }
+        assert!(
+            *lease_until <= now + span,
+            "a lease beyond what any round proves"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Rebuilding a replica whose disk was wiped or corrupt: it gathers the
+//! durable state of a majority of the *others* before it votes again, and
+//! answers the same question for its peers.
+
+use crate::{bit, count, Ballot, Durable, Msg, Node, NodeId, Output, Role, Write};
+use std::fmt::Debug;
+
+impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// What this replica holds durably (every write issued, once synced).
+    pub(crate) fn durable_view(&self) -> Durable<C, S> {
+        assert!(
+            !self.is_rebuilding(),
+            "a rebuilding replica has nothing to give"
+        );
+        Durable {
+            initialized: true,
+            promised: self.promised,
+            accepted: self.accepted.clone(),
+            chosen: self.chosen.clone(),
+            snapshot: self.snapshot.clone(),
+        }
+    }
+
+    /// A rebuilding peer asks for our state.
+    pub(crate) fn on_rebuild_query(&mut self, from: NodeId, out: &mut Vec<Output<C, S>>) {
+        assert!(!self.is_rebuilding(), "a rebuilding replica answers no one");
+        assert_ne!(
+            from, self.cfg.id,
+            "a rebuilding replica asks only the others"
+        );
+        // Only durable facts may be handed over: a reply waits for
+        // every write issued so far.
+        let state = Box::new(self.durable_view());
+        let seq = self.persist_seq;
+        self.send_after(seq, from, Msg::RebuildState { state }, out);
+    }
+
+    /// A peer's state, for our rebuild: merge it; a majority of the others
+    /// completes the rebuild.
+    pub(crate) fn on_rebuild_state(
+        &mut self,
+        from: NodeId,
+        peer: Durable<C, S>,
+        out: &mut Vec<Output<C, S>>,
+    ) {
+        assert!(from < self.cfg.n);
+        assert!(
+            peer.initialized,
+            "a peer's state comes from an initialized disk"
+        );
+        let quorum = self.cfg.quorum();
+        let Role::Rebuilding { replies, state } = &mut self.role else {
+            return;
+        };
+        // Only the others are asked. A duplicate reply merges the same state
+        // again, which changes nothing, and counts once in the bitmask.
+        assert_ne!(
+            from, self.cfg.id,
+            "a rebuilding replica asks only the others"
+        );
+        assert_eq!(self.promised, Ballot::ZERO, "a rebuilding replica votes");
+        assert!(count(*replies) < quorum, "still rebuilding after a quorum");
+        *replies |= bit(from);
+        assert!(
+            count(*replies) < self.cfg.n as usize,
+            "replies from the others only"
+        );
+        state.promised = state.promised.max(peer.promised);
+        if peer.snapshot.as_ref().map_or(0, |s| s.upto) > state.base() {
+            let snap = peer.snapshot.clone().expect("checked above");
+            state.apply(&Write::Snapshot(snap));
+        }
+        let base = state.base();
+        for (slot, (b, e)) in peer.accepted.range(base..) {
+            assert!(*b <= peer.promised, "a peer accepted above its promise");
+            if state.accepted.get(slot).is_none_or(|(sb, _)| b > sb) {
+                state.accepted.insert(*slot, (*b, e.clone()));
+            }
+        }
+        for (slot, e) in peer.chosen.range(base..) {
+            state.chosen.insert(*slot, e.clone());
+        }
+        // A majority of the *others*: it meets every quorum we were part of.
+        if count(*replies) < quorum {
+            return;
+        }
+        let mut d = *std::mem::take(state);
+        d.initialized = true;
+        // Keep the invariant "accepted at most promised".
+        let top = d.accepted.values().map(|(b, _)| *b).max();
+        d.promised = d.promised.max(top.unwrap_or(Ballot::ZERO));
+        assert!(d.promised >= self.promised, "the promise never goes back");
+        assert!(d.accepted.keys().next().is_none_or(|s| *s >= d.base()));
+        assert!(d.chosen.keys().next().is_none_or(|s| *s >= d.base()));
+        self.role = Role::Follower;
+        self.promised = d.promised;
+        self.seen = self.seen.max(d.promised);
+        self.accepted = d.accepted.clone();
+        self.chosen = d.chosen.clone();
+        if let Some(s) = d.snapshot.clone() {
+            // In memory only: the Rebuilt record below carries it to disk,
+            // and must be the disk's first record.
+            self.compact(&s);
+            self.applied = s.upto;
+            out.push(Output::Install { snap: s });
+        }
+        self.persist(Write::Rebuilt(Box::new(d)), out);
+        out.push(Output::Rebuilt);
+        self.advance_applied(out);
+        self.arm_election(out);
+        assert!(!self.is_rebuilding());
+    }
+}

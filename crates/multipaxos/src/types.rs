@@ -1,0 +1,406 @@
+//! The vocabulary of the log core: log entries and snapshots, the messages
+//! replicas exchange, the durable writes, the inputs and outputs of a
+//! [`Node`](crate::Node), its configuration, and the canaries.
+
+use crate::{Ballot, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub type Slot = u64;
+
+/// A log entry: a batch of client commands, or a no-op filling a gap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Entry<C> {
+    Noop,
+    Cmds(Vec<C>),
+}
+
+/// A state-machine snapshot tied to a log position: the state after applying
+/// every slot below `upto`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snap<S> {
+    pub upto: Slot,
+    pub state: S,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg<C, S> {
+    /// Phase 1 for every slot from `from` on.
+    Prepare {
+        ballot: Ballot,
+        from: Slot,
+    },
+    /// Everything this acceptor accepted at slots `>= from`, and its snapshot
+    /// if it compacted past `from`.
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<(Slot, Ballot, Entry<C>)>,
+        snapshot: Option<Snap<S>>,
+    },
+    /// Phase 2 for one slot, with the leader's commit index.
+    Accept {
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<C>,
+        commit: Slot,
+    },
+    Accepted {
+        ballot: Ballot,
+        slot: Slot,
+    },
+    /// A rejection, carrying the acceptor's promise.
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
+    /// Leader liveness and commit index; `round` numbers it for lease acks.
+    Heartbeat {
+        ballot: Ballot,
+        commit: Slot,
+        round: u64,
+    },
+    HeartbeatAck {
+        ballot: Ballot,
+        round: u64,
+    },
+    /// Catch-up: send me the chosen entries from `from` on.
+    Query {
+        from: Slot,
+    },
+    /// A chosen entry, in answer to a query.
+    Chosen {
+        slot: Slot,
+        entry: Entry<C>,
+    },
+    /// The sender compacted past what the receiver asked for.
+    Snapshot {
+        snap: Snap<S>,
+    },
+    /// A replica rebuilding a lost disk asks for a peer's whole state.
+    RebuildQuery,
+    RebuildState {
+        state: Box<Durable<C, S>>,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Timer {
+    /// Follower: no word from a leader; stand for election (`epoch` guards staleness).
+    Election { epoch: u64 },
+    /// Leader: time to send heartbeats.
+    Heartbeat,
+}
+
+/// One durable change. Each is one record on disk, written atomically
+/// (checksummed by [`storage`](crate::storage)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Write<C, S> {
+    /// The first record of every disk: this replica was initialized. A disk
+    /// without it was wiped.
+    Init,
+    Promise(Ballot),
+    Accept {
+        slot: Slot,
+        ballot: Ballot,
+        entry: Entry<C>,
+    },
+    /// A chosen slot, with its entry (one record: crash-atomic).
+    Chosen {
+        slot: Slot,
+        entry: Entry<C>,
+    },
+    /// Canary `non-atomic-chosen` only: "the slot is chosen" without the
+    /// entry; recovery takes whatever entry the slot holds as accepted.
+    ChosenMark {
+        slot: Slot,
+    },
+    /// A snapshot; the log below it is dropped in the same record.
+    Snapshot(Snap<S>),
+    /// A rebuilt replica's whole state, in one record.
+    Rebuilt(Box<Durable<C, S>>),
+}
+
+/// The durable state a node is rebuilt from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Durable<C, S> {
+    pub initialized: bool,
+    pub promised: Ballot,
+    pub accepted: BTreeMap<Slot, (Ballot, Entry<C>)>,
+    pub chosen: BTreeMap<Slot, Entry<C>>,
+    pub snapshot: Option<Snap<S>>,
+}
+
+impl<C, S> Default for Durable<C, S> {
+    fn default() -> Self {
+        Durable {
+            initialized: false,
+            promised: Ballot::ZERO,
+            accepted: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            snapshot: None,
+        }
+    }
+}
+
+impl<C: Clone, S: Clone> Durable<C, S> {
+    /// The first slot the log still holds (below it: the snapshot).
+    pub fn base(&self) -> Slot {
+        self.snapshot.as_ref().map_or(0, |s| s.upto)
+    }
+
+    /// Applies one write (what the disk holds once it is durable).
+    pub fn apply(&mut self, w: &Write<C, S>) {
+        match w {
+            Write::Init => {
+                assert!(!self.initialized, "Init is only a disk's first record");
+                self.initialized = true;
+            }
+            Write::Promise(b) => self.promised = self.promised.max(*b),
+            Write::Accept {
+                slot,
+                ballot,
+                entry,
+            } => {
+                if *slot >= self.base() {
+                    self.accepted.insert(*slot, (*ballot, entry.clone()));
+                }
+            }
+            Write::Chosen { slot, entry } => {
+                if *slot >= self.base() {
+                    self.chosen.insert(*slot, entry.clone());
+                }
+            }
+            Write::ChosenMark { slot } => {
+                if let Some((_, e)) = self.accepted.get(slot) {
+                    self.chosen.insert(*slot, e.clone());
+                }
+            }
+            Write::Snapshot(snap) => {
+                if snap.upto > self.base() || self.snapshot.is_none() {
+                    self.accepted = self.accepted.split_off(&snap.upto);
+                    self.chosen = self.chosen.split_off(&snap.upto);
+                    self.snapshot = Some(snap.clone());
+                }
+                // An older snapshot changes nothing: the newest one wins.
+                assert!(self.base() >= snap.upto);
+                assert!(self.accepted.keys().next().is_none_or(|s| *s >= snap.upto));
+                assert!(self.chosen.keys().next().is_none_or(|s| *s >= snap.upto));
+            }
+            Write::Rebuilt(d) => {
+                *self = (**d).clone();
+                self.initialized = true;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<C, S> {
+    Receive {
+        from: NodeId,
+        msg: Msg<C, S>,
+    },
+    Timer(Timer),
+    /// A client command submitted to this node.
+    Submit(C),
+    Synced {
+        upto: u64,
+    },
+    /// The driver's snapshot of the state machine after applying every slot
+    /// below `snap.upto` (which must not exceed [`Node::applied`](crate::Node::applied)).
+    Snapshot(Snap<S>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output<C, S> {
+    /// Put `msg` on the wire to `to`. `after` names the write the message
+    /// reveals (0 for none): it must not leave before every write up to
+    /// `after` is durable. The harness checks the order (invariant D1).
+    Send {
+        to: NodeId,
+        msg: Msg<C, S>,
+        after: u64,
+    },
+    Persist {
+        seq: u64,
+        write: Write<C, S>,
+    },
+    Sync {
+        upto: u64,
+    },
+    /// Fire `timer` after `delay_us` of this node's clock, plus up to
+    /// `jitter_us` drawn by the driver.
+    SetTimer {
+        timer: Timer,
+        delay_us: u64,
+        jitter_us: u64,
+    },
+    /// Slot `slot` is chosen with `entry`; emitted in slot order, once each
+    /// per incarnation.
+    Apply {
+        slot: Slot,
+        entry: Entry<C>,
+    },
+    /// Replace the state machine with this snapshot; the next Apply is
+    /// `snap.upto`.
+    Install {
+        snap: Snap<S>,
+    },
+    /// This node became leader under `ballot`.
+    Elected {
+        ballot: Ballot,
+    },
+    /// A submitted command was refused: this node is not the leader.
+    NotLeader {
+        cmd: C,
+        leader: Option<NodeId>,
+    },
+    /// A submitted command was refused: this node leads, but its queue of
+    /// commands waiting for a slot already holds [`QUEUE_MAX`] (the pipeline
+    /// window is full and the queue behind it too). Nothing of `cmd` was
+    /// proposed or persisted; the submitter may retry later or elsewhere.
+    /// Load shedding: a bounded queue instead of unbounded memory and
+    /// latency. Unreachable while submitters keep fewer than `QUEUE_MAX`
+    /// commands outstanding.
+    Busy {
+        cmd: C,
+    },
+    /// A rebuilding replica has its state back and votes again.
+    Rebuilt,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    pub election_us: u64,
+    pub election_jitter_us: u64,
+    pub heartbeat_us: u64,
+    /// Leader lease length on a follower's clock; 0 switches leases off.
+    pub lease_us: u64,
+    /// The bound on clock drift between any two nodes, in parts per million.
+    pub drift_ppm: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            election_us: 150_000,
+            election_jitter_us: 150_000,
+            heartbeat_us: 50_000,
+            lease_us: 0,
+            drift_ppm: 0,
+        }
+    }
+}
+
+/// Known-buggy variants (canaries). All off in a correct build; each one is
+/// switched on only by a test or an explicit `--bug` flag.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bugs {
+    /// 1. Acceptors check the ballot only on Prepare: a deposed leader's
+    ///    Accepts are accepted.
+    pub deposed_leader_writes: bool,
+    /// 2. A new leader treats slots reported accepted under an earlier ballot
+    ///    as chosen, without re-proposing them.
+    pub assume_reported_chosen: bool,
+    /// 3. A follower marks slots chosen up to the leader's commit index using
+    ///    whatever entry it holds, from any ballot.
+    pub commit_without_entry: bool,
+    /// 4. A restarted replica truncates its log to its chosen prefix,
+    ///    forgetting acceptances above it.
+    pub truncate_on_restart: bool,
+    /// 5. The leader serves reads locally without holding a lease (service).
+    pub read_without_lease: bool,
+    /// 6. The leader's lease ignores clock drift.
+    pub lease_ignores_drift: bool,
+    /// 7. Snapshots leave out the dedup table (service).
+    pub snapshot_without_dedup: bool,
+    /// 8. A replica with a wiped disk rejoins as a voter with empty state.
+    pub wiped_rejoins_as_voter: bool,
+    /// 9. A learned slot is persisted as two records (chosen mark, then the
+    ///    entry), not one: a crash between them leaves a stale entry chosen.
+    pub non_atomic_chosen: bool,
+    /// 10. A candidate's Prepares leave before its own promise is durable:
+    ///     a restart can stand again in the very same ballot and propose
+    ///     other entries under it.
+    #[serde(default)]
+    pub prepare_before_promise: bool,
+    /// 11. (liveness) A leader stops proposing after a while, but keeps
+    ///     sending heartbeats, so no one replaces it.
+    #[serde(default)]
+    pub leader_stops_proposing: bool,
+    /// 12. (liveness) A lagging follower never asks to catch up.
+    #[serde(default)]
+    pub no_catch_up: bool,
+}
+
+/// Switches one canary on.
+pub type EnableBug = fn(&mut Bugs);
+
+/// The canaries by name, for command lines and test tables.
+pub const CANARIES: [(&str, EnableBug); 12] = [
+    ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
+    ("assume-reported-chosen", |b| {
+        b.assume_reported_chosen = true
+    }),
+    ("commit-without-entry", |b| b.commit_without_entry = true),
+    ("truncate-on-restart", |b| b.truncate_on_restart = true),
+    ("read-without-lease", |b| b.read_without_lease = true),
+    ("lease-ignores-drift", |b| b.lease_ignores_drift = true),
+    ("snapshot-without-dedup", |b| {
+        b.snapshot_without_dedup = true
+    }),
+    ("wiped-rejoins-as-voter", |b| {
+        b.wiped_rejoins_as_voter = true
+    }),
+    ("non-atomic-chosen", |b| b.non_atomic_chosen = true),
+    ("prepare-before-promise", |b| {
+        b.prepare_before_promise = true
+    }),
+    ("leader-stops-proposing", |b| {
+        b.leader_stops_proposing = true
+    }),
+    ("no-catch-up", |b| b.no_catch_up = true),
+];
+
+impl Bugs {
+    /// Switches on the canary called `name`; `Err` lists the known names.
+    pub fn enable(&mut self, name: &str) -> Result<(), String> {
+        paxos::enable_canary(&CANARIES, self, name)
+    }
+
+    pub fn any(&self) -> bool {
+        *self != Bugs::default()
+    }
+
+    /// The names of the canaries switched on.
+    pub fn names(&self) -> Vec<&'static str> {
+        paxos::canary_names(&CANARIES, self)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub n: u8,
+    pub id: NodeId,
+    pub timing: Timing,
+    /// Slots a leader may have in flight at once (pipelining).
+    pub window: u64,
+    /// Commands a leader packs into one slot at most (batching).
+    pub batch: usize,
+    pub bugs: Bugs,
+}
+
+impl Config {
+    pub fn quorum(&self) -> usize {
+        assert!(self.n >= 1, "a cluster has at least one node");
+        let q = self.n as usize / 2 + 1;
+        assert!(q <= self.n as usize, "a quorum fits in the cluster");
+        q
+    }
+}
+
+/// The most commands a leader queues behind its pipeline window. A command
+/// submitted to a full queue is refused with [`Output::Busy`] (see there).
+pub const QUEUE_MAX: usize = 4096;

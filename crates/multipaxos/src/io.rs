@@ -81,7 +81,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     /// Sends `msg`, which reveals no write, to every other node.
     pub(crate) fn broadcast_others(&mut self, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         assert!(
-            matches!(msg, Msg::RebuildQuery | Msg::Heartbeat { .. }),
+            matches!(msg, Msg::RebuildQuery { .. } | Msg::Heartbeat { .. }),
             "only rebuild queries and heartbeats skip the sender and the disk"
         );
         for to in 0..self.cfg.n {

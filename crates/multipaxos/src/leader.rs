@@ -32,8 +32,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             });
             return;
         }
-        if self.is_rebuilding() {
-            self.broadcast_others(Msg::RebuildQuery, out);
+        if let Some(msg) = self.rebuild_query() {
+            self.broadcast_others(msg, out);
             self.arm_election(out);
         } else {
             self.stand(out);

@@ -113,10 +113,14 @@ enum Role<C, S> {
         /// Local time until which this leader holds the lease.
         lease_until: u64,
     },
-    /// Wiped or corrupt disk: collecting peers' state; no votes.
+    /// Wiped or corrupt disk: collecting peers' state; no votes. First
+    /// (`fence` zero) a majority of the others report their promises; then
+    /// a majority of the others promise `fence`, above all of them, and
+    /// report their state, which the rebuild merges.
     Rebuilding {
         replies: u16,
         state: Box<Durable<C, S>>,
+        fence: Ballot,
     },
 }
 
@@ -264,6 +268,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             node.role = Role::Rebuilding {
                 replies: 0,
                 state: Box::default(),
+                fence: Ballot::ZERO,
             };
         }
         node.assert_invariants();
@@ -323,8 +328,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::Install { snap });
         }
         self.advance_applied(out);
-        if self.is_rebuilding() {
-            self.broadcast_others(Msg::RebuildQuery, out);
+        if let Some(msg) = self.rebuild_query() {
+            self.broadcast_others(msg, out);
         }
         self.arm_election(out);
         assert!(self.pending_install.is_none());
@@ -385,7 +390,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             Msg::Query { from: slot } => self.on_query(from, slot, out),
             Msg::Chosen { slot, entry } => self.on_chosen(from, slot, entry, out),
             Msg::Snapshot { snap } => self.on_snapshot(from, snap, out),
-            Msg::RebuildQuery => self.on_rebuild_query(from, out),
+            Msg::RebuildQuery { fence } => self.on_rebuild_query(from, fence, out),
             // A rebuilt replica ignores late answers.
             Msg::RebuildState { .. } => {}
         }
@@ -510,7 +515,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 assert!(rounds.back().is_none_or(|r| r.0 == *round));
                 assert!(*lease_until <= self.now + self.lease_span());
             }
-            Role::Rebuilding { replies, .. } => {
+            Role::Rebuilding { replies, fence, .. } => {
+                assert!(*fence == Ballot::ZERO || fence.node == self.cfg.id);
                 assert_eq!(self.promised, Ballot::ZERO, "a rebuilding replica votes");
                 assert!(self.accepted.is_empty(), "a rebuilding replica accepts");
                 assert!(self.chosen.is_empty());

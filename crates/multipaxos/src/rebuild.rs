@@ -21,13 +21,41 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         }
     }
 
-    /// A rebuilding peer asks for our state.
-    pub(crate) fn on_rebuild_query(&mut self, from: NodeId, out: &mut Vec<Output<C, S>>) {
+    /// The query a rebuilding replica sends (again, on each timeout): for
+    /// promises first, then for the fence.
+    pub(crate) fn rebuild_query(&self) -> Option<Msg<C, S>> {
+        match &self.role {
+            Role::Rebuilding { fence, .. } => Some(Msg::RebuildQuery { fence: *fence }),
+            _ => None,
+        }
+    }
+
+    /// A rebuilding peer asks for our state, fenced at `fence` if not zero.
+    pub(crate) fn on_rebuild_query(
+        &mut self,
+        from: NodeId,
+        fence: Ballot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
         assert!(!self.is_rebuilding(), "a rebuilding replica answers no one");
         assert_ne!(
             from, self.cfg.id,
             "a rebuilding replica asks only the others"
         );
+        assert!(
+            fence == Ballot::ZERO || fence.node == from,
+            "a fence is the rebuilding replica's own ballot"
+        );
+        if fence > self.promised {
+            // From now on no Accept at or below the fence lands here, in
+            // particular none the peer sent before it lost its disk. The
+            // fence elects no one: the peer stands later, above it, through
+            // an ordinary Phase 1 (which leases still hold back).
+            self.promised = fence;
+            self.seen = self.seen.max(fence);
+            self.step_down(out);
+            self.persist(Write::Promise(fence), out);
+        }
         // Only durable facts may be handed over: a reply waits for
         // every write issued so far.
         let state = Box::new(self.durable_view());
@@ -49,9 +77,19 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             "a peer's state comes from an initialized disk"
         );
         let quorum = self.cfg.quorum();
-        let Role::Rebuilding { replies, state } = &mut self.role else {
+        let id = self.cfg.id;
+        let Role::Rebuilding {
+            replies,
+            state,
+            fence,
+        } = &mut self.role
+        else {
             return;
         };
+        if *fence > peer.promised {
+            // An answer to the first query, after the fence went out.
+            return;
+        }
         // Only the others are asked. A duplicate reply merges the same state
         // again, which changes nothing, and counts once in the bitmask.
         assert_ne!(
@@ -66,6 +104,25 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             "replies from the others only"
         );
         state.promised = state.promised.max(peer.promised);
+        if *fence == Ballot::ZERO {
+            if count(*replies) < quorum {
+                return;
+            }
+            // A majority of the others reported their promises. Any ballot
+            // our lost incarnation sent Accepts in had a quorum's promises,
+            // which meets this majority: fence above them all, then rebuild
+            // from the state a majority of the others hold once fenced.
+            *fence = Ballot {
+                round: state.promised.round + 1,
+                node: id,
+            };
+            *replies = 0;
+            **state = Durable::default();
+            let msg = Msg::RebuildQuery { fence: *fence };
+            self.broadcast_others(msg, out);
+            return;
+        }
+        assert!(peer.promised >= *fence, "a fenced peer promised the fence");
         if peer.snapshot.as_ref().map_or(0, |s| s.upto) > state.base() {
             let snap = peer.snapshot.clone().expect("checked above");
             state.apply(&Write::Snapshot(snap));

@@ -571,13 +571,13 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
                 .any(|(_, m)| matches!(m, Msg::Promise { .. })));
             continue;
         }
-        assert_eq!(
-            sends(&out)
+        let queries = |out: &Out, fence: Ballot| {
+            sends(out)
                 .iter()
-                .filter(|(_, m)| *m == Msg::RebuildQuery)
-                .count(),
-            2
-        );
+                .filter(|(_, m)| *m == Msg::RebuildQuery { fence })
+                .count()
+        };
+        assert_eq!(queries(&out, Ballot::ZERO), 2, "first, promises");
         let out = recv(
             &mut r,
             1,
@@ -589,48 +589,48 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
         assert!(sends(&out).is_empty(), "no promise while rebuilding");
         // n1 holds an older acceptance of slot 0 than n2 will report: the
         // merge keeps the highest ballot, whichever order they arrive in.
-        let mut peer = Durable::<u32, ()> {
+        let mut older = Durable::<u32, ()> {
             initialized: true,
             promised: b(3, 1),
             ..Default::default()
         };
-        peer.accepted.insert(0, (b(3, 1), cmd(9)));
-        let state = Box::new(peer.clone());
-        let out = recv(
-            &mut r,
-            1,
-            Msg::RebuildState {
-                state: state.clone(),
-            },
-        );
-        assert!(
-            r.is_rebuilding(),
-            "one peer is not a majority of the others"
-        );
-        assert!(!out.contains(&Output::Rebuilt));
-        // A duplicate from the same peer does not count twice.
-        recv(&mut r, 1, Msg::RebuildState { state });
-        assert!(r.is_rebuilding());
+        older.accepted.insert(0, (b(3, 1), cmd(9)));
         let mut newer = Durable::<u32, ()> {
             initialized: true,
             promised: b(5, 1),
             ..Default::default()
         };
         newer.accepted.insert(0, (b(5, 1), cmd(7)));
-        let out = recv(
-            &mut r,
-            2,
-            Msg::RebuildState {
-                state: Box::new(newer),
-            },
+        let state = |d: &Durable<u32, ()>| Msg::RebuildState {
+            state: Box::new(d.clone()),
+        };
+        // Phase one: a majority of the others report their promises.
+        let out = recv(&mut r, 1, state(&older));
+        assert!(
+            r.is_rebuilding(),
+            "one peer is not a majority of the others"
         );
+        assert_eq!(queries(&out, Ballot::ZERO) + queries(&out, b(6, 0)), 0);
+        // A duplicate from the same peer does not count twice.
+        let out = recv(&mut r, 1, state(&older));
+        assert!(sends(&out).is_empty());
+        let out = recv(&mut r, 2, state(&newer));
+        assert!(r.is_rebuilding(), "promises only: nothing merged yet");
+        let fence = b(6, 0);
+        assert_eq!(queries(&out, fence), 2, "then the fence, above them all");
+        // A late first-phase answer (below the fence) is not merged.
+        let out = recv(&mut r, 1, state(&older));
+        assert!(r.is_rebuilding() && !out.contains(&Output::Rebuilt));
+        // Phase two: the others promised the fence and report their state.
+        older.promised = fence;
+        newer.promised = fence;
+        let out = recv(&mut r, 1, state(&older));
+        assert!(r.is_rebuilding());
+        assert!(!out.contains(&Output::Rebuilt));
+        let out = recv(&mut r, 2, state(&newer));
         assert!(out.contains(&Output::Rebuilt));
         assert!(!r.is_rebuilding());
-        assert_eq!(
-            r.promised(),
-            b(5, 1),
-            "the highest promise among the others"
-        );
+        assert_eq!(r.promised(), fence, "the fence, the highest promise");
         // It votes again, and remembers what the others promised.
         let out = recv(
             &mut r,
@@ -661,6 +661,48 @@ fn a_rebuilding_replica_does_not_vote_until_a_majority_of_the_others_answered() 
             "reports adopted acceptances"
         );
     }
+}
+
+#[test]
+fn a_fenced_peer_refuses_the_accepts_the_wiped_replica_sent_before_its_disk_was_lost() {
+    // n0 led in ballot 2.0 and lost its disk; its Accept in 2.0 is still
+    // in flight to n1. n1 answers the rebuild's fence (3.0) first.
+    let mut y = N::new(cfg(3, 1));
+    let mut out = Vec::new();
+    y.start(0, &mut out);
+    recv(
+        &mut y,
+        0,
+        Msg::Prepare {
+            ballot: b(2, 0),
+            from: 0,
+        },
+    );
+    let out = recv(&mut y, 0, Msg::RebuildQuery { fence: b(3, 0) });
+    assert_eq!(y.promised(), b(3, 0), "the fence is promised");
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Persist { write: Write::Promise(f), .. } if *f == b(3, 0))
+        ),
+        "and made durable before the state leaves"
+    );
+    let out = recv(
+        &mut y,
+        0,
+        Msg::Accept {
+            ballot: b(2, 0),
+            slot: 0,
+            entry: cmd(1),
+            commit: 0,
+        },
+    );
+    assert!(
+        sends(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, Msg::Nack { .. })),
+        "the lost incarnation's Accept is refused"
+    );
+    assert!(y.chosen(0).is_none());
 }
 
 #[test]

@@ -77,7 +77,14 @@ pub enum Msg<C, S> {
         snap: Snap<S>,
     },
     /// A replica rebuilding a lost disk asks for a peer's whole state.
-    RebuildQuery,
+    RebuildQuery {
+        /// `Ballot::ZERO`: just report. Otherwise the *fence*: first
+        /// promise this ballot (durably), then report. A wiped replica
+        /// fences a majority of the others above every ballot its lost
+        /// incarnation could have sent Accepts in, so that none of its
+        /// in-flight Accepts lands after their state was reported.
+        fence: Ballot,
+    },
     RebuildState {
         state: Box<Durable<C, S>>,
     },

@@ -143,7 +143,7 @@ pub fn summarize(m: &LMsgFull) -> LMsg {
         Msg::Query { from } => ("Query", None, Some(*from), 0),
         Msg::Chosen { slot, entry } => ("Chosen", None, Some(*slot), entry_len(entry)),
         Msg::Snapshot { snap } => ("Snapshot", None, Some(snap.upto), 0),
-        Msg::RebuildQuery => ("RebuildQuery", None, None, 0),
+        Msg::RebuildQuery { fence } => ("RebuildQuery", Some(*fence), None, 0),
         Msg::RebuildState { state } => (
             "RebuildState",
             Some(state.promised),
@@ -204,7 +204,7 @@ fn msg_digest(m: &LMsgFull) -> u64 {
         Msg::HeartbeatAck { ballot, round } => (5u8, ballot, round).hash(&mut h),
         Msg::Query { from } => (6u8, from).hash(&mut h),
         Msg::Chosen { slot, entry } => (7u8, slot, entry).hash(&mut h),
-        Msg::RebuildQuery => 8u8.hash(&mut h),
+        Msg::RebuildQuery { fence } => (8u8, fence).hash(&mut h),
     }
     h.finish()
 }

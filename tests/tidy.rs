@@ -206,3 +206,103 @@ fn runners_and_the_engine_name_no_protocol_and_no_scenario() {
         problems.join("\n")
     );
 }
+
+/// No file of the harness imports one that imports it back (the two
+/// simulator worlds once did). A `crate::a::b` path counts as an import of
+/// the longest module file it names; `mod.rs` re-exporting a child counts
+/// as importing the child.
+#[test]
+fn no_file_of_the_harness_imports_one_that_imports_it_back() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let src = root.join("sim/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // The module file a path names, if any: `a/b.rs`, `a/b/mod.rs`, ...
+    let module = |parts: &[&str]| -> Option<PathBuf> {
+        for k in (1..=parts.len()).rev() {
+            let p = parts[..k].join("/");
+            for f in [src.join(format!("{p}.rs")), src.join(&p).join("mod.rs")] {
+                if f.exists() {
+                    return Some(f);
+                }
+            }
+        }
+        None
+    };
+    let mut edges = std::collections::BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        let here: Vec<String> = f
+            .strip_prefix(&src)
+            .unwrap()
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().to_string())
+            .filter(|c| c != "mod")
+            .collect();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap();
+            let mut rest = code;
+            while let Some(i) = rest.find("crate::") {
+                rest = &rest[i + 7..];
+                let path: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':' || *c == '{')
+                    .collect();
+                let (head, group) = match path.split_once("::{") {
+                    Some((h, g)) => (h.to_string(), Some(g.to_string())),
+                    None => (path.trim_end_matches(':').to_string(), None),
+                };
+                let parts: Vec<&str> = head.split("::").filter(|p| !p.is_empty()).collect();
+                let mut targets: Vec<PathBuf> = module(&parts).into_iter().collect();
+                if let Some(g) = group {
+                    let items = rest.split('}').next().unwrap_or("");
+                    for item in items.split(',').map(|i| i.trim().trim_start_matches('{')) {
+                        let mut p = parts.clone();
+                        p.push(item);
+                        if let Some(m) = module(&p) {
+                            targets.push(m);
+                        }
+                    }
+                    let _ = g;
+                }
+                for t in targets {
+                    if &t != f {
+                        edges.insert((f.clone(), t));
+                    }
+                }
+            }
+            // A parent module using a child (`pub use child::...`).
+            let trimmed = code.trim_start();
+            for prefix in ["pub use ", "use "] {
+                if let Some(r) = trimmed.strip_prefix(prefix) {
+                    let first = r.split("::").next().unwrap_or("");
+                    let mut p: Vec<&str> = here.iter().map(String::as_str).collect();
+                    p.push(first);
+                    if first != "crate" && first != "super" && first != "std" {
+                        if let Some(m) = module(&p) {
+                            if &m != f && m.starts_with(f.parent().unwrap()) {
+                                edges.insert((f.clone(), m));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let back: Vec<String> = edges
+        .iter()
+        .filter(|(a, b)| edges.contains(&(b.clone(), a.clone())) && a < b)
+        .map(|(a, b)| format!("{} <-> {}", a.display(), b.display()))
+        .collect();
+    assert!(
+        edges.len() > 20,
+        "the import scan found too little: {edges:?}"
+    );
+    assert!(
+        back.is_empty(),
+        "files that import each other:\n{}",
+        back.join("\n")
+    );
+}

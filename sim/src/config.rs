@@ -4,10 +4,11 @@
 //!
 //! The fields here are the ones every scenario shares; a scenario's own
 //! settings (its protocol's timing, batch sizes ...) live in `params`, a
-//! JSON object the scenario reads and validates.
+//! JSON object the scenario reads and validates. What needs the scenario
+//! table (defaults, canaries, validation, the replay command) is in
+//! [`crate::scenario`].
 
-use crate::nemesis::{Fault, Faults, Schedule};
-use crate::scenario;
+use crate::nemesis::Faults;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
@@ -91,14 +92,6 @@ pub fn set_program(name: &str) {
 }
 
 impl RunConfig {
-    /// The default configuration of the scenario named `name`.
-    pub fn for_scenario(name: &str) -> RunConfig {
-        match scenario::find(name) {
-            Ok(s) => s.defaults(),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     /// The scenario's settings, typed.
     pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         T::deserialize(&*self.params)
@@ -120,150 +113,8 @@ impl RunConfig {
         self.set_params(&p);
     }
 
-    /// Switches on the canary `name` of this config's scenario; the error
-    /// says which scenario it belongs to if not this one.
-    pub fn enable_bug(&mut self, name: &str) -> Result<(), String> {
-        let s = scenario::find(&self.scenario)?;
-        if s.canaries().iter().any(|(n, _)| *n == name) {
-            if !self.bugs.iter().any(|b| b == name) {
-                self.bugs.push(name.to_string());
-                self.bugs.sort();
-            }
-            return Ok(());
-        }
-        let owners: Vec<&str> = scenario::all()
-            .into_iter()
-            .filter(|o| o.canaries().iter().any(|(n, _)| *n == name))
-            .map(|o| o.name())
-            .collect();
-        if owners.is_empty() {
-            let known: Vec<&str> = s.canaries().iter().map(|(n, _)| *n).collect();
-            Err(format!(
-                "unknown bug '{name}' for scenario {}; known: {}",
-                self.scenario,
-                known.join(", ")
-            ))
-        } else {
-            Err(format!(
-                "bug '{name}' belongs to the {} scenario{}, not {}",
-                owners.join(" and "),
-                if owners.len() > 1 { "s" } else { "" },
-                self.scenario
-            ))
-        }
-    }
-
     /// Whether the canary `name` is switched on.
     pub fn bug(&self, name: &str) -> bool {
         self.bugs.iter().any(|b| b == name)
-    }
-
-    /// Rejects configurations the harness cannot run meaningfully.
-    pub fn validate(&self) -> Result<(), String> {
-        let s = scenario::find(&self.scenario)?;
-        if !(1..=paxos::MAX_NODES as u8).contains(&self.nodes) {
-            return Err(format!(
-                "nodes is {}, must be 1 to {}",
-                self.nodes,
-                paxos::MAX_NODES
-            ));
-        }
-        for b in &self.bugs {
-            self.clone().enable_bug(b)?;
-        }
-        for (name, v, lo, hi) in [
-            ("fault_phase_us", self.fault_phase_us, 1, 600_000_000),
-            ("liveness_us", self.liveness_us, 1_000, 600_000_000),
-            ("latency_us", self.latency_us, 1, 10_000_000),
-            ("disk_us", self.disk_us, 1, 10_000_000),
-            ("long_delay_us_max", self.long_delay_us_max, 0, 60_000_000),
-            ("slow_factor", self.slow_factor, 1, 1_000),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                return Err(format!("{name} is {v}, must be {lo} to {hi}"));
-            }
-        }
-        s.validate(self)?;
-        if let Some(f) = &self.faults {
-            f.validate()?;
-            let caps = s.caps(self);
-            if let Some(kind) = f.unsupported(&caps) {
-                return Err(format!(
-                    "fault '{kind}' does not apply to the {} scenario",
-                    self.scenario
-                ));
-            }
-            self.check_drift(&caps, f.clock_drift_ppm)?;
-        }
-        Ok(())
-    }
-
-    /// Clocks may drift only as far as the protocol is configured to
-    /// tolerate (leases): beyond, a checker would report the model's limit
-    /// as a bug.
-    fn check_drift(&self, caps: &crate::engine::Caps, ppm: u64) -> Result<(), String> {
-        match caps.drift_bound_ppm {
-            Some(bound) if ppm > bound => Err(format!(
-                "clock drift of {ppm} ppm exceeds the {bound} ppm the {} scenario's leases \
-                 assume: stale lease reads would be expected there, not bugs",
-                self.scenario
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Checks a schedule fits this config (cluster size; fault kinds the
-    /// scenario supports; clock rates within the drift it tolerates).
-    pub fn validate_schedule(&self, s: &Schedule) -> Result<(), String> {
-        s.validate(self.nodes)?;
-        let caps = scenario::find(&self.scenario)?.caps(self);
-        for t in &s.faults {
-            if let Fault::Clock { rate_ppm, .. } = t.fault {
-                self.check_drift(&caps, rate_ppm.unsigned_abs().into())?;
-            }
-            if !t.fault.supported(&caps) {
-                return Err(format!(
-                    "fault '{}' does not apply to the {} scenario",
-                    t.fault, self.scenario
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The command that reproduces `seed` under this config, or `None` if
-    /// the config has settings no flag expresses (timing, latencies,
-    /// params: use the repro file).
-    pub fn run_command(&self, seed: u64) -> Option<String> {
-        let d = scenario::find(&self.scenario).ok()?.defaults();
-        let mut cmd = format!(
-            "{} run --scenario {} --seed {seed}",
-            program(),
-            self.scenario
-        );
-        if self.nodes != d.nodes {
-            cmd += &format!(" --nodes {}", self.nodes);
-        }
-        if self.clients != d.clients {
-            cmd += &format!(" --clients {}", self.clients);
-        }
-        if self.ops != d.ops {
-            cmd += &format!(" --ops {}", self.ops);
-        }
-        for bug in &self.bugs {
-            cmd += &format!(" --bug {bug}");
-        }
-        if let Some(f) = self.faults {
-            cmd += &format!(" --faults {}", f.spec());
-        }
-        let rest = RunConfig {
-            nodes: d.nodes,
-            clients: d.clients,
-            ops: d.ops,
-            bugs: d.bugs.clone(),
-            faults: d.faults,
-            ..self.clone()
-        };
-        (rest == d).then_some(cmd)
     }
 }

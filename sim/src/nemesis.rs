@@ -44,11 +44,30 @@
 //! which fault kinds are on and how hard, so one campaign covers calm and
 //! hostile runs alike.
 
-use crate::engine::Caps;
 use paxos::NodeId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+/// The fault kinds a protocol can meaningfully face beyond the basic ones
+/// (crashes with loss of unsynced writes, partitions, one-way cuts, slow
+/// nodes, message loss/duplication/reordering/delay, fsync spikes, power
+/// loss during a sync), which every protocol faces.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// Crash or isolate whoever leads ([`Protocol::leader_rank`]).
+    pub leader: bool,
+    /// Per-node clock skew and drift (the node must read `now` as given).
+    pub clocks: bool,
+    /// Stop-the-world process pauses.
+    pub pauses: bool,
+    /// Torn writes, bit flips, wiped disks, power loss during a snapshot:
+    /// the protocol's records are checksummed and it rebuilds a lost disk.
+    pub disk_loss: bool,
+    /// The largest clock drift (ppm) the protocol is configured to tolerate
+    /// (leases); `None`: any drift.
+    pub drift_bound_ppm: Option<u64>,
+}
 
 /// Intensities of every fault kind. Zero switches a kind off.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

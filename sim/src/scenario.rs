@@ -6,9 +6,10 @@
 //! program that uses paxsim as a library adds its own with [`register`]
 //! (or by passing them to [`crate::cli::main`]).
 
+use crate::config::program;
 use crate::config::RunConfig;
 use crate::engine::{self, Canary, Caps, Engine, Outcome, Protocol, Scenario, Stats, Stream};
-use crate::nemesis::{Faults, Schedule};
+use crate::nemesis::{Fault, Faults, Schedule};
 use crate::trace::{Keep, Line};
 use checkers::Violation;
 use std::sync::{OnceLock, RwLock};
@@ -94,7 +95,13 @@ impl<S: Scenario> Dyn for S {
 
 fn table() -> &'static RwLock<Vec<&'static dyn Dyn>> {
     static TABLE: OnceLock<RwLock<Vec<&'static dyn Dyn>>> = OnceLock::new();
-    TABLE.get_or_init(|| RwLock::new(crate::scenarios::builtin()))
+    TABLE.get_or_init(|| RwLock::new(builtin()))
+}
+
+/// The built-in scenarios, in `--all-scenarios` order.
+fn builtin() -> Vec<&'static dyn Dyn> {
+    use crate::scenarios::{basic, log};
+    vec![&basic::Basic, &log::MULTI, &log::KV]
 }
 
 /// Adds a scenario to the table (a second one with a taken name is refused).
@@ -155,4 +162,157 @@ pub fn run_seed(seed: u64, cfg: &RunConfig, keep: Keep) -> Report {
 pub fn run_schedule(seed: u64, cfg: &RunConfig, schedule: Schedule, keep: Keep) -> Report {
     let s = find(&cfg.scenario).expect("config validated by the caller");
     s.run(seed, cfg.clone(), schedule, keep)
+}
+
+/// What a config needs the table for.
+impl RunConfig {
+    /// The default configuration of the scenario named `name`.
+    pub fn for_scenario(name: &str) -> RunConfig {
+        match find(name) {
+            Ok(s) => s.defaults(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Switches on the canary `name` of this config's scenario; the error
+    /// says which scenario it belongs to if not this one.
+    pub fn enable_bug(&mut self, name: &str) -> Result<(), String> {
+        let s = find(&self.scenario)?;
+        if s.canaries().iter().any(|(n, _)| *n == name) {
+            if !self.bugs.iter().any(|b| b == name) {
+                self.bugs.push(name.to_string());
+                self.bugs.sort();
+            }
+            return Ok(());
+        }
+        let owners: Vec<&str> = all()
+            .into_iter()
+            .filter(|o| o.canaries().iter().any(|(n, _)| *n == name))
+            .map(|o| o.name())
+            .collect();
+        if owners.is_empty() {
+            let known: Vec<&str> = s.canaries().iter().map(|(n, _)| *n).collect();
+            Err(format!(
+                "unknown bug '{name}' for scenario {}; known: {}",
+                self.scenario,
+                known.join(", ")
+            ))
+        } else {
+            Err(format!(
+                "bug '{name}' belongs to the {} scenario{}, not {}",
+                owners.join(" and "),
+                if owners.len() > 1 { "s" } else { "" },
+                self.scenario
+            ))
+        }
+    }
+
+    /// Rejects configurations the harness cannot run meaningfully.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = find(&self.scenario)?;
+        if !(1..=paxos::MAX_NODES as u8).contains(&self.nodes) {
+            return Err(format!(
+                "nodes is {}, must be 1 to {}",
+                self.nodes,
+                paxos::MAX_NODES
+            ));
+        }
+        for b in &self.bugs {
+            self.clone().enable_bug(b)?;
+        }
+        for (name, v, lo, hi) in [
+            ("fault_phase_us", self.fault_phase_us, 1, 600_000_000),
+            ("liveness_us", self.liveness_us, 1_000, 600_000_000),
+            ("latency_us", self.latency_us, 1, 10_000_000),
+            ("disk_us", self.disk_us, 1, 10_000_000),
+            ("long_delay_us_max", self.long_delay_us_max, 0, 60_000_000),
+            ("slow_factor", self.slow_factor, 1, 1_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{name} is {v}, must be {lo} to {hi}"));
+            }
+        }
+        s.validate(self)?;
+        if let Some(f) = &self.faults {
+            f.validate()?;
+            let caps = s.caps(self);
+            if let Some(kind) = f.unsupported(&caps) {
+                return Err(format!(
+                    "fault '{kind}' does not apply to the {} scenario",
+                    self.scenario
+                ));
+            }
+            self.check_drift(&caps, f.clock_drift_ppm)?;
+        }
+        Ok(())
+    }
+
+    /// Clocks may drift only as far as the protocol is configured to
+    /// tolerate (leases): beyond, a checker would report the model's limit
+    /// as a bug.
+    fn check_drift(&self, caps: &crate::engine::Caps, ppm: u64) -> Result<(), String> {
+        match caps.drift_bound_ppm {
+            Some(bound) if ppm > bound => Err(format!(
+                "clock drift of {ppm} ppm exceeds the {bound} ppm the {} scenario's leases \
+                 assume: stale lease reads would be expected there, not bugs",
+                self.scenario
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a schedule fits this config (cluster size; fault kinds the
+    /// scenario supports; clock rates within the drift it tolerates).
+    pub fn validate_schedule(&self, s: &Schedule) -> Result<(), String> {
+        s.validate(self.nodes)?;
+        let caps = find(&self.scenario)?.caps(self);
+        for t in &s.faults {
+            if let Fault::Clock { rate_ppm, .. } = t.fault {
+                self.check_drift(&caps, rate_ppm.unsigned_abs().into())?;
+            }
+            if !t.fault.supported(&caps) {
+                return Err(format!(
+                    "fault '{}' does not apply to the {} scenario",
+                    t.fault, self.scenario
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The command that reproduces `seed` under this config, or `None` if
+    /// the config has settings no flag expresses (timing, latencies,
+    /// params: use the repro file).
+    pub fn run_command(&self, seed: u64) -> Option<String> {
+        let d = find(&self.scenario).ok()?.defaults();
+        let mut cmd = format!(
+            "{} run --scenario {} --seed {seed}",
+            program(),
+            self.scenario
+        );
+        if self.nodes != d.nodes {
+            cmd += &format!(" --nodes {}", self.nodes);
+        }
+        if self.clients != d.clients {
+            cmd += &format!(" --clients {}", self.clients);
+        }
+        if self.ops != d.ops {
+            cmd += &format!(" --ops {}", self.ops);
+        }
+        for bug in &self.bugs {
+            cmd += &format!(" --bug {bug}");
+        }
+        if let Some(f) = self.faults {
+            cmd += &format!(" --faults {}", f.spec());
+        }
+        let rest = RunConfig {
+            nodes: d.nodes,
+            clients: d.clients,
+            ops: d.ops,
+            bugs: d.bugs.clone(),
+            faults: d.faults,
+            ..self.clone()
+        };
+        (rest == d).then_some(cmd)
+    }
 }

@@ -9,7 +9,7 @@
 //! rendered ([`Line`]: text and JSON), so that campaigns, replays and the
 //! CLI need not know the protocol.
 
-use crate::engine::Protocol;
+use crate::engine::protocol::Protocol;
 use crate::nemesis::Fault;
 use checkers::fmt_time;
 use paxos::NodeId;

@@ -359,7 +359,7 @@ pub struct Clients {
 const RESEND_US: u64 = 50_000;
 
 impl Workload<Node> for Clients {
-    fn start(&mut self, cx: &mut Cx<'_, Node>) {
+    fn start(&mut self, cx: &mut dyn Cx<Node>) {
         for c in 0..self.clients.len() as u32 {
             let at = cx.rng().gen_range(0..10_000);
             cx.wake(c, at, 0);
@@ -368,7 +368,7 @@ impl Workload<Node> for Clients {
 
     /// Token 0: start the next operation; otherwise: resend `seq` if it is
     /// still in flight.
-    fn on_wake(&mut self, cx: &mut Cx<'_, Node>, c: u32, seq: u64) {
+    fn on_wake(&mut self, cx: &mut dyn Cx<Node>, c: u32, seq: u64) {
         let cl = &mut self.clients[c as usize];
         let op = Op { client: c, seq: cl.done as u64 + 1 };
         match (seq, cl.since) {
@@ -386,7 +386,7 @@ impl Workload<Node> for Clients {
         cx.wake(c, RESEND_US, op.seq);
     }
 
-    fn on_reply(&mut self, cx: &mut Cx<'_, Node>, c: u32, from: NodeId, d: Done) {
+    fn on_reply(&mut self, cx: &mut dyn Cx<Node>, c: u32, from: NodeId, d: Done) {
         let cl = &mut self.clients[c as usize];
         if cl.since.is_some() && d.seq == cl.done as u64 + 1 {
             cx.complete(c, from, d);

@@ -31,7 +31,7 @@ pub mod protocol;
 
 pub use disk::Disk;
 pub use protocol::{
-    Boot, Canary, Caps, Check, Checker, DiskRecord, Effect, Input, Never, Protocol, Scenario,
+    Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Never, Protocol, Scenario,
     Workload,
 };
 
@@ -219,71 +219,45 @@ pub struct Core<P: Protocol> {
     pauses: bool,
 }
 
-/// A workload's handle on the world.
-pub struct Cx<'a, P: Protocol> {
-    core: &'a mut Core<P>,
-}
-
-impl<P: Protocol> Cx<'_, P> {
-    pub fn now(&self) -> u64 {
-        self.core.now
+impl<P: Protocol> Cx<P> for Core<P> {
+    fn now(&self) -> u64 {
+        self.now
     }
-    pub fn cfg(&self) -> &RunConfig {
-        &self.core.cfg
+    fn cfg(&self) -> &RunConfig {
+        &self.cfg
     }
-    /// Whether the quiet period has begun, and when.
-    pub fn quiet_at(&self) -> Option<u64> {
-        self.core.quiet.then_some(self.core.quiet_at)
+    fn quiet_at(&self) -> Option<u64> {
+        self.quiet.then_some(self.quiet_at)
     }
-    /// The workload's own random stream.
-    pub fn rng(&mut self) -> &mut ChaCha8Rng {
-        &mut self.core.wrng
+    fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.wrng
     }
-    /// The live nodes (read-only).
-    pub fn nodes(&self) -> &[Option<P>] {
-        &self.core.nodes
+    fn nodes(&self) -> &[Option<P>] {
+        &self.nodes
     }
-    /// Records that `client` starts an operation (`node`: where it goes
-    /// first); the checker hears of it.
-    pub fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
-        self.core.record(node, Kind::Invoke { client, req });
-        self.core.invoked.push((client, req));
+    fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
+        self.record(node, Kind::Invoke { client, req });
+        self.invoked.push((client, req));
     }
-    /// Sends `req` from `client` to `node` over the clients' network: lost,
-    /// duplicated and delayed like any message, but outside partitions
-    /// (clients reach an isolated node).
-    pub fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
-        self.core.request(client, node, req);
+    fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
+        self.client_send(client, node, req);
     }
-    /// Hands `req` to `node` now, bypassing the network (a client on the
-    /// node's own machine). Dropped if the node is down when it arrives.
-    pub fn local(&mut self, client: u32, node: NodeId, req: P::Request) {
-        let now = self.core.now;
-        self.core.push(
-            now,
-            Ev::ToNode {
-                to: node,
-                client,
-                req,
-            },
-        );
+    fn local(&mut self, client: u32, node: NodeId, req: P::Request) {
+        self.local.push((client, node, req));
     }
-    /// Calls [`Workload::on_wake`] with `token` after `after_us`.
-    pub fn wake(&mut self, client: u32, after_us: u64, token: u64) {
-        let at = self.core.now + after_us;
-        self.core.push(at, Ev::Wake { client, token });
+    fn wake(&mut self, client: u32, after_us: u64, token: u64) {
+        let at = self.now + after_us;
+        self.push(at, Ev::Wake { client, token });
     }
-    /// Records that `client` accepted `reply` from `node`.
-    pub fn complete(&mut self, client: u32, node: NodeId, reply: P::Reply) {
-        self.core.record(node, Kind::Complete { client, reply });
+    fn complete(&mut self, client: u32, node: NodeId, reply: P::Reply) {
+        self.record(node, Kind::Complete { client, reply });
     }
-    pub fn retry(&mut self, client: u32, node: NodeId) {
-        self.core.record(node, Kind::Retry { client });
+    fn retry(&mut self, client: u32, node: NodeId) {
+        self.record(node, Kind::Retry { client });
     }
-    /// Reports a broken invariant (the first one of a run stands).
-    pub fn fail(&mut self, invariant: Invariant, node: Option<NodeId>, detail: String) {
-        let at_us = self.core.now;
-        self.core.check(Err(Violation {
+    fn fail(&mut self, invariant: Invariant, node: Option<NodeId>, detail: String) {
+        let at_us = self.now;
+        self.check(Err(Violation {
             invariant,
             at_us,
             node,
@@ -379,7 +353,7 @@ impl<P: Protocol> Core<P> {
 
     /// A client request on the clients' network (loss, duplication, delay;
     /// no partitions: clients sit outside them).
-    fn request(&mut self, client: u32, to: NodeId, req: P::Request) {
+    fn client_send(&mut self, client: u32, to: NodeId, req: P::Request) {
         let f = self.active_faults();
         if self.permille(f.loss_permille) {
             self.stats.drops += 1;
@@ -622,9 +596,7 @@ impl<S: Scenario> Engine<S> {
         for id in 0..n {
             self.boot(id);
         }
-        self.workload.start(&mut Cx {
-            core: &mut self.core,
-        });
+        self.workload.start(&mut self.core);
         self.invoked();
         for i in 0..self.schedule.faults.len() {
             let t = self.schedule.faults[i];
@@ -754,17 +726,11 @@ impl<S: Scenario> Engine<S> {
                 from,
                 reply,
             } => {
-                let mut cx = Cx {
-                    core: &mut self.core,
-                };
-                self.workload.on_reply(&mut cx, client, from, reply);
+                self.workload.on_reply(&mut self.core, client, from, reply);
                 self.invoked();
             }
             Ev::Wake { client, token } => {
-                let mut cx = Cx {
-                    core: &mut self.core,
-                };
-                self.workload.on_wake(&mut cx, client, token);
+                self.workload.on_wake(&mut self.core, client, token);
                 self.invoked();
             }
             Ev::Quiet => {
@@ -902,10 +868,7 @@ impl<S: Scenario> Engine<S> {
     fn restart(&mut self, id: NodeId) {
         self.core.record(id, Kind::Restart);
         self.boot(id);
-        let mut cx = Cx {
-            core: &mut self.core,
-        };
-        self.workload.on_restart(&mut cx, id);
+        self.workload.on_restart(&mut self.core, id);
         self.invoked();
     }
 

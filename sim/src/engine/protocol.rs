@@ -3,9 +3,10 @@
 //! nothing else.
 
 use crate::config::RunConfig;
-use crate::engine::Cx;
-use checkers::Violation;
+pub use crate::nemesis::Caps;
+use checkers::{Invariant, Violation};
 use paxos::NodeId;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
@@ -166,26 +167,6 @@ pub enum Effect<P: Protocol> {
     Note(P::Note),
 }
 
-/// The fault kinds a protocol can meaningfully face beyond the basic ones
-/// (crashes with loss of unsynced writes, partitions, one-way cuts, slow
-/// nodes, message loss/duplication/reordering/delay, fsync spikes, power
-/// loss during a sync), which every protocol faces.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Caps {
-    /// Crash or isolate whoever leads ([`Protocol::leader_rank`]).
-    pub leader: bool,
-    /// Per-node clock skew and drift (the node must read `now` as given).
-    pub clocks: bool,
-    /// Stop-the-world process pauses.
-    pub pauses: bool,
-    /// Torn writes, bit flips, wiped disks, power loss during a snapshot:
-    /// the protocol's records are checksummed and it rebuilds a lost disk.
-    pub disk_loss: bool,
-    /// The largest clock drift (ppm) the protocol is configured to tolerate
-    /// (leases); `None`: any drift.
-    pub drift_bound_ppm: Option<u64>,
-}
-
 /// The omniscient observer of one run: it sees what nodes actually sent,
 /// received, wrote and reported, and judges the invariants itself. Every
 /// callback has a default that checks nothing.
@@ -234,18 +215,49 @@ pub trait Checker<P: Protocol> {
     }
 }
 
+/// A workload's handle on the world: everything a client may do.
+pub trait Cx<P: Protocol> {
+    fn now(&self) -> u64;
+    fn cfg(&self) -> &RunConfig;
+    /// Whether the quiet period has begun, and when.
+    fn quiet_at(&self) -> Option<u64>;
+    /// The workload's own random stream.
+    fn rng(&mut self) -> &mut ChaCha8Rng;
+    /// The live nodes (read-only).
+    fn nodes(&self) -> &[Option<P>];
+    /// Records that `client` starts an operation (`node`: where it goes
+    /// first); the checker hears of it.
+    fn invoke(&mut self, client: u32, node: NodeId, req: P::Request);
+    /// Sends `req` from `client` to `node` over the clients' network: lost,
+    /// duplicated and delayed like any message, but outside partitions
+    /// (clients reach an isolated node).
+    fn send(&mut self, client: u32, node: NodeId, req: P::Request);
+    /// Hands `req` to `node` as soon as this callback returns, bypassing
+    /// the network (a client on the node's own machine). Dropped if the
+    /// node is down.
+    fn local(&mut self, client: u32, node: NodeId, req: P::Request);
+    /// Calls [`Workload::on_wake`] with `token` after `after_us`.
+    fn wake(&mut self, client: u32, after_us: u64, token: u64);
+    /// Records that `client` accepted `reply` from `node`.
+    fn complete(&mut self, client: u32, node: NodeId, reply: P::Reply);
+    /// Records that `client` timed out and resends.
+    fn retry(&mut self, client: u32, node: NodeId);
+    /// Reports a broken invariant (the first one of a run stands).
+    fn fail(&mut self, invariant: Invariant, node: Option<NodeId>, detail: String);
+}
+
 /// The clients: what they ask, when, and what they make of the answers.
 /// A workload acts only through its [`Cx`].
 #[allow(unused_variables)]
 pub trait Workload<P: Protocol> {
     /// Called once, before any event: schedule the clients' first moves.
-    fn start(&mut self, cx: &mut Cx<'_, P>);
+    fn start(&mut self, cx: &mut dyn Cx<P>);
     /// A timer set with [`Cx::wake`] fired.
-    fn on_wake(&mut self, cx: &mut Cx<'_, P>, client: u32, token: u64) {}
+    fn on_wake(&mut self, cx: &mut dyn Cx<P>, client: u32, token: u64) {}
     /// A reply from `from` reached `client`.
-    fn on_reply(&mut self, cx: &mut Cx<'_, P>, client: u32, from: NodeId, reply: P::Reply) {}
+    fn on_reply(&mut self, cx: &mut dyn Cx<P>, client: u32, from: NodeId, reply: P::Reply) {}
     /// Node `node` restarted (after it booted and started).
-    fn on_restart(&mut self, cx: &mut Cx<'_, P>, node: NodeId) {}
+    fn on_restart(&mut self, cx: &mut dyn Cx<P>, node: NodeId) {}
     /// When the workload's liveness bound runs out (the quiet period has
     /// begun at `quiet_at`); `u64::MAX`: no bound.
     fn deadline(&self, quiet_at: u64, cfg: &RunConfig) -> u64;

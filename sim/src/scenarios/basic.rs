@@ -259,7 +259,7 @@ pub struct BasicWorkload {
 }
 
 impl Workload<Node> for BasicWorkload {
-    fn start(&mut self, cx: &mut Cx<'_, Node>) {
+    fn start(&mut self, cx: &mut dyn Cx<Node>) {
         // How close together the clients propose decides how hard the
         // proposers duel: drawn per seed, from near-simultaneous to spread out.
         let phase = cx.cfg().fault_phase_us;
@@ -275,7 +275,7 @@ impl Workload<Node> for BasicWorkload {
         }
     }
 
-    fn on_wake(&mut self, cx: &mut Cx<'_, Node>, client: u32, _token: u64) {
+    fn on_wake(&mut self, cx: &mut dyn Cx<Node>, client: u32, _token: u64) {
         let node = client as NodeId;
         self.proposed[node as usize] = true;
         let v = value_of(node);
@@ -283,7 +283,7 @@ impl Workload<Node> for BasicWorkload {
         cx.local(client, node, v);
     }
 
-    fn on_restart(&mut self, cx: &mut Cx<'_, Node>, node: NodeId) {
+    fn on_restart(&mut self, cx: &mut dyn Cx<Node>, node: NodeId) {
         if node >= self.clients || !self.proposed[node as usize] {
             return;
         }

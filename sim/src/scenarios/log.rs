@@ -800,7 +800,7 @@ impl LogWorkload {
         c.invoked_at.max(quiet_at) + self.params.op_bound_us
     }
 
-    fn out(&mut self, cx: &mut Cx<'_, Replica>, client: u32) {
+    fn out(&mut self, cx: &mut dyn Cx<Replica>, client: u32) {
         let mut buf = std::mem::take(&mut self.buf);
         for o in buf.drain(..) {
             match o {
@@ -815,7 +815,7 @@ impl LogWorkload {
     }
 
     /// The workload: the next operation of `client`.
-    fn next_op(&mut self, cx: &mut Cx<'_, Replica>, client: u32) -> Op {
+    fn next_op(&mut self, cx: &mut dyn Cx<Replica>, client: u32) -> Op {
         let key = cx.rng().gen_range(0..KEYS);
         let value = cx.rng().gen_range(1..1_000_000);
         if !self.kv {
@@ -861,7 +861,7 @@ impl LogWorkload {
         }
     }
 
-    fn next(&mut self, cx: &mut Cx<'_, Replica>, client: u32) {
+    fn next(&mut self, cx: &mut dyn Cx<Replica>, client: u32) {
         if self.clients[client as usize].done >= self.ops {
             return;
         }
@@ -895,7 +895,7 @@ impl LogWorkload {
 }
 
 impl Workload<Replica> for LogWorkload {
-    fn start(&mut self, cx: &mut Cx<'_, Replica>) {
+    fn start(&mut self, cx: &mut dyn Cx<Replica>) {
         let retry = self.params.client_retry_us;
         for c in 0..self.n_clients {
             let target = cx.rng().gen_range(0..self.n);
@@ -912,7 +912,7 @@ impl Workload<Replica> for LogWorkload {
         }
     }
 
-    fn on_wake(&mut self, cx: &mut Cx<'_, Replica>, client: u32, token: u64) {
+    fn on_wake(&mut self, cx: &mut dyn Cx<Replica>, client: u32, token: u64) {
         if token == NEXT {
             return self.next(cx, client);
         }
@@ -924,7 +924,7 @@ impl Workload<Replica> for LogWorkload {
         self.out(cx, client);
     }
 
-    fn on_reply(&mut self, cx: &mut Cx<'_, Replica>, client: u32, from: NodeId, resp: Resp) {
+    fn on_reply(&mut self, cx: &mut dyn Cx<Replica>, client: u32, from: NodeId, resp: Resp) {
         let (seq, reply) = match resp {
             Resp::Redirect { seq, leader } => {
                 self.clients[client as usize]

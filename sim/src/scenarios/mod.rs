@@ -1,12 +1,6 @@
 //! The built-in scenarios: adapters of the repository's protocols onto the
-//! engine's seam, each a [`Scenario`](crate::engine::Scenario).
+//! engine's seam, each a [`Scenario`](crate::engine::Scenario). The table in
+//! [`crate::scenario`] lists them.
 
 pub mod basic;
 pub mod log;
-
-use crate::scenario::Dyn;
-
-/// The built-in scenarios, in `--all-scenarios` order.
-pub fn builtin() -> Vec<&'static dyn Dyn> {
-    vec![&basic::Basic, &log::MULTI, &log::KV]
-}

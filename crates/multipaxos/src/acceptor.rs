@@ -5,6 +5,18 @@ use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Write};
 use std::fmt::Debug;
 
 impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+    /// Refuses `ballot` from `to`: we promised a higher one. A Nack only
+    /// makes its proposer retry higher, so it waits for no write.
+    fn nack(&self, to: NodeId, ballot: Ballot, out: &mut Vec<Output<C, S>>) {
+        assert!(ballot < self.promised, "a Nack refuses a lower ballot");
+        let promised = self.promised;
+        out.push(Output::Send {
+            to,
+            msg: Msg::Nack { ballot, promised },
+            after: 0,
+        });
+    }
+
     /// Phase 1: promise `ballot` and report every acceptance from `slot` on
     /// (and the snapshot, if we compacted past `slot`).
     pub(crate) fn on_prepare(
@@ -18,13 +30,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         assert_eq!(ballot.node, from, "a Prepare carries its sender's ballot");
         assert!(ballot.round >= 1, "ballot zero is never proposed");
         if ballot < self.promised {
-            let promised = self.promised;
-            out.push(Output::Send {
-                to: from,
-                msg: Msg::Nack { ballot, promised },
-                after: 0,
-            });
-            return;
+            return self.nack(from, ballot, out);
         }
         if from != self.cfg.id && self.lease_forbids(from) {
             // A lease we granted is running: stay silent (the candidate
@@ -76,13 +82,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         assert_eq!(ballot.node, from, "an Accept carries its leader's ballot");
         assert!(ballot.round >= 1, "ballot zero is never proposed");
         if ballot < self.promised && !self.cfg.bugs.deposed_leader_writes {
-            let promised = self.promised;
-            out.push(Output::Send {
-                to: from,
-                msg: Msg::Nack { ballot, promised },
-                after: 0,
-            });
-            return;
+            return self.nack(from, ballot, out);
         }
         if slot < self.base() {
             // Compacted here, so chosen: the sender is behind.

@@ -165,7 +165,7 @@ impl Server {
             match &o {
                 Output::Apply { slot, entry } => {
                     if let multipaxos::Entry::Cmds(cmds) = entry {
-                        for c in cmds {
+                        for c in cmds.iter() {
                             let Some(applied) = self.machine.apply(c) else {
                                 if let Cmd::Tick { now_us } = *c {
                                     out.push(Event::Ticked {

@@ -279,7 +279,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             assert!(k >= 1);
             let cmds: Vec<C> = queue.drain(..k).collect();
             let slot = *next;
-            self.propose(slot, Entry::Cmds(cmds), out);
+            self.propose(slot, Entry::Cmds(cmds.into()), out);
             let Role::Leader { inflight, .. } = &self.role else {
                 unreachable!("proposing keeps the leadership")
             };

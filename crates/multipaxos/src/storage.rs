@@ -113,7 +113,7 @@ mod tests {
             R::seal(Write::Accept {
                 slot: 0,
                 ballot: Ballot { round: 2, node: 1 },
-                entry: crate::Entry::Cmds(vec![7]),
+                entry: crate::Entry::Cmds(vec![7].into()),
             }),
         ]
     }
@@ -219,7 +219,7 @@ mod tests {
         let mut d = disk();
         d.push(R::seal(Write::Chosen {
             slot: 0,
-            entry: crate::Entry::Cmds(vec![7]),
+            entry: crate::Entry::Cmds(vec![7].into()),
         }));
         d.push(R::seal(Write::Snapshot(crate::Snap { upto: 1, state: 9 })));
         let Loaded::Ok { state, .. } = load(&d) else {

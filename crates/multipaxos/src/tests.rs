@@ -29,7 +29,7 @@ fn when(node: &N, input: &Input<u32, ()>) -> u64 {
 }
 
 fn cmd(c: u32) -> Entry<u32> {
-    Entry::Cmds(vec![c])
+    Entry::Cmds(vec![c].into())
 }
 
 fn b(round: u32, node: NodeId) -> Ballot {
@@ -511,7 +511,7 @@ fn a_seeded_cluster_agrees_on_the_log_through_loss_reordering_and_crashes() {
             .iter()
             .flat_map(|e| {
                 if let Entry::Cmds(c) = e {
-                    c.clone()
+                    c.to_vec()
                 } else {
                     vec![]
                 }

@@ -5,6 +5,7 @@
 use crate::{Ballot, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub type Slot = u64;
 
@@ -12,7 +13,9 @@ pub type Slot = u64;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Entry<C> {
     Noop,
-    Cmds(Vec<C>),
+    /// Shared: a batch travels to every peer and into every record
+    /// without being copied.
+    Cmds(Arc<[C]>),
 }
 
 /// A state-machine snapshot tied to a log position: the state after applying

@@ -300,7 +300,7 @@ impl Replica {
         w.check(r);
         w.note(id, ("apply", slot, fingerprint(&entry)));
         if let Entry::Cmds(cmds) = entry {
-            for (client, seq) in cmds {
+            for &(client, seq) in cmds.iter() {
                 let done = self.machine.done.entry(client).or_default();
                 if *done < seq {
                     *done = seq;

@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod campaign;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decode;

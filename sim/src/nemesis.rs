@@ -69,6 +69,28 @@ pub struct Caps {
     pub drift_bound_ppm: Option<u64>,
 }
 
+/// How much the world may misbehave in one history a model check
+/// explores (`paxsim check`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bounds {
+    pub crashes: u8,
+    pub losses: u8,
+    pub duplicates: u8,
+    /// Timer firings (proposer retries, learner queries, elections ...).
+    pub timers: u8,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            crashes: 0,
+            losses: 0,
+            duplicates: 0,
+            timers: 1,
+        }
+    }
+}
+
 /// Intensities of every fault kind. Zero switches a kind off.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

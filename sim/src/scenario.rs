@@ -59,6 +59,13 @@ pub trait Dyn: Sync {
     fn checks_history(&self) -> bool;
     /// Runs a validated config (faults resolved) with an explicit schedule.
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report;
+    /// Model-checks a validated config (`paxsim check`).
+    fn explore(
+        &'static self,
+        cfg: &RunConfig,
+        bounds: crate::nemesis::Bounds,
+        max_states: usize,
+    ) -> Result<crate::engine::protocol::CheckReport, String>;
 }
 
 impl<S: Scenario> Dyn for S {
@@ -90,6 +97,14 @@ impl<S: Scenario> Dyn for S {
     }
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report {
         Report::of(seed, Engine::new(self, seed, cfg, schedule, keep).run())
+    }
+    fn explore(
+        &'static self,
+        cfg: &RunConfig,
+        bounds: crate::nemesis::Bounds,
+        max_states: usize,
+    ) -> Result<crate::engine::protocol::CheckReport, String> {
+        Scenario::explore(self, cfg, bounds, max_states)
     }
 }
 

@@ -6,7 +6,7 @@ use paxos::{Ballot, NodeId};
 use std::collections::BTreeMap;
 
 /// Which life of its owner first used each ballot.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Owners {
     /// ballot -> (disk life, incarnation, time) of its first use.
     first: BTreeMap<Ballot, (u32, u32, u64)>,
@@ -48,7 +48,7 @@ impl Owners {
 
 /// The first value that arrived for each key (a ballot, or a ballot and a
 /// slot): every later arrival must carry the same.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FirstValues<K> {
     /// key -> (value, receiver, time) of its first arrival.
     first: BTreeMap<K, (u64, NodeId, u64)>,

@@ -121,7 +121,7 @@ impl Invariant {
 }
 
 /// A broken invariant: which, when, where, and what exactly.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Violation {
     pub invariant: Invariant,
     pub at_us: u64,
@@ -178,7 +178,7 @@ pub fn fmt_time(us: u64) -> String {
 }
 
 /// Situations a campaign should reach; each counts runs (or events) that did.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Coverage {
     /// An acceptor rejected a ballot because it had promised a higher one.
     pub competing_ballots: u64,
@@ -264,8 +264,9 @@ impl Coverage {
     }
 }
 
-/// The omniscient observer of one run.
-#[derive(Clone, Debug)]
+/// The omniscient observer of one run (`Eq` and `Hash`: a model checker
+/// keeps it in each state it visits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Observer {
     n: usize,
     /// Values clients proposed, and by which node.

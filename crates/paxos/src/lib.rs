@@ -63,7 +63,7 @@ impl std::fmt::Display for Ballot {
 }
 
 /// Protocol messages. All are `Copy`: moving one costs no allocation.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     /// Phase 1a: promise to ignore ballots below `ballot`.
     Prepare { ballot: Ballot },
@@ -87,7 +87,7 @@ pub enum Msg {
 
 /// Timers a node may request. The payload lets the node ignore stale timers
 /// (there is no cancel: a timer that no longer matters is ignored on arrival).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
     /// Proposer: the attempt numbered `attempt` took too long; start again.
     Retry { attempt: u32 },
@@ -240,7 +240,7 @@ pub fn canary_names<B: Copy + PartialEq>(table: &[Canary<B>], bugs: &B) -> Vec<&
 }
 
 /// Timeouts the protocol asks for. The driver adds seeded jitter.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timing {
     /// How long a proposer waits for a quorum before retrying.
@@ -263,7 +263,7 @@ impl Default for Timing {
 }
 
 /// Static configuration of one node.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Config {
     /// Cluster size: every node is an acceptor and a learner.
     pub n: u8,
@@ -294,7 +294,7 @@ pub const fn majority(n: usize) -> usize {
 
 const _: () = assert!(2 * majority(3) > 3 && 2 * majority(4) > 4 && 2 * majority(9) > 9);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Phase {
     /// No proposal, or finished, or pre-empted and waiting for the retry timer.
     Idle,
@@ -310,7 +310,7 @@ enum Phase {
 }
 
 /// The proposer role.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Proposer {
     /// The value this proposer's client asked for.
     own: Option<Value>,
@@ -323,7 +323,7 @@ struct Proposer {
 }
 
 /// The learner role: which acceptors accepted what.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Learner {
     /// For each (ballot, value): a bitmask of acceptors (or a plain count under
     /// the `count_duplicate_accepted` canary).
@@ -332,8 +332,8 @@ struct Learner {
 }
 
 /// One Paxos node: acceptor, learner and (optionally) proposer, sharing one
-/// durable record.
-#[derive(Clone, Debug)]
+/// durable record. `Eq` and `Hash` let a model checker keep visited states.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     cfg: Config,
     /// In-memory state; `durable` lags it until syncs complete.

@@ -13,6 +13,7 @@
 //! the proposer's own last state instead of the quorum's, and breaks both.
 
 use checkers::{Invariant, Violation};
+use paxsim::check::{Bounds, CheckReport};
 use paxsim::engine::{Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Never};
 use paxsim::engine::{Protocol, Scenario, Workload};
 use paxsim::RunConfig;
@@ -35,7 +36,7 @@ pub struct State {
     pub writer: (u32, u64),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Msg {
     Prepare(Ballot),
     Promise(Ballot, Option<(Ballot, State)>),
@@ -83,7 +84,7 @@ impl DiskRecord for Record {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Config {
     pub id: NodeId,
     pub n: u8,
@@ -94,7 +95,7 @@ pub struct Config {
 /// The attempt in flight: its id (for its retry timer), ballot and
 /// operation, who promised, the best accepted state reported, what it
 /// proposes in phase 2, and who accepted.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Attempt {
     id: u64,
     ballot: Ballot,
@@ -105,7 +106,8 @@ struct Attempt {
     accepted: u16,
 }
 
-#[derive(Default)]
+/// `Clone`, `Eq` and `Hash` make it model-checkable (`caspaxos check`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Node {
     cfg: Config,
     rec: Record,
@@ -285,7 +287,7 @@ impl Protocol for Node {
 }
 
 /// At most one state chosen per version; clients hear only chosen states.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CasChecker {
     n: u8,
     /// Acceptors that durably accepted each (ballot, state).
@@ -470,5 +472,17 @@ impl Scenario for CasPaxos {
     }
     fn required_marks(&self, _cfg: &RunConfig) -> Vec<&'static str> {
         vec!["competing ballots", "versions chosen"]
+    }
+    fn check_requests(&self, cfg: &RunConfig) -> Vec<(u32, NodeId, Op)> {
+        let op = |c: u32| (c, (c % cfg.nodes as u32) as NodeId, Op { client: c, seq: 1 });
+        (0..cfg.clients as u32).map(op).collect()
+    }
+    fn explore(
+        &'static self,
+        cfg: &RunConfig,
+        b: Bounds,
+        max: usize,
+    ) -> Result<CheckReport, String> {
+        Ok(paxsim::check::explore(self, cfg, b, max))
     }
 }

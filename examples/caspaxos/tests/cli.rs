@@ -77,3 +77,18 @@ fn a_campaign_passes_the_correct_protocol_and_catches_the_buggy_one() {
     assert!(text(&shrunk).contains("Safety violated"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_model_checker_finds_the_buggy_variant_with_a_shortest_history() {
+    let args =
+        ["check", "--scenario", "caspaxos", "--nodes", "3", "--clients", "2", "--timers", "0"];
+    let bad = caspaxos(&[&args[..], &["--bug", "ignore-accepted"]].concat());
+    let t = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{t}");
+    assert!(t.contains("two states chosen at version 1"), "{t}");
+    assert!(t.contains("shortest history (14 steps)"), "{t}");
+    let ok = caspaxos(&[&args[..], &["--max-states", "200000"]].concat());
+    let t = text(&ok);
+    assert_eq!(ok.status.code(), Some(0), "{t}");
+    assert!(t.contains("every invariant held") && t.contains("stopped at --max-states"), "{t}");
+}

@@ -31,8 +31,8 @@ pub mod protocol;
 
 pub use disk::Disk;
 pub use protocol::{
-    Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Never, Protocol, Scenario,
-    Workload,
+    Boot, Canary, Caps, Check, CheckReport, Checker, Cx, DiskRecord, Effect, Input, Never,
+    Protocol, Scenario, Workload,
 };
 
 use crate::config::RunConfig;

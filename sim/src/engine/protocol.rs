@@ -327,6 +327,30 @@ pub trait Scenario: Sync + 'static {
     fn checks_history(&self) -> bool {
         false
     }
+    /// The client requests a model check delivers (each at any moment):
+    /// `(client, node, request)`.
+    fn check_requests(
+        &self,
+        cfg: &RunConfig,
+    ) -> Vec<(u32, NodeId, <Self::P as Protocol>::Request)> {
+        let _ = cfg;
+        Vec::new()
+    }
+    /// Explores every interleaving of `cfg` within `bounds` (`paxsim
+    /// check`). Scenarios whose protocol is `check::Explorable`
+    /// implement it as `paxsim::check::explore(self, cfg, bounds, max)`.
+    fn explore(
+        &'static self,
+        cfg: &RunConfig,
+        bounds: crate::nemesis::Bounds,
+        max_states: usize,
+    ) -> Result<CheckReport, String> {
+        let _ = (cfg, bounds, max_states);
+        Err(format!(
+            "scenario {} cannot be model-checked (its states are not hashable)",
+            self.name()
+        ))
+    }
 }
 
 /// The reply type of a protocol whose nodes never answer clients directly.
@@ -337,4 +361,17 @@ impl Display for Never {
     fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {}
     }
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    pub unique_states: usize,
+    pub states: usize,
+    pub max_depth: usize,
+    pub elapsed: std::time::Duration,
+    pub complete: bool,
+    /// The first violation, and the shortest history to it (one action per
+    /// line).
+    pub violation: Option<(Violation, Vec<String>)>,
 }

@@ -166,6 +166,7 @@ impl Protocol for Node {
 }
 
 /// The checker: S1–S5 from [`Observer`], and L1.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BasicChecker {
     obs: Observer,
     /// Proposers whose client asked for a value and waits for the answer.
@@ -434,5 +435,19 @@ impl Scenario for Basic {
             .iter()
             .map(|(n, _)| *n)
             .collect()
+    }
+    /// Each client asks its own proposer once.
+    fn check_requests(&self, cfg: &RunConfig) -> Vec<(u32, NodeId, Value)> {
+        (0..cfg.clients)
+            .map(|c| (c as u32, c as NodeId, value_of(c)))
+            .collect()
+    }
+    fn explore(
+        &'static self,
+        cfg: &RunConfig,
+        bounds: crate::nemesis::Bounds,
+        max_states: usize,
+    ) -> Result<crate::engine::protocol::CheckReport, String> {
+        Ok(crate::check::explore(self, cfg, bounds, max_states))
     }
 }

@@ -1,0 +1,478 @@
+//! The model-checked twin: every interleaving of a small configuration,
+//! explored breadth-first by stateright, through the same [`Protocol`]
+//! seam and the same [`Checker`] as the simulator.
+//!
+//! A state is every node's memory, every disk (durable records and writes
+//! not yet synced), the messages in flight (a sorted multiset), the timers
+//! and syncs each node waits for, the client requests not yet delivered, and
+//! the checker. An action is one thing the world may do next: deliver, lose
+//! or duplicate a message, fire a timer, complete a sync, crash or restart a
+//! node, deliver a client request. Loss, duplication, crashes and timer
+//! firings come from a budget, which keeps the space finite. A crash loses
+//! every unsynced write; with no crash allowed, a sync completes right after
+//! the step that asked for it (no history could tell the difference, and a
+//! send in that step that did not wait for the write still breaks D1). Nodes see `now = 0` throughout:
+//! time is only the order of events. Breadth-first search finds a shortest path to the first
+//! state where the checker (or D1) reports a violation.
+
+use crate::config::RunConfig;
+pub use crate::engine::protocol::CheckReport;
+use crate::engine::protocol::{Boot, Checker, DiskRecord, Effect, Input, Protocol, Scenario};
+pub use crate::nemesis::Bounds;
+use checkers::Violation;
+use paxos::NodeId;
+use stateright::{Checker as _, Model, Property};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::time::Instant;
+
+/// What a protocol needs to be model-checked: states it can compare and
+/// hash, and messages it can sort (so that the network is a multiset).
+pub trait Explorable:
+    Protocol<
+        Msg: Debug + Hash + Eq + Ord + Send + Sync,
+        Write: Debug + Hash + Eq + Send + Sync,
+        Timer: Eq + Ord + Send + Sync,
+        Request: Debug + Eq + Send + Sync,
+        Config: Send + Sync,
+    > + Clone
+    + Debug
+    + Hash
+    + Eq
+    + Send
+    + Sync
+{
+}
+
+impl<P> Explorable for P where
+    P: Protocol<
+            Msg: Debug + Hash + Eq + Ord + Send + Sync,
+            Write: Debug + Hash + Eq + Send + Sync,
+            Timer: Eq + Ord + Send + Sync,
+            Request: Debug + Eq + Send + Sync,
+            Config: Send + Sync,
+        > + Clone
+        + Debug
+        + Hash
+        + Eq
+        + Send
+        + Sync
+{
+}
+
+/// One node's disk in the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MDisk<W> {
+    pub durable: Vec<W>,
+    pub unsynced: Vec<(u64, W)>,
+    pub synced: u64,
+    pub inc: u32,
+}
+
+/// A state of the explored world.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MState<P: Explorable, C> {
+    pub nodes: Vec<Option<P>>,
+    pub disks: Vec<MDisk<P::Write>>,
+    /// Messages in flight, sorted: `(from, to, msg)`.
+    pub net: Vec<(NodeId, NodeId, P::Msg)>,
+    pub timers: Vec<Vec<P::Timer>>,
+    pub syncs: Vec<Vec<u64>>,
+    /// Client requests not yet delivered: `(client, node, request)`.
+    pub requests: Vec<(u32, NodeId, P::Request)>,
+    pub checker: C,
+    pub violation: Option<Violation>,
+    pub left: Bounds,
+}
+
+/// One thing the world may do next.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MAction<M, T> {
+    Deliver(NodeId, NodeId, M),
+    Lose(NodeId, NodeId, M),
+    Duplicate(NodeId, NodeId, M),
+    Fire(NodeId, T),
+    Sync(NodeId, u64),
+    Crash(NodeId),
+    Restart(NodeId),
+    Request(usize),
+}
+
+/// The model of scenario `S` under one config and bounds.
+pub struct Explore<S: Scenario + 'static> {
+    scenario: &'static S,
+    cfg: RunConfig,
+    configs: Vec<<S::P as Protocol>::Config>,
+    bounds: Bounds,
+}
+
+type State<S> = MState<<S as Scenario>::P, <S as Scenario>::Checker>;
+type Action<S> =
+    MAction<<<S as Scenario>::P as Protocol>::Msg, <<S as Scenario>::P as Protocol>::Timer>;
+
+impl<S> Explore<S>
+where
+    S: Scenario + 'static,
+    S::P: Explorable,
+    S::Checker: Clone + Debug + Hash + Eq + Send + Sync,
+{
+    fn fail(st: &mut State<S>, r: Result<(), Violation>) {
+        if let Err(v) = r {
+            st.violation.get_or_insert(v);
+        }
+    }
+
+    /// Feeds `input` (or the start-up call) to node `id` and carries out its
+    /// effects in the model.
+    fn step(&self, st: &mut State<S>, id: NodeId, input: Option<Input<S::P>>) {
+        let i = id as usize;
+        let mut out = Vec::new();
+        let node = st.nodes[i].as_mut().expect("stepping a live node");
+        match input {
+            Some(input) => node.handle(0, input, &mut out),
+            None => node.start(0, &mut out),
+        }
+        // Syncs this step asked for, completed once its sends have left (a
+        // send that did not wait for its write still breaks D1).
+        let mut now_synced = Vec::new();
+        for o in out {
+            let Some(e) = S::P::effect(o) else { continue };
+            match e {
+                Effect::Send { to, msg, after } => {
+                    let synced = st.disks[i].synced;
+                    let what = || S::P::summarize_msg(&msg);
+                    Self::fail(
+                        st,
+                        checkers::check_disclosure(0, id, to, after, synced, what),
+                    );
+                    let r = st.checker.on_send(0, id, to, &msg);
+                    Self::fail(st, r);
+                    let m = (id, to, msg);
+                    let at = st.net.partition_point(|x| *x < m);
+                    st.net.insert(at, m);
+                }
+                Effect::Persist { seq, write } => {
+                    let r = st.checker.on_persist(0, id, seq, &write);
+                    Self::fail(st, r);
+                    st.disks[i].unsynced.push((seq, write));
+                }
+                Effect::Sync { upto } if self.bounds.crashes == 0 => now_synced.push(upto),
+                Effect::Sync { upto } => st.syncs[i].push(upto),
+                Effect::SetTimer { timer, .. } => {
+                    if !st.timers[i].contains(&timer) {
+                        st.timers[i].push(timer);
+                        st.timers[i].sort();
+                    }
+                }
+                Effect::Reply { client, reply } => {
+                    let r = st.checker.on_reply(0, id, client, &reply);
+                    Self::fail(st, r);
+                }
+                Effect::Note(note) => {
+                    let r = st.checker.on_note(0, id, &note);
+                    Self::fail(st, r);
+                }
+            }
+        }
+        // No crash can tell a pending write from a durable one: the sync
+        // completes right after the step (one interleaving, not many).
+        for upto in now_synced {
+            if st.nodes[i].is_some() {
+                self.sync(st, id, upto);
+                self.step(st, id, Some(Input::Synced { upto }));
+            }
+        }
+    }
+
+    /// Writes up to `upto` on node `id` become durable.
+    fn sync(&self, st: &mut State<S>, id: NodeId, upto: u64) {
+        let d = &mut st.disks[id as usize];
+        d.synced = d.synced.max(upto);
+        let k = d.unsynced.iter().take_while(|(s, _)| *s <= upto).count();
+        let landed: Vec<_> = d.unsynced.drain(..k).map(|(_, w)| w).collect();
+        if landed.is_empty() {
+            return;
+        }
+        let r = st.checker.on_durable(0, id, &landed);
+        Self::fail(st, r);
+        let d = &mut st.disks[id as usize];
+        for w in landed {
+            if w.replaces_all() {
+                d.durable.clear();
+            }
+            d.durable.push(w);
+        }
+    }
+
+    fn boot(&self, st: &mut State<S>, id: NodeId) {
+        let i = id as usize;
+        let d = &mut st.disks[i];
+        let (node, how) = S::P::boot(&self.configs[i], d.inc, &mut d.durable, 0);
+        if let Boot::Rebuilding { .. } = how {
+            st.checker.on_disk_lost(id);
+        }
+        st.nodes[i] = Some(node);
+        st.checker.on_restart(id);
+        self.step(st, id, None);
+    }
+
+    fn take(
+        net: &mut Vec<(NodeId, NodeId, <S::P as Protocol>::Msg)>,
+        m: &(NodeId, NodeId, <S::P as Protocol>::Msg),
+    ) -> bool {
+        match net.binary_search(m) {
+            Ok(at) => {
+                net.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl<S> Model for Explore<S>
+where
+    S: Scenario + 'static,
+    S::P: Explorable,
+    S::Checker: Clone + Debug + Hash + Eq + Send + Sync,
+{
+    type State = State<S>;
+    type Action = Action<S>;
+
+    fn init_states(&self) -> Vec<State<S>> {
+        let n = self.cfg.nodes as usize;
+        let mut st = MState {
+            nodes: (0..n).map(|_| None).collect(),
+            disks: (0..n)
+                .map(|_| MDisk {
+                    durable: Vec::new(),
+                    unsynced: Vec::new(),
+                    synced: 0,
+                    inc: 0,
+                })
+                .collect(),
+            net: Vec::new(),
+            timers: vec![Vec::new(); n],
+            syncs: vec![Vec::new(); n],
+            requests: self.scenario.check_requests(&self.cfg),
+            checker: self.scenario.checker(&self.cfg),
+            violation: None,
+            left: self.bounds,
+        };
+        for id in 0..n {
+            self.boot(&mut st, id as NodeId);
+        }
+        for k in 0..st.requests.len() {
+            let (client, _, req) = st.requests[k];
+            let r = st.checker.on_invoke(0, client, &req);
+            Self::fail(&mut st, r);
+        }
+        vec![st]
+    }
+
+    fn actions(&self, st: &State<S>, actions: &mut Vec<Action<S>>) {
+        if st.violation.is_some() {
+            return;
+        }
+        for (k, (from, to, msg)) in st.net.iter().enumerate() {
+            if k > 0 && st.net[k - 1] == (*from, *to, msg.clone()) {
+                continue; // The same message twice: one choice.
+            }
+            actions.push(MAction::Deliver(*from, *to, msg.clone()));
+            if st.left.losses > 0 {
+                actions.push(MAction::Lose(*from, *to, msg.clone()));
+            }
+            if st.left.duplicates > 0 {
+                actions.push(MAction::Duplicate(*from, *to, msg.clone()));
+            }
+        }
+        for (i, node) in st.nodes.iter().enumerate() {
+            let id = i as NodeId;
+            match node {
+                Some(_) => {
+                    for &upto in &st.syncs[i] {
+                        actions.push(MAction::Sync(id, upto));
+                    }
+                    if st.left.timers > 0 {
+                        for t in &st.timers[i] {
+                            actions.push(MAction::Fire(id, *t));
+                        }
+                    }
+                    if st.left.crashes > 0 {
+                        actions.push(MAction::Crash(id));
+                    }
+                }
+                None => actions.push(MAction::Restart(id)),
+            }
+        }
+        for k in 0..st.requests.len() {
+            actions.push(MAction::Request(k));
+        }
+    }
+
+    fn next_state(&self, last: &State<S>, action: Action<S>) -> Option<State<S>> {
+        let mut st = last.clone();
+        match action {
+            MAction::Deliver(from, to, msg) => {
+                let m = (from, to, msg);
+                assert!(Self::take(&mut st.net, &m));
+                let (from, to, msg) = m;
+                if st.nodes[to as usize].is_some() {
+                    let r = st.checker.on_receive(0, from, to, &msg);
+                    Self::fail(&mut st, r);
+                    self.step(&mut st, to, Some(Input::Receive { from, msg }));
+                }
+            }
+            MAction::Lose(from, to, msg) => {
+                assert!(Self::take(&mut st.net, &(from, to, msg)));
+                st.left.losses -= 1;
+            }
+            MAction::Duplicate(from, to, msg) => {
+                let m = (from, to, msg);
+                let at = st.net.partition_point(|x| *x < m);
+                st.net.insert(at, m);
+                st.left.duplicates -= 1;
+            }
+            MAction::Fire(id, timer) => {
+                let ts = &mut st.timers[id as usize];
+                ts.retain(|t| *t != timer);
+                st.left.timers -= 1;
+                self.step(&mut st, id, Some(Input::Timer(timer)));
+            }
+            MAction::Sync(id, upto) => {
+                st.syncs[id as usize].retain(|u| *u != upto);
+                self.sync(&mut st, id, upto);
+                self.step(&mut st, id, Some(Input::Synced { upto }));
+            }
+            MAction::Crash(id) => {
+                let i = id as usize;
+                st.nodes[i] = None;
+                let d = &mut st.disks[i];
+                d.unsynced.clear();
+                d.synced = 0;
+                d.inc += 1;
+                st.timers[i].clear();
+                st.syncs[i].clear();
+                st.left.crashes -= 1;
+                st.checker.on_crash(id);
+            }
+            MAction::Restart(id) => self.boot(&mut st, id),
+            MAction::Request(k) => {
+                let (client, to, req) = st.requests.remove(k);
+                if st.nodes[to as usize].is_some() {
+                    self.step(&mut st, to, Some(Input::Request { client, req }));
+                }
+            }
+        }
+        Some(st)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![Property::always("no violation", |_, st: &State<S>| {
+            st.violation.is_none()
+        })]
+    }
+}
+
+/// Explores scenario `s` under `cfg` (validated; faults are the bounds')
+/// breadth-first, stopping at the first violation or after `max_states`.
+pub fn explore<S>(s: &'static S, cfg: &RunConfig, bounds: Bounds, max_states: usize) -> CheckReport
+where
+    S: Scenario + 'static,
+    S::P: Explorable,
+    S::Checker: Clone + Debug + Hash + Eq + Send + Sync,
+{
+    let model = Explore {
+        scenario: s,
+        configs: s.node_configs(cfg),
+        cfg: cfg.clone(),
+        bounds,
+    };
+    let started = Instant::now();
+    let checker = model
+        .checker()
+        .target_state_count(max_states)
+        .spawn_bfs()
+        .join();
+    let violation = checker.discovery("no violation").map(|path| {
+        let v = path
+            .last_state()
+            .violation
+            .clone()
+            .expect("a discovery breaks the property");
+        let steps = path
+            .into_actions()
+            .into_iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        (v, steps)
+    });
+    CheckReport {
+        unique_states: checker.unique_state_count(),
+        states: checker.state_count(),
+        max_depth: checker.max_depth(),
+        elapsed: started.elapsed(),
+        complete: checker.state_count() < max_states,
+        violation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::basic::Basic;
+
+    fn basic(nodes: u8, clients: u8, bug: Option<&str>) -> RunConfig {
+        let mut cfg = RunConfig {
+            nodes,
+            clients,
+            ..RunConfig::for_scenario("basic")
+        };
+        if let Some(b) = bug {
+            cfg.enable_bug(b).unwrap();
+        }
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    const NO_TIMERS: Bounds = Bounds {
+        crashes: 0,
+        losses: 0,
+        duplicates: 0,
+        timers: 0,
+    };
+
+    /// The state count of a complete exploration is pinned: a change to the
+    /// core, the checker or the model that changes it shows here.
+    #[test]
+    fn one_proposer_on_three_acceptors_is_explored_completely_and_passes() {
+        let r = explore(&Basic, &basic(3, 1, None), NO_TIMERS, 1_000_000);
+        assert!(r.complete);
+        assert!(r.violation.is_none(), "{:?}", r.violation);
+        assert_eq!(r.unique_states, 24_436);
+        assert_eq!(r.max_depth, 20);
+    }
+
+    /// Breadth-first search finds each of these canaries with a shortest
+    /// history, of a pinned length.
+    #[test]
+    fn basic_canaries_are_found_with_shortest_histories() {
+        let bounds = Bounds {
+            crashes: 0,
+            losses: 0,
+            duplicates: 1,
+            timers: 1,
+        };
+        for (bug, invariant, steps) in [
+            ("shared-ballots", checkers::Invariant::S5, 1),
+            ("reply-before-sync", checkers::Invariant::D1, 2),
+            ("minority-quorum", checkers::Invariant::S3, 5),
+            ("count-duplicate-accepted", checkers::Invariant::S3, 9),
+        ] {
+            let r = explore(&Basic, &basic(3, 2, Some(bug)), bounds, 3_000_000);
+            let (v, path) = r.violation.unwrap_or_else(|| panic!("{bug} not found"));
+            assert_eq!(v.invariant, invariant, "{bug}: {v}");
+            assert_eq!(path.len(), steps, "{bug}: {path:?}");
+        }
+    }
+}

@@ -26,9 +26,19 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::time::Instant;
 
-/// What a protocol needs to be model-checked: states it can compare and
-/// hash, and messages it can sort (so that the network is a multiset).
-pub trait Explorable:
+/// Declares `Explorable` with its bounds written once: the trait and the
+/// blanket impl that gives it to every protocol meeting them.
+macro_rules! explorable {
+    ($($bounds:tt)*) => {
+        /// What a protocol needs to be model-checked: states it can compare
+        /// and hash, and messages it can sort (so that the network is a
+        /// multiset).
+        pub trait Explorable: $($bounds)* {}
+        impl<P: $($bounds)*> Explorable for P {}
+    };
+}
+
+explorable!(
     Protocol<
         Msg: Debug + Hash + Eq + Ord + Send + Sync,
         Write: Debug + Hash + Eq + Send + Sync,
@@ -41,24 +51,7 @@ pub trait Explorable:
     + Eq
     + Send
     + Sync
-{
-}
-
-impl<P> Explorable for P where
-    P: Protocol<
-            Msg: Debug + Hash + Eq + Ord + Send + Sync,
-            Write: Debug + Hash + Eq + Send + Sync,
-            Timer: Eq + Ord + Send + Sync,
-            Request: Debug + Eq + Send + Sync,
-            Config: Send + Sync,
-        > + Clone
-        + Debug
-        + Hash
-        + Eq
-        + Send
-        + Sync
-{
-}
+);
 
 /// One node's disk in the model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

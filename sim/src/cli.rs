@@ -48,7 +48,7 @@ enum Cmd {
         trace: TraceFormat,
     },
     /// Cut a saved failure down to the fewest faults, the lowest fault
-    /// probabilities and (multi, kv) the smallest workload under which the
+    /// probabilities and the smallest workload (clients, operations) under which the
     /// same seed still breaks the same invariant; save it as a new repro
     /// file. Exits 0 when it wrote the shrunk repro.
     Shrink {
@@ -211,6 +211,7 @@ enum TraceFormat {
 /// A program of your own calls this from its `main` with its scenarios.
 pub fn main(name: &'static str, extra: &[&'static dyn Dyn]) -> ExitCode {
     set_program(name);
+    quiet_broken_pipe();
     for s in extra {
         if let Err(e) = scenario::register(*s) {
             eprintln!("error: {e}");
@@ -419,6 +420,24 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `paxsim scenarios | head` closes stdout early: exit as a shell tool does
+/// (status 141, SIGPIPE's) instead of printing a panic.
+fn quiet_broken_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        previous(info);
+    }));
 }
 
 /// Runs one campaign and prints its summary; true if every seed passed.

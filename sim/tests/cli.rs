@@ -510,3 +510,31 @@ fn require_coverage_fails_a_campaign_that_never_reached_a_mark() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// `paxsim scenarios | head -1`: a reader that closes the pipe early ends
+/// the program as a shell tool ends (status 141), with no panic message.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paxsim"))
+        .args(["scenarios"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take()); // The reader is gone before anything is written.
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(status.code(), Some(141) | Some(0)),
+        "{status:?}: {err}"
+    );
+}

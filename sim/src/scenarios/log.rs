@@ -581,7 +581,6 @@ pub struct LogChecker {
     /// Every command a client sent: (client, seq) -> op.
     submitted: BTreeMap<(u32, u64), Op>,
     marks: Marks,
-    cfg: RunConfig,
 }
 
 impl LogChecker {
@@ -758,7 +757,6 @@ impl Checker<Replica> for LogChecker {
             m.lease_reads,
             m.dedup_hits,
         ];
-        let _ = &self.cfg;
         MARKS.into_iter().zip(counts).collect()
     }
 }
@@ -1258,7 +1256,6 @@ impl Scenario for Log {
             obs: LogObserver::new(cfg.nodes as usize),
             submitted: BTreeMap::new(),
             marks: Marks::default(),
-            cfg: cfg.clone(),
         }
     }
     fn workload(&self, cfg: &RunConfig, _rng: &mut ChaCha8Rng) -> LogWorkload {

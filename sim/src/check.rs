@@ -17,7 +17,8 @@
 
 use crate::config::RunConfig;
 pub use crate::engine::protocol::CheckReport;
-use crate::engine::protocol::{Boot, Checker, DiskRecord, Effect, Input, Protocol, Scenario};
+use crate::engine::protocol::{Boot, Checker, Effect, Input, Protocol, Scenario};
+use crate::engine::Disk;
 pub use crate::nemesis::Bounds;
 use checkers::Violation;
 use paxos::NodeId;
@@ -53,20 +54,13 @@ explorable!(
     + Sync
 );
 
-/// One node's disk in the model.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct MDisk<W> {
-    pub durable: Vec<W>,
-    pub unsynced: Vec<(u64, W)>,
-    pub synced: u64,
-    pub inc: u32,
-}
-
 /// A state of the explored world.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MState<P: Explorable, C> {
     pub nodes: Vec<Option<P>>,
-    pub disks: Vec<MDisk<P::Write>>,
+    pub disks: Vec<Disk<P::Write>>,
+    /// Each node's incarnation (bumped at each crash).
+    pub incs: Vec<u32>,
     /// Messages in flight, sorted: `(from, to, msg)`.
     pub net: Vec<(NodeId, NodeId, P::Msg)>,
     pub timers: Vec<Vec<P::Timer>>,
@@ -147,7 +141,7 @@ where
                 Effect::Persist { seq, write } => {
                     let r = st.checker.on_persist(0, id, seq, &write);
                     Self::fail(st, r);
-                    st.disks[i].unsynced.push((seq, write));
+                    st.disks[i].write(seq, write);
                 }
                 Effect::Sync { upto } if self.bounds.crashes == 0 => now_synced.push(upto),
                 Effect::Sync { upto } => st.syncs[i].push(upto),
@@ -177,30 +171,22 @@ where
         }
     }
 
-    /// Writes up to `upto` on node `id` become durable.
+    /// Writes up to `upto` on node `id` become durable (the engine's
+    /// `Disk`, compacted at once: the model keeps no garbage in its states).
     fn sync(&self, st: &mut State<S>, id: NodeId, upto: u64) {
         let d = &mut st.disks[id as usize];
-        d.synced = d.synced.max(upto);
-        let k = d.unsynced.iter().take_while(|(s, _)| *s <= upto).count();
-        let landed: Vec<_> = d.unsynced.drain(..k).map(|(_, w)| w).collect();
-        if landed.is_empty() {
-            return;
+        let landed = d.sync(upto);
+        if !landed.is_empty() {
+            let r = st.checker.on_durable(0, id, &d.durable[landed]);
+            Self::fail(st, r);
         }
-        let r = st.checker.on_durable(0, id, &landed);
-        Self::fail(st, r);
-        let d = &mut st.disks[id as usize];
-        for w in landed {
-            if w.replaces_all() {
-                d.durable.clear();
-            }
-            d.durable.push(w);
-        }
+        st.disks[id as usize].compact();
     }
 
     fn boot(&self, st: &mut State<S>, id: NodeId) {
         let i = id as usize;
-        let d = &mut st.disks[i];
-        let (node, how) = S::P::boot(&self.configs[i], d.inc, &mut d.durable, 0);
+        let durable = &mut st.disks[i].durable;
+        let (node, how) = S::P::boot(&self.configs[i], st.incs[i], durable, 0);
         if let Boot::Rebuilding { .. } = how {
             st.checker.on_disk_lost(id);
         }
@@ -236,14 +222,8 @@ where
         let n = self.cfg.nodes as usize;
         let mut st = MState {
             nodes: (0..n).map(|_| None).collect(),
-            disks: (0..n)
-                .map(|_| MDisk {
-                    durable: Vec::new(),
-                    unsynced: Vec::new(),
-                    synced: 0,
-                    inc: 0,
-                })
-                .collect(),
+            disks: (0..n).map(|_| Disk::default()).collect(),
+            incs: vec![0; n],
             net: Vec::new(),
             timers: vec![Vec::new(); n],
             syncs: vec![Vec::new(); n],
@@ -340,10 +320,8 @@ where
             MAction::Crash(id) => {
                 let i = id as usize;
                 st.nodes[i] = None;
-                let d = &mut st.disks[i];
-                d.unsynced.clear();
-                d.synced = 0;
-                d.inc += 1;
+                st.disks[i].crash(0, false); // Every unsynced write is lost.
+                st.incs[i] += 1;
                 st.timers[i].clear();
                 st.syncs[i].clear();
                 st.left.crashes -= 1;

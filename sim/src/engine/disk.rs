@@ -4,7 +4,9 @@
 use crate::engine::protocol::DiskRecord;
 use std::ops::Range;
 
-/// One node's disk. It outlives the node's process.
+/// One node's disk. It outlives the node's process. (`Eq` and `Hash`: the
+/// model checker keeps disks in the states it visits.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Disk<W> {
     /// What a recovery reads.
     pub durable: Vec<W>,
@@ -56,10 +58,7 @@ impl<W: DiskRecord> Disk<W> {
 
     /// Moves the first `k` unsynced writes to the durable records.
     fn land(&mut self, k: usize) -> Range<usize> {
-        if let Some(i) = self.whole.take() {
-            let i = i.min(self.durable.len());
-            self.durable.drain(..i);
-        }
+        self.compact();
         let start = self.durable.len();
         for (_, w) in self.unsynced.drain(..k) {
             if w.replaces_all() {
@@ -84,6 +83,15 @@ impl<W: DiskRecord> Disk<W> {
         self.unsynced.clear();
         self.synced = 0;
         (landed, lost)
+    }
+
+    /// Drops the records a later whole-state record replaced (done lazily,
+    /// when the next writes land, or now: once the checker has seen them).
+    pub fn compact(&mut self) {
+        if let Some(i) = self.whole.take() {
+            let i = i.min(self.durable.len());
+            self.durable.drain(..i);
+        }
     }
 
     pub fn flip_bit(&mut self, record: u32, bit: u32) {

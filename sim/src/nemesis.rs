@@ -230,8 +230,9 @@ impl Faults {
         f
     }
 
-    /// These intensities without the kinds a protocol with `caps` does not face.
-    pub fn only(&self, caps: &Caps) -> Faults {
+    /// These intensities without the kinds a protocol with `caps` does not
+    /// face.
+    fn faced(&self, caps: &Caps) -> Faults {
         let mut f = *self;
         if !caps.leader {
             f.leader_faults = 0;
@@ -239,9 +240,6 @@ impl Faults {
         if !caps.clocks {
             f.clock_drift_ppm = 0;
             f.clock_skew_us = 0;
-        }
-        if let Some(b) = caps.drift_bound_ppm {
-            f.clock_drift_ppm = f.clock_drift_ppm.min(b);
         }
         if !caps.pauses {
             f.pauses = 0;
@@ -255,28 +253,24 @@ impl Faults {
         f
     }
 
+    /// These intensities without the kinds a protocol with `caps` does not
+    /// face, and clock drift within the bound it tolerates.
+    pub fn only(&self, caps: &Caps) -> Faults {
+        let mut f = self.faced(caps);
+        if let Some(b) = caps.drift_bound_ppm {
+            f.clock_drift_ppm = f.clock_drift_ppm.min(b);
+        }
+        f
+    }
+
     /// The first kind switched on that a protocol with `caps` does not face.
     pub fn unsupported(&self, caps: &Caps) -> Option<&'static str> {
-        let off = |on: bool, v: u64| !on && v != 0;
-        [
-            ("leader_faults", off(caps.leader, self.leader_faults as u64)),
-            ("clock_drift_ppm", off(caps.clocks, self.clock_drift_ppm)),
-            ("clock_skew_us", off(caps.clocks, self.clock_skew_us)),
-            ("pauses", off(caps.pauses, self.pauses as u64)),
-            (
-                "torn_permille",
-                off(caps.disk_loss, self.torn_permille as u64),
-            ),
-            ("bit_flips", off(caps.disk_loss, self.bit_flips as u64)),
-            ("wipes", off(caps.disk_loss, self.wipes as u64)),
-            (
-                "snapshot_crash_permille",
-                off(caps.disk_loss, self.snapshot_crash_permille as u64),
-            ),
-        ]
-        .into_iter()
-        .find(|(_, bad)| *bad)
-        .map(|(n, _)| n)
+        let faced = self.faced(caps);
+        let mut copy = *self;
+        let names = copy.fields().map(|(name, _)| name);
+        names
+            .into_iter()
+            .find(|name| self.get(name) != faced.get(name))
     }
 
     /// Every intensity by name, as `--faults` spells it.
@@ -560,13 +554,7 @@ impl Fault {
 
     /// Whether a protocol with `caps` faces this kind.
     pub fn supported(&self, caps: &Caps) -> bool {
-        match self {
-            Fault::CrashLeader | Fault::IsolateLeader | Fault::RestartDown => caps.leader,
-            Fault::Pause { .. } => caps.pauses,
-            Fault::Clock { .. } => caps.clocks,
-            Fault::BitFlip { .. } | Fault::Wipe { .. } => caps.disk_loss,
-            _ => true,
-        }
+        Fault::kind_supported(self.kind_index(), caps)
     }
 
     /// Whether a protocol with `caps` can meet this kind (for counting).
@@ -920,5 +908,30 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.contains("loss_permille"), "{err}");
+    }
+
+    #[test]
+    fn a_protocol_is_offered_only_the_kinds_it_faces() {
+        let basic = Caps::default();
+        let log = Caps {
+            leader: true,
+            clocks: true,
+            pauses: true,
+            disk_loss: true,
+            drift_bound_ppm: Some(10_000),
+        };
+        assert_eq!(Faults::ALL.unsupported(&basic), None);
+        assert_eq!(Faults::ALL_LOG.unsupported(&basic), Some("leader_faults"));
+        let wipes = Faults {
+            wipes: 1,
+            ..Faults::NONE
+        };
+        assert_eq!(wipes.unsupported(&basic), Some("wipes"));
+        assert_eq!(Faults::ALL_LOG.unsupported(&log), None);
+        assert_eq!(Faults::ALL_LOG.only(&basic), Faults::ALL);
+        assert_eq!(Faults::ALL_LOG.only(&log).clock_drift_ppm, 10_000);
+        assert!(Fault::Wipe { node: 0 }.supported(&log));
+        assert!(!Fault::Wipe { node: 0 }.supported(&basic));
+        assert!(Fault::Heal.supported(&basic));
     }
 }

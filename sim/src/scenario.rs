@@ -149,7 +149,14 @@ pub fn find(name: &str) -> Result<&'static dyn Dyn, String> {
 /// Resolves a config for a seed: draws the faults if the config leaves them
 /// to the swarm, and generates the schedule.
 pub fn plan(seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
-    let s = find(&cfg.scenario).expect("config validated by the caller");
+    plan_for(
+        find(&cfg.scenario).expect("config validated by the caller"),
+        seed,
+        cfg,
+    )
+}
+
+fn plan_for(s: &dyn Dyn, seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
     let mut resolved = cfg.clone();
     let faults = cfg
         .faults
@@ -166,8 +173,8 @@ pub fn plan(seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
 
 /// Plans and runs `seed` under `cfg` (validated).
 pub fn run_seed(seed: u64, cfg: &RunConfig, keep: Keep) -> Report {
-    let (resolved, schedule) = plan(seed, cfg);
-    let s = find(&resolved.scenario).expect("config validated by the caller");
+    let s = find(&cfg.scenario).expect("config validated by the caller");
+    let (resolved, schedule) = plan_for(s, seed, cfg);
     s.run(seed, resolved, schedule, keep)
 }
 

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 pub type Slot = u64;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Acceptor {
     /// (ballot, slot) -> entry fingerprint this acceptor wrote.
     wrote: BTreeMap<(Ballot, Slot), u64>,
@@ -39,20 +39,23 @@ struct Acceptor {
     promised: Ballot,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Replica {
     /// The next slot this replica must apply.
     next: Slot,
 }
 
 /// What happened to a lock grant (for K1).
-#[derive(Copy, Clone, Debug)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 struct Grant {
     slot: Slot,
     token: u64,
     client: u32,
 }
 
+/// `Clone`, `Eq` and `Hash` (every field, all ordered maps): the model
+/// checker keeps the observer in the states it visits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogObserver {
     n: usize,
     acceptors: Vec<Acceptor>,
@@ -84,7 +87,7 @@ pub struct LogObserver {
 /// guarantees the others agree). Session expiries come from the replies to
 /// OpenSession/KeepAlive, time from the leader's ticks; the rest (who holds
 /// what) the checker works out itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct LockModel {
     /// The lowest slot no replica has fed yet.
     next: Slot,

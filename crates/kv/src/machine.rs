@@ -36,7 +36,7 @@ pub type ClientId = u32;
 pub type Key = u64;
 pub type LockId = u64;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Op {
     Get {
         key: Key,
@@ -78,7 +78,7 @@ pub enum Op {
 }
 
 /// A client command, tagged (client, seq) for exactly-once execution.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Command {
     pub client: ClientId,
     pub seq: u64,
@@ -86,7 +86,7 @@ pub struct Command {
 }
 
 /// What the log carries.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Cmd {
     Client(Command),
     /// The leader's clock reading (its local time in microseconds), proposed
@@ -96,7 +96,7 @@ pub enum Cmd {
     },
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Reply {
     /// Get: (value, version), or absent.
     Value(Option<(u64, u64)>),
@@ -121,12 +121,12 @@ pub enum Reply {
     Stale,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SessionError {
     NoSession,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LockError {
     NoSession,
     HeldBy(ClientId),
@@ -141,7 +141,7 @@ pub struct Applied {
     pub executed: bool,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Item {
     value: u64,
     /// ≥ 1 while the key exists.
@@ -150,14 +150,14 @@ struct Item {
     owner: Option<ClientId>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Session {
     ttl_us: u64,
     /// Machine time after which the next tick ends the session.
     expires_us: u64,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Holding {
     holder: ClientId,
     token: u64,
@@ -165,8 +165,9 @@ struct Holding {
 
 /// The coordination service's state. Every map is a `BTreeMap`, so the
 /// derived `Hash` (and [`Machine::digest`]) visits entries in key order and
-/// does not depend on insertion order or allocation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// does not depend on insertion order or allocation. (`Ord` is only for the
+/// model checker, which keeps messages, snapshots included, sorted.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Machine {
     data: BTreeMap<Key, Item>,
     sessions: BTreeMap<ClientId, Session>,

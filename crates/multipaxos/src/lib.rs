@@ -87,7 +87,7 @@ use std::fmt::Debug;
 /// Heartbeat rounds a leader remembers while it waits for their acks.
 const ROUNDS_KEPT: usize = 8;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Role<C, S> {
     Follower,
     Candidate {
@@ -125,7 +125,12 @@ enum Role<C, S> {
 }
 
 /// One Multi-Paxos replica: acceptor, learner, and leader when elected.
-#[derive(Clone, Debug)]
+///
+/// `Eq` and `Hash` cover every field (none is a cache): two nodes are equal
+/// when no input could tell them apart, which is what the model checker
+/// (`paxsim check`) needs to recognise a state it has visited. Every
+/// collection is ordered (`BTreeMap`, `VecDeque`, `Vec`), never hashed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node<C, S> {
     cfg: Config,
     now: u64,

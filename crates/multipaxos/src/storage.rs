@@ -14,8 +14,9 @@ use crate::{Durable, Write};
 use rustc_hash::FxHasher;
 use std::hash::{Hash, Hasher};
 
-/// One record as it lies on disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One record as it lies on disk. (`sum` is not a cache of `write`: a
+/// flipped bit changes it alone, so it takes part in `Eq` and `Hash`.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Sealed<C, S> {
     pub write: Write<C, S>,
     pub sum: u64,

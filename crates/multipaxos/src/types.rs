@@ -10,7 +10,11 @@ use std::sync::Arc;
 pub type Slot = u64;
 
 /// A log entry: a batch of client commands, or a no-op filling a gap.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// `Eq`, `Hash` and `Ord` (here and on the messages, writes and the node)
+/// compare by content, through the `Arc`: what the model checker
+/// (`paxsim check`) needs to store states and keep the network sorted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Entry<C> {
     Noop,
     /// Shared: a batch travels to every peer and into every record
@@ -20,13 +24,13 @@ pub enum Entry<C> {
 
 /// A state-machine snapshot tied to a log position: the state after applying
 /// every slot below `upto`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Snap<S> {
     pub upto: Slot,
     pub state: S,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Msg<C, S> {
     /// Phase 1 for every slot from `from` on.
     Prepare {
@@ -93,7 +97,7 @@ pub enum Msg<C, S> {
     },
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Timer {
     /// Follower: no word from a leader; stand for election (`epoch` guards staleness).
     Election { epoch: u64 },
@@ -131,7 +135,7 @@ pub enum Write<C, S> {
 }
 
 /// The durable state a node is rebuilt from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Durable<C, S> {
     pub initialized: bool,
     pub promised: Ballot,
@@ -221,7 +225,7 @@ pub enum Input<C, S> {
     Snapshot(Snap<S>),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Output<C, S> {
     /// Put `msg` on the wire to `to`. `after` names the write the message
     /// reveals (0 for none): it must not leave before every write up to
@@ -390,7 +394,7 @@ impl Bugs {
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub n: u8,
     pub id: NodeId,

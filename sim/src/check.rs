@@ -18,7 +18,7 @@
 use crate::config::RunConfig;
 pub use crate::engine::protocol::CheckReport;
 use crate::engine::protocol::{Boot, Checker, Effect, Input, Protocol, Scenario};
-use crate::engine::Disk;
+use crate::engine::{Asked, Disk, Script, Step};
 pub use crate::nemesis::Bounds;
 use checkers::Violation;
 use paxos::NodeId;
@@ -90,6 +90,8 @@ pub struct Explore<S: Scenario + 'static> {
     scenario: &'static S,
     cfg: RunConfig,
     configs: Vec<<S::P as Protocol>::Config>,
+    /// The requests each node's restart adds (`Scenario::check_retries`).
+    retries: Vec<Vec<Asked<S::P>>>,
     bounds: Bounds,
 }
 
@@ -327,7 +329,11 @@ where
                 st.left.crashes -= 1;
                 st.checker.on_crash(id);
             }
-            MAction::Restart(id) => self.boot(&mut st, id),
+            MAction::Restart(id) => {
+                self.boot(&mut st, id);
+                st.requests
+                    .extend(self.retries[id as usize].iter().copied());
+            }
             MAction::Request(k) => {
                 let (client, to, req) = st.requests.remove(k);
                 if st.nodes[to as usize].is_some() {
@@ -345,6 +351,43 @@ where
     }
 }
 
+/// The engine's script step for `action` taken in state `st`.
+fn step_of<P: Explorable, C>(st: &MState<P, C>, action: MAction<P::Msg, P::Timer>) -> Step {
+    let msg = |m: &P::Msg| P::summarize_msg(m).to_string();
+    match action {
+        MAction::Deliver(from, to, m) => Step::Deliver {
+            from,
+            to,
+            msg: msg(&m),
+        },
+        MAction::Lose(from, to, m) => Step::Lose {
+            from,
+            to,
+            msg: msg(&m),
+        },
+        MAction::Duplicate(from, to, m) => Step::Duplicate {
+            from,
+            to,
+            msg: msg(&m),
+        },
+        MAction::Fire(node, t) => Step::Fire {
+            node,
+            timer: format!("{t:?}"),
+        },
+        MAction::Sync(node, upto) => Step::Sync { node, upto },
+        MAction::Crash(node) => Step::Crash { node },
+        MAction::Restart(node) => Step::Restart { node },
+        MAction::Request(k) => {
+            let (client, node, req) = &st.requests[k];
+            Step::Request {
+                client: *client,
+                node: *node,
+                req: req.to_string(),
+            }
+        }
+    }
+}
+
 /// Explores scenario `s` under `cfg` (validated; faults are the bounds')
 /// breadth-first, stopping at the first violation or after `max_states`.
 pub fn explore<S>(s: &'static S, cfg: &RunConfig, bounds: Bounds, max_states: usize) -> CheckReport
@@ -356,6 +399,7 @@ where
     let model = Explore {
         scenario: s,
         configs: s.node_configs(cfg),
+        retries: (0..cfg.nodes).map(|id| s.check_retries(cfg, id)).collect(),
         cfg: cfg.clone(),
         bounds,
     };
@@ -372,11 +416,15 @@ where
             .clone()
             .expect("a discovery breaks the property");
         let steps = path
-            .into_actions()
+            .into_vec()
             .into_iter()
-            .map(|a| format!("{a:?}"))
+            .filter_map(|(st, a)| Some(step_of::<S::P, _>(&st, a?)))
             .collect();
-        (v, steps)
+        let script = Script {
+            immediate_syncs: bounds.crashes == 0,
+            steps,
+        };
+        (v, script)
     });
     CheckReport {
         unique_states: checker.unique_state_count(),
@@ -391,7 +439,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repro::Repro;
     use crate::scenarios::basic::Basic;
+    use crate::trace::Keep;
 
     fn basic(nodes: u8, clients: u8, bug: Option<&str>) -> RunConfig {
         let mut cfg = RunConfig {
@@ -424,26 +474,142 @@ mod tests {
         assert_eq!(r.max_depth, 20);
     }
 
-    /// Breadth-first search finds each of these canaries with a shortest
-    /// history, of a pinned length.
-    #[test]
-    fn basic_canaries_are_found_with_shortest_histories() {
-        let bounds = Bounds {
-            crashes: 0,
-            losses: 0,
-            duplicates: 1,
-            timers: 1,
+    /// Breadth-first search finds every Basic Paxos canary with a shortest
+    /// history of a pinned length, and the simulator's engine, replaying
+    /// that history from its repro file, breaks the same invariant.
+    fn canary(
+        bug: &str,
+        clients: u8,
+        bounds: Bounds,
+        invariant: checkers::Invariant,
+        steps: usize,
+    ) {
+        let cfg = basic(3, clients, Some(bug));
+        let r = explore(&Basic, &cfg, bounds, 20_000_000);
+        let (v, script) = r.violation.unwrap_or_else(|| panic!("{bug} not found"));
+        assert_eq!(v.invariant, invariant, "{bug}: {v}");
+        assert_eq!(script.steps.len(), steps, "{bug}: {:?}", script.steps);
+        let cfg = RunConfig {
+            faults: Some(crate::nemesis::Faults::NONE),
+            ..cfg
         };
-        for (bug, invariant, steps) in [
-            ("shared-ballots", checkers::Invariant::S5, 1),
-            ("reply-before-sync", checkers::Invariant::D1, 2),
-            ("minority-quorum", checkers::Invariant::S3, 5),
-            ("count-duplicate-accepted", checkers::Invariant::S3, 9),
-        ] {
-            let r = explore(&Basic, &basic(3, 2, Some(bug)), bounds, 3_000_000);
-            let (v, path) = r.violation.unwrap_or_else(|| panic!("{bug} not found"));
-            assert_eq!(v.invariant, invariant, "{bug}: {v}");
-            assert_eq!(path.len(), steps, "{bug}: {path:?}");
-        }
+        let s = crate::scenario::find("basic").unwrap();
+        let replayed = s.run_script(cfg, &script, Keep::Recent).unwrap();
+        let again = replayed.violation.as_ref().expect("the replay fails");
+        assert_eq!(again.invariant, invariant, "{bug}: replay broke {again}");
+        assert_eq!(again.at_us, steps as u64, "{bug}: at the last step");
+        // Through the repro file: the same run, bit for bit.
+        let text = serde_json::to_string(&Repro::scripted(&replayed, script)).unwrap();
+        let file = Repro::parse(&text).unwrap();
+        let third = file.run(Keep::Recent).unwrap();
+        assert_eq!(third.trace_hash, replayed.trace_hash, "{bug}");
+        assert_eq!(third.violation, replayed.violation, "{bug}");
+    }
+
+    const SMALL: Bounds = Bounds {
+        crashes: 0,
+        losses: 0,
+        duplicates: 1,
+        timers: 1,
+    };
+
+    #[test]
+    fn shared_ballots_reply_before_sync_and_minority_quorum_are_found() {
+        use checkers::Invariant::*;
+        canary("shared-ballots", 2, SMALL, S5, 1);
+        canary("reply-before-sync", 2, SMALL, D1, 2);
+        canary("minority-quorum", 2, SMALL, S3, 5);
+    }
+
+    #[test]
+    fn count_duplicate_accepted_is_found() {
+        canary(
+            "count-duplicate-accepted",
+            2,
+            SMALL,
+            checkers::Invariant::S3,
+            9,
+        );
+    }
+
+    /// A restarted proposer reusing its ballot: random search needs tens of
+    /// seeds for it, the model one crash and four steps.
+    #[test]
+    fn volatile_round_is_found() {
+        let one_crash = Bounds {
+            crashes: 1,
+            ..NO_TIMERS
+        };
+        canary("volatile-round", 1, one_crash, checkers::Invariant::S5, 4);
+    }
+
+    /// Two proposers duelling, no faults: 14 steps deep.
+    #[test]
+    fn accept_below_promise_is_found() {
+        canary(
+            "accept-below-promise",
+            2,
+            NO_TIMERS,
+            checkers::Invariant::S2,
+            14,
+        );
+    }
+
+    #[test]
+    fn ignore_promised_values_is_found() {
+        canary(
+            "ignore-promised-values",
+            2,
+            NO_TIMERS,
+            checkers::Invariant::S2,
+            14,
+        );
+    }
+
+    /// A script that does not fit the protocol is refused with the step and
+    /// the reason, never run loosely.
+    #[test]
+    fn a_script_that_does_not_fit_is_refused() {
+        use crate::engine::{Script, Step};
+        let s = crate::scenario::find("basic").unwrap();
+        let cfg = RunConfig {
+            faults: Some(crate::nemesis::Faults::NONE),
+            ..basic(3, 1, None)
+        };
+        let script = |steps| Script {
+            immediate_syncs: true,
+            steps,
+        };
+        let ask = Step::Request {
+            client: 0,
+            node: 0,
+            req: "100".into(),
+        };
+        let ghost = Step::Deliver {
+            from: 1,
+            to: 0,
+            msg: "Promise(1.0, none)".into(),
+        };
+        let err = s
+            .run_script(cfg.clone(), &script(vec![ask.clone(), ghost]), Keep::Recent)
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("step 2 (deliver n1->n0 Promise(1.0, none)): no message"),
+            "{err}"
+        );
+        let err = s
+            .run_script(cfg.clone(), &script(vec![ask.clone(), ask]), Keep::Recent)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("no request 100 from c0 to n0 is pending"),
+            "{err}"
+        );
+        let err = s
+            .run_script(cfg, &script(vec![Step::Restart { node: 7 }]), Keep::Recent)
+            .err()
+            .unwrap();
+        assert!(err.contains("there is no node n7"), "{err}");
     }
 }

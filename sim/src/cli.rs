@@ -126,6 +126,10 @@ enum Cmd {
         /// Stop after this many unique states.
         #[arg(long, default_value_t = 20_000_000)]
         max_states: usize,
+        /// Where to write the counterexample's repro file
+        /// (`<scenario>-check-<bugs>.json`).
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
     },
     /// List the scenarios and the known-buggy variants.
     Scenarios,
@@ -262,8 +266,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         }
         Cmd::Replay { file, trace } => {
             let repro = Repro::load(&file)?;
-            let report = run_schedule(repro.seed, &repro.config, repro.schedule.clone(), Keep::All);
-            let code = finish(&report, trace, Save::Already(&file))?;
+            let report = repro.run(Keep::All)?;
+            let save = match &repro.script {
+                Some(script) => {
+                    eprintln!(
+                        "scripted run: a model checker's counterexample of {} steps; nothing is \
+                         random, and the time column counts steps (1us each)",
+                        script.steps.len()
+                    );
+                    Save::Script(&file)
+                }
+                None => Save::Already(&file),
+            };
+            let code = finish(&report, trace, save)?;
             match repro.trace_hash {
                 Some(h) if h != report.trace_hash => {
                     eprintln!(
@@ -359,8 +374,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             duplicates,
             timers,
             max_states,
+            repro_dir,
         } => {
-            let cfg = setup.config()?;
+            let mut cfg = setup.config()?;
             let bounds = crate::nemesis::Bounds {
                 crashes,
                 losses,
@@ -396,12 +412,32 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     println!("ok: every invariant held in every explored history");
                     Ok(ExitCode::SUCCESS)
                 }
-                Some((v, steps)) => {
+                Some((v, script)) => {
                     println!("FAIL: {v}");
-                    println!("shortest history ({} steps):", steps.len());
-                    for (i, step) in steps.iter().enumerate() {
+                    println!("shortest history ({} steps):", script.steps.len());
+                    for (i, step) in script.steps.iter().enumerate() {
                         println!("  {:>3}. {step}", i + 1);
                     }
+                    // The same history through the simulator's engine: it
+                    // must break the same invariant, or the model and the
+                    // engine disagree (a harness bug, reported as such).
+                    cfg.faults = Some(crate::nemesis::Faults::NONE);
+                    let replayed = s.run_script(cfg, &script, Keep::Recent)?;
+                    let Some(again) = &replayed.violation else {
+                        return Err(format!(
+                            "harness bug: the simulator replayed the model's counterexample \
+                             and found no violation (the model found: {v})"
+                        ));
+                    };
+                    if again.invariant != v.invariant {
+                        return Err(format!(
+                            "harness bug: the simulator's replay broke {:?} where the model \
+                             broke {:?} ({v})",
+                            again.invariant, v.invariant
+                        ));
+                    }
+                    let path = Repro::scripted(&replayed, script).save(&repro_dir)?;
+                    eprintln!("replay: {} replay {}", program(), path.display());
                     Ok(ExitCode::from(1))
                 }
             }
@@ -483,6 +519,9 @@ enum Save<'a> {
     },
     /// The run is a replay of this file.
     Already(&'a std::path::Path),
+    /// The run is a replay of this model checker's counterexample (already
+    /// shortest: nothing to shrink).
+    Script(&'a std::path::Path),
 }
 
 /// Prints a run's header, trace and verdict; saves a repro on failure.
@@ -558,6 +597,10 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
                     path
                 }
                 Save::Already(file) => file.to_path_buf(),
+                Save::Script(file) => {
+                    eprintln!("replay: {} replay {}", program(), file.display());
+                    return Ok(ExitCode::from(1));
+                }
             };
             eprintln!("replay: {} replay {}", program(), path.display());
             eprintln!("shrink: {} shrink {}", program(), path.display());

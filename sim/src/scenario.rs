@@ -59,6 +59,14 @@ pub trait Dyn: Sync {
     fn checks_history(&self) -> bool;
     /// Runs a validated config (faults resolved) with an explicit schedule.
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report;
+    /// Replays a model checker's counterexample under a validated config
+    /// (faults resolved); `Err` if the script does not fit.
+    fn run_script(
+        &self,
+        cfg: RunConfig,
+        script: &engine::Script,
+        keep: Keep,
+    ) -> Result<Report, String>;
     /// Model-checks a validated config (`paxsim check`).
     fn explore(
         &'static self,
@@ -97,6 +105,19 @@ impl<S: Scenario> Dyn for S {
     }
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report {
         Report::of(seed, Engine::new(self, seed, cfg, schedule, keep).run())
+    }
+    fn run_script(
+        &self,
+        cfg: RunConfig,
+        script: &engine::Script,
+        keep: Keep,
+    ) -> Result<Report, String> {
+        let requests = Scenario::check_requests(self, &cfg);
+        let retries = (0..cfg.nodes)
+            .map(|id| Scenario::check_retries(self, &cfg, id))
+            .collect();
+        let engine = Engine::new(self, 0, cfg, Schedule::default(), keep);
+        Ok(Report::of(0, engine.run_script(script, requests, retries)?))
     }
     fn explore(
         &'static self,

@@ -211,6 +211,13 @@ const KNOBS: [&str; 8] = [
 /// reporting each accepted cut through `say`. Errors if the repro's run
 /// does not fail (nothing to shrink).
 pub fn shrink(repro: &Repro, budget: u32, say: &mut dyn FnMut(&str)) -> Result<Shrunk, String> {
+    if repro.script.is_some() {
+        return Err(
+            "this repro file is a model checker's counterexample: breadth-first search \
+             found it shortest already, there is nothing to shrink"
+                .into(),
+        );
+    }
     let first = run_schedule(
         repro.seed,
         &repro.config,

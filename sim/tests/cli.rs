@@ -538,3 +538,64 @@ fn a_closed_stdout_ends_quietly() {
         "{status:?}: {err}"
     );
 }
+
+/// `paxsim check` saves its shortest counterexample as a repro file; the
+/// simulator replays it exactly, shrink says there is nothing to cut, and a
+/// script edited out of shape is refused with the step at fault.
+#[test]
+fn a_model_checked_counterexample_replays_from_its_repro_file() {
+    let dir = tmp("check");
+    let d = dir.to_str().unwrap();
+    let o = paxsim(&[
+        "check",
+        "--scenario",
+        "basic",
+        "--nodes",
+        "3",
+        "--clients",
+        "1",
+        "--bug",
+        "volatile-round",
+        "--crashes",
+        "1",
+        "--timers",
+        "0",
+        "--repro-dir",
+        d,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("shortest history (4 steps)"), "{t}");
+    let file = dir.join("basic-check-volatile-round.json");
+    assert!(
+        t.contains(&format!("paxsim replay {}", file.display())),
+        "{t}"
+    );
+    let f = file.to_str().unwrap();
+    let replay = paxsim(&["replay", f]);
+    let t = text(&replay);
+    assert_eq!(replay.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("S5 violated") && t.contains("replay exact"),
+        "{t}"
+    );
+    assert!(t.contains("n0 CRASH") && t.contains("n0 RESTART"), "{t}");
+    assert!(!t.contains("shrink:"), "{t}");
+    rejects(&["shrink", f, "--repro-dir", d], "nothing to shrink");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    v["script"]["steps"][2] = serde_json::json!({"do": "restart", "node": 1});
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, v.to_string()).unwrap();
+    rejects(
+        &["replay", bad.to_str().unwrap()],
+        "step 3 (n1 restarts): n1 is up",
+    );
+    v["script"]["steps"][2] = serde_json::json!({"do": "explode", "node": 1});
+    std::fs::write(&bad, v.to_string()).unwrap();
+    rejects(
+        &["replay", bad.to_str().unwrap()],
+        "unknown variant `explode`",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -80,13 +80,33 @@ fn a_campaign_passes_the_correct_protocol_and_catches_the_buggy_one() {
 
 #[test]
 fn the_model_checker_finds_the_buggy_variant_with_a_shortest_history() {
-    let args =
-        ["check", "--scenario", "caspaxos", "--nodes", "3", "--clients", "2", "--timers", "0"];
+    let dir = std::env::temp_dir().join(format!("caspaxos-check-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let args = [
+        "check",
+        "--scenario",
+        "caspaxos",
+        "--nodes",
+        "3",
+        "--clients",
+        "2",
+        "--timers",
+        "0",
+        "--repro-dir",
+        d,
+    ];
     let bad = caspaxos(&[&args[..], &["--bug", "ignore-accepted"]].concat());
     let t = text(&bad);
     assert_eq!(bad.status.code(), Some(1), "{t}");
     assert!(t.contains("two states chosen at version 1"), "{t}");
     assert!(t.contains("shortest history (14 steps)"), "{t}");
+    // The counterexample replays in the simulator from its repro file.
+    let file = dir.join("caspaxos-check-ignore-accepted.json");
+    let replay = caspaxos(&["replay", file.to_str().unwrap(), "--trace", "none"]);
+    let t = text(&replay);
+    assert_eq!(replay.status.code(), Some(1), "{t}");
+    assert!(t.contains("two states chosen at version 1") && t.contains("replay exact"), "{t}");
+    std::fs::remove_dir_all(&dir).ok();
     let ok = caspaxos(&[&args[..], &["--max-states", "200000"]].concat());
     let t = text(&ok);
     assert_eq!(ok.status.code(), Some(0), "{t}");

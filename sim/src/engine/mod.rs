@@ -28,12 +28,14 @@
 
 pub mod disk;
 pub mod protocol;
+pub mod script;
 
 pub use disk::Disk;
 pub use protocol::{
-    Boot, Canary, Caps, Check, CheckReport, Checker, Cx, DiskRecord, Effect, Input, Never,
+    Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Cx, DiskRecord, Effect, Input, Never,
     Protocol, Scenario, Workload,
 };
+pub use script::{Script, Step};
 
 use crate::config::RunConfig;
 use crate::nemesis::{Fault, Faults, Schedule};
@@ -217,6 +219,25 @@ pub struct Core<P: Protocol> {
     local: Vec<(u32, NodeId, P::Request)>,
     /// Whether the schedule pauses any node (else no event is ever held).
     pauses: bool,
+    /// In a scripted run: what waits for a step to name it.
+    held: Option<Box<Held<P>>>,
+}
+
+/// What a scripted run holds until a step names it (see [`script`]).
+struct Held<P: Protocol> {
+    /// Messages in flight, in send order: `(from, to, msg, summary)`.
+    net: Vec<(NodeId, NodeId, P::Msg, P::MsgSummary)>,
+    /// Each node's pending timers (a timer set again while pending stays one).
+    timers: Vec<Vec<P::Timer>>,
+    /// Each node's pending syncs.
+    syncs: Vec<Vec<u64>>,
+    immediate_syncs: bool,
+    /// Syncs the current step asked for, completed right after it.
+    now_synced: Vec<u64>,
+    /// Client requests not yet delivered: `(client, node, request)`.
+    requests: Vec<Asked<P>>,
+    /// The requests each node's restart adds.
+    retries: Vec<Vec<Asked<P>>>,
 }
 
 impl<P: Protocol> Cx<P> for Core<P> {
@@ -326,6 +347,10 @@ impl<P: Protocol> Core<P> {
 
     /// The network interposer: decides the fate of one message.
     fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg, sum: P::MsgSummary) {
+        if let Some(h) = self.held.as_mut() {
+            h.net.push((from, to, msg, sum));
+            return;
+        }
         if from == to {
             // Local delivery never crosses the network.
             self.push(self.now + 1, Ev::Deliver { from, to, msg, sum });
@@ -386,6 +411,9 @@ impl<P: Protocol> Core<P> {
     }
 
     fn local(&self, id: NodeId) -> u64 {
+        if self.held.is_some() {
+            return 0; // A scripted run has no time, as in the model.
+        }
         self.slots[id as usize].clock.local(self.now)
     }
 
@@ -511,6 +539,7 @@ impl<S: Scenario> Engine<S> {
                     .faults
                     .iter()
                     .any(|t| matches!(t.fault, Fault::Pause { .. })),
+                held: None,
                 cfg,
             },
             configs,
@@ -551,6 +580,158 @@ impl<S: Scenario> Engine<S> {
                 }
             }
         }
+        self.outcome()
+    }
+
+    /// Replays `script` (a model checker's counterexample) instead of
+    /// drawing events from the seed: `requests` are the client requests the
+    /// model delivers (`Scenario::check_requests`), `retries` the ones each
+    /// node's restart adds (`Scenario::check_retries`). `Err`: the script
+    /// does not fit this protocol (a step names something not pending).
+    pub fn run_script(
+        mut self,
+        script: &Script,
+        requests: Vec<Asked<S::P>>,
+        retries: Vec<Vec<Asked<S::P>>>,
+    ) -> Result<Outcome<S::P>, String> {
+        let n = self.core.cfg.nodes as usize;
+        self.core.held = Some(Box::new(Held {
+            net: Vec::new(),
+            timers: vec![Vec::new(); n],
+            syncs: vec![Vec::new(); n],
+            immediate_syncs: script.immediate_syncs,
+            now_synced: Vec::new(),
+            requests,
+            retries,
+        }));
+        let mut result = Ok(());
+        if let Err(detail) = catching(|| result = self.script_loop(&script.steps)) {
+            self.core.violation = Some(Violation {
+                invariant: Invariant::Assert,
+                at_us: self.core.now,
+                node: self.current,
+                detail,
+            });
+        }
+        result.map(|()| self.outcome())
+    }
+
+    fn script_loop(&mut self, steps: &[Step]) -> Result<(), String> {
+        for id in 0..self.core.cfg.nodes {
+            self.boot(id);
+        }
+        let held = self.core.held.as_ref().expect("a scripted run");
+        for (client, node, req) in held.requests.clone() {
+            self.core.record(node, Kind::Invoke { client, req });
+            let r = self.checker.on_invoke(0, client, &req);
+            self.core.check(r);
+        }
+        for (k, step) in steps.iter().enumerate() {
+            if self.core.violation.is_some() {
+                break; // The model stops at the first violation too.
+            }
+            self.core.now = k as u64 + 1;
+            self.script_step(step)
+                .map_err(|e| format!("step {} ({step}): {e}", k + 1))?;
+        }
+        Ok(())
+    }
+
+    fn script_step(&mut self, step: &Step) -> Result<(), String> {
+        let n = self.core.cfg.nodes;
+        let node_ok = |id: NodeId| {
+            if id < n {
+                Ok(id as usize)
+            } else {
+                Err(format!("there is no node n{id}"))
+            }
+        };
+        let held = self.core.held.as_mut().expect("a scripted run");
+        let find_msg = |h: &Held<S::P>, from: NodeId, to: NodeId, msg: &str| {
+            h.net
+                .iter()
+                .position(|(f, t, _, sum)| *f == from && *t == to && sum.to_string() == msg)
+                .ok_or_else(|| format!("no message n{from}->n{to} '{msg}' is in flight"))
+        };
+        match step {
+            Step::Deliver { from, to, msg } => {
+                let (from, to, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                if self.core.nodes[to as usize].is_none() {
+                    self.core.drop_msg(from, to, sum, DropReason::Down);
+                } else {
+                    self.core.stats.deliveries += 1;
+                    self.core.record(to, Kind::Receive { from, msg: sum });
+                    let r = self.checker.on_receive(self.core.now, from, to, &msg);
+                    self.core.check(r);
+                    self.step(to, Some(Input::Receive { from, msg }));
+                }
+            }
+            Step::Lose { from, to, msg } => {
+                let (from, to, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                self.core.drop_msg(from, to, sum, DropReason::Loss);
+            }
+            Step::Duplicate { from, to, msg } => {
+                let m = held.net[find_msg(held, *from, *to, msg)?].clone();
+                self.core.stats.duplicates += 1;
+                self.core.record(m.0, Kind::Duplicate { to: m.1, msg: m.3 });
+                self.core.held.as_mut().expect("scripted").net.push(m);
+            }
+            Step::Fire { node, timer } => {
+                let i = node_ok(*node)?;
+                let ts = &mut held.timers[i];
+                let t = ts
+                    .iter()
+                    .copied()
+                    .find(|t| format!("{t:?}") == *timer)
+                    .ok_or_else(|| format!("n{node} has no timer {timer} pending"))?;
+                ts.retain(|x| format!("{x:?}") != *timer);
+                self.core.record(*node, Kind::Timer { timer: t });
+                self.step(*node, Some(Input::Timer(t)));
+            }
+            Step::Sync { node, upto } => {
+                let i = node_ok(*node)?;
+                let s = &mut held.syncs[i];
+                if !s.contains(upto) {
+                    return Err(format!("n{node} has no sync up to #{upto} pending"));
+                }
+                s.retain(|u| u != upto);
+                self.complete_sync(*node, *upto);
+            }
+            Step::Crash { node } => {
+                let i = node_ok(*node)?;
+                if self.core.nodes[i].is_none() {
+                    return Err(format!("n{node} is down already"));
+                }
+                held.timers[i].clear();
+                held.syncs[i].clear();
+                self.crash_keeping(*node, 0, false);
+            }
+            Step::Restart { node } => {
+                if self.core.nodes[node_ok(*node)?].is_some() {
+                    return Err(format!("n{node} is up"));
+                }
+                self.core.record(*node, Kind::Restart);
+                self.boot(*node);
+                let h = self.core.held.as_mut().expect("scripted");
+                let again = h.retries[*node as usize].clone();
+                h.requests.extend(again);
+            }
+            Step::Request { client, node, req } => {
+                let k = held
+                    .requests
+                    .iter()
+                    .position(|(c, t, r)| c == client && t == node && r.to_string() == *req)
+                    .ok_or_else(|| {
+                        format!("no request {req} from c{client} to n{node} is pending")
+                    })?;
+                let (client, to, req) = held.requests.remove(k);
+                self.request(client, to, req);
+            }
+        }
+        Ok(())
+    }
+
+    fn outcome(self) -> Outcome<S::P> {
         let mut core = self.core;
         core.stats.sim_time_us = core.now;
         core.stats.events = core.trace.count;
@@ -693,20 +874,9 @@ impl<S: Scenario> Engine<S> {
                 }
             }
             Ev::SyncDone { node, inc, upto } => {
-                if !self.live(node, inc) {
-                    return;
+                if self.live(node, inc) {
+                    self.complete_sync(node, upto);
                 }
-                let now = self.core.now;
-                let slot = &mut self.core.slots[node as usize];
-                let landed = slot.disk.sync(upto);
-                if !landed.is_empty() {
-                    let r = self
-                        .checker
-                        .on_durable(now, node, &slot.disk.durable[landed]);
-                    self.core.check(r);
-                }
-                self.core.record(node, Kind::Sync { upto });
-                self.step(node, Some(Input::Synced { upto }));
             }
             Ev::Fault(i) => {
                 let fault = self.schedule.faults[i as usize].fault;
@@ -839,6 +1009,22 @@ impl<S: Scenario> Engine<S> {
         }
     }
 
+    /// Writes up to `upto` on `node` became durable: the checker sees them
+    /// land, then the node hears of it.
+    fn complete_sync(&mut self, node: NodeId, upto: u64) {
+        let now = self.core.now;
+        let slot = &mut self.core.slots[node as usize];
+        let landed = slot.disk.sync(upto);
+        if !landed.is_empty() {
+            let r = self
+                .checker
+                .on_durable(now, node, &slot.disk.durable[landed]);
+            self.core.check(r);
+        }
+        self.core.record(node, Kind::Sync { upto });
+        self.step(node, Some(Input::Synced { upto }));
+    }
+
     /// Power loss at `node`: a random prefix of its unsynced writes made it
     /// to the platter, the next may be torn, the rest are lost.
     fn crash(&mut self, node: NodeId) {
@@ -849,6 +1035,12 @@ impl<S: Scenario> Engine<S> {
         let torn = self.core.permille(f.torn_permille);
         let pending = self.core.slots[node as usize].disk.pending();
         let keep = self.core.rng.gen_range(0..=pending);
+        self.crash_keeping(node, keep, torn);
+    }
+
+    /// Power loss at live `node`: the first `keep` unsynced writes landed,
+    /// the next is torn if `torn`.
+    fn crash_keeping(&mut self, node: NodeId, keep: usize, torn: bool) {
         self.core.nodes[node as usize] = None;
         let now = self.core.now;
         let slot = &mut self.core.slots[node as usize];
@@ -916,6 +1108,13 @@ impl<S: Scenario> Engine<S> {
         }
         self.current = None;
         self.out = out;
+        if let Some(h) = self.core.held.as_mut() {
+            // The syncs this step asked for, completed once its sends have
+            // left, as in the model.
+            for upto in std::mem::take(&mut h.now_synced) {
+                self.complete_sync(id, upto);
+            }
+        }
     }
 
     fn execute(&mut self, id: NodeId, e: Effect<S::P>) {
@@ -947,6 +1146,13 @@ impl<S: Scenario> Engine<S> {
                     self.core.push(at, Ev::PowerLoss { node: id, inc });
                 }
             }
+            Effect::Sync { upto } if self.core.held.is_some() => {
+                let h = self.core.held.as_mut().expect("scripted");
+                match h.immediate_syncs {
+                    true => h.now_synced.push(upto),
+                    false => h.syncs[id as usize].push(upto),
+                }
+            }
             Effect::Sync { upto } => {
                 let core = &mut self.core;
                 let slot = &core.slots[id as usize];
@@ -969,6 +1175,13 @@ impl<S: Scenario> Engine<S> {
                 if core.permille(f.crash_in_sync_permille) {
                     let at = now + core.rng.gen_range(0..d);
                     core.push(at, Ev::PowerLoss { node: id, inc });
+                }
+            }
+            Effect::SetTimer { timer, .. } if self.core.held.is_some() => {
+                let ts = &mut self.core.held.as_mut().expect("scripted").timers[id as usize];
+                let text = format!("{timer:?}");
+                if !ts.iter().any(|t| format!("{t:?}") == text) {
+                    ts.push(timer);
                 }
             }
             Effect::SetTimer {
@@ -997,7 +1210,9 @@ impl<S: Scenario> Engine<S> {
                 let r = self.checker.on_reply(now, id, client, &reply);
                 self.core.check(r);
                 self.core.record(id, Kind::Reply { client, reply });
-                self.core.answer(id, client, reply);
+                if self.core.held.is_none() {
+                    self.core.answer(id, client, reply);
+                }
             }
             Effect::Note(note) => {
                 if let Some(s) = S::P::summarize_note(&note) {

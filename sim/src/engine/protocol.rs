@@ -282,6 +282,9 @@ pub trait Workload<P: Protocol> {
     }
 }
 
+/// A client request a model check delivers: `(client, node, request)`.
+pub type Asked<P> = (u32, NodeId, <P as Protocol>::Request);
+
 /// A known-buggy variant: name and what it breaks.
 pub type Canary = (&'static str, &'static str);
 
@@ -329,11 +332,15 @@ pub trait Scenario: Sync + 'static {
     }
     /// The client requests a model check delivers (each at any moment):
     /// `(client, node, request)`.
-    fn check_requests(
-        &self,
-        cfg: &RunConfig,
-    ) -> Vec<(u32, NodeId, <Self::P as Protocol>::Request)> {
+    fn check_requests(&self, cfg: &RunConfig) -> Vec<Asked<Self::P>> {
         let _ = cfg;
+        Vec::new()
+    }
+    /// The client requests a model check adds each time node `node`
+    /// restarts (clients retrying with a restarted node, as the workload's
+    /// do): `(client, node, request)`.
+    fn check_retries(&self, cfg: &RunConfig, node: NodeId) -> Vec<Asked<Self::P>> {
+        let _ = (cfg, node);
         Vec::new()
     }
     /// Explores every interleaving of `cfg` within `bounds` (`paxsim
@@ -371,7 +378,8 @@ pub struct CheckReport {
     pub max_depth: usize,
     pub elapsed: std::time::Duration,
     pub complete: bool,
-    /// The first violation, and the shortest history to it (one action per
-    /// line).
-    pub violation: Option<(Violation, Vec<String>)>,
+    /// The first violation, and the shortest history to it: a script the
+    /// engine replays (`paxsim replay` of the repro file `paxsim check`
+    /// saves).
+    pub violation: Option<(Violation, crate::engine::Script)>,
 }

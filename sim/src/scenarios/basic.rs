@@ -442,6 +442,14 @@ impl Scenario for Basic {
             .map(|c| (c as u32, c as NodeId, value_of(c)))
             .collect()
     }
+    /// A client whose proposer restarted asks it again (the same value, as
+    /// the workload's clients do in half the seeds).
+    fn check_retries(&self, cfg: &RunConfig, node: NodeId) -> Vec<(u32, NodeId, Value)> {
+        match node < cfg.clients {
+            true => vec![(node as u32, node, value_of(node))],
+            false => Vec::new(),
+        }
+    }
     fn explore(
         &'static self,
         cfg: &RunConfig,

@@ -69,10 +69,11 @@ fn multi_restart_and_reelection_raise_no_false_alarm() {
 
 /// The log canaries within reach of a tiny configuration (3 replicas, one
 /// command), each found with a shortest history of pinned length. The
-/// others need more: `truncate-on-restart` and `commit-without-entry` two
-/// commands and a third timer firing, `non-atomic-chosen` a crash after a
-/// follower learned; `wiped-rejoins-as-voter` a wiped disk, which the model
-/// has no action for.
+/// others were not found within 3 M states; worked out by hand they need
+/// more: `truncate-on-restart` two commands, a crash and two elections,
+/// `commit-without-entry` two commands and a third timer firing,
+/// `non-atomic-chosen` a crash after a follower learned;
+/// `wiped-rejoins-as-voter` a wiped disk, which the model has no action for.
 #[test]
 fn multi_canaries_are_found_with_shortest_histories() {
     for (bug, b, invariant, steps) in [

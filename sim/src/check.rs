@@ -11,9 +11,15 @@
 //! firings come from a budget, which keeps the space finite. A crash loses
 //! every unsynced write; with no crash allowed, a sync completes right after
 //! the step that asked for it (no history could tell the difference, and a
-//! send in that step that did not wait for the write still breaks D1). Nodes see `now = 0` throughout:
-//! time is only the order of events. Breadth-first search finds a shortest path to the first
-//! state where the checker (or D1) reports a violation.
+//! send in that step that did not wait for the write still breaks D1).
+//!
+//! Each node has its own clock, which moves only when one of its timers
+//! fires: to that timer's due time (its clock when set plus the delay,
+//! jitter left out). Clocks are unrelated to each other, so any drift is
+//! explored: invariants that need bounded drift (leader leases) are beyond
+//! the model and stay with the simulator. Breadth-first search finds a
+//! shortest path to the first state where the checker (or D1) reports a
+//! violation; the engine replays it as a script ([`crate::engine::script`]).
 
 use crate::config::RunConfig;
 pub use crate::engine::protocol::CheckReport;
@@ -63,7 +69,13 @@ pub struct MState<P: Explorable, C> {
     pub incs: Vec<u32>,
     /// Messages in flight, sorted: `(from, to, msg)`.
     pub net: Vec<(NodeId, NodeId, P::Msg)>,
-    pub timers: Vec<Vec<P::Timer>>,
+    /// Each node's pending timers with their due times on its clock,
+    /// sorted by timer (a timer set again while pending is due anew).
+    pub timers: Vec<Vec<(P::Timer, u64)>>,
+    /// Each node's clock: it moves only when one of its timers fires, to
+    /// that timer's due time. Clocks are unrelated to each other (any rate
+    /// is fair), and outlive crashes, as a machine's clock does.
+    pub clocks: Vec<u64>,
     pub syncs: Vec<Vec<u64>>,
     /// Client requests not yet delivered: `(client, node, request)`.
     pub requests: Vec<(u32, NodeId, P::Request)>,
@@ -118,8 +130,8 @@ where
         let mut out = Vec::new();
         let node = st.nodes[i].as_mut().expect("stepping a live node");
         match input {
-            Some(input) => node.handle(0, input, &mut out),
-            None => node.start(0, &mut out),
+            Some(input) => node.handle(st.clocks[i], input, &mut out),
+            None => node.start(st.clocks[i], &mut out),
         }
         // Syncs this step asked for, completed once its sends have left (a
         // send that did not wait for its write still breaks D1).
@@ -147,10 +159,14 @@ where
                 }
                 Effect::Sync { upto } if self.bounds.crashes == 0 => now_synced.push(upto),
                 Effect::Sync { upto } => st.syncs[i].push(upto),
-                Effect::SetTimer { timer, .. } => {
-                    if !st.timers[i].contains(&timer) {
-                        st.timers[i].push(timer);
-                        st.timers[i].sort();
+                Effect::SetTimer {
+                    timer, delay_us, ..
+                } => {
+                    let due = st.clocks[i] + delay_us;
+                    let ts = &mut st.timers[i];
+                    match ts.binary_search_by(|(t, _)| t.cmp(&timer)) {
+                        Ok(k) => ts[k].1 = due,
+                        Err(k) => ts.insert(k, (timer, due)),
                     }
                 }
                 Effect::Reply { client, reply } => {
@@ -188,7 +204,8 @@ where
     fn boot(&self, st: &mut State<S>, id: NodeId) {
         let i = id as usize;
         let durable = &mut st.disks[i].durable;
-        let (node, how) = S::P::boot(&self.configs[i], st.incs[i], durable, 0);
+        let now = st.clocks[i];
+        let (node, how) = S::P::boot(&self.configs[i], st.incs[i], durable, now);
         if let Boot::Rebuilding { .. } = how {
             st.checker.on_disk_lost(id);
         }
@@ -228,6 +245,7 @@ where
             incs: vec![0; n],
             net: Vec::new(),
             timers: vec![Vec::new(); n],
+            clocks: vec![0; n],
             syncs: vec![Vec::new(); n],
             requests: self.scenario.check_requests(&self.cfg),
             checker: self.scenario.checker(&self.cfg),
@@ -269,7 +287,7 @@ where
                         actions.push(MAction::Sync(id, upto));
                     }
                     if st.left.timers > 0 {
-                        for t in &st.timers[i] {
+                        for (t, _) in &st.timers[i] {
                             actions.push(MAction::Fire(id, *t));
                         }
                     }
@@ -309,8 +327,12 @@ where
                 st.left.duplicates -= 1;
             }
             MAction::Fire(id, timer) => {
-                let ts = &mut st.timers[id as usize];
-                ts.retain(|t| *t != timer);
+                let i = id as usize;
+                let k = st.timers[i]
+                    .binary_search_by(|(t, _)| t.cmp(&timer))
+                    .expect("a pending timer fires");
+                let (_, due) = st.timers[i].remove(k);
+                st.clocks[i] = st.clocks[i].max(due);
                 st.left.timers -= 1;
                 self.step(&mut st, id, Some(Input::Timer(timer)));
             }

@@ -227,8 +227,11 @@ pub struct Core<P: Protocol> {
 struct Held<P: Protocol> {
     /// Messages in flight, in send order: `(from, to, msg, summary)`.
     net: Vec<(NodeId, NodeId, P::Msg, P::MsgSummary)>,
-    /// Each node's pending timers (a timer set again while pending stays one).
-    timers: Vec<Vec<P::Timer>>,
+    /// Each node's pending timers and their due times (a timer set again
+    /// while pending is due anew).
+    timers: Vec<Vec<(P::Timer, u64)>>,
+    /// Each node's clock, moved only by its timers firing (as in the model).
+    clocks: Vec<u64>,
     /// Each node's pending syncs.
     syncs: Vec<Vec<u64>>,
     immediate_syncs: bool,
@@ -411,8 +414,8 @@ impl<P: Protocol> Core<P> {
     }
 
     fn local(&self, id: NodeId) -> u64 {
-        if self.held.is_some() {
-            return 0; // A scripted run has no time, as in the model.
+        if let Some(h) = &self.held {
+            return h.clocks[id as usize]; // The model's clocks.
         }
         self.slots[id as usize].clock.local(self.now)
     }
@@ -598,6 +601,7 @@ impl<S: Scenario> Engine<S> {
         self.core.held = Some(Box::new(Held {
             net: Vec::new(),
             timers: vec![Vec::new(); n],
+            clocks: vec![0; n],
             syncs: vec![Vec::new(); n],
             immediate_syncs: script.immediate_syncs,
             now_synced: Vec::new(),
@@ -679,12 +683,12 @@ impl<S: Scenario> Engine<S> {
             Step::Fire { node, timer } => {
                 let i = node_ok(*node)?;
                 let ts = &mut held.timers[i];
-                let t = ts
+                let k = ts
                     .iter()
-                    .copied()
-                    .find(|t| format!("{t:?}") == *timer)
+                    .position(|(t, _)| format!("{t:?}") == *timer)
                     .ok_or_else(|| format!("n{node} has no timer {timer} pending"))?;
-                ts.retain(|x| format!("{x:?}") != *timer);
+                let (t, due) = ts.remove(k);
+                held.clocks[i] = held.clocks[i].max(due);
                 self.core.record(*node, Kind::Timer { timer: t });
                 self.step(*node, Some(Input::Timer(t)));
             }
@@ -1177,11 +1181,16 @@ impl<S: Scenario> Engine<S> {
                     core.push(at, Ev::PowerLoss { node: id, inc });
                 }
             }
-            Effect::SetTimer { timer, .. } if self.core.held.is_some() => {
-                let ts = &mut self.core.held.as_mut().expect("scripted").timers[id as usize];
+            Effect::SetTimer {
+                timer, delay_us, ..
+            } if self.core.held.is_some() => {
+                let h = self.core.held.as_mut().expect("scripted");
+                let due = h.clocks[id as usize] + delay_us;
+                let ts = &mut h.timers[id as usize];
                 let text = format!("{timer:?}");
-                if !ts.iter().any(|t| format!("{t:?}") == text) {
-                    ts.push(timer);
+                match ts.iter_mut().find(|(t, _)| format!("{t:?}") == text) {
+                    Some(pending) => pending.1 = due,
+                    None => ts.push((timer, due)),
                 }
             }
             Effect::SetTimer {

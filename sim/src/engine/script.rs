@@ -5,9 +5,9 @@
 //! the nodes asked for until a step names it: a message in flight is
 //! delivered, lost or duplicated, a pending timer fires, a pending sync
 //! completes, a node crashes (every unsynced write lost) or restarts, a
-//! client request is delivered. Nothing is random. The nodes see `now = 0`,
-//! as in the model (time there is only the order of events); the trace and
-//! the checkers see the step number as the time.
+//! client request is delivered. Nothing is random. Each node's clock moves
+//! as in the model: only when one of its timers fires, to the timer's due
+//! time. The trace and the checkers see the step number as the time.
 //!
 //! Steps name protocol values by their trace text (a message by its
 //! summary, a timer by its `Debug` form, a request by its `Display` form),

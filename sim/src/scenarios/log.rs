@@ -369,65 +369,6 @@ impl fmt::Display for LNote {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Replica {
     server: Server,
-    /// Under the model checker only (`None` in the simulator): the replica's
-    /// own clock, which the model does not keep (it feeds every node
-    /// `now = 0`).
-    clock: Option<ModelClock>,
-}
-
-/// A replica's clock under the model checker. Time passes only when a timer
-/// fires: the clock jumps to the timer's due time (when it was set plus its
-/// delay, jitter left out). Without it the log core could never elect a
-/// leader there: a follower's election timer finds the leader "heard" at
-/// `now = 0`, less than a timeout ago, and waits again forever. Each replica
-/// keeps its own clock, unrelated to the others' (any rate is fair): the
-/// log's safety (P1-P6, K1, K2) must not depend on time, and leader leases,
-/// which do, serve reads whose linearizability only the simulator's history
-/// check judges.
-///
-/// Under `multi` the twin arms no tick timer: `multi`'s clients open no
-/// sessions, so a tick is only one more command in the log, and each firing
-/// would spend the model's timer budget and branch at every state.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ModelClock {
-    now: u64,
-    /// Each pending timer's due time.
-    due: BTreeMap<Timer, u64>,
-    ticks: bool,
-}
-
-impl ModelClock {
-    /// The clock an input is handled at: a firing timer moves it on.
-    fn at(&mut self, input: &Input<Replica>) -> u64 {
-        if let Input::Timer(t) = input {
-            if let Some(due) = self.due.remove(t) {
-                self.now = self.now.max(due);
-            }
-        }
-        self.now
-    }
-
-    /// Notes when the timers that the events from `from` on set are due
-    /// (and drops the tick timer when there are no ticks).
-    fn set(&mut self, out: &mut Vec<SEvent>, from: usize) {
-        if !self.ticks {
-            let tail = out.split_off(from);
-            out.extend(
-                tail.into_iter()
-                    .filter(|e| !matches!(e, SEvent::SetTick { .. })),
-            );
-        }
-        for e in &out[from..] {
-            let (timer, delay_us) = match e {
-                SEvent::Log(multipaxos::Output::SetTimer {
-                    timer, delay_us, ..
-                }) => (Timer::Log(*timer), *delay_us),
-                SEvent::SetTick { delay_us } => (Timer::Tick, *delay_us),
-                _ => continue,
-            };
-            self.due.insert(timer, self.now + delay_us);
-        }
-    }
 }
 
 impl Replica {
@@ -463,11 +404,6 @@ fn divergence(nodes: &[Option<Replica>]) -> String {
 pub struct ReplicaConfig {
     pub log: multipaxos::Config,
     pub server: ServerConfig,
-    /// Under the model checker: the replica keeps its own clock
-    /// ([`ModelClock`]) instead of the `now` it is fed.
-    pub model_clock: bool,
-    /// With `model_clock`: whether the service's tick timer is armed.
-    pub model_ticks: bool,
 }
 
 impl Protocol for Replica {
@@ -508,32 +444,15 @@ impl Protocol for Replica {
         };
         let r = Replica {
             server: Server::new(node, cfg.server),
-            clock: cfg.model_clock.then(|| ModelClock {
-                now: 0,
-                due: BTreeMap::new(),
-                ticks: cfg.model_ticks,
-            }),
         };
         (r, how)
     }
 
     fn start(&mut self, now: u64, out: &mut Vec<SEvent>) {
-        let from = out.len();
-        match &mut self.clock {
-            None => self.server.start(now, out),
-            Some(c) => {
-                self.server.start(c.now, out);
-                c.set(out, from);
-            }
-        }
+        self.server.start(now, out);
     }
 
     fn handle(&mut self, now: u64, input: Input<Replica>, out: &mut Vec<SEvent>) {
-        let from = out.len();
-        let now = match &mut self.clock {
-            None => now,
-            Some(c) => c.at(&input),
-        };
         let input = match input {
             Input::Receive { from, msg } => {
                 ServerInput::Log(multipaxos::Input::Receive { from, msg })
@@ -544,9 +463,6 @@ impl Protocol for Replica {
             Input::Synced { upto } => ServerInput::Log(multipaxos::Input::Synced { upto }),
         };
         self.server.handle(now, input, out);
-        if let Some(c) = &mut self.clock {
-            c.set(out, from);
-        }
     }
 
     fn effect(e: SEvent) -> Option<Effect<Replica>> {
@@ -1214,30 +1130,12 @@ const CANARIES: [Canary; 12] = [
 /// The log scenarios: `multi` (`kv: false`) and `kv`.
 pub struct Log {
     pub kv: bool,
-    /// The twin the model checker explores: its replicas keep their own
-    /// clocks ([`ModelClock`]).
-    model: bool,
 }
 
 /// `multi`.
-pub const MULTI: Log = Log {
-    kv: false,
-    model: false,
-};
+pub const MULTI: Log = Log { kv: false };
 /// `kv`.
-pub const KV: Log = Log {
-    kv: true,
-    model: false,
-};
-/// `multi` and `kv` as `paxsim check` explores them.
-static MULTI_MODEL: Log = Log {
-    kv: false,
-    model: true,
-};
-static KV_MODEL: Log = Log {
-    kv: true,
-    model: true,
-};
+pub const KV: Log = Log { kv: true };
 
 impl Scenario for Log {
     type P = Replica;
@@ -1354,8 +1252,6 @@ impl Scenario for Log {
                     lease_reads: p.timing.lease_us > 0,
                     bugs,
                 },
-                model_clock: self.model,
-                model_ticks: self.kv,
             })
             .collect()
     }
@@ -1411,16 +1307,16 @@ impl Scenario for Log {
             })
             .collect()
     }
-    /// Explores the model-checked twin ([`ModelClock`]); the checker judges
-    /// P1-P6, K1 and K2 (not K3: the clients' history is the simulator's).
+    /// The checker judges P1-P6, K1 and K2 (not K3: leases assume bounded
+    /// drift, which the model's free clocks do not keep, and the clients'
+    /// history is the simulator's).
     fn explore(
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
         max_states: usize,
     ) -> Result<crate::engine::CheckReport, String> {
-        let twin = if self.kv { &KV_MODEL } else { &MULTI_MODEL };
-        Ok(crate::check::explore(twin, cfg, bounds, max_states))
+        Ok(crate::check::explore(self, cfg, bounds, max_states))
     }
 }
 

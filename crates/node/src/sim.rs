@@ -14,7 +14,8 @@
 //! - **partition**, **one-way cut**, **leader isolation**, **heal**:
 //!   `NetSim::clog_link` / `unclog_link` between replicas only, so clients
 //!   still reach an isolated leader (which is what makes stale reads
-//!   possible); madsim judges a clog when a message leaves, not when it lands;
+//!   possible); madsim judges a clog when a message leaves, and the node drops
+//!   one that lands while its link is cut (as the engine does);
 //! - **process pause**: `Handle::pause`, resumed after the pause;
 //! - **clock skew and drift**: each node's [`Clock`] turns madsim's time into
 //!   the `now` its core sees, and its timers run on that clock;
@@ -30,8 +31,8 @@
 //!
 //! So every kind of the fast scheduler runs here too. What differs: madsim
 //! adds at least 1 ms to every sleep and every send (so latencies and disk
-//! syncs are coarser), a clogged link drops only what is sent while it is
-//! clogged, and a message to a restarted node may reach its new incarnation.
+//! syncs are coarser, and a protocol's timers are shorter relative to them),
+//! and a message to a restarted node may reach its new incarnation.
 //!
 //! As in the engine, the quiet period begins at `fault_phase_us`: links heal,
 //! message faults stop, crashed nodes restart. The run ends when the workload
@@ -175,6 +176,10 @@ struct Core<P: Protocol> {
     wrng: ChaCha8Rng,
     nodes: Vec<Option<P>>,
     slots: Vec<Slot<P>>,
+    /// `blocked[a]` has bit `b` set while the link from a to b is clogged:
+    /// madsim judges a clog when a message leaves, and this drops what was
+    /// in flight when it lands (as the engine does).
+    blocked: [u16; paxos::MAX_NODES],
     violation: Option<Violation>,
     /// The run is over: every task stops at its next step.
     over: bool,
@@ -365,6 +370,10 @@ impl<S: Runnable> World<S> {
         match &input {
             Input::Receive { from, msg } => {
                 let sum = S::P::summarize_msg(msg);
+                if self.core.blocked[*from as usize] & (1 << id) != 0 {
+                    self.core.note(id, ("cut", *from, sum));
+                    return;
+                }
                 self.core.note(id, ("receive", *from, sum));
                 let r = self.checker.on_receive(now, *from, id, msg);
                 self.core.check(r);
@@ -530,7 +539,7 @@ impl<S: Runnable> World<S> {
         }
     }
 
-    fn heal(&self) {
+    fn heal(&mut self) {
         let n = self.core.cfg.nodes;
         for a in 0..n {
             for b in 0..n {
@@ -953,6 +962,7 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
             wrng,
             nodes: (0..n).map(|_| None).collect(),
             slots: Vec::with_capacity(n),
+            blocked: [0; paxos::MAX_NODES],
             violation: None,
             over: false,
             hash: 0,

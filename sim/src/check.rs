@@ -22,8 +22,8 @@
 //! violation; the engine replays it as a script ([`crate::engine::script`]).
 
 use crate::config::RunConfig;
-pub use crate::engine::protocol::CheckReport;
 use crate::engine::protocol::{Boot, Checker, Effect, Input, Protocol, Scenario};
+pub use crate::engine::protocol::{CheckReport, Search};
 use crate::engine::{Asked, Disk, Script, Step};
 pub use crate::nemesis::Bounds;
 use checkers::Violation;
@@ -105,6 +105,10 @@ pub struct Explore<S: Scenario + 'static> {
     /// The requests each node's restart adds (`Scenario::check_retries`).
     retries: Vec<Vec<Asked<S::P>>>,
     bounds: Bounds,
+    /// When a time-limited search stops generating successors (stateright's
+    /// own timeout is checked only between jobs, which a one-thread
+    /// depth-first search never reaches).
+    deadline: Option<Instant>,
 }
 
 type State<S> = MState<<S as Scenario>::P, <S as Scenario>::Checker>;
@@ -366,6 +370,10 @@ where
         Some(st)
     }
 
+    fn within_boundary(&self, _: &State<S>) -> bool {
+        self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+
     fn properties(&self) -> Vec<Property<Self>> {
         vec![Property::always("no violation", |_, st: &State<S>| {
             st.violation.is_none()
@@ -411,8 +419,8 @@ fn step_of<P: Explorable, C>(st: &MState<P, C>, action: MAction<P::Msg, P::Timer
 }
 
 /// Explores scenario `s` under `cfg` (validated; faults are the bounds')
-/// breadth-first, stopping at the first violation or after `max_states`.
-pub fn explore<S>(s: &'static S, cfg: &RunConfig, bounds: Bounds, max_states: usize) -> CheckReport
+/// as `search` says, stopping at the first violation or at its limits.
+pub fn explore<S>(s: &'static S, cfg: &RunConfig, bounds: Bounds, search: Search) -> CheckReport
 where
     S: Scenario + 'static,
     S::P: Explorable,
@@ -424,13 +432,25 @@ where
         retries: (0..cfg.nodes).map(|id| s.check_retries(cfg, id)).collect(),
         cfg: cfg.clone(),
         bounds,
+        deadline: search.max_time.map(|t| Instant::now() + t),
     };
     let started = Instant::now();
-    let checker = model
-        .checker()
-        .target_state_count(max_states)
-        .spawn_bfs()
-        .join();
+    let builder = model.checker().target_state_count(search.max_states);
+    match search.depth_first {
+        false => report(builder.spawn_bfs().join(), bounds, search, started),
+        true => report(builder.spawn_dfs().join(), bounds, search, started),
+    }
+}
+
+/// What a finished exploration found.
+fn report<S, C>(checker: C, bounds: Bounds, search: Search, started: Instant) -> CheckReport
+where
+    S: Scenario + 'static,
+    S::P: Explorable,
+    S::Checker: Clone + Debug + Hash + Eq + Send + Sync,
+    C: stateright::Checker<Explore<S>>,
+{
+    let elapsed = started.elapsed();
     let violation = checker.discovery("no violation").map(|path| {
         let v = path
             .last_state()
@@ -452,8 +472,9 @@ where
         unique_states: checker.unique_state_count(),
         states: checker.state_count(),
         max_depth: checker.max_depth(),
-        elapsed: started.elapsed(),
-        complete: checker.state_count() < max_states,
+        elapsed,
+        complete: checker.state_count() < search.max_states
+            && search.max_time.is_none_or(|t| elapsed < t),
         violation,
     }
 }
@@ -489,7 +510,12 @@ mod tests {
     /// core, the checker or the model that changes it shows here.
     #[test]
     fn one_proposer_on_three_acceptors_is_explored_completely_and_passes() {
-        let r = explore(&Basic, &basic(3, 1, None), NO_TIMERS, 1_000_000);
+        let r = explore(
+            &Basic,
+            &basic(3, 1, None),
+            NO_TIMERS,
+            Search::states(1_000_000),
+        );
         assert!(r.complete);
         assert!(r.violation.is_none(), "{:?}", r.violation);
         assert_eq!(r.unique_states, 24_436);
@@ -507,7 +533,7 @@ mod tests {
         steps: usize,
     ) {
         let cfg = basic(3, clients, Some(bug));
-        let r = explore(&Basic, &cfg, bounds, 20_000_000);
+        let r = explore(&Basic, &cfg, bounds, Search::states(20_000_000));
         let (v, script) = r.violation.unwrap_or_else(|| panic!("{bug} not found"));
         assert_eq!(v.invariant, invariant, "{bug}: {v}");
         assert_eq!(script.steps.len(), steps, "{bug}: {:?}", script.steps);

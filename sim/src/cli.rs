@@ -123,9 +123,17 @@ enum Cmd {
         /// Timer firings (retries, queries) in one history.
         #[arg(long, default_value_t = 1)]
         timers: u8,
-        /// Stop after this many unique states.
+        /// Stop after visiting this many states.
         #[arg(long, default_value_t = 20_000_000)]
         max_states: usize,
+        /// Stop after this many seconds (default: no limit).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        max_seconds: Option<u64>,
+        /// Search depth-first: memory grows with the depth, not with the
+        /// breadth-first frontier (for long runs), but a violation's
+        /// history is then not the shortest.
+        #[arg(long)]
+        dfs: bool,
         /// Where to write the counterexample's repro file
         /// (`<scenario>-check-<bugs>.json`).
         #[arg(long, default_value = "paxsim-repros")]
@@ -374,9 +382,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             duplicates,
             timers,
             max_states,
+            max_seconds,
+            dfs,
             repro_dir,
         } => {
             let mut cfg = setup.config()?;
+            let search = crate::engine::Search {
+                max_states,
+                max_time: max_seconds.map(Duration::from_secs),
+                depth_first: dfs,
+            };
             let bounds = crate::nemesis::Bounds {
                 crashes,
                 losses,
@@ -392,7 +407,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 cfg.clients,
                 cfg.bugs.join(", ")
             );
-            let r = s.explore(&cfg, bounds, max_states)?;
+            let r = s.explore(&cfg, bounds, search)?;
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             println!(
                 "{} unique states ({} visited, depth {}) in {:.1}s: {:.0} states/s{}",
@@ -404,7 +419,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 if r.complete || r.violation.is_some() {
                     ""
                 } else {
-                    " (stopped at --max-states: not every interleaving was explored)"
+                    " (stopped at --max-states or --max-seconds: not every interleaving was explored)"
                 }
             );
             match r.violation {
@@ -414,7 +429,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 }
                 Some((v, script)) => {
                     println!("FAIL: {v}");
-                    println!("shortest history ({} steps):", script.steps.len());
+                    let which = if dfs { "a history" } else { "shortest history" };
+                    println!("{which} ({} steps):", script.steps.len());
                     for (i, step) in script.steps.iter().enumerate() {
                         println!("  {:>3}. {step}", i + 1);
                     }

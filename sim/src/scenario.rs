@@ -72,7 +72,7 @@ pub trait Dyn: Sync {
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
-        max_states: usize,
+        search: engine::Search,
     ) -> Result<crate::engine::protocol::CheckReport, String>;
 }
 
@@ -123,9 +123,9 @@ impl<S: Scenario> Dyn for S {
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
-        max_states: usize,
+        search: engine::Search,
     ) -> Result<crate::engine::protocol::CheckReport, String> {
-        Scenario::explore(self, cfg, bounds, max_states)
+        Scenario::explore(self, cfg, bounds, search)
     }
 }
 

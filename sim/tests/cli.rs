@@ -599,3 +599,39 @@ fn a_model_checked_counterexample_replays_from_its_repro_file() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A long model check can search depth-first (memory bounded by the
+/// depth) and stop on the clock; a violation found that way is "a history",
+/// not claimed shortest.
+#[test]
+fn check_searches_depth_first_and_stops_on_the_clock() {
+    let dir = tmp("dfs");
+    let d = dir.to_str().unwrap();
+    let args = [
+        "check",
+        "--scenario",
+        "basic",
+        "--nodes",
+        "3",
+        "--clients",
+        "2",
+        "--dfs",
+    ];
+    let o = paxsim(&[&args[..], &["--max-seconds", "1", "--crashes", "1"]].concat());
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("not every interleaving was explored"), "{t}");
+    let bug = ["--bug", "minority-quorum", "--repro-dir", d];
+    let o = paxsim(&[&args[..], &bug[..]].concat());
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("S3 violated") && t.contains("a history ("),
+        "{t}"
+    );
+    rejects(
+        &[&args[..], &["--max-seconds", "0"]].concat(),
+        "--max-seconds",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,7 +13,7 @@
 //! the proposer's own last state instead of the quorum's, and breaks both.
 
 use checkers::{Invariant, Violation};
-use paxsim::check::{Bounds, CheckReport};
+use paxsim::check::{Bounds, CheckReport, Search};
 use paxsim::engine::{Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Never};
 use paxsim::engine::{Protocol, Scenario, Workload};
 use paxsim::RunConfig;
@@ -481,8 +481,8 @@ impl Scenario for CasPaxos {
         &'static self,
         cfg: &RunConfig,
         b: Bounds,
-        max: usize,
+        s: Search,
     ) -> Result<CheckReport, String> {
-        Ok(paxsim::check::explore(self, cfg, b, max))
+        Ok(paxsim::check::explore(self, cfg, b, s))
     }
 }

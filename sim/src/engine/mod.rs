@@ -33,7 +33,7 @@ pub mod script;
 pub use disk::Disk;
 pub use protocol::{
     Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Cx, DiskRecord, Effect, Input, Never,
-    Protocol, Scenario, Workload,
+    Protocol, Scenario, Search, Workload,
 };
 pub use script::{Script, Step};
 

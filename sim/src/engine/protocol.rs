@@ -345,14 +345,14 @@ pub trait Scenario: Sync + 'static {
     }
     /// Explores every interleaving of `cfg` within `bounds` (`paxsim
     /// check`). Scenarios whose protocol is `check::Explorable`
-    /// implement it as `paxsim::check::explore(self, cfg, bounds, max)`.
+    /// implement it as `paxsim::check::explore(self, cfg, bounds, search)`.
     fn explore(
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
-        max_states: usize,
+        search: Search,
     ) -> Result<CheckReport, String> {
-        let _ = (cfg, bounds, max_states);
+        let _ = (cfg, bounds, search);
         Err(format!(
             "scenario {} cannot be model-checked (its states are not hashable)",
             self.name()
@@ -367,6 +367,30 @@ pub enum Never {}
 impl Display for Never {
     fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {}
+    }
+}
+
+/// How `paxsim check` searches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Search {
+    /// Stop after visiting this many states.
+    pub max_states: usize,
+    /// Stop after this much wall time (`None`: no limit).
+    pub max_time: Option<std::time::Duration>,
+    /// Depth-first instead of breadth-first: memory grows with the depth
+    /// instead of the frontier, but a violation's history is not the
+    /// shortest.
+    pub depth_first: bool,
+}
+
+impl Search {
+    /// Breadth-first, up to `max_states` visited states, no time limit.
+    pub fn states(max_states: usize) -> Search {
+        Search {
+            max_states,
+            max_time: None,
+            depth_first: false,
+        }
     }
 }
 

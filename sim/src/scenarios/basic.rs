@@ -454,8 +454,8 @@ impl Scenario for Basic {
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
-        max_states: usize,
+        search: crate::engine::Search,
     ) -> Result<crate::engine::protocol::CheckReport, String> {
-        Ok(crate::check::explore(self, cfg, bounds, max_states))
+        Ok(crate::check::explore(self, cfg, bounds, search))
     }
 }

@@ -1314,9 +1314,9 @@ impl Scenario for Log {
         &'static self,
         cfg: &RunConfig,
         bounds: crate::nemesis::Bounds,
-        max_states: usize,
+        search: crate::engine::Search,
     ) -> Result<crate::engine::CheckReport, String> {
-        Ok(crate::check::explore(self, cfg, bounds, max_states))
+        Ok(crate::check::explore(self, cfg, bounds, search))
     }
 }
 

@@ -26,7 +26,8 @@ fn config(scenario: &str, clients: u8, bug: Option<&str>) -> RunConfig {
 fn explore(scenario: &str, clients: u8, bug: Option<&str>, b: Bounds, max: usize) -> CheckReport {
     let cfg = config(scenario, clients, bug);
     let s = crate::scenario::find(scenario).unwrap();
-    s.explore(&cfg, b, max).unwrap()
+    s.explore(&cfg, b, crate::check::Search::states(max))
+        .unwrap()
 }
 
 const fn bounds(crashes: u8, losses: u8, timers: u8) -> Bounds {

@@ -1,7 +1,9 @@
 //! Seeds to the first failure of every canary, in the fast scheduler and
 //! under madsim: `cargo run --release -p paxos-node --example canary-seeds
 //! [-- BUDGET [KV_OPS]]`. Both columns run the same config per canary (the
-//! faults `tests/log_canaries.rs` uses), each from seed 0 up to BUDGET seeds.
+//! faults `tests/log_canaries.rs` uses), each from seed 0 up to BUDGET seeds;
+//! the last rows are the targeted configs `crates/node/tests/madsim_canaries.rs`
+//! uses for the two canaries madsim reaches slowly under the defaults.
 
 use paxsim::campaign::first_failure;
 use paxsim::engine::Scenario;
@@ -55,5 +57,27 @@ fn main() {
         }
         let (fast, slow) = (fast_first(&cfg, budget), madsim_first(&KV, &cfg, budget));
         println!("| kv (ops {}) | {name} | {fast} | {slow} |", cfg.ops);
+    }
+    let targeted = [
+        (
+            "lease-ignores-drift",
+            "leader_faults=10,clock_drift_ppm=200000",
+            3,
+            200,
+        ),
+        (
+            "non-atomic-chosen",
+            "leader_faults=6,crashes=6,crash_in_sync_permille=50,partitions=3,loss_permille=50",
+            5,
+            50,
+        ),
+    ];
+    for (name, faults, nodes, ops) in targeted {
+        let mut cfg = RunConfig::for_scenario("kv");
+        cfg.enable_bug(name).unwrap();
+        cfg.faults = Some(Faults::parse(faults).unwrap());
+        (cfg.nodes, cfg.ops) = (nodes, ops);
+        let (fast, slow) = (fast_first(&cfg, budget), madsim_first(&KV, &cfg, budget));
+        println!("| kv ({nodes} replicas, ops {ops}, {faults}) | {name} | {fast} | {slow} |");
     }
 }

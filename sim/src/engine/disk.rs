@@ -70,19 +70,29 @@ impl<W: DiskRecord> Disk<W> {
     }
 
     /// Power loss: the first `keep` unsynced writes reached the platter (the
-    /// next is left torn if `torn`), the rest are lost. Returns the range of
-    /// `durable` the intact survivors occupy, and how many writes were lost.
-    pub fn crash(&mut self, keep: usize, torn: bool) -> (Range<usize>, u32) {
+    /// next is left torn, cut at `tear`, if that is `Some`), the rest are
+    /// lost. Returns the range of `durable` the intact survivors occupy, and
+    /// how many writes were lost.
+    pub fn crash_tearing(&mut self, keep: usize, tear: Option<u32>) -> (Range<usize>, u32) {
         let landed = self.land(keep.min(self.unsynced.len()));
         let lost = self.unsynced.len() as u32;
-        if torn && !self.unsynced.is_empty() {
-            let (_, mut w) = self.unsynced.swap_remove(0);
-            w.tear();
-            self.durable.push(w);
+        if let Some(cut) = tear {
+            if !self.unsynced.is_empty() {
+                let (_, mut w) = self.unsynced.swap_remove(0);
+                w.tear(cut);
+                self.durable.push(w);
+            }
         }
         self.unsynced.clear();
         self.synced = 0;
         (landed, lost)
+    }
+
+    /// [`crash_tearing`](Self::crash_tearing) with the cut at a fixed
+    /// position (`u32::MAX % len`), for a runner that does not draw one yet
+    /// (`crates/node`).
+    pub fn crash(&mut self, keep: usize, torn: bool) -> (Range<usize>, u32) {
+        self.crash_tearing(keep, torn.then_some(u32::MAX))
     }
 
     /// Drops the records a later whole-state record replaced (done lazily,

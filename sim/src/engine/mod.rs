@@ -708,7 +708,7 @@ impl<S: Scenario> Engine<S> {
                 }
                 held.timers[i].clear();
                 held.syncs[i].clear();
-                self.crash_keeping(*node, 0, false);
+                self.crash_keeping(*node, 0, None);
             }
             Step::Restart { node } => {
                 if self.core.nodes[node_ok(*node)?].is_some() {
@@ -1039,17 +1039,20 @@ impl<S: Scenario> Engine<S> {
         let torn = self.core.permille(f.torn_permille);
         let pending = self.core.slots[node as usize].disk.pending();
         let keep = self.core.rng.gen_range(0..=pending);
-        self.crash_keeping(node, keep, torn);
+        // Where the torn write is cut: drawn only when there is one, so a
+        // run without torn writes draws as it always did.
+        let tear = (torn && keep < pending).then(|| self.core.rng.gen());
+        self.crash_keeping(node, keep, tear);
     }
 
     /// Power loss at live `node`: the first `keep` unsynced writes landed,
-    /// the next is torn if `torn`.
-    fn crash_keeping(&mut self, node: NodeId, keep: usize, torn: bool) {
+    /// the next is torn, cut at `tear`, if that is `Some`.
+    fn crash_keeping(&mut self, node: NodeId, keep: usize, tear: Option<u32>) {
         self.core.nodes[node as usize] = None;
         let now = self.core.now;
         let slot = &mut self.core.slots[node as usize];
         slot.inc += 1;
-        let (landed, lost) = slot.disk.crash(keep, torn);
+        let (landed, lost) = slot.disk.crash_tearing(keep, tear);
         if !landed.is_empty() {
             let r = self
                 .checker

@@ -100,8 +100,13 @@ pub enum Boot {
 /// carry no checksum keeps the defaults and must not be offered bit flips or
 /// torn writes (its [`Caps`] say so).
 pub trait DiskRecord: Clone {
-    /// A crash cut this write short.
-    fn tear(&mut self) {}
+    /// A crash cut this write short. The engine draws `cut` from the run's
+    /// generator; a record of bytes keeps its first `cut % len` of them.
+    fn tear(&mut self, cut: u32) {
+        let _ = cut;
+    }
+    /// Flips one bit of the record as it lies on disk (a record of bytes:
+    /// bit `bit % (8 * len)`, anywhere in it).
     fn flip_bit(&mut self, bit: u32) {
         let _ = bit;
     }

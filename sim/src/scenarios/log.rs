@@ -247,7 +247,7 @@ fn summarize_write(w: &Write<Cmd, Snapshot>) -> LMsg {
 }
 
 impl DiskRecord for Record {
-    fn tear(&mut self) {
+    fn tear(&mut self, _cut: u32) {
         self.torn = true;
     }
     fn flip_bit(&mut self, bit: u32) {

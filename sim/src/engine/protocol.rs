@@ -410,5 +410,5 @@ pub struct CheckReport {
     /// The first violation, and the shortest history to it: a script the
     /// engine replays (`paxsim replay` of the repro file `paxsim check`
     /// saves).
-    pub violation: Option<(Violation, crate::engine::Script)>,
+    pub violation: Option<(Violation, crate::engine::script::Script)>,
 }

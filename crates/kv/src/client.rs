@@ -44,6 +44,18 @@ impl Client {
         }
     }
 
+    /// A client that numbers its requests after `last_seq`. A program that
+    /// reuses a client id (sessions and locks belong to ids), say across
+    /// runs of a command line, must number above every seq the id used
+    /// before: the dedup table answers a seq it executed with its stored
+    /// reply, and an older one with `Stale`.
+    pub fn resume(id: ClientId, n: u8, target: NodeId, retry_us: u64, last_seq: u64) -> Client {
+        Client {
+            seq: last_seq,
+            ..Client::new(id, n, target, retry_us)
+        }
+    }
+
     /// The request in flight, if any.
     pub fn current(&self) -> Option<Command> {
         self.current

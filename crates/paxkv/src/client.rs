@@ -1,0 +1,353 @@
+//! The client library: [`kv::client::Client`]'s logic (one request at a
+//! time, tagged (client id, seq) so the service executes it at most once,
+//! resent to the leader a replica names or to the next replica after a
+//! timeout) over TCP.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), paxkv::client::Error> {
+//! let peers = vec!["127.0.0.1:7001".parse().unwrap()];
+//! let mut c = paxkv::Client::new(peers, 42);
+//! c.put(1, 100).await?;
+//! assert_eq!(c.get(1).await?, Some((100, 1)));
+//! # Ok(()) }
+//! ```
+
+use crate::wire::{self, Hello, Response, Welcome};
+use bytes::Bytes;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use kv::{ClientId, Key, LockError, LockId, Op, Reply, SessionError};
+use multipaxos::NodeId;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No answer within the client's timeout. The command may or may not
+    /// have executed (at most once).
+    Timeout,
+    /// A server refused the connection (another cluster, another protocol).
+    Refused(String),
+    /// The answer was not the kind the operation returns.
+    Unexpected(Reply),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Timeout => write!(
+                f,
+                "no answer in time (the command may or may not have executed)"
+            ),
+            Error::Refused(why) => write!(f, "the server refused the connection: {why}"),
+            Error::Unexpected(r) => write!(f, "unexpected reply {r:?}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+type Sink = SplitSink<Framed<TcpStream, LengthDelimitedCodec>, Bytes>;
+
+/// A connection to one replica, numbered so that a reader's end is not
+/// mistaken for a newer connection's.
+struct Conn {
+    sink: Sink,
+    gen: u64,
+}
+
+enum FromConn {
+    Response(Response),
+    Closed,
+}
+
+pub struct Client {
+    core: kv::client::Client,
+    id: ClientId,
+    peers: Vec<SocketAddr>,
+    cluster: Option<u64>,
+    conns: Vec<Option<Conn>>,
+    gen: u64,
+    tx: mpsc::UnboundedSender<(NodeId, u64, FromConn)>,
+    rx: mpsc::UnboundedReceiver<(NodeId, u64, FromConn)>,
+    retry: Duration,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client `id` of the cluster at `peers` (every replica's address, by
+    /// id). Its request numbers start above the wall clock in microseconds,
+    /// so that a later program reusing `id` numbers above this one.
+    pub fn new(peers: Vec<SocketAddr>, id: ClientId) -> Client {
+        assert!(!peers.is_empty() && peers.len() <= multipaxos::MAX_NODES);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let retry = Duration::from_millis(300);
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Client {
+            core: kv::client::Client::resume(
+                id,
+                peers.len() as u8,
+                0,
+                retry.as_micros() as u64,
+                now_us,
+            ),
+            id,
+            conns: peers.iter().map(|_| None).collect(),
+            peers,
+            cluster: None,
+            gen: 0,
+            tx,
+            rx,
+            retry,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Refuse servers of any other cluster.
+    pub fn cluster(mut self, cluster: u64) -> Client {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Give up on a command after `t` (default 10 s).
+    pub fn timeout(mut self, t: Duration) -> Client {
+        self.timeout = t;
+        self
+    }
+
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// Runs `op` to completion: resent on timeouts and redirects, executed
+    /// at most once.
+    pub async fn call(&mut self, op: Op) -> Result<Reply, Error> {
+        let mut out = Vec::new();
+        let cmd = self.core.invoke(op, &mut out);
+        let deadline = Instant::now() + self.timeout;
+        let mut timer: Option<(Instant, u64)> = None;
+        let result = loop {
+            let mut refused = None;
+            for o in out.drain(..) {
+                match o {
+                    kv::client::ClientOut::Send { to, cmd } => {
+                        if let Err(e) = self.send(to, wire::encode(&cmd)).await {
+                            refused = Some(e);
+                        }
+                    }
+                    kv::client::ClientOut::SetTimer { delay_us, epoch } => {
+                        timer = Some((Instant::now() + Duration::from_micros(delay_us), epoch));
+                    }
+                }
+            }
+            if let Some(e) = refused {
+                break Err(e);
+            }
+            let retry_at = timer.map_or(deadline, |(at, _)| at.min(deadline));
+            tokio::select! {
+                r = self.rx.recv() => {
+                    let (from, gen, r) = r.expect("the client holds a sender");
+                    match r {
+                        FromConn::Response(Response::Reply { seq, reply }) => {
+                            if let Some((_, reply)) = self.core.on_reply(from, seq, reply) {
+                                break Ok(reply);
+                            }
+                        }
+                        FromConn::Response(Response::Redirect { seq, leader }) => {
+                            self.core.on_redirect(seq, leader, &mut out);
+                        }
+                        FromConn::Response(Response::Error(why)) => {
+                            break Err(Error::Refused(why));
+                        }
+                        FromConn::Closed => {
+                            if self.conns[from as usize].as_ref().is_some_and(|c| c.gen == gen) {
+                                self.conns[from as usize] = None;
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(retry_at) => {
+                    if Instant::now() >= deadline {
+                        break Err(Error::Timeout);
+                    }
+                    if let Some((_, epoch)) = timer.take() {
+                        self.core.on_timer(epoch, &mut out);
+                    }
+                }
+            }
+        };
+        if self.core.current().is_some() {
+            // Abandoned (timeout or refusal): the next command gets a fresh
+            // number, and this one executes at most once, if at all.
+            self.core = kv::client::Client::resume(
+                self.id,
+                self.peers.len() as u8,
+                0,
+                self.retry.as_micros() as u64,
+                cmd.seq,
+            );
+        }
+        result
+    }
+
+    /// Sends a frame to replica `to`, connecting first if need be. A
+    /// replica that cannot be reached is skipped (the retry timer moves on
+    /// to the next); one that refuses the client is an error.
+    async fn send(&mut self, to: NodeId, frame: Bytes) -> Result<(), Error> {
+        let i = to as usize;
+        if self.conns[i].is_none() {
+            match self.connect(to).await {
+                Ok(c) => self.conns[i] = Some(c),
+                Err(Some(e)) => return Err(e),
+                Err(None) => return Ok(()),
+            }
+        }
+        let c = self.conns[i].as_mut().expect("connected above");
+        if c.sink.send(frame).await.is_err() {
+            self.conns[i] = None;
+        }
+        Ok(())
+    }
+
+    async fn connect(&mut self, to: NodeId) -> Result<Conn, Option<Error>> {
+        let addr = self.peers[to as usize];
+        let s = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+            .await
+            .map_err(|_| None)?
+            .map_err(|_| None)?;
+        let _ = s.set_nodelay(true);
+        let mut framed = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
+        let hello = Hello::Client {
+            protocol: wire::PROTOCOL,
+            cluster: self.cluster,
+        };
+        framed.send(wire::encode(&hello)).await.map_err(|_| None)?;
+        let welcome = tokio::time::timeout(Duration::from_secs(2), framed.next())
+            .await
+            .map_err(|_| None)?
+            .ok_or(None)?
+            .map_err(|_| None)?;
+        match wire::decode::<Welcome>(&welcome).map_err(|_| None)? {
+            Welcome::Ok { .. } => {}
+            Welcome::Refused(why) => return Err(Some(Error::Refused(why))),
+        }
+        self.gen += 1;
+        let gen = self.gen;
+        let (sink, mut stream) = framed.split();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let Ok(r) = wire::decode::<Response>(&frame) else {
+                    break;
+                };
+                if tx.send((to, gen, FromConn::Response(r))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send((to, gen, FromConn::Closed));
+        });
+        Ok(Conn { sink, gen })
+    }
+
+    /// The key's (value, version), or None if absent.
+    pub async fn get(&mut self, key: Key) -> Result<Option<(u64, u64)>, Error> {
+        match self.call(Op::Get { key }).await? {
+            Reply::Value(v) => Ok(v),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Writes the key; returns its new version.
+    pub async fn put(&mut self, key: Key, value: u64) -> Result<u64, Error> {
+        match self.call(Op::Put { key, value }).await? {
+            Reply::Version(v) => Ok(v),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Deletes the key; returns whether it existed.
+    pub async fn delete(&mut self, key: Key) -> Result<bool, Error> {
+        match self.call(Op::Delete { key }).await? {
+            Reply::Deleted(d) => Ok(d),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Writes `value` if the key's version is `expected` (0: absent):
+    /// Ok(new version), or Err(the actual version).
+    pub async fn cas(
+        &mut self,
+        key: Key,
+        expected: u64,
+        value: u64,
+    ) -> Result<Result<u64, u64>, Error> {
+        match self
+            .call(Op::Cas {
+                key,
+                expected,
+                value,
+            })
+            .await?
+        {
+            Reply::Cas(r) => Ok(r),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Opens (or re-opens) this client's session; returns the service time
+    /// (us) at which it expires unless kept alive.
+    pub async fn open_session(
+        &mut self,
+        ttl: Duration,
+    ) -> Result<Result<u64, SessionError>, Error> {
+        let ttl_us = ttl.as_micros() as u64;
+        self.session(Op::OpenSession { ttl_us }).await
+    }
+
+    pub async fn keep_alive(&mut self) -> Result<Result<u64, SessionError>, Error> {
+        self.session(Op::KeepAlive).await
+    }
+
+    async fn session(&mut self, op: Op) -> Result<Result<u64, SessionError>, Error> {
+        match self.call(op).await? {
+            Reply::Session(r) => Ok(r),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Closes the session (its ephemeral keys vanish, its locks are
+    /// released); returns whether a live session was closed.
+    pub async fn close_session(&mut self) -> Result<bool, Error> {
+        match self.call(Op::CloseSession).await? {
+            Reply::Closed(c) => Ok(c),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Writes a key owned by this client's live session.
+    pub async fn put_ephemeral(&mut self, key: Key, value: u64) -> Result<Reply, Error> {
+        self.call(Op::PutEphemeral { key, value }).await
+    }
+
+    /// Takes a lock for this client's session: Ok(fencing token) or why not.
+    pub async fn acquire(&mut self, lock: LockId) -> Result<Result<u64, LockError>, Error> {
+        match self.call(Op::Acquire { lock }).await? {
+            Reply::Lock(r) => Ok(r),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+
+    /// Releases the lock held under `token`; returns whether it was released.
+    pub async fn release(&mut self, lock: LockId, token: u64) -> Result<bool, Error> {
+        match self.call(Op::Release { lock, token }).await? {
+            Reply::Released(r) => Ok(r),
+            r => Err(Error::Unexpected(r)),
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! A replica on tokio: the simulator's sans-IO [`kv::server::Server`], fed
+//! by real sockets, a real clock and a real disk.
+//!
+//! One task (the *core loop*) owns the server and is the only thing that
+//! calls it, so the core sees one input at a time, as in the simulator. What
+//! it does with the core's outputs mirrors the simulator's binding
+//! (`sim/src/scenarios/log.rs`):
+//! - `Persist` and `Sync` go to the writer thread ([`crate::storage`]),
+//!   which reports `Synced { upto }` back only after an fsync covered
+//!   every write up to `upto`;
+//! - `Send { to, msg, after }` goes onto the TCP connection to `to` (or back
+//!   into the loop when `to` is this replica). The core parks every message
+//!   until its `after` write is synced; the loop asserts it (the simulator's
+//!   D1, checked on every send here too). Client replies come from applied
+//!   commands, chosen by a majority of durable acceptances, or from a lease
+//!   read, which reveals no write;
+//! - `SetTimer` and `SetTick` become entries of a timer heap the loop
+//!   sleeps on, jitter drawn here.
+//!
+//! The core's `now` is microseconds since the Unix epoch at process start
+//! plus a monotonic clock's elapsed time: it never goes backwards within a
+//! process (the core asserts it), and it is close to the other replicas'
+//! (the leader's clock readings become the state machine's time, which
+//! expires sessions, so they should not restart at zero with the process).
+
+use crate::storage::{Boot, DataDir, LogWrite};
+use crate::wire::{self, Hello, PeerMsg, Response, Welcome};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use kv::server::{Event, LogNode, Server, ServerConfig, ServerInput};
+use kv::{ClientId, Command};
+use multipaxos::{Input, NodeId, Output, Timer, Write};
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+/// Everything a replica needs to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub id: NodeId,
+    /// Every replica's address, by id.
+    pub peers: Vec<SocketAddr>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub cluster: u64,
+    /// Rebuild an empty data directory from the peers instead of
+    /// initializing it (a replaced disk).
+    pub rebuild: bool,
+    pub timing: multipaxos::Timing,
+    pub window: u64,
+    pub batch: usize,
+    pub snapshot_every: u64,
+    pub tick_us: u64,
+    /// Compact the WAL at a snapshot once it is larger than this.
+    pub compact_bytes: u64,
+    pub bugs: multipaxos::Bugs,
+}
+
+impl Options {
+    /// The production defaults for replica `id` (timings a few times the
+    /// simulator's, for real networks and disks).
+    pub fn new(id: NodeId, peers: Vec<SocketAddr>, data_dir: PathBuf, cluster: u64) -> Options {
+        let listen = peers
+            .get(id as usize)
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 0).into());
+        Options {
+            id,
+            peers,
+            listen,
+            data_dir,
+            cluster,
+            rebuild: false,
+            timing: multipaxos::Timing {
+                election_us: 500_000,
+                election_jitter_us: 500_000,
+                heartbeat_us: 50_000,
+                lease_us: 400_000,
+                drift_ppm: 100_000,
+            },
+            window: 16,
+            batch: 64,
+            snapshot_every: 1_000,
+            tick_us: 500_000,
+            compact_bytes: 4 << 20,
+            bugs: multipaxos::Bugs::default(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let n = self.peers.len();
+        if !(1..=multipaxos::MAX_NODES).contains(&n) {
+            return Err(format!(
+                "--peers names {n} replicas; a cluster has 1 to {}",
+                multipaxos::MAX_NODES
+            ));
+        }
+        if self.id as usize >= n {
+            return Err(format!(
+                "--id {} is not a replica of --peers (ids are 0 to {})",
+                self.id,
+                n - 1
+            ));
+        }
+        let t = &self.timing;
+        if t.heartbeat_us == 0 || t.heartbeat_us >= t.election_us {
+            return Err("the heartbeat must be shorter than the election timeout".into());
+        }
+        if self.window == 0 || self.batch == 0 || self.snapshot_every == 0 || self.tick_us == 0 {
+            return Err("window, batch, snapshot interval and tick must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What reaches the core loop from the network and the disk.
+enum Inbound {
+    Peer {
+        from: NodeId,
+        msg: PeerMsg,
+    },
+    Request {
+        cmd: Command,
+        conn: u64,
+        tx: mpsc::Sender<Response>,
+    },
+    ConnClosed {
+        conn: u64,
+    },
+    Synced {
+        upto: u64,
+    },
+}
+
+/// A request to the writer thread.
+enum WalReq {
+    Persist { seq: u64, write: Box<LogWrite> },
+    Sync { upto: u64 },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Log(Timer),
+    Tick,
+}
+
+/// Binds the listener, opens the data directory and serves until killed.
+/// `Err` is a clear message for the operator (the binary prints it and
+/// exits non-zero).
+pub async fn run(opts: Options) -> Result<(), String> {
+    opts.validate()?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let (dir, boot) = DataDir::open(
+        &opts.data_dir,
+        opts.cluster,
+        opts.id,
+        opts.rebuild,
+        opts.compact_bytes,
+    )?;
+    let n = opts.peers.len() as u8;
+    let cfg = multipaxos::Config {
+        n,
+        id: opts.id,
+        timing: opts.timing,
+        window: opts.window,
+        batch: opts.batch,
+        bugs: opts.bugs,
+    };
+    let clock = Clock::new();
+    let now = clock.now_us();
+    // The simulator's boot (`Replica::boot`): recover from what the disk
+    // holds, or rebuild from the peers before voting again.
+    let node = match boot {
+        Boot::Recover(state) => {
+            info!(
+                id = opts.id,
+                promised = %state.promised,
+                base = state.base(),
+                accepted = state.accepted.len(),
+                chosen = state.chosen.len(),
+                "recovered from disk"
+            );
+            LogNode::recover(cfg, state, now)
+        }
+        Boot::Rebuild { why } => {
+            warn!(
+                id = opts.id,
+                "{why}: rebuilding from the peers; not voting until then"
+            );
+            LogNode::rebuild(cfg, now)
+        }
+    };
+    let server = Server::new(
+        node,
+        ServerConfig {
+            snapshot_every: opts.snapshot_every,
+            tick_us: opts.tick_us,
+            lease_reads: opts.timing.lease_us > 0,
+            bugs: opts.bugs,
+        },
+    );
+    info!(
+        id = opts.id,
+        listen = %opts.listen,
+        cluster = opts.cluster,
+        replicas = n,
+        data_dir = %opts.data_dir.display(),
+        "serving"
+    );
+
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(8192);
+    let (wal_tx, wal_rx) = std::sync::mpsc::channel::<WalReq>();
+    {
+        let in_tx = in_tx.clone();
+        std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer(dir, wal_rx, in_tx))
+            .map_err(|e| format!("cannot start the WAL writer: {e}"))?;
+    }
+    let mut peers = Vec::new();
+    for (p, addr) in opts.peers.iter().enumerate() {
+        let p = p as NodeId;
+        if p == opts.id {
+            peers.push(None);
+            continue;
+        }
+        let (tx, rx) = mpsc::channel::<Bytes>(4096);
+        let hello = Hello::Peer {
+            protocol: wire::PROTOCOL,
+            cluster: opts.cluster,
+            from: opts.id,
+            to: p,
+        };
+        tokio::spawn(dial(p, *addr, hello, rx));
+        peers.push(Some(tx));
+    }
+    let ctx = ConnCtx {
+        id: opts.id,
+        n,
+        cluster: opts.cluster,
+        tx: in_tx,
+    };
+    tokio::spawn(accept(listener, ctx));
+    let mut core = Core {
+        id: opts.id,
+        server,
+        clock,
+        peers,
+        wal: wal_tx,
+        synced: 0,
+        timers: BinaryHeap::new(),
+        timer_seq: 0,
+        local: VecDeque::new(),
+        clients: HashMap::new(),
+        rng: rand::rngs::StdRng::from_entropy(),
+        out: Vec::new(),
+        leader: None,
+        lease: false,
+        rebuilding: false,
+    };
+    core.run(in_rx).await;
+    Ok(())
+}
+
+/// The core's clock (see the module docs).
+struct Clock {
+    start: Instant,
+    epoch_us: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let epoch_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Clock {
+            start: Instant::now(),
+            epoch_us,
+        }
+    }
+    fn now_us(&self) -> u64 {
+        self.epoch_us + self.start.elapsed().as_micros() as u64
+    }
+    fn instant(&self, at_us: u64) -> tokio::time::Instant {
+        let since = Duration::from_micros(at_us.saturating_sub(self.epoch_us));
+        tokio::time::Instant::from_std(self.start + since)
+    }
+}
+
+struct Core {
+    id: NodeId,
+    server: Server,
+    clock: Clock,
+    peers: Vec<Option<mpsc::Sender<Bytes>>>,
+    wal: std::sync::mpsc::Sender<WalReq>,
+    /// The highest write the writer reported durable.
+    synced: u64,
+    timers: BinaryHeap<Reverse<(u64, u64, TimerKind)>>,
+    timer_seq: u64,
+    /// Messages to this replica itself.
+    local: VecDeque<PeerMsg>,
+    /// Where each client's replies go: its latest connection.
+    clients: HashMap<ClientId, (u64, mpsc::Sender<Response>)>,
+    rng: rand::rngs::StdRng,
+    out: Vec<Event>,
+    // What was last logged, to log changes only.
+    leader: Option<NodeId>,
+    lease: bool,
+    rebuilding: bool,
+}
+
+impl Core {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Inbound>) {
+        let now = self.clock.now_us();
+        self.rebuilding = self.server.node().is_rebuilding();
+        let mut out = std::mem::take(&mut self.out);
+        self.server.start(now, &mut out);
+        self.out = out;
+        self.carry_out(now);
+        loop {
+            while let Some(msg) = self.local.pop_front() {
+                let from = self.id;
+                self.step(ServerInput::Log(Input::Receive { from, msg }));
+            }
+            let due = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let sleep = tokio::time::sleep_until(
+                self.clock
+                    .instant(due.unwrap_or(self.clock.now_us() + 3_600_000_000)),
+            );
+            tokio::select! {
+                inbound = rx.recv() => {
+                    let Some(inbound) = inbound else { return };
+                    self.inbound(inbound);
+                }
+                _ = sleep => self.fire_timers(),
+            }
+        }
+    }
+
+    fn inbound(&mut self, i: Inbound) {
+        match i {
+            Inbound::Peer { from, msg } => {
+                self.step(ServerInput::Log(Input::Receive { from, msg }));
+            }
+            Inbound::Request { cmd, conn, tx } => {
+                self.clients.insert(cmd.client, (conn, tx));
+                self.step(ServerInput::Request(cmd));
+            }
+            Inbound::ConnClosed { conn } => self.clients.retain(|_, (c, _)| *c != conn),
+            Inbound::Synced { upto } => {
+                assert!(upto >= self.synced, "syncs complete in order");
+                self.synced = upto;
+                self.step(ServerInput::Log(Input::Synced { upto }));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.clock.now_us();
+        while let Some(Reverse((at, _, kind))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let input = match kind {
+                TimerKind::Log(t) => ServerInput::Log(Input::Timer(t)),
+                TimerKind::Tick => ServerInput::Tick,
+            };
+            self.step(input);
+        }
+    }
+
+    fn step(&mut self, input: ServerInput) {
+        let now = self.clock.now_us();
+        let mut out = std::mem::take(&mut self.out);
+        self.server.handle(now, input, &mut out);
+        self.out = out;
+        self.carry_out(now);
+    }
+
+    fn set_timer(&mut self, now: u64, kind: TimerKind, delay_us: u64, jitter_us: u64) {
+        let jitter = if jitter_us > 0 {
+            self.rng.gen_range(0..=jitter_us)
+        } else {
+            0
+        };
+        self.timer_seq += 1;
+        self.timers
+            .push(Reverse((now + delay_us + jitter, self.timer_seq, kind)));
+    }
+
+    /// Carries out the core's events (the simulator's `effect`, for real).
+    fn carry_out(&mut self, now: u64) {
+        let mut out = std::mem::take(&mut self.out);
+        for e in out.drain(..) {
+            match e {
+                Event::Log(o) => self.log_output(now, o),
+                Event::Reply {
+                    client, seq, reply, ..
+                } => self.respond(client, Response::Reply { seq, reply }),
+                Event::Redirect {
+                    client,
+                    seq,
+                    leader,
+                } => self.respond(client, Response::Redirect { seq, leader }),
+                Event::Executed { slot, cmd, .. } => {
+                    debug!(slot, client = cmd.client, seq = cmd.seq, op = ?cmd.op, "executed");
+                }
+                Event::Ticked { .. } => {}
+                Event::SetTick { delay_us } => self.set_timer(now, TimerKind::Tick, delay_us, 0),
+            }
+        }
+        self.out = out;
+        self.log_changes(now);
+    }
+
+    fn log_output(&mut self, now: u64, o: kv::server::LogOutput) {
+        match o {
+            Output::Send { to, msg, after } => {
+                // D1: a message leaves only once the write it reveals is durable.
+                assert!(
+                    after <= self.synced,
+                    "a message revealing write #{after} left before it was synced (synced: #{})",
+                    self.synced
+                );
+                if to == self.id {
+                    self.local.push_back(msg);
+                } else if let Some(Some(tx)) = self.peers.get(to as usize) {
+                    // A full queue (the peer is down or slow) drops the
+                    // message, as a lossy network would: the protocol resends.
+                    let _ = tx.try_send(wire::encode(&msg));
+                }
+            }
+            Output::Persist { seq, write } => {
+                match &write {
+                    Write::Snapshot(s) => info!(upto = s.upto, "snapshot taken"),
+                    Write::Rebuilt(d) => info!(base = d.base(), "writing the rebuilt state"),
+                    _ => {}
+                }
+                let write = Box::new(write);
+                let _ = self.wal.send(WalReq::Persist { seq, write });
+            }
+            Output::Sync { upto } => {
+                let _ = self.wal.send(WalReq::Sync { upto });
+            }
+            Output::SetTimer {
+                timer,
+                delay_us,
+                jitter_us,
+            } => self.set_timer(now, TimerKind::Log(timer), delay_us, jitter_us),
+            Output::Elected { ballot } => info!(%ballot, "elected leader"),
+            Output::Install { snap } => info!(upto = snap.upto, "installed a snapshot"),
+            Output::Rebuilt => info!("rebuilt from the peers; voting again"),
+            Output::Apply { .. } | Output::NotLeader { .. } | Output::Busy { .. } => {}
+        }
+    }
+
+    fn respond(&mut self, client: ClientId, r: Response) {
+        if let Some((_, tx)) = self.clients.get(&client) {
+            // A client that stopped reading loses the reply and retries.
+            let _ = tx.try_send(r);
+        }
+    }
+
+    fn log_changes(&mut self, now: u64) {
+        let node = self.server.node();
+        let leader = node.leader();
+        if leader != self.leader {
+            self.leader = leader;
+            match leader {
+                Some(l) => info!(leader = l, ballot = %node.promised(), "leader known"),
+                None => info!("no leader known"),
+            }
+        }
+        let lease = node.lease_read_ok(now);
+        if lease != self.lease {
+            self.lease = lease;
+            match lease {
+                true => info!("holding the leader lease: reads served locally"),
+                false => info!("leader lease lapsed: reads go through the log"),
+            }
+        }
+        if self.rebuilding && !node.is_rebuilding() {
+            self.rebuilding = false;
+        }
+    }
+}
+
+/// The writer thread: group commit (see [`crate::storage`]).
+fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<WalReq>, done: mpsc::Sender<Inbound>) {
+    let mut written = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut writes = Vec::new();
+        let mut sync = 0u64;
+        let mut take = |r: WalReq| match r {
+            WalReq::Persist { seq, write } => {
+                assert_eq!(seq, written + 1, "writes arrive in order");
+                written = seq;
+                writes.push(*write);
+            }
+            WalReq::Sync { upto } => sync = sync.max(upto),
+        };
+        take(first);
+        while let Ok(r) = rx.try_recv() {
+            take(r);
+        }
+        if !writes.is_empty() {
+            let count = writes.len();
+            dir.write(writes);
+            debug!(writes = count, upto = written, "fsynced");
+        }
+        if sync > 0 {
+            assert!(sync <= written, "a sync of a write never issued");
+            // Every write so far is durable, the requested ones included.
+            if done
+                .blocking_send(Inbound::Synced { upto: written })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps a connection to peer `to` open and writes its messages onto it;
+/// reconnects with backoff. Messages queued while it is down wait (up to
+/// the queue's bound); the protocol tolerates their delay or loss.
+async fn dial(to: NodeId, addr: SocketAddr, hello: Hello, mut rx: mpsc::Receiver<Bytes>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut logged = false;
+    loop {
+        match connect_peer(addr, &hello).await {
+            Ok(mut framed) => {
+                info!(peer = to, %addr, "connected to peer");
+                backoff = Duration::from_millis(50);
+                logged = false;
+                while let Some(b) = rx.recv().await {
+                    if let Err(e) = framed.send(b).await {
+                        info!(peer = to, "lost the connection to peer: {e}");
+                        break;
+                    }
+                }
+                if rx.is_closed() {
+                    return;
+                }
+            }
+            Err(DialError::Refused(why)) => {
+                warn!(peer = to, %addr, "peer refused us: {why}");
+                backoff = Duration::from_secs(5);
+            }
+            Err(DialError::Io(e)) => {
+                if !logged {
+                    info!(peer = to, %addr, "cannot reach peer ({e}); retrying");
+                    logged = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1).max(backoff));
+    }
+}
+
+enum DialError {
+    Io(String),
+    Refused(String),
+}
+
+async fn connect_peer(addr: SocketAddr, hello: &Hello) -> Result<Conn, DialError> {
+    let io = |e: std::io::Error| DialError::Io(e.to_string());
+    let s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .map_err(|_| DialError::Io("timed out".into()))?
+        .map_err(io)?;
+    s.set_nodelay(true).map_err(io)?;
+    let mut framed = Framed::new(s, wire::codec(wire::PEER_FRAME_MAX));
+    framed.send(wire::encode(hello)).await.map_err(io)?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), framed.next())
+        .await
+        .map_err(|_| DialError::Io("no welcome".into()))?
+        .ok_or_else(|| DialError::Io("closed before the welcome".into()))?
+        .map_err(io)?;
+    match wire::decode::<Welcome>(&answer).map_err(DialError::Io)? {
+        Welcome::Ok { .. } => Ok(framed),
+        Welcome::Refused(why) => Err(DialError::Refused(why)),
+    }
+}
+
+#[derive(Clone)]
+struct ConnCtx {
+    id: NodeId,
+    n: u8,
+    cluster: u64,
+    tx: mpsc::Sender<Inbound>,
+}
+
+async fn accept(listener: TcpListener, ctx: ConnCtx) {
+    let mut next = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((s, addr)) => {
+                next += 1;
+                let _ = s.set_nodelay(true);
+                tokio::spawn(serve_conn(s, addr, next, ctx.clone()));
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One incoming connection: its hello decides whether it is a peer or a
+/// client, or is refused.
+async fn serve_conn(s: TcpStream, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
+    // The hello frame is small: read it under the client limit, so that a
+    // stranger cannot make us buffer a peer-sized frame.
+    let mut framed = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
+    let first = match tokio::time::timeout(Duration::from_secs(10), framed.next()).await {
+        Ok(Some(Ok(b))) => b,
+        Ok(Some(Err(e))) => return warn!(%addr, "bad first frame: {e}; closing"),
+        Ok(None) => return,
+        Err(_) => return warn!(%addr, "no hello within 10 s; closing"),
+    };
+    let hello = match wire::decode::<Hello>(&first) {
+        Ok(h) => h,
+        Err(e) => return refuse(&mut framed, addr, format!("its hello is not one: {e}")).await,
+    };
+    match hello {
+        Hello::Peer { protocol, .. } | Hello::Client { protocol, .. }
+            if protocol != wire::PROTOCOL =>
+        {
+            let why = format!(
+                "it speaks protocol {protocol}, this server {}",
+                wire::PROTOCOL
+            );
+            refuse(&mut framed, addr, why).await
+        }
+        Hello::Peer { cluster, .. } if cluster != ctx.cluster => {
+            let why = format!(
+                "a peer of another cluster (id {cluster}, this is {})",
+                ctx.cluster
+            );
+            refuse(&mut framed, addr, why).await
+        }
+        Hello::Peer { from, to, .. } if from >= ctx.n || from == ctx.id || to != ctx.id => {
+            let why = format!(
+                "an unknown peer: it says it is replica {from} dialing replica {to}; this is replica {} of {}",
+                ctx.id, ctx.n
+            );
+            refuse(&mut framed, addr, why).await
+        }
+        Hello::Client {
+            cluster: Some(c), ..
+        } if c != ctx.cluster => {
+            let why = format!(
+                "a client of another cluster (id {c}, this is {})",
+                ctx.cluster
+            );
+            refuse(&mut framed, addr, why).await
+        }
+        Hello::Peer { from, .. } => {
+            let welcome = Welcome::Ok {
+                id: ctx.id,
+                n: ctx.n,
+            };
+            if framed.send(wire::encode(&welcome)).await.is_err() {
+                return;
+            }
+            let parts = framed.into_parts();
+            let mut framed = Framed::new(parts.io, wire::codec(wire::PEER_FRAME_MAX));
+            debug!(peer = from, %addr, "peer connected");
+            peer_reader(&mut framed, from, &ctx).await;
+        }
+        Hello::Client { .. } => {
+            let welcome = Welcome::Ok {
+                id: ctx.id,
+                n: ctx.n,
+            };
+            if framed.send(wire::encode(&welcome)).await.is_err() {
+                return;
+            }
+            client_conn(framed, addr, conn, ctx).await;
+        }
+    }
+}
+
+type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
+
+async fn refuse(framed: &mut Conn, addr: SocketAddr, why: String) {
+    warn!(%addr, "refusing a connection: {why}");
+    let _ = framed.send(wire::encode(&Welcome::Refused(why))).await;
+}
+
+async fn peer_reader(framed: &mut Conn, from: NodeId, ctx: &ConnCtx) {
+    while let Some(frame) = framed.next().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return warn!(peer = from, "bad frame from peer: {e}; closing"),
+        };
+        let msg = match wire::decode::<PeerMsg>(&frame) {
+            Ok(m) => m,
+            Err(e) => return warn!(peer = from, "{e} from peer; closing"),
+        };
+        if ctx.tx.send(Inbound::Peer { from, msg }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
+    let (mut sink, mut stream) = framed.split();
+    let (tx, mut rx) = mpsc::channel::<Response>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let last = matches!(r, Response::Error(_));
+            if sink.send(wire::encode(&r)).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    while let Some(frame) = stream.next().await {
+        let why = match frame.map_err(|e| e.to_string()) {
+            Ok(f) => match wire::decode::<Command>(&f) {
+                Ok(cmd) => {
+                    let tx = tx.clone();
+                    if ctx
+                        .tx
+                        .send(Inbound::Request { cmd, conn, tx })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        warn!(%addr, "bad request from a client: {why}; closing");
+        let _ = tx.send(Response::Error(why)).await;
+        break;
+    }
+    drop(tx);
+    let _ = ctx.tx.send(Inbound::ConnClosed { conn }).await;
+    let _ = writer.await;
+}

@@ -1,0 +1,399 @@
+//! Real `paxkv` processes on loopback: a 3-replica cluster serving every
+//! operation, replicas killed with SIGKILL and restarted from their disks, a
+//! corrupted WAL rebuilt from the peers, and the operator's mistakes refused
+//! (another cluster's data directory, a newer format, a port in use, a
+//! stranger on the peer port). Every process a test starts is killed when
+//! the test ends, passed or failed ([`Cluster`]'s `Drop`).
+
+use paxkv::wire::{self, Hello, Welcome};
+use paxkv::Client;
+use std::io::{Read, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_paxkv");
+
+/// Loopback ports nobody listens on right now.
+fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "paxkv-test-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A cluster of server processes; dropping it kills them all and, if the
+/// test passed, removes their files (on failure it prints their logs).
+struct Cluster {
+    dir: PathBuf,
+    peers: Vec<SocketAddr>,
+    cluster: u64,
+    procs: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn new(name: &str, n: usize) -> Cluster {
+        let c = Cluster {
+            dir: temp_dir(name),
+            peers: free_ports(n),
+            cluster: 0xc1,
+            procs: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            std::fs::create_dir_all(c.data(i)).expect("data dir");
+        }
+        c
+    }
+
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}"))
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}.log"))
+    }
+
+    fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log(i)).unwrap_or_default()
+    }
+
+    fn peers_arg(&self) -> String {
+        let p: Vec<String> = self.peers.iter().map(|a| a.to_string()).collect();
+        p.join(",")
+    }
+
+    fn command(&self, i: usize, cluster: u64) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .expect("log file");
+        let mut cmd = Command::new(EXE);
+        cmd.args([
+            "server",
+            "--id",
+            &i.to_string(),
+            "--peers",
+            &self.peers_arg(),
+        ])
+        .args(["--cluster-id", &cluster.to_string()])
+        .arg("--data-dir")
+        .arg(self.data(i))
+        // Small snapshots and compactions, so that the tests cross them.
+        .args(["--snapshot-every", "16", "--compact-bytes", "0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+        cmd
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "n{i} is running");
+        let child = self.command(i, self.cluster).spawn().expect("spawn paxkv");
+        self.procs[i] = Some(child);
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..self.peers.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    fn kill(&mut self, i: usize) {
+        let mut c = self.procs[i].take().expect("n{i} is not running");
+        c.kill().expect("kill");
+        c.wait().expect("wait");
+    }
+
+    fn client(&self, id: u32) -> Client {
+        Client::new(self.peers.clone(), id)
+            .cluster(self.cluster)
+            .timeout(Duration::from_secs(15))
+    }
+
+    /// Waits until replica `i`'s log says `what`.
+    fn await_log(&self, i: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log_text(i).contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "n{i} never logged {what:?}:\n{}",
+                self.log_text(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.procs.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..self.peers.len() {
+                eprintln!("---- n{i}'s log ----\n{}", self.log_text(i));
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs a server that must refuse to start; returns its exit status and
+/// what it printed.
+fn run_refused(mut cmd: Command) -> (std::process::ExitStatus, String) {
+    let out = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+        .wait_with_output()
+        .expect("wait");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_serves_every_operation_and_survives_sigkill_of_each_replica() {
+    let mut c = Cluster::new("ops", 3);
+    c.start_all();
+    let mut a = c.client(1);
+    let mut b = c.client(2);
+    assert_eq!(a.put(1, 10).await, Ok(1));
+    assert_eq!(a.get(1).await, Ok(Some((10, 1))));
+    assert_eq!(b.cas(1, 1, 11).await, Ok(Ok(2)));
+    assert_eq!(a.cas(1, 1, 12).await, Ok(Err(2)), "a stale cas fails");
+    assert_eq!(a.delete(1).await, Ok(true));
+    assert_eq!(a.get(1).await, Ok(None));
+
+    // Sessions, ephemeral keys, locks with fencing tokens.
+    assert!(a
+        .open_session(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_ok());
+    let t1 = a.acquire(7).await.unwrap().expect("a takes the lock");
+    assert_eq!(b.acquire(7).await, Ok(Err(kv::LockError::NoSession)));
+    assert!(b
+        .open_session(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(b.acquire(7).await, Ok(Err(kv::LockError::HeldBy(1))));
+    assert_eq!(
+        a.put_ephemeral(50, 5).await,
+        Ok(kv::Reply::Version(1)),
+        "a's session owns key 50"
+    );
+    assert_eq!(a.release(7, t1).await, Ok(true));
+    let t2 = b.acquire(7).await.unwrap().expect("b takes the lock");
+    assert!(t2 > t1, "fencing tokens grow: {t1} then {t2}");
+    assert_eq!(a.close_session().await, Ok(true));
+    assert_eq!(
+        b.get(50).await,
+        Ok(None),
+        "the ephemeral key went with a's session"
+    );
+
+    // Kill each replica in turn (so the leader too, at some point), write
+    // while it is down, restart it, then kill its neighbour: the restarted
+    // one must be in every quorum now, so it recovered from its disk and
+    // caught up.
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    for i in 0..3 {
+        c.kill(i);
+        for k in 0..5 {
+            let key = 100 + 10 * i as u64 + k;
+            a.put(key, key * 2).await.expect("a majority is up");
+            acked.push((key, key * 2));
+        }
+        c.start(i);
+        let j = (i + 1) % 3;
+        c.kill(j);
+        let key = 200 + i as u64;
+        a.put(key, 1)
+            .await
+            .expect("the restarted replica makes a quorum");
+        acked.push((key, 1));
+        for (k, v) in &acked {
+            assert_eq!(a.get(*k).await, Ok(Some((*v, 1))), "key {k}");
+        }
+        c.start(j);
+    }
+    let elected: usize = (0..3)
+        .map(|i| c.log_text(i).matches("elected leader").count())
+        .sum();
+    assert!(elected >= 2, "the leader was killed at least once");
+    assert!(
+        (0..3).any(|i| c.log_text(i).contains("compacted the WAL")),
+        "snapshots compacted a WAL"
+    );
+}
+
+/// Flips one byte in the middle of `path`.
+fn flip_a_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read wal");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(path, bytes).expect("write wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_wal_is_rebuilt_from_the_peers_and_no_acknowledged_write_is_lost() {
+    let mut c = Cluster::new("corrupt", 3);
+    c.start_all();
+    let mut a = c.client(1);
+    for k in 0..40 {
+        a.put(k, k + 1000).await.expect("put");
+    }
+    c.kill(0);
+    flip_a_byte(&c.data(0).join("wal"));
+    c.start(0);
+    c.await_log(0, "rebuilding from the peers");
+    c.await_log(0, "rebuilt from the peers; voting again");
+    assert!(
+        c.data(0).join("wal.corrupt").exists(),
+        "the bad WAL is kept"
+    );
+    // Now the rebuilt replica must be part of every quorum.
+    c.kill(1);
+    a.put(99, 1)
+        .await
+        .expect("the rebuilt replica makes a quorum");
+    for k in 0..40 {
+        assert_eq!(a.get(k).await, Ok(Some((k + 1000, 1))), "key {k}");
+    }
+    // And it restarts from its rebuilt WAL like any replica.
+    c.kill(0);
+    c.start(1);
+    c.start(0);
+    c.await_log(0, "recovered from disk");
+    c.kill(2);
+    assert_eq!(a.get(99).await, Ok(Some((1, 1))));
+}
+
+#[test]
+fn another_clusters_or_a_newer_formats_data_directory_is_refused() {
+    let mut c = Cluster::new("other", 1);
+    c.start(0);
+    c.await_log(0, "serving");
+    c.kill(0);
+    let (status, text) = run_refused(c.command(0, 0xbad));
+    assert!(!status.success());
+    assert!(
+        text.contains("belongs to another replica or cluster"),
+        "{text}"
+    );
+    // Another cluster's WAL without the marker: the WAL's header says so.
+    std::fs::remove_file(c.data(0).join("paxkv-node")).unwrap();
+    let (status, text) = run_refused(c.command(0, 0xbad));
+    assert!(!status.success());
+    assert!(text.contains("belongs to cluster 0xc1"), "{text}");
+    // A newer format version.
+    let wal = c.data(0).join("wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[8..12].copy_from_slice(&(wal::VERSION + 1).to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&wal, bytes).unwrap();
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success());
+    assert!(text.contains("newer than this build reads"), "{text}");
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let c = Cluster::new("port", 1);
+    let _squatter = TcpListener::bind(c.peers[0]).expect("bind");
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success());
+    assert!(text.contains("cannot listen on"), "{text}");
+    assert!(text.contains("in use"), "{text}");
+}
+
+/// Sends one frame and reads the answer, as a stranger would.
+fn hello_and_answer(addr: SocketAddr, payload: &[u8]) -> Option<Welcome> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&(payload.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(payload).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    wire::decode(&buf).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
+    let mut c = Cluster::new("strangers", 3);
+    c.start_all();
+    let addr = c.peers[0];
+    let peer = |cluster, from, to| {
+        wire::encode(&Hello::Peer {
+            protocol: wire::PROTOCOL,
+            cluster,
+            from,
+            to,
+        })
+    };
+    let refused = |w: Option<Welcome>, what: &str| match w {
+        Some(Welcome::Refused(why)) => assert!(why.contains(what), "{why}"),
+        w => panic!("not refused: {w:?}"),
+    };
+    c.await_log(0, "serving");
+    refused(
+        hello_and_answer(addr, &peer(0xbad, 1, 0)),
+        "another cluster",
+    );
+    refused(
+        hello_and_answer(addr, &peer(c.cluster, 5, 0)),
+        "unknown peer",
+    );
+    refused(
+        hello_and_answer(addr, &peer(c.cluster, 1, 2)),
+        "unknown peer",
+    );
+    refused(
+        hello_and_answer(addr, b"\xff\xfe garbage"),
+        "hello is not one",
+    );
+    // A frame longer than the limit: closed without an answer.
+    {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap_or(0), 0, "closed");
+    }
+    let mut other = Client::new(c.peers.clone(), 9)
+        .cluster(0xbad)
+        .timeout(Duration::from_secs(5));
+    match other.put(1, 1).await {
+        Err(paxkv::client::Error::Refused(why)) => assert!(why.contains("another cluster")),
+        r => panic!("a client of another cluster was served: {r:?}"),
+    }
+    let log = c.log_text(0);
+    assert!(log.contains("a peer of another cluster"), "{log}");
+    assert!(log.contains("an unknown peer"), "{log}");
+    assert!(log.contains("frame size too big"), "{log}");
+    let mut a = c.client(1);
+    assert_eq!(a.put(1, 1).await, Ok(1));
+}

@@ -49,11 +49,14 @@ const CANARIES: [Canary; 12] = [
         1_000,
         &[P1, P2, P3, Invariant::Assert],
     ),
+    // A replica applies the stale entry as chosen: the replicas' logs part
+    // (P1-P3), or a command in it that was chosen again at a later slot is
+    // applied twice (K2).
     (
         "non-atomic-chosen",
         None,
         5_000,
-        &[P1, P2, P3, Invariant::Assert],
+        &[P1, P2, P3, K2, Invariant::Assert],
     ),
     // A restarted candidate reuses its ballot: caught when it does.
     ("prepare-before-promise", None, 1_000, &[P6]),

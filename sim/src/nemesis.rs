@@ -35,8 +35,9 @@
 //! the fault fires; clients still reach an isolated leader), per-node
 //! **clock skew and drift** (half the clocks at the edge of the bound),
 //! **process pauses**, **torn writes** (at a crash a random prefix of the
-//! unsynced writes survives and the next may be torn), **bit flips** in
-//! durable records (found by checksum at the next recovery), **wiped disks**,
+//! unsynced writes survives and the next may be cut anywhere), **bit flips**
+//! anywhere in a durable record's bytes (found by a CRC32C at the next
+//! recovery), **wiped disks**,
 //! and **power loss during a snapshot write**. Disk losses hit at most a
 //! minority of replicas at a time: beyond that Paxos cannot keep its data.
 //!
@@ -681,7 +682,7 @@ impl Schedule {
         }
         for _ in 0..faults.bit_flips {
             let node = rng.gen_range(0..n);
-            let (record, bit) = (rng.gen(), rng.gen_range(0..64));
+            let (record, bit) = (rng.gen(), rng.gen());
             episode(
                 rng,
                 Fault::BitFlip { node, record, bit },

@@ -141,7 +141,7 @@ pub struct Applied {
     pub executed: bool,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Item {
     value: u64,
     /// ≥ 1 while the key exists.
@@ -150,14 +150,14 @@ struct Item {
     owner: Option<ClientId>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Session {
     ttl_us: u64,
     /// Machine time after which the next tick ends the session.
     expires_us: u64,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Holding {
     holder: ClientId,
     token: u64,
@@ -166,8 +166,9 @@ struct Holding {
 /// The coordination service's state. Every map is a `BTreeMap`, so the
 /// derived `Hash` (and [`Machine::digest`]) visits entries in key order and
 /// does not depend on insertion order or allocation. (`Ord` is only for the
-/// model checker, which keeps messages, snapshots included, sorted.)
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// model checker, which keeps messages, snapshots included, sorted.) Its
+/// serde encoding is a snapshot's payload on disk (`multipaxos::storage`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Machine {
     data: BTreeMap<Key, Item>,
     sessions: BTreeMap<ClientId, Session>,

@@ -771,3 +771,52 @@ fn random_commands_agree_with_the_reference_model() {
     assert_eq!(restored, m);
     assert_eq!(restored.digest(), m.digest());
 }
+
+#[test]
+fn a_snapshot_and_a_batch_of_commands_read_back_from_disk_bytes() {
+    use multipaxos::storage::{encode_into, load, new_file, Loaded};
+    use multipaxos::{Entry, Snap, Write};
+    use std::sync::Arc;
+    let mut d = Driver::default();
+    d.tick(1_000);
+    d.op(1, Op::OpenSession { ttl_us: 500 });
+    d.op(1, Op::PutEphemeral { key: 9, value: 1 });
+    d.op(2, Op::Put { key: 10, value: 2 });
+    d.op(1, Op::Acquire { lock: 3 });
+    let cmds: Arc<[Cmd]> = vec![
+        client(
+            2,
+            3,
+            Op::Cas {
+                key: 10,
+                expected: 1,
+                value: 4,
+            },
+        ),
+        Cmd::Tick { now_us: 2_000 },
+    ]
+    .into();
+    let writes: [Write<Cmd, Arc<Machine>>; 3] = [
+        Write::Init,
+        Write::Snapshot(Snap {
+            upto: 4,
+            state: Arc::new(d.m.clone()),
+        }),
+        Write::Chosen {
+            slot: 4,
+            entry: Entry::Cmds(cmds.clone()),
+        },
+    ];
+    let mut f = new_file(3, &writes[0]);
+    for w in &writes[1..] {
+        encode_into(w, &mut f);
+    }
+    let Loaded::Ok { state, torn_bytes } = load::<Cmd, Arc<Machine>>(&f, 3) else {
+        panic!("the file did not load")
+    };
+    assert_eq!(torn_bytes, 0);
+    let snap = state.snapshot.expect("the snapshot is on disk");
+    assert_eq!((snap.upto, &*snap.state), (4, &d.m));
+    assert_eq!(snap.state.digest(), d.m.digest());
+    assert_eq!(state.chosen.get(&4), Some(&Entry::Cmds(cmds)));
+}

@@ -33,8 +33,8 @@
 //!
 //! **Durability.** Every promise and acceptance is a [`Write`] followed by a
 //! sync, and the replies that depend on it are parked until the driver
-//! reports the sync complete. [`storage`] seals each record with a checksum;
-//! a replica whose disk is wiped or corrupt starts in *rebuild* mode
+//! reports the sync complete. [`storage`] turns each write into bytes (one
+//! CRC32C-checked record of a versioned file) and reads a file back; a replica whose disk is wiped or corrupt starts in *rebuild* mode
 //! ([`Node::rebuild`]): it does not vote (no promises, no acceptances, no
 //! candidacy) until it has gathered the state of a majority of the *other*
 //! replicas — highest promise, highest-ballot acceptance per slot, chosen

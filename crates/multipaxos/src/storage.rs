@@ -1,239 +1,465 @@
-//! The on-disk record format: every [`Write`] is sealed with a checksum.
+//! The on-disk format of a replica's durable state: bytes, the same in
+//! simulation and in production.
 //!
-//! A disk is a sequence of records, each written atomically *or torn*: a
-//! crash in the middle of writing the last record leaves it torn (its length
-//! promises more bytes than the file holds), which recovery detects and
-//! drops, as etcd's WAL does with a short tail. A record whose checksum does
-//! not match its contents was corrupted (a bit flip): if it is anything but
-//! a torn tail, the disk cannot be trusted and the replica rebuilds from its
-//! peers ([`Node::rebuild`](crate::Node::rebuild)). A disk with no records,
-//! or whose first record is neither [`Write::Init`] nor [`Write::Rebuilt`],
-//! was wiped.
+//! A replica's file is [`wal`]'s: a header naming the format version and the
+//! cluster, then one length-prefixed, CRC32C-checked record per [`Write`].
+//! A record's payload is the write encoded with [postcard] (a documented,
+//! stable wire format). The first record is [`Write::Init`] (a new replica)
+//! or [`Write::Rebuilt`] (a replica that rebuilt a lost disk from its peers);
+//! either starts a new file ([`new_file`]), every other write is appended
+//! ([`encode_into`]).
+//!
+//! **Version 1** ([`wal::VERSION`]) is wal's framing with postcard's encoding
+//! of [`Write`] as its variants and fields stand; `the_encoding_is_pinned`
+//! below fails when they change, and a change that moves the bytes needs a
+//! new version (and a reader of the old one).
+//!
+//! [`load`] reads a file back and tells recovery what to do:
+//! - [`Loaded::Ok`]: the durable state; a torn last record (a write that a
+//!   crash cut short, so it was never acknowledged) is dropped, and the
+//!   caller truncates the file to `len - torn_bytes`, as etcd's WAL does;
+//! - [`Loaded::Wiped`]: no header, or no first record (the file was lost,
+//!   or its creation never completed): rebuild from the peers
+//!   ([`Node::rebuild`](crate::Node::rebuild));
+//! - [`Loaded::Corrupt`]: a checksum failed anywhere (a bit flip in the
+//!   header, a length, a checksum or a payload; a record whose bytes are all
+//!   there fails even when it is the last one), or a payload passed its
+//!   checksum but does not decode to a write that fits where it lies:
+//!   rebuild, since a vote it held can no longer be trusted;
+//! - [`Loaded::OtherCluster`], [`Loaded::NewerFormat`]: the operator pointed
+//!   the replica at the wrong file or downgraded it. Never rebuilt over:
+//!   a server reports them and stops.
+//!
+//! No IO here: the caller reads and writes the file.
 
 use crate::{Durable, Write};
-use rustc_hash::FxHasher;
-use std::hash::{Hash, Hasher};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
 
-/// One record as it lies on disk. (`sum` is not a cache of `write`: a
-/// flipped bit changes it alone, so it takes part in `Eq` and `Hash`.)
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Sealed<C, S> {
-    pub write: Write<C, S>,
-    pub sum: u64,
-    /// The write was cut short by a crash.
-    pub torn: bool,
+/// Whether `w` starts a new file instead of being appended: the first record
+/// of every file, [`Write::Init`] or [`Write::Rebuilt`].
+pub fn starts_file<C, S>(w: &Write<C, S>) -> bool {
+    matches!(w, Write::Init | Write::Rebuilt(_))
 }
 
-fn checksum<T: Hash>(t: &T) -> u64 {
-    let mut h = FxHasher::default();
-    t.hash(&mut h);
-    // Never zero, so a zeroed record cannot pass.
-    h.finish() | 1
+/// Appends the record of `w` (frame and payload) to `out`.
+pub fn encode_into<C: Serialize, S: Serialize>(w: &Write<C, S>, out: &mut Vec<u8>) {
+    let payload = postcard::to_stdvec(w).expect("a write always encodes");
+    wal::frame_into(&payload, out);
 }
 
-impl<C: Hash, S: Hash> Sealed<C, S> {
-    pub fn seal(write: Write<C, S>) -> Self {
-        let sum = checksum(&write);
-        assert_ne!(sum, 0, "a zeroed checksum would pass a zeroed record");
-        Sealed {
-            write,
-            sum,
-            torn: false,
-        }
-    }
-
-    /// Whether the record reads back as written.
-    pub fn intact(&self) -> bool {
-        !self.torn && self.sum == checksum(&self.write)
-    }
-
-    /// Flips one bit of the record's stored bytes. The model stores the
-    /// payload structured, so the flip lands in the checksum word: what
-    /// matters is that the record no longer verifies.
-    pub fn flip_bit(&mut self, bit: u32) {
-        let was = self.sum;
-        self.sum ^= 1 << (bit % 64);
-        assert_ne!(self.sum, was, "a flip changes the stored word");
-    }
+/// The record of `w`: what appending `w` adds to the file.
+pub fn encode<C: Serialize, S: Serialize>(w: &Write<C, S>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(w, &mut out);
+    out
 }
 
-/// What recovery found on a disk.
+/// A new file of `cluster` holding `first` ([`Write::Init`] or
+/// [`Write::Rebuilt`]): the header, then its record.
+pub fn new_file<C: Serialize, S: Serialize>(cluster: u64, first: &Write<C, S>) -> Vec<u8> {
+    assert!(starts_file(first), "a file starts with Init or Rebuilt");
+    let mut out = wal::header(cluster).to_vec();
+    encode_into(first, &mut out);
+    out
+}
+
+/// What [`load`] found in a file (see the module docs for what each means).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Loaded<C, S> {
-    /// The durable state, and how many torn tail records were dropped.
-    Ok { state: Durable<C, S>, torn: usize },
-    /// No initialization record: the disk was wiped (or never written).
+    /// The durable state. The last `torn_bytes` bytes of the file are a torn
+    /// record (0: none), dropped: truncate the file to `len - torn_bytes`.
+    Ok {
+        state: Durable<C, S>,
+        torn_bytes: usize,
+    },
+    /// No header or no first record: the replica rebuilds.
     Wiped,
-    /// Record `index` failed its checksum and is not a torn tail.
-    Corrupt { index: usize },
+    /// The header (`at` 0) or the record whose frame starts at byte `at`
+    /// failed a checksum, or does not decode: the replica rebuilds.
+    Corrupt { at: usize, why: &'static str },
+    /// The file belongs to another cluster: an operator's error.
+    OtherCluster { found: u64, expected: u64 },
+    /// The file was written by a newer format version: an operator's error.
+    NewerFormat { found: u32 },
 }
 
-/// Replays a disk's records into the durable state they describe.
-pub fn load<C: Hash + Clone, S: Hash + Clone>(records: &[Sealed<C, S>]) -> Loaded<C, S> {
-    let Some(first) = records.first() else {
-        return Loaded::Wiped;
-    };
-    if !first.intact() {
-        return if records.len() == 1 && first.torn {
-            Loaded::Wiped
-        } else {
-            Loaded::Corrupt { index: 0 }
-        };
+impl<C, S> fmt::Display for Loaded<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Loaded::Ok { torn_bytes: 0, .. } => write!(f, "intact"),
+            Loaded::Ok { torn_bytes, .. } => {
+                write!(f, "intact but for a torn last record of {torn_bytes} bytes")
+            }
+            Loaded::Wiped => wal::ReadError::Wiped.fmt(f),
+            Loaded::Corrupt { at, why } => wal::ReadError::Corrupt { at: *at, why }.fmt(f),
+            Loaded::OtherCluster { found, expected } => wal::ReadError::OtherCluster {
+                found: *found,
+                expected: *expected,
+            }
+            .fmt(f),
+            Loaded::NewerFormat { found } => wal::ReadError::NewerFormat { found: *found }.fmt(f),
+        }
     }
-    // A rebuilt replica's disk starts with its rebuilt state instead.
-    if !matches!(first.write, Write::Init | Write::Rebuilt(_)) {
+}
+
+/// Reads the file `bytes` of `cluster` back into the durable state its
+/// records describe.
+pub fn load<C, S>(bytes: &[u8], cluster: u64) -> Loaded<C, S>
+where
+    C: DeserializeOwned + Clone,
+    S: DeserializeOwned + Clone,
+{
+    let contents = match wal::read(bytes, cluster) {
+        Ok(c) => c,
+        Err(wal::ReadError::Wiped) => return Loaded::Wiped,
+        Err(wal::ReadError::Corrupt { at, why }) => return Loaded::Corrupt { at, why },
+        Err(wal::ReadError::OtherCluster { found, expected }) => {
+            return Loaded::OtherCluster { found, expected }
+        }
+        Err(wal::ReadError::NewerFormat { found }) => return Loaded::NewerFormat { found },
+    };
+    if contents.records.is_empty() {
+        // A header and at most a torn first record: the file's creation
+        // never completed, so nothing in it was ever acknowledged.
         return Loaded::Wiped;
     }
     let mut d = Durable::default();
-    for (i, r) in records.iter().enumerate() {
-        if !r.intact() {
-            assert!(i >= 1, "the first record was checked above");
-            if r.torn && i + 1 == records.len() {
-                assert!(d.initialized, "an intact first record initializes");
-                return Loaded::Ok { state: d, torn: 1 };
+    let mut at = wal::HEADER_LEN;
+    for (i, payload) in contents.records.iter().enumerate() {
+        let w: Write<C, S> = match postcard::take_from_bytes(payload) {
+            Ok((w, [])) => w,
+            _ => {
+                return Loaded::Corrupt {
+                    at,
+                    why: "a record passes its checksum but does not decode",
+                }
             }
-            return Loaded::Corrupt { index: i };
+        };
+        if starts_file(&w) != (i == 0) {
+            let why = if i == 0 {
+                "the first record is neither Init nor Rebuilt"
+            } else {
+                "Init or Rebuilt after the first record"
+            };
+            return Loaded::Corrupt { at, why };
         }
-        d.apply(&r.write);
+        d.apply(&w);
+        at += wal::FRAME_LEN + payload.len();
     }
     assert!(d.initialized, "an intact first record initializes");
-    Loaded::Ok { state: d, torn: 0 }
+    assert_eq!(at + contents.torn_bytes, bytes.len(), "every byte read");
+    Loaded::Ok {
+        state: d,
+        torn_bytes: contents.torn_bytes,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Entry, Snap};
     use paxos::Ballot;
+    use proptest::prelude::*;
 
-    type R = Sealed<u32, u32>;
+    const CLUSTER: u64 = 0xc105;
+    type W = Write<u32, u32>;
 
-    fn disk() -> Vec<R> {
+    fn b(round: u32, node: u8) -> Ballot {
+        Ballot { round, node }
+    }
+
+    fn writes() -> Vec<W> {
         vec![
-            R::seal(Write::Init),
-            R::seal(Write::Promise(Ballot { round: 2, node: 1 })),
-            R::seal(Write::Accept {
+            Write::Init,
+            Write::Promise(b(2, 1)),
+            Write::Accept {
                 slot: 0,
-                ballot: Ballot { round: 2, node: 1 },
-                entry: crate::Entry::Cmds(vec![7].into()),
-            }),
+                ballot: b(2, 1),
+                entry: Entry::Cmds(vec![7, 8].into()),
+            },
         ]
     }
 
+    /// The file holding `ws` (the first starts it), and where each record ends.
+    fn file(ws: &[W]) -> (Vec<u8>, Vec<usize>) {
+        let mut f = new_file(CLUSTER, &ws[0]);
+        let mut ends = vec![f.len()];
+        for w in &ws[1..] {
+            encode_into(w, &mut f);
+            ends.push(f.len());
+        }
+        (f, ends)
+    }
+
+    fn replay(ws: &[W]) -> Durable<u32, u32> {
+        let mut d = Durable::default();
+        for w in ws {
+            d.apply(w);
+        }
+        d
+    }
+
+    fn loads(bytes: &[u8]) -> Loaded<u32, u32> {
+        load(bytes, CLUSTER)
+    }
+
+    /// Postcard's encoding of a few writes, pinned: if this changes, the
+    /// bytes on disk changed, and the format needs a new version.
     #[test]
-    fn a_record_whose_payload_changed_fails_its_checksum() {
-        // The simulator's flips land in the checksum word; a real disk's may
-        // land in the payload, which the checksum must catch too.
-        let a = R::seal(Write::Promise(Ballot { round: 2, node: 1 }));
-        let mut b = a.clone();
-        b.write = Write::Promise(Ballot { round: 3, node: 1 });
-        assert!(a.intact());
-        assert!(!b.intact());
-        // Distinct records get distinct checksums.
-        let sums: std::collections::BTreeSet<u64> = (0..16)
-            .map(|round| checksum(&Write::<u32, u32>::Promise(Ballot { round, node: 0 })))
-            .collect();
-        assert_eq!(sums.len(), 16);
-        assert_ne!(
-            checksum(&Write::<u32, u32>::Init),
-            0,
-            "a zeroed record never verifies"
-        );
+    fn the_encoding_is_pinned() {
+        let hex = |w: &W| -> String { encode(w).iter().map(|x| format!("{x:02x}")).collect() };
+        assert_eq!(wal::VERSION, 1);
+        let got: Vec<String> = [
+            Write::Init,
+            Write::Promise(b(2, 1)),
+            writes()[2].clone(),
+            Write::Snapshot(Snap {
+                upto: 300,
+                state: 5,
+            }),
+        ]
+        .iter()
+        .map(hex)
+        .collect();
+        // length | crc32c(length) | crc32c(payload) | payload, where the
+        // payload is postcard's: the variant's index, then its fields
+        // (integers as varints; Promise(2.1) is 01 02 01).
+        let want = [
+            "010000007fe1229551537d5200",
+            "03000000fec2452ae9820b10010201",
+            "08000000212823be94ee539f0200020101020708",
+            "04000000347a4533f6e2583005ac0205",
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
-    fn a_bit_flip_breaks_a_record_and_flipping_it_back_repairs_it() {
-        for bit in 0..64 {
-            let mut r = R::seal(Write::Init);
-            r.flip_bit(bit);
-            assert!(!r.intact(), "bit {bit}");
-            // The stored word has 64 bits: bit + 64 is the same bit.
-            r.flip_bit(bit + 64);
-            assert!(r.intact(), "bit {bit}");
+    fn an_intact_file_loads_its_state() {
+        let (f, _) = file(&writes());
+        let Loaded::Ok { state, torn_bytes } = loads(&f) else {
+            panic!("an intact file did not load")
+        };
+        assert_eq!(torn_bytes, 0);
+        assert_eq!(state, replay(&writes()));
+        assert_eq!(state.promised, b(2, 1));
+        assert_eq!(state.accepted.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_file_or_a_header_alone_was_wiped() {
+        assert_eq!(loads(&[]), Loaded::Wiped);
+        assert_eq!(loads(&wal::header(CLUSTER)), Loaded::Wiped);
+        assert_eq!(loads(&wal::header(CLUSTER)[..10]), Loaded::Wiped);
+    }
+
+    #[test]
+    fn a_first_record_cut_anywhere_was_a_wipe() {
+        // The file of a replica that crashed while creating it (Rebuilt is
+        // written to a new file): nothing in it was ever acknowledged.
+        let rebuilt = new_file::<u32, u32>(CLUSTER, &Write::Rebuilt(Box::new(replay(&writes()))));
+        for cut in 0..rebuilt.len() {
+            assert_eq!(loads(&rebuilt[..cut]), Loaded::Wiped, "cut at {cut}");
+        }
+        assert!(matches!(loads(&rebuilt), Loaded::Ok { .. }));
+    }
+
+    #[test]
+    fn another_cluster_or_a_newer_format_is_refused_not_rebuilt_over() {
+        let (f, _) = file(&writes());
+        assert_eq!(
+            load::<u32, u32>(&f, 7),
+            Loaded::OtherCluster {
+                found: CLUSTER,
+                expected: 7
+            }
+        );
+        let mut newer = f.clone();
+        newer[8..12].copy_from_slice(&(wal::VERSION + 1).to_le_bytes());
+        let crc = crc(&newer[..24]);
+        newer[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            loads(&newer),
+            Loaded::NewerFormat {
+                found: wal::VERSION + 1
+            }
+        );
+        assert!(loads(&newer).to_string().contains("newer"));
+    }
+
+    /// The CRC32C wal uses (Castagnoli, reflected), to forge records whose
+    /// checksums pass.
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &x in bytes {
+            c ^= x as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0x82f6_3b78
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn a_record_that_passes_its_checksum_but_does_not_decode_is_corrupt() {
+        assert_eq!(crc(b"123456789"), 0xe306_9283, "the CRC32C check value");
+        let (mut f, ends) = file(&writes());
+        // A variant past the last one, checksummed as if it were written.
+        let forged = wal::frame(&[0x7f]);
+        f.extend_from_slice(&forged);
+        assert_eq!(
+            loads(&f),
+            Loaded::Corrupt {
+                at: ends[2],
+                why: "a record passes its checksum but does not decode"
+            }
+        );
+        // Trailing bytes after a whole write are not a write either.
+        let (mut f, ends) = file(&writes());
+        let mut p = postcard::to_stdvec(&W::Promise(b(3, 0))).unwrap();
+        p.push(0);
+        wal::frame_into(&p, &mut f);
+        assert!(matches!(loads(&f), Loaded::Corrupt { at, .. } if at == ends[2]));
+    }
+
+    #[test]
+    fn a_file_that_does_not_start_with_init_or_has_it_twice_is_corrupt() {
+        let mut f = wal::header(CLUSTER).to_vec();
+        encode_into(&W::Promise(b(1, 0)), &mut f);
+        assert!(matches!(
+            loads(&f),
+            Loaded::Corrupt {
+                at: wal::HEADER_LEN,
+                ..
+            }
+        ));
+        let (mut f, ends) = file(&writes());
+        encode_into(&W::Init, &mut f);
+        assert!(matches!(loads(&f), Loaded::Corrupt { at, .. } if at == ends[2]));
+    }
+
+    #[test]
+    fn every_flipped_bit_of_every_record_is_corruption() {
+        let (f, _) = file(&writes());
+        for bit in 0..f.len() * 8 {
+            let mut g = f.clone();
+            g[bit / 8] ^= 1 << (bit % 8);
+            let l = loads(&g);
+            assert!(matches!(l, Loaded::Corrupt { .. }), "bit {bit}: {l:?}");
         }
     }
 
     #[test]
-    fn a_lone_first_record_that_is_torn_was_a_wipe_but_flipped_is_corruption() {
-        let mut torn = R::seal(Write::Init);
-        torn.torn = true;
-        assert_eq!(load(&[torn]), Loaded::Wiped);
-        let mut flipped = R::seal(Write::Init);
-        flipped.flip_bit(3);
-        assert_eq!(load(&[flipped]), Loaded::Corrupt { index: 0 });
-    }
-
-    #[test]
     fn the_newest_snapshot_on_disk_wins() {
-        let snap = |upto, state| R::seal(Write::Snapshot(crate::Snap { upto, state }));
-        let mut d = disk();
-        d.push(snap(3, 30));
-        d.push(snap(5, 50));
-        let Loaded::Ok { state, .. } = load(&d) else {
-            panic!("intact disk did not load")
+        let snap = |upto, state| W::Snapshot(Snap { upto, state });
+        let mut ws = writes();
+        ws.push(snap(3, 30));
+        ws.push(snap(5, 50));
+        let Loaded::Ok { state, .. } = loads(&file(&ws).0) else {
+            panic!("an intact file did not load")
         };
         assert_eq!(state.snapshot.map(|s| (s.upto, s.state)), Some((5, 50)));
     }
 
     #[test]
-    fn an_intact_disk_loads_its_state() {
-        let Loaded::Ok { state, torn } = load(&disk()) else {
-            panic!("intact disk did not load")
-        };
-        assert_eq!(torn, 0);
-        assert_eq!(state.promised, Ballot { round: 2, node: 1 });
-        assert_eq!(state.accepted.len(), 1);
-    }
-
-    #[test]
-    fn a_torn_tail_is_dropped_but_a_flipped_bit_is_corruption() {
-        let mut d = disk();
-        d.last_mut().unwrap().torn = true;
-        let Loaded::Ok { state, torn } = load(&d) else {
-            panic!("a torn tail must load")
-        };
-        assert_eq!((torn, state.accepted.len()), (1, 0));
-        // A flipped bit in the last record is not a torn write: corrupt.
-        let mut d = disk();
-        d[2].flip_bit(5);
-        assert_eq!(load(&d), Loaded::Corrupt { index: 2 });
-        // Anywhere else too.
-        let mut d = disk();
-        d[1].flip_bit(63);
-        assert_eq!(load(&d), Loaded::Corrupt { index: 1 });
-        // A torn record followed by more records is corruption, not a tail.
-        let mut d = disk();
-        d[1].torn = true;
-        assert_eq!(load(&d), Loaded::Corrupt { index: 1 });
-    }
-
-    #[test]
-    fn a_disk_without_its_init_record_was_wiped() {
-        assert_eq!(load::<u32, u32>(&[]), Loaded::Wiped);
-        let d = disk();
-        assert_eq!(load(&d[1..]), Loaded::Wiped);
-        let rebuilt = vec![R::seal(Write::Rebuilt(Box::default()))];
-        assert!(matches!(load(&rebuilt), Loaded::Ok { .. }));
-    }
-
-    #[test]
     fn a_snapshot_record_drops_the_log_below_it_atomically() {
-        let mut d = disk();
-        d.push(R::seal(Write::Chosen {
+        let mut ws = writes();
+        ws.push(W::Chosen {
             slot: 0,
-            entry: crate::Entry::Cmds(vec![7].into()),
-        }));
-        d.push(R::seal(Write::Snapshot(crate::Snap { upto: 1, state: 9 })));
-        let Loaded::Ok { state, .. } = load(&d) else {
+            entry: Entry::Cmds(vec![7].into()),
+        });
+        ws.push(W::Snapshot(Snap { upto: 1, state: 9 }));
+        let (f, ends) = file(&ws);
+        let Loaded::Ok { state, .. } = loads(&f) else {
             panic!()
         };
         assert!(state.accepted.is_empty());
         assert!(state.chosen.is_empty());
         assert_eq!(state.base(), 1);
         // Torn while writing the snapshot: the log before it is intact.
-        d.last_mut().unwrap().torn = true;
-        let Loaded::Ok { state, .. } = load(&d) else {
+        let Loaded::Ok { state, torn_bytes } = loads(&f[..f.len() - 1]) else {
             panic!()
         };
         assert_eq!((state.base(), state.chosen.len()), (0, 1));
+        assert_eq!(torn_bytes, f.len() - 1 - ends[3]);
+    }
+
+    fn ballot() -> impl Strategy<Value = Ballot> {
+        (0u32..4, 0u8..3).prop_map(|(round, node)| b(round, node))
+    }
+
+    fn entry() -> impl Strategy<Value = Entry<u32>> {
+        prop_oneof![
+            Just(Entry::Noop),
+            proptest::collection::vec(any::<u32>(), 0..5).prop_map(|v| Entry::Cmds(v.into())),
+        ]
+    }
+
+    fn write() -> impl Strategy<Value = W> {
+        prop_oneof![
+            ballot().prop_map(W::Promise),
+            (0u64..20, ballot(), entry()).prop_map(|(slot, ballot, entry)| W::Accept {
+                slot,
+                ballot,
+                entry
+            }),
+            (0u64..20, entry()).prop_map(|(slot, entry)| W::Chosen { slot, entry }),
+            (0u64..20).prop_map(|slot| W::ChosenMark { slot }),
+            (0u64..20, any::<u32>()).prop_map(|(upto, state)| W::Snapshot(Snap { upto, state })),
+        ]
+    }
+
+    /// A file's writes: Init or a Rebuilt state first, then 1..8 others.
+    fn disk() -> impl Strategy<Value = Vec<W>> {
+        let first = prop_oneof![
+            Just(W::Init),
+            proptest::collection::vec(write(), 0..4).prop_map(|ws| {
+                let mut all = vec![W::Init];
+                all.extend(ws);
+                W::Rebuilt(Box::new(replay(&all)))
+            }),
+        ];
+        (first, proptest::collection::vec(write(), 1..8)).prop_map(|(f, mut ws)| {
+            ws.insert(0, f);
+            ws
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_encoded_loads_back(ws in disk()) {
+            let (f, _) = file(&ws);
+            prop_assert_eq!(loads(&f), Loaded::Ok { state: replay(&ws), torn_bytes: 0 });
+        }
+
+        /// A flip of any bit of any record (the header and the first record
+        /// included) makes the file corrupt: never a different state, never
+        /// a tear.
+        #[test]
+        fn a_flipped_bit_anywhere_is_corruption(ws in disk(), bit in any::<prop::sample::Index>()) {
+            let (mut f, _) = file(&ws);
+            let bit = bit.index(f.len() * 8);
+            f[bit / 8] ^= 1 << (bit % 8);
+            let l = loads(&f);
+            prop_assert!(matches!(l, Loaded::Corrupt { .. }), "bit {}: {:?}", bit, l);
+        }
+
+        /// A cut anywhere inside the last record is a torn tail: recovery
+        /// drops exactly it, and every earlier write is intact.
+        #[test]
+        fn a_cut_inside_the_last_record_is_a_torn_tail(ws in disk(), cut in any::<prop::sample::Index>()) {
+            let (f, ends) = file(&ws);
+            let before = ends[ends.len() - 2];
+            let keep = before + cut.index(f.len() - before);
+            prop_assert_eq!(
+                loads(&f[..keep]),
+                Loaded::Ok { state: replay(&ws[..ws.len() - 1]), torn_bytes: keep - before }
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ pub type Slot = u64;
 /// `Eq`, `Hash` and `Ord` (here and on the messages, writes and the node)
 /// compare by content, through the `Arc`: what the model checker
 /// (`paxsim check`) needs to store states and keep the network sorted.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Entry<C> {
     Noop,
     /// Shared: a batch travels to every peer and into every record
@@ -24,13 +24,13 @@ pub enum Entry<C> {
 
 /// A state-machine snapshot tied to a log position: the state after applying
 /// every slot below `upto`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snap<S> {
     pub upto: Slot,
     pub state: S,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<C, S> {
     /// Phase 1 for every slot from `from` on.
     Prepare {
@@ -105,9 +105,11 @@ pub enum Timer {
     Heartbeat,
 }
 
-/// One durable change. Each is one record on disk, written atomically
-/// (checksummed by [`storage`](crate::storage)).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One durable change. Each is one record on disk, written atomically or
+/// torn ([`storage`](crate::storage) encodes it, frames it with CRC32Cs and
+/// reads it back). The serde encoding is the on-disk payload: changing a
+/// variant or a field changes the format (see [`storage`](crate::storage)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Write<C, S> {
     /// The first record of every disk: this replica was initialized. A disk
     /// without it was wiped.
@@ -135,7 +137,7 @@ pub enum Write<C, S> {
 }
 
 /// The durable state a node is rebuilt from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Durable<C, S> {
     pub initialized: bool,
     pub promised: Ballot,

@@ -21,7 +21,7 @@ use kv::client::{Client, ClientOut};
 use kv::server::{Event as SEvent, LogNode, Server, ServerConfig, ServerInput, Snapshot};
 use kv::{Cmd, Command, Op, Reply};
 use linearizability::{History, KvModel, KvOp, KvRet, OpId};
-use multipaxos::storage::{load, Loaded, Sealed};
+use multipaxos::storage::{self, load, Loaded};
 use multipaxos::{Entry, Msg, Write};
 use paxos::{Ballot, NodeId};
 use rand::Rng;
@@ -31,9 +31,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 pub type LMsgFull = Msg<Cmd, Snapshot>;
-pub type Record = Sealed<Cmd, Snapshot>;
+
+/// The cluster id every simulated replica's file header names. The
+/// simulator runs one cluster, so a file of another cluster (or of a newer
+/// format) never turns up in a run; boot treats one as a bug.
+pub const CLUSTER: u64 = 0x7061_7873_696d_0001;
 
 /// Persistent keys the workload uses (checked for linearizability).
 const KEYS: u64 = 5;
@@ -246,15 +251,73 @@ fn summarize_write(w: &Write<Cmd, Snapshot>) -> LMsg {
     }
 }
 
+/// One record as it lies on a replica's disk: the bytes that appending the
+/// write adds to its file ([`multipaxos::storage`]; a file's first record,
+/// Init or Rebuilt, holds the file header too), so the records of a disk,
+/// concatenated, are the file. Faults act on the bytes: a flip lands on any
+/// bit, a tear cuts anywhere. **Recovery reads only `bytes`.** `write` is
+/// what the node asked to write, summarized: honest metadata of the request
+/// for the trace, the checker ([`LogChecker::on_persist`]) and the nemesis
+/// ([`DiskRecord::is_snapshot`]), never read back.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    pub bytes: Arc<[u8]>,
+    pub write: LMsg,
+}
+
+impl Record {
+    /// The record of `w`, encoded as [`storage`] lays it on disk.
+    pub fn of(w: &Write<Cmd, Snapshot>) -> Record {
+        let bytes = if storage::starts_file(w) {
+            storage::new_file(CLUSTER, w)
+        } else {
+            storage::encode(w)
+        };
+        Record {
+            bytes: bytes.into(),
+            write: summarize_write(w),
+        }
+    }
+}
+
+/// A disk's file: its records' bytes, in order.
+fn file(disk: &[Record]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(disk.iter().map(|r| r.bytes.len()).sum());
+    for r in disk {
+        f.extend_from_slice(&r.bytes);
+    }
+    f
+}
+
+/// Drops the records past the file's first `good` bytes (a torn tail), as
+/// recovery truncates the file there.
+fn truncate(disk: &mut Vec<Record>, good: usize) {
+    let mut len: usize = disk.iter().map(|r| r.bytes.len()).sum();
+    while len > good || disk.last().is_some_and(|r| r.bytes.is_empty()) {
+        let r = disk.pop().expect("the file is longer than its good part");
+        len -= r.bytes.len();
+    }
+    assert_eq!(len, good, "a torn tail is one whole (cut) record");
+}
+
 impl DiskRecord for Record {
-    fn tear(&mut self, _cut: u32) {
-        self.torn = true;
+    fn tear(&mut self, cut: u32) {
+        assert!(!self.bytes.is_empty(), "every record has a frame");
+        let keep = cut as usize % self.bytes.len();
+        self.bytes = self.bytes[..keep].into();
     }
     fn flip_bit(&mut self, bit: u32) {
-        Sealed::flip_bit(self, bit);
+        // A record a crash cut to nothing has no bit to flip.
+        if self.bytes.is_empty() {
+            return;
+        }
+        let bit = bit as usize % (8 * self.bytes.len());
+        let mut b = self.bytes.to_vec();
+        b[bit / 8] ^= 1 << (bit % 8);
+        self.bytes = b.into();
     }
     fn is_snapshot(&self) -> bool {
-        matches!(self.write, Write::Snapshot(_))
+        self.write.kind == "Snapshot"
     }
 }
 
@@ -422,13 +485,13 @@ impl Protocol for Replica {
     fn boot(cfg: &ReplicaConfig, inc: u32, disk: &mut Vec<Record>, now: u64) -> (Replica, Boot) {
         if inc == 0 {
             assert!(disk.is_empty(), "a first boot finds an empty disk");
-            disk.push(Sealed::seal(Write::Init));
+            disk.push(Record::of(&Write::Init));
         }
-        let (node, how) = match load(disk) {
-            Loaded::Ok { state, torn } => {
+        let file = file(disk);
+        let (node, how) = match load(&file, CLUSTER) {
+            Loaded::Ok { state, torn_bytes } => {
                 // Recovery repairs a torn tail, as a WAL truncates it.
-                let keep = disk.len() - torn;
-                disk.truncate(keep);
+                truncate(disk, file.len() - torn_bytes);
                 (LogNode::recover(cfg.log, state, now), Boot::Recovered)
             }
             Loaded::Wiped => {
@@ -440,6 +503,12 @@ impl Protocol for Replica {
                 disk.clear();
                 let b = Boot::Rebuilding { corrupt: true };
                 (LogNode::rebuild(cfg.log, now), b)
+            }
+            // An operator's error in production; here, a bug: every file
+            // is written by this build for `CLUSTER`, and flips fail the
+            // header's checksum before its fields are read.
+            l @ (Loaded::OtherCluster { .. } | Loaded::NewerFormat { .. }) => {
+                panic!("n{}: the disk cannot be read: {l}", cfg.log.id)
             }
         };
         let r = Replica {
@@ -471,7 +540,7 @@ impl Protocol for Replica {
                 multipaxos::Output::Send { to, msg, after } => Effect::Send { to, msg, after },
                 multipaxos::Output::Persist { seq, write } => Effect::Persist {
                     seq,
-                    write: Sealed::seal(write),
+                    write: Record::of(&write),
                 },
                 multipaxos::Output::Sync { upto } => Effect::Sync { upto },
                 multipaxos::Output::SetTimer {
@@ -527,7 +596,7 @@ impl Protocol for Replica {
         summarize(msg)
     }
     fn summarize_write(w: &Record) -> LMsg {
-        summarize_write(&w.write)
+        w.write
     }
     fn summarize_note(n: &Note) -> Option<LNote> {
         Some(match n {
@@ -554,7 +623,10 @@ impl Protocol for Replica {
         self.server.node().is_rebuilding()
     }
     fn disk_intact(disk: &[Record]) -> bool {
-        matches!(load(disk), Loaded::Ok { .. })
+        matches!(
+            load::<Cmd, Snapshot>(&file(disk), CLUSTER),
+            Loaded::Ok { .. }
+        )
     }
 }
 
@@ -639,14 +711,16 @@ impl Checker<Replica> for LogChecker {
     }
 
     fn on_persist(&mut self, _now: u64, node: NodeId, _seq: u64, w: &Record) -> Check {
-        if let Write::Accept {
-            slot,
-            ballot,
-            entry,
-        } = &w.write
+        // The summary of an Accept names its ballot, slot and entry digest.
+        if let LMsg {
+            kind: "Accept",
+            ballot: Some(ballot),
+            slot: Some(slot),
+            digest,
+            ..
+        } = w.write
         {
-            self.obs
-                .on_accept_write(node, *ballot, *slot, digest(entry));
+            self.obs.on_accept_write(node, ballot, slot, digest);
         }
         Ok(())
     }
@@ -1323,3 +1397,92 @@ impl Scenario for Log {
 #[cfg(test)]
 #[path = "log_check_tests.rs"]
 mod check_tests;
+
+/// The adapter's recovery on bytes: a torn tail is truncated, a flipped bit
+/// anywhere is corruption, a lost first record is a wipe.
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    fn cfg() -> ReplicaConfig {
+        KV.node_configs(&RunConfig::for_scenario("kv"))[0].clone()
+    }
+
+    fn records() -> Vec<Record> {
+        let b = Ballot { round: 1, node: 0 };
+        let entry = Entry::Cmds(vec![Cmd::Tick { now_us: 5 }].into());
+        [
+            Write::Init,
+            Write::Promise(b),
+            Write::Accept {
+                slot: 0,
+                ballot: b,
+                entry: entry.clone(),
+            },
+            Write::Chosen { slot: 0, entry },
+            Write::Snapshot(multipaxos::Snap {
+                upto: 1,
+                state: Arc::new(kv::Machine::new()),
+            }),
+        ]
+        .iter()
+        .map(Record::of)
+        .collect()
+    }
+
+    fn boot(disk: &mut Vec<Record>) -> Boot {
+        Replica::boot(&cfg(), 1, disk, 0).1
+    }
+
+    #[test]
+    fn a_first_boot_writes_the_header_and_init() {
+        let mut disk = Vec::new();
+        assert_eq!(Replica::boot(&cfg(), 0, &mut disk, 0).1, Boot::Recovered);
+        assert_eq!(disk, records()[..1]);
+        assert!(disk[0].bytes.starts_with(b"PAXSIMWL"), "the file header");
+    }
+
+    #[test]
+    fn a_write_cut_anywhere_is_dropped_and_the_rest_recovers() {
+        let all = records();
+        for last in 1..all.len() {
+            for cut in 0..all[last].bytes.len() as u32 {
+                let mut disk = all[..=last].to_vec();
+                disk[last].tear(cut);
+                assert_eq!(
+                    boot(&mut disk),
+                    Boot::Recovered,
+                    "record {last} cut at {cut}"
+                );
+                assert_eq!(disk, all[..last], "record {last} cut at {cut}");
+            }
+        }
+        // The first record (header and Init) cut: the file was never made.
+        for cut in 0..all[0].bytes.len() as u32 {
+            let mut disk = all[..1].to_vec();
+            disk[0].tear(cut);
+            assert_eq!(boot(&mut disk), Boot::Rebuilding { corrupt: false });
+            assert!(disk.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_is_corruption_and_an_empty_disk_a_wipe() {
+        let all = records();
+        for i in 0..all.len() {
+            for bit in 0..8 * all[i].bytes.len() as u32 {
+                let mut disk = all.clone();
+                disk[i].flip_bit(bit);
+                assert!(!Replica::disk_intact(&disk));
+                assert_eq!(
+                    boot(&mut disk),
+                    Boot::Rebuilding { corrupt: true },
+                    "record {i} bit {bit}"
+                );
+                assert!(disk.is_empty());
+            }
+        }
+        assert!(Replica::disk_intact(&all));
+        assert_eq!(boot(&mut Vec::new()), Boot::Rebuilding { corrupt: false });
+    }
+}

@@ -45,13 +45,16 @@ pub fn starts_file<C, S>(w: &Write<C, S>) -> bool {
 
 /// Appends the record of `w` (frame and payload) to `out`.
 pub fn encode_into<C: Serialize, S: Serialize>(w: &Write<C, S>, out: &mut Vec<u8>) {
-    let payload = postcard::to_stdvec(w).expect("a write always encodes");
-    wal::frame_into(&payload, out);
+    wal::frame_with(out, |out| {
+        let v = std::mem::take(out);
+        *out = postcard::to_extend(w, v).expect("a write always encodes");
+    });
 }
 
 /// The record of `w`: what appending `w` adds to the file.
 pub fn encode<C: Serialize, S: Serialize>(w: &Write<C, S>) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for the frame and a small write's payload: one allocation.
+    let mut out = Vec::with_capacity(64);
     encode_into(w, &mut out);
     out
 }
@@ -60,7 +63,8 @@ pub fn encode<C: Serialize, S: Serialize>(w: &Write<C, S>) -> Vec<u8> {
 /// [`Write::Rebuilt`]): the header, then its record.
 pub fn new_file<C: Serialize, S: Serialize>(cluster: u64, first: &Write<C, S>) -> Vec<u8> {
     assert!(starts_file(first), "a file starts with Init or Rebuilt");
-    let mut out = wal::header(cluster).to_vec();
+    let mut out = Vec::with_capacity(wal::HEADER_LEN + 64);
+    out.extend_from_slice(&wal::header(cluster));
     encode_into(first, &mut out);
     out
 }

@@ -52,17 +52,30 @@ pub fn header(cluster: u64) -> [u8; HEADER_LEN] {
 
 /// Appends one record holding `payload` to `out`.
 pub fn frame_into(payload: &[u8], out: &mut Vec<u8>) {
-    assert!(
-        payload.len() <= MAX_RECORD,
-        "a record of {} bytes exceeds the {MAX_RECORD}-byte limit",
-        payload.len()
-    );
-    let len = (payload.len() as u32).to_le_bytes();
     out.reserve(FRAME_LEN + payload.len());
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc32c::crc32c(&len).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    frame_with(out, |out| out.extend_from_slice(payload));
+}
+
+/// Appends one record to `out` whose payload `payload` appends in place
+/// (an encoder writing straight into the file's buffer, with no copy).
+pub fn frame_with(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; FRAME_LEN]);
+    payload(out);
+    assert!(
+        out.len() >= at + FRAME_LEN,
+        "the payload truncated the file"
+    );
+    let n = out.len() - at - FRAME_LEN;
+    assert!(
+        n <= MAX_RECORD,
+        "a record of {n} bytes exceeds the {MAX_RECORD}-byte limit"
+    );
+    let len = (n as u32).to_le_bytes();
+    let crc = crc32c::crc32c(&out[at + FRAME_LEN..]);
+    out[at..at + 4].copy_from_slice(&len);
+    out[at + 4..at + 8].copy_from_slice(&crc32c::crc32c(&len).to_le_bytes());
+    out[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// One record holding `payload`, framed.

@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 pub type LMsgFull = Msg<Cmd, Snapshot>;
 
@@ -261,7 +260,9 @@ fn summarize_write(w: &Write<Cmd, Snapshot>) -> LMsg {
 /// ([`DiskRecord::is_snapshot`]), never read back.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Record {
-    pub bytes: Arc<[u8]>,
+    /// A plain `Vec`: the encoder's buffer becomes the record with no copy
+    /// (an `Arc` would cost a second allocation per write).
+    pub bytes: Vec<u8>,
     pub write: LMsg,
 }
 
@@ -274,7 +275,7 @@ impl Record {
             storage::encode(w)
         };
         Record {
-            bytes: bytes.into(),
+            bytes,
             write: summarize_write(w),
         }
     }
@@ -304,7 +305,7 @@ impl DiskRecord for Record {
     fn tear(&mut self, cut: u32) {
         assert!(!self.bytes.is_empty(), "every record has a frame");
         let keep = cut as usize % self.bytes.len();
-        self.bytes = self.bytes[..keep].into();
+        self.bytes.truncate(keep);
     }
     fn flip_bit(&mut self, bit: u32) {
         // A record a crash cut to nothing has no bit to flip.
@@ -312,9 +313,7 @@ impl DiskRecord for Record {
             return;
         }
         let bit = bit as usize % (8 * self.bytes.len());
-        let mut b = self.bytes.to_vec();
-        b[bit / 8] ^= 1 << (bit % 8);
-        self.bytes = b.into();
+        self.bytes[bit / 8] ^= 1 << (bit % 8);
     }
     fn is_snapshot(&self) -> bool {
         self.write.kind == "Snapshot"
@@ -1403,6 +1402,7 @@ mod check_tests;
 #[cfg(test)]
 mod disk_tests {
     use super::*;
+    use std::sync::Arc;
 
     fn cfg() -> ReplicaConfig {
         KV.node_configs(&RunConfig::for_scenario("kv"))[0].clone()

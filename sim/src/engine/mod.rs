@@ -660,15 +660,7 @@ impl<S: Scenario> Engine<S> {
         match step {
             Step::Deliver { from, to, msg } => {
                 let (from, to, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                if self.core.nodes[to as usize].is_none() {
-                    self.core.drop_msg(from, to, sum, DropReason::Down);
-                } else {
-                    self.core.stats.deliveries += 1;
-                    self.core.record(to, Kind::Receive { from, msg: sum });
-                    let r = self.checker.on_receive(self.core.now, from, to, &msg);
-                    self.core.check(r);
-                    self.step(to, Some(Input::Receive { from, msg }));
-                }
+                self.deliver(from, to, msg, sum);
             }
             Step::Lose { from, to, msg } => {
                 let (from, to, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
@@ -858,19 +850,7 @@ impl<S: Scenario> Engine<S> {
             }
         }
         match ev {
-            Ev::Deliver { from, to, msg, sum } => {
-                if self.core.nodes[to as usize].is_none() {
-                    self.core.drop_msg(from, to, sum, DropReason::Down);
-                } else if self.core.cut(from, to) {
-                    self.core.drop_msg(from, to, sum, DropReason::Partition);
-                } else {
-                    self.core.stats.deliveries += 1;
-                    self.core.record(to, Kind::Receive { from, msg: sum });
-                    let r = self.checker.on_receive(self.core.now, from, to, &msg);
-                    self.core.check(r);
-                    self.step(to, Some(Input::Receive { from, msg }));
-                }
-            }
+            Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum),
             Ev::Timer { node, inc, timer } => {
                 if self.live(node, inc) {
                     self.core.record(node, Kind::Timer { timer });
@@ -920,6 +900,28 @@ impl<S: Scenario> Engine<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// A message reaches `to`: dropped if `to` is down or the link is cut.
+    #[inline]
+    fn deliver(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        msg: <S::P as Protocol>::Msg,
+        sum: <S::P as Protocol>::MsgSummary,
+    ) {
+        if self.core.nodes[to as usize].is_none() {
+            self.core.drop_msg(from, to, sum, DropReason::Down);
+        } else if self.core.cut(from, to) {
+            self.core.drop_msg(from, to, sum, DropReason::Partition);
+        } else {
+            self.core.stats.deliveries += 1;
+            self.core.record(to, Kind::Receive { from, msg: sum });
+            let r = self.checker.on_receive(self.core.now, from, to, &msg);
+            self.core.check(r);
+            self.step(to, Some(Input::Receive { from, msg }));
         }
     }
 

@@ -76,6 +76,10 @@ pub struct Client {
     rx: mpsc::UnboundedReceiver<(NodeId, u64, FromConn)>,
     retry: Duration,
     timeout: Duration,
+    /// Send every command to this replica first (see [`Client::home`]).
+    home: Option<NodeId>,
+    /// The last request number used.
+    last_seq: u64,
 }
 
 impl Client {
@@ -106,6 +110,8 @@ impl Client {
             rx,
             retry,
             timeout: Duration::from_secs(10),
+            home: None,
+            last_seq: now_us,
         }
     }
 
@@ -121,6 +127,15 @@ impl Client {
         self
     }
 
+    /// Send every command to replica `home` first, as a client bound to
+    /// one node does (Jepsen's clients are), instead of to the leader the
+    /// last answer named; redirects and timeouts still move it on.
+    pub fn home(mut self, home: NodeId) -> Client {
+        assert!((home as usize) < self.peers.len());
+        self.home = Some(home);
+        self
+    }
+
     pub fn id(&self) -> ClientId {
         self.id
     }
@@ -129,7 +144,17 @@ impl Client {
     /// at most once.
     pub async fn call(&mut self, op: Op) -> Result<Reply, Error> {
         let mut out = Vec::new();
+        if let Some(home) = self.home {
+            self.core = kv::client::Client::resume(
+                self.id,
+                self.peers.len() as u8,
+                home,
+                self.retry.as_micros() as u64,
+                self.last_seq,
+            );
+        }
         let cmd = self.core.invoke(op, &mut out);
+        self.last_seq = cmd.seq;
         let deadline = Instant::now() + self.timeout;
         let mut timer: Option<(Instant, u64)> = None;
         let result = loop {

@@ -8,11 +8,14 @@
 //!   format, group commit, atomic rewrites, recovery and rebuild;
 //! - [`client`]: the client library ([`kv::client::Client`]'s retries,
 //!   redirects and exactly-once tags over TCP);
-//! - [`wire`]: the frames on the connections.
+//! - [`wire`]: the frames on the connections;
+//! - [`jepsen`]: Jepsen-style tests of real server processes (clients, a
+//!   nemesis of kills, pauses and corrupted files, a linearizability check).
 //!
 //! Keys and values are `u64`, as in the core today.
 
 pub mod client;
+pub mod jepsen;
 pub mod server;
 pub mod storage;
 pub mod wire;

@@ -52,6 +52,11 @@ enum Cmd {
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
     },
+    /// Jepsen-style test: start a cluster of server processes on loopback,
+    /// run clients against it while a nemesis kills, pauses and corrupts
+    /// replicas, then check the history (exit status 1: a violation; 2:
+    /// undecided).
+    Jepsen(JepsenArgs),
     /// Read a key: its value and version.
     Get { key: u64 },
     /// Write a key.
@@ -128,6 +133,36 @@ struct ServerArgs {
     bugs: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct JepsenArgs {
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Seconds the clients run.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// The nemesis's schedule is drawn from it (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fault kinds (comma-separated): kill-minority, kill-leader,
+    /// pause-node, pause-leader, flip-bit, truncate; `none` for none.
+    #[arg(long, value_delimiter = ',')]
+    faults: Option<Vec<String>>,
+    /// Pass `--bug NAME` to every server (a known-buggy variant).
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+    /// Keep the data directories, logs and history here.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A client gives up on an operation after this long (outcome unknown).
+    #[arg(long, default_value_t = 4_000)]
+    op_timeout_ms: u64,
+    /// Linearizability search steps per key.
+    #[arg(long, default_value_t = 2_000_000)]
+    budget: u64,
+}
+
 fn parse_u64(s: &str) -> Result<u64, String> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -179,6 +214,7 @@ async fn run(cli: Cli) -> ExitCode {
             init_logs("info");
             local(&cli, nodes, data_dir, base_port).await
         }
+        Cmd::Jepsen(ref a) => jepsen(a).await,
         _ => {
             init_logs("warn");
             client(cli).await
@@ -234,6 +270,66 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+async fn jepsen(a: &JepsenArgs) -> ExitCode {
+    use paxkv::jepsen::{self, FaultKind};
+    if !(1..=multipaxos::MAX_NODES).contains(&a.nodes) {
+        eprintln!(
+            "paxkv jepsen: --nodes {}: 1 to {}",
+            a.nodes,
+            multipaxos::MAX_NODES
+        );
+        return ExitCode::FAILURE;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("paxkv jepsen: cannot find my own binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seed = a.seed.unwrap_or_else(rand::random);
+    let mut cfg = jepsen::Config::new(exe, a.nodes, Duration::from_secs(a.duration), seed);
+    cfg.clients = a.clients;
+    cfg.bugs = a.bugs.clone();
+    cfg.dir = a.dir.clone();
+    cfg.op_timeout = Duration::from_millis(a.op_timeout_ms);
+    cfg.lin_budget = a.budget;
+    if let Some(f) = &a.faults {
+        cfg.faults = Vec::new();
+        for name in f.iter().filter(|n| n.as_str() != "none") {
+            match FaultKind::parse(name) {
+                Ok(k) => cfg.faults.push(k),
+                Err(e) => {
+                    eprintln!("paxkv jepsen: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    for b in &cfg.bugs {
+        if let Err(e) = multipaxos::Bugs::default().enable(b) {
+            eprintln!("paxkv jepsen: --bug {b}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Ctrl-C or SIGTERM drops the run, whose cluster kills its servers.
+    let summary = tokio::select! {
+        s = jepsen::run(&cfg) => s,
+        _ = shutdown_signal() => {
+            eprintln!("paxkv jepsen: interrupted; every server it started is stopped (seed {seed})");
+            return ExitCode::from(130);
+        }
+    };
+    print!("{}", summary.render());
+    if !summary.violations.is_empty() {
+        ExitCode::FAILURE
+    } else if !summary.passed() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -429,7 +525,9 @@ async fn client(cli: Cli) -> ExitCode {
                 );
                 r
             }
-            Cmd::Server(_) | Cmd::Local { .. } => unreachable!("not a client command"),
+            Cmd::Server(_) | Cmd::Local { .. } | Cmd::Jepsen(_) => {
+                unreachable!("not a client command")
+            }
         })
     }
     .await;

@@ -1,0 +1,1422 @@
+//! Jepsen-style tests of real `paxkv` processes on loopback.
+//!
+//! [`run`] starts a cluster of server processes (free 127.0.0.1 ports, a
+//! fresh data directory each), runs concurrent clients for a bounded time
+//! while a *nemesis* injects faults, heals everything, waits, and checks
+//! what the clients saw:
+//!
+//! - **Clients** (each its own client id, so its own exactly-once tags and
+//!   session) mix get, put, cas and delete on a few keys at a time (a key
+//!   retires after [`OPS_PER_KEY`] operations and a fresh one takes its
+//!   place, as Jepsen's independent keys do, so that every key's history
+//!   stays small enough to check), and sessions with lock acquire/release.
+//!   Every value written is unique. Each operation is recorded as an
+//!   invocation and an outcome: *ok* (with its result), *fail* (it
+//!   definitely did not take effect: the service answered `Stale`), or
+//!   *info* (indeterminate: no answer within the timeout; it may or may not
+//!   have executed). A compare-and-set that found another version is an ok
+//!   operation for the checker (its answer says what the version was) and is
+//!   counted as `fail` in the summary, as Jepsen counts it.
+//! - **The nemesis** follows a schedule drawn from the seed (same seed, same
+//!   sequence of faults, targets, durations and gaps), one fault at a time,
+//!   each healed before the next: `kill -9` a random minority, then restart
+//!   it; `kill -9` the leader (asked from the replicas), then restart it;
+//!   SIGSTOP a node or the leader for longer than the lease and the
+//!   election timeout, then SIGCONT; stop a node, flip one bit of its WAL
+//!   (anywhere: header, frame, payload) or truncate it to less than a
+//!   header, restart it and wait until it has rebuilt from its peers; cut a
+//!   node or the leader off from its peers (clients still reach it), then
+//!   heal. Partitions need no privileges: replicas reach each other through
+//!   one proxy per directed link in the harness ([`Links`]), which drops a
+//!   cut link's connections and holds new ones unanswered.
+//! - **Checks**, after healing and a quiet period: every key ever written is
+//!   read once more; the whole history, final reads included, must be
+//!   linearizable (`crates/linearizability`, per key; a key whose search
+//!   runs out of budget is reported as *undecided*, never as a pass); no
+//!   acknowledged write is lost (a final read shows a value no later than
+//!   every acknowledged write); fencing tokens handed out grow with real
+//!   time, and one token goes to one client; no server process died on its
+//!   own, none logged a panic, and the cluster answers after the heal.
+//!
+//! Every process [`run`] starts is killed when it returns, fails or panics
+//! (the cluster's `Drop`), and when its future is dropped (Ctrl-C in the
+//! `paxkv jepsen` command).
+
+use crate::wire::{self, Hello, Response, Welcome};
+use crate::Client;
+use futures_util::{SinkExt, StreamExt};
+use kv::{Command, LockError, Op, Reply};
+use linearizability::{History, KvModel, KvOp, KvRet, Operation, Outcome, Verdict};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// Operations on one key before it retires for a fresh one.
+pub const OPS_PER_KEY: u64 = 120;
+/// Keys in use at any time.
+const ACTIVE_KEYS: u64 = 6;
+/// Locks the clients contend for.
+const LOCKS: u64 = 2;
+/// The client id of the final reads.
+const FINAL_READER: u32 = 999_999;
+
+/// One kind of fault the nemesis injects.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    /// `kill -9` a random minority, restart it after a while.
+    KillMinority,
+    /// `kill -9` the leader, restart it after a while.
+    KillLeader,
+    /// SIGSTOP a random node for longer than the lease, then SIGCONT.
+    PauseNode,
+    /// SIGSTOP the leader for longer than the lease, then SIGCONT.
+    PauseLeader,
+    /// Stop a node, flip one bit of its WAL, restart it.
+    FlipBit,
+    /// Stop a node, truncate its WAL to less than a header, restart it.
+    Truncate,
+    /// Cut a random node off from its peers (clients still reach it), then
+    /// heal.
+    IsolateNode,
+    /// Cut the leader off from its peers, then heal.
+    IsolateLeader,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::KillMinority,
+        FaultKind::KillLeader,
+        FaultKind::PauseNode,
+        FaultKind::PauseLeader,
+        FaultKind::FlipBit,
+        FaultKind::Truncate,
+        FaultKind::IsolateNode,
+        FaultKind::IsolateLeader,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::KillMinority => "kill-minority",
+            FaultKind::KillLeader => "kill-leader",
+            FaultKind::PauseNode => "pause-node",
+            FaultKind::PauseLeader => "pause-leader",
+            FaultKind::FlipBit => "flip-bit",
+            FaultKind::Truncate => "truncate",
+            FaultKind::IsolateNode => "isolate-node",
+            FaultKind::IsolateLeader => "isolate-leader",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<FaultKind, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault {s:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+/// A run's parameters.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `paxkv` binary the servers run.
+    pub exe: PathBuf,
+    pub nodes: usize,
+    /// How long the clients run (the nemesis acts within it).
+    pub duration: Duration,
+    pub clients: usize,
+    pub seed: u64,
+    /// `--bug` names passed to every server.
+    pub bugs: Vec<String>,
+    /// The fault kinds the nemesis draws from (empty: none).
+    pub faults: Vec<FaultKind>,
+    /// Where the data directories and logs go (default: a temporary
+    /// directory, removed if the run passes).
+    pub dir: Option<PathBuf>,
+    /// A client gives up on an operation (info) after this long.
+    pub op_timeout: Duration,
+    /// Search steps per key for the linearizability checker.
+    pub lin_budget: u64,
+    /// Print each fault as it happens.
+    pub verbose: bool,
+    /// How to rerun this configuration (printed on failure); `{seed}` is
+    /// replaced by the seed.
+    pub rerun: String,
+}
+
+impl Config {
+    pub fn new(exe: PathBuf, nodes: usize, duration: Duration, seed: u64) -> Config {
+        Config {
+            exe,
+            nodes,
+            duration,
+            clients: 8,
+            seed,
+            bugs: Vec::new(),
+            faults: FaultKind::ALL.to_vec(),
+            dir: None,
+            op_timeout: Duration::from_secs(4),
+            lin_budget: 2_000_000,
+            verbose: true,
+            rerun: String::new(),
+        }
+    }
+
+    /// The command that reruns this configuration.
+    pub fn rerun_command(&self) -> String {
+        if !self.rerun.is_empty() {
+            return self.rerun.replace("{seed}", &self.seed.to_string());
+        }
+        let mut s = format!(
+            "cargo run --release -p paxkv -- jepsen --nodes {} --duration {} --clients {} --seed {}",
+            self.nodes,
+            self.duration.as_secs(),
+            self.clients,
+            self.seed
+        );
+        if self.faults != FaultKind::ALL {
+            let f: Vec<_> = self.faults.iter().map(|k| k.name()).collect();
+            let _ = write!(s, " --faults {}", f.join(","));
+        }
+        for b in &self.bugs {
+            let _ = write!(s, " --bug {b}");
+        }
+        s
+    }
+}
+
+/// One step of the nemesis's schedule (everything drawn from the seed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// How long after the previous step healed this one starts.
+    pub gap: Duration,
+    pub kind: FaultKind,
+    /// The nodes a random fault hits (a leader fault asks who leads, and
+    /// falls back to these if no one answers).
+    pub targets: Vec<usize>,
+    /// How long the fault lasts before it is healed.
+    pub hold: Duration,
+    /// Where a flipped bit lands, as a fraction of the file (per million),
+    /// and which bit; the length a truncation leaves.
+    pub position: u32,
+    pub bit: u8,
+}
+
+/// The nemesis's schedule for `seed`: faults (from `kinds`) one after
+/// another, each healed before the next, enough for `duration`.
+pub fn schedule(seed: u64, nodes: usize, kinds: &[FaultKind], duration: Duration) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut steps = Vec::new();
+    if kinds.is_empty() {
+        return steps;
+    }
+    let minority = (nodes - 1) / 2;
+    let mut t = Duration::ZERO;
+    while t < duration {
+        let kind = kinds[rng.gen_range(0..kinds.len())];
+        let gap = Duration::from_millis(rng.gen_range(1_000..3_000));
+        let hold = match kind {
+            // Longer than the lease (400 ms) and the election timeout
+            // (500-1000 ms): the others elect a new leader meanwhile.
+            FaultKind::PauseNode
+            | FaultKind::PauseLeader
+            | FaultKind::IsolateNode
+            | FaultKind::IsolateLeader => rng.gen_range(1_200..3_000),
+            _ => rng.gen_range(500..3_000),
+        };
+        let hold = Duration::from_millis(hold);
+        let size = match kind {
+            FaultKind::KillMinority => rng.gen_range(1..=minority.max(1)),
+            _ => 1,
+        };
+        let mut all: Vec<usize> = (0..nodes).collect();
+        let mut targets = Vec::new();
+        for _ in 0..size {
+            targets.push(all.swap_remove(rng.gen_range(0..all.len())));
+        }
+        targets.sort();
+        steps.push(Step {
+            gap,
+            kind,
+            targets,
+            hold,
+            position: rng.gen_range(0..1_000_000),
+            bit: rng.gen_range(0..8),
+        });
+        t += gap + hold;
+    }
+    steps
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub seed: u64,
+    pub rerun: String,
+    /// By operation kind: (ok, fail, info).
+    pub ops: BTreeMap<&'static str, (u64, u64, u64)>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Keys checked, linearizable, undecided (budget exhausted).
+    pub keys: (usize, usize, usize),
+    /// Every violation found (empty: none).
+    pub violations: Vec<String>,
+    /// Where the logs, the history and the nemesis's log are (kept unless
+    /// the run passed).
+    pub dir: PathBuf,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// No violation and every key decided.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.keys.2 == 0
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let total = self
+            .ops
+            .values()
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2));
+        let _ = writeln!(
+            s,
+            "paxkv jepsen: seed {}, {:.1} s: {} ops ({} ok, {} fail, {} info)",
+            self.seed,
+            self.elapsed.as_secs_f64(),
+            total.0 + total.1 + total.2,
+            total.0,
+            total.1,
+            total.2
+        );
+        for (k, (ok, fail, info)) in &self.ops {
+            let _ = writeln!(s, "  {k:<10} ok {ok:>6}  fail {fail:>5}  info {info:>4}");
+        }
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  faults: {}",
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(", ")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  linearizability: {} keys, {} linearizable, {} undecided (search budget exhausted)",
+            self.keys.0, self.keys.1, self.keys.2
+        );
+        if self.passed() {
+            let _ = writeln!(
+                s,
+                "PASS: linearizable, no acknowledged write lost, fencing tokens monotone, no server crashed"
+            );
+        } else {
+            for v in &self.violations {
+                let _ = writeln!(s, "VIOLATION: {v}");
+            }
+            if self.violations.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "UNDECIDED: no violation found, but {} keys could not be checked within the budget: not a pass",
+                    self.keys.2
+                );
+            }
+            let _ = writeln!(s, "logs, history and nemesis log: {}", self.dir.display());
+            let _ = writeln!(s, "seed {}; rerun: {}", self.seed, self.rerun);
+        }
+        s
+    }
+}
+
+/// Loopback ports nobody listens on right now.
+fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
+}
+
+/// The server processes. Dropping it kills every one still running (a
+/// paused one too: SIGKILL ends a stopped process).
+struct Cluster {
+    exe: PathBuf,
+    dir: PathBuf,
+    /// Where each replica listens (and clients connect).
+    peers: Vec<SocketAddr>,
+    /// The links between replicas, through the harness's proxies.
+    links: Arc<Links>,
+    cluster: u64,
+    bugs: Vec<String>,
+    procs: Vec<Option<Child>>,
+    paused: Vec<bool>,
+    /// Processes that exited without the nemesis killing them.
+    crashed: Vec<String>,
+}
+
+impl Cluster {
+    fn new(cfg: &Config, dir: PathBuf) -> Cluster {
+        let n = cfg.nodes;
+        for i in 0..n {
+            std::fs::create_dir_all(dir.join(format!("n{i}"))).expect("create a data directory");
+        }
+        let peers = free_ports(n);
+        Cluster {
+            exe: cfg.exe.clone(),
+            dir,
+            links: Links::start(&peers),
+            peers,
+            cluster: 0x7e57,
+            bugs: cfg.bugs.clone(),
+            procs: (0..n).map(|_| None).collect(),
+            paused: vec![false; n],
+            crashed: Vec::new(),
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}"))
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}.log"))
+    }
+
+    fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log(i)).unwrap_or_default()
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "n{i} is running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .expect("open a server log");
+        // Replica i reaches replica j through the proxy of link i -> j.
+        let peers: Vec<String> = (0..self.n())
+            .map(|j| match j == i {
+                true => self.peers[i].to_string(),
+                false => self.links.proxy[i][j].to_string(),
+            })
+            .collect();
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args([
+            "server",
+            "--id",
+            &i.to_string(),
+            "--peers",
+            &peers.join(","),
+        ])
+        .args(["--cluster-id", &self.cluster.to_string()])
+        .arg("--data-dir")
+        .arg(self.data(i))
+        // Snapshots and WAL compactions happen within a short run.
+        .args(["--snapshot-every", "200", "--compact-bytes", "262144"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+        for b in &self.bugs {
+            cmd.args(["--bug", b]);
+        }
+        self.procs[i] = Some(cmd.spawn().expect("start a paxkv server"));
+        self.paused[i] = false;
+    }
+
+    fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused[i] = false;
+    }
+
+    fn signal(&mut self, i: usize, sig: &str) {
+        if let Some(pid) = self.pid(i) {
+            let ok = std::process::Command::new("kill")
+                .args(["-s", sig, &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                self.paused[i] = sig == "STOP";
+            }
+        }
+    }
+
+    fn running(&self, i: usize) -> bool {
+        self.procs[i].is_some() && !self.paused[i]
+    }
+
+    /// Notes every process that exited on its own since the last look.
+    fn reap(&mut self, at: Duration) {
+        for i in 0..self.n() {
+            if let Some(c) = self.procs[i].as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.crashed.push(format!(
+                        "n{i} exited on its own ({status}) at {:.1} s",
+                        at.as_secs_f64()
+                    ));
+                    self.procs[i] = None;
+                    self.paused[i] = false;
+                }
+            }
+        }
+    }
+
+    /// Continues the paused, starts the stopped, reconnects the isolated:
+    /// everyone runs.
+    fn heal(&mut self) {
+        for i in 0..self.n() {
+            self.links.isolate(i, false);
+            if self.paused[i] {
+                self.signal(i, "CONT");
+            }
+            if self.procs[i].is_none() {
+                self.start(i);
+            }
+        }
+    }
+
+    fn tail(&self, i: usize, lines: usize) -> String {
+        let text = self.log_text(i);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.procs.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..self.n() {
+                eprintln!("---- n{i}'s log (last 40 lines) ----\n{}", self.tail(i, 40));
+            }
+            eprintln!("paxkv jepsen: files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// The network between replicas: one TCP proxy per directed link (replica
+/// i dials replica j at `proxy[i][j]`, which forwards to j's port), so the
+/// harness can cut links on loopback without privileges: a cut link's
+/// connections are dropped and new ones are held unanswered until it heals,
+/// as a partition looks to the replicas. Clients connect directly.
+struct Links {
+    proxy: Vec<Vec<SocketAddr>>,
+    blocked: Mutex<Vec<Vec<bool>>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Links {
+    fn start(peers: &[SocketAddr]) -> Arc<Links> {
+        let n = peers.len();
+        let mut listeners = Vec::new();
+        let mut proxy = vec![vec![([127, 0, 0, 1], 0).into(); n]; n];
+        for (i, row) in proxy.iter_mut().enumerate() {
+            for (j, addr) in row.iter_mut().enumerate() {
+                if i != j {
+                    let l = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+                    *addr = l.local_addr().expect("addr");
+                    listeners.push((i, j, l));
+                }
+            }
+        }
+        let links = Arc::new(Links {
+            proxy,
+            blocked: Mutex::new(vec![vec![false; n]; n]),
+            changed: tokio::sync::watch::channel(0).0,
+        });
+        for (i, j, l) in listeners {
+            l.set_nonblocking(true).expect("nonblocking");
+            let l = tokio::net::TcpListener::from_std(l).expect("a tokio listener");
+            tokio::spawn(links.clone().serve(i, j, l, peers[j]));
+        }
+        links
+    }
+
+    fn is_blocked(&self, i: usize, j: usize) -> bool {
+        self.blocked.lock().unwrap()[i][j]
+    }
+
+    /// Cuts (or heals) every link between `node` and the others.
+    fn isolate(&self, node: usize, cut: bool) {
+        {
+            let mut b = self.blocked.lock().unwrap();
+            for k in 0..b.len() {
+                if k != node {
+                    b[node][k] = cut;
+                    b[k][node] = cut;
+                }
+            }
+        }
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    async fn serve(
+        self: Arc<Links>,
+        i: usize,
+        j: usize,
+        l: tokio::net::TcpListener,
+        to: SocketAddr,
+    ) {
+        while let Ok((mut inbound, _)) = l.accept().await {
+            let links = self.clone();
+            tokio::spawn(async move {
+                let mut changed = links.changed.subscribe();
+                // Held unanswered while the link is cut.
+                while links.is_blocked(i, j) {
+                    if changed.changed().await.is_err() {
+                        return;
+                    }
+                }
+                let Ok(mut outbound) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let _ = outbound.set_nodelay(true);
+                let _ = inbound.set_nodelay(true);
+                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                tokio::pin!(copy);
+                loop {
+                    tokio::select! {
+                        _ = &mut copy => return,
+                        r = changed.changed() => {
+                            if r.is_err() || links.is_blocked(i, j) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Asks replica `addr` who leads: Some(itself) if it answers a read,
+/// Some(l) if it redirects to `l`.
+async fn ask_leader(addr: SocketAddr, id: u8, cluster: u64) -> Option<u8> {
+    static PROBE: AtomicU32 = AtomicU32::new(0);
+    let client = 0xF000_0000 + PROBE.fetch_add(1, Ordering::Relaxed);
+    let t = Duration::from_millis(400);
+    let s = tokio::time::timeout(t, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let mut f = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
+    let hello = Hello::Client {
+        protocol: wire::PROTOCOL,
+        cluster: Some(cluster),
+    };
+    f.send(wire::encode(&hello)).await.ok()?;
+    let w = tokio::time::timeout(t, f.next()).await.ok()??.ok()?;
+    if !matches!(wire::decode::<Welcome>(&w).ok()?, Welcome::Ok { .. }) {
+        return None;
+    }
+    let cmd = Command {
+        client,
+        seq: 1,
+        op: Op::Get { key: u64::MAX },
+    };
+    f.send(wire::encode(&cmd)).await.ok()?;
+    let r = tokio::time::timeout(t, f.next()).await.ok()??.ok()?;
+    match wire::decode::<Response>(&r).ok()? {
+        Response::Reply { .. } => Some(id),
+        Response::Redirect { leader, .. } => leader,
+        Response::Error(_) => None,
+    }
+}
+
+/// Who the running replicas say leads (the one answering reads itself, or
+/// the one most of them name).
+async fn find_leader(c: &Cluster) -> Option<usize> {
+    let mut named: BTreeMap<u8, usize> = BTreeMap::new();
+    for i in 0..c.n() {
+        if !c.running(i) {
+            continue;
+        }
+        match ask_leader(c.peers[i], i as u8, c.cluster).await {
+            Some(l) if l as usize == i => return Some(i),
+            Some(l) => *named.entry(l).or_default() += 1,
+            None => {}
+        }
+    }
+    named
+        .into_iter()
+        .max_by_key(|(_, votes)| *votes)
+        .map(|(l, _)| l as usize)
+        .filter(|&l| c.running(l))
+}
+
+/// A lock grant: client `client` got `token` for `lock` between `call` and `ret`.
+#[derive(Clone, Debug)]
+struct Grant {
+    client: u32,
+    lock: u64,
+    token: u64,
+    call: u64,
+    ret: u64,
+}
+
+/// What the clients record.
+#[derive(Default)]
+struct Recorder {
+    history: History<KvModel>,
+    grants: Vec<Grant>,
+    ops: BTreeMap<&'static str, (u64, u64, u64)>,
+    /// Answers of a kind the operation never returns.
+    odd: Vec<String>,
+}
+
+#[derive(Copy, Clone)]
+enum End {
+    Ok,
+    Fail,
+    Info,
+}
+
+impl Recorder {
+    fn count(&mut self, kind: &'static str, end: End) {
+        let e = self.ops.entry(kind).or_default();
+        match end {
+            End::Ok => e.0 += 1,
+            End::Fail => e.1 += 1,
+            End::Info => e.2 += 1,
+        }
+    }
+}
+
+struct Shared {
+    start: Instant,
+    rec: Mutex<Recorder>,
+    next_value: AtomicU64,
+    key_ops: Vec<AtomicU64>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// A key to use: one of the active slots, each retiring its key after
+    /// [`OPS_PER_KEY`] operations.
+    fn key(&self, rng: &mut StdRng) -> u64 {
+        let slot = rng.gen_range(0..ACTIVE_KEYS);
+        let n = self.key_ops[slot as usize].fetch_add(1, Ordering::Relaxed);
+        (n / OPS_PER_KEY) * ACTIVE_KEYS + slot
+    }
+}
+
+/// One client: operations until told to stop.
+async fn client_loop(sh: Arc<Shared>, mut c: Client, seed: u64) {
+    let id = c.id();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut versions: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut session = false;
+    let mut held: Option<(u64, u64)> = None;
+    while !sh.stop.load(Ordering::Relaxed) {
+        let roll = rng.gen_range(0..100);
+        if roll >= 92 {
+            lock_op(&sh, &mut c, &mut rng, &mut session, &mut held).await;
+            continue;
+        }
+        let key = sh.key(&mut rng);
+        let value = sh.next_value.fetch_add(1, Ordering::Relaxed);
+        let (kind, op) = match roll {
+            0..=39 => ("get", KvOp::Get),
+            40..=64 => ("put", KvOp::Put(value)),
+            65..=87 => {
+                let expected = match versions.get(&key) {
+                    Some(&v) if rng.gen_bool(0.8) => v,
+                    _ => rng.gen_range(0..3),
+                };
+                ("cas", KvOp::Cas { expected, value })
+            }
+            _ => ("delete", KvOp::Delete),
+        };
+        let call = sh.now();
+        let h = sh.rec.lock().unwrap().history.invoke(id, key, op, call);
+        let r = match op {
+            KvOp::Get => c.call(Op::Get { key }).await,
+            KvOp::Put(value) => c.call(Op::Put { key, value }).await,
+            KvOp::Delete => c.call(Op::Delete { key }).await,
+            KvOp::Cas { expected, value } => {
+                c.call(Op::Cas {
+                    key,
+                    expected,
+                    value,
+                })
+                .await
+            }
+        };
+        let at = sh.now();
+        let mut rec = sh.rec.lock().unwrap();
+        let ret = match r {
+            Ok(Reply::Value(v)) => {
+                if let Some((_, ver)) = v {
+                    versions.insert(key, ver);
+                }
+                Ok(KvRet::Value(v))
+            }
+            Ok(Reply::Version(v)) => {
+                versions.insert(key, v);
+                Ok(KvRet::Version(v))
+            }
+            Ok(Reply::Deleted(d)) => {
+                versions.remove(&key);
+                Ok(KvRet::Deleted(d))
+            }
+            Ok(Reply::Cas(r)) => {
+                versions.insert(key, r.unwrap_or_else(|v| v));
+                Ok(KvRet::CasResult(r))
+            }
+            Ok(Reply::Stale) => Err(End::Fail),
+            Ok(other) => {
+                rec.odd
+                    .push(format!("c{id} {kind} of key {key} was answered {other:?}"));
+                Err(End::Info)
+            }
+            Err(_) => Err(End::Info),
+        };
+        match ret {
+            Ok(r) => {
+                let end = match r {
+                    KvRet::CasResult(Err(_)) => End::Fail,
+                    _ => End::Ok,
+                };
+                rec.history.ok(h, r, at);
+                rec.count(kind, end);
+            }
+            Err(End::Fail) => {
+                rec.history.fail(h);
+                rec.count(kind, End::Fail);
+            }
+            Err(_) => {
+                rec.history.info(h);
+                rec.count(kind, End::Info);
+            }
+        }
+    }
+}
+
+/// A session or lock operation: open a session if there is none, release
+/// the lock held, or try to take one.
+async fn lock_op(
+    sh: &Shared,
+    c: &mut Client,
+    rng: &mut StdRng,
+    session: &mut bool,
+    held: &mut Option<(u64, u64)>,
+) {
+    let id = c.id();
+    if !*session {
+        let r = c.open_session(Duration::from_secs(3)).await;
+        let mut rec = sh.rec.lock().unwrap();
+        match r {
+            Ok(Ok(_)) => {
+                *session = true;
+                rec.count("session", End::Ok);
+            }
+            Ok(Err(_)) => rec.count("session", End::Fail),
+            Err(_) => rec.count("session", End::Info),
+        }
+        return;
+    }
+    if let Some((lock, token)) = *held {
+        let r = c.release(lock, token).await;
+        let mut rec = sh.rec.lock().unwrap();
+        match r {
+            Ok(true) => rec.count("release", End::Ok),
+            Ok(false) => rec.count("release", End::Fail),
+            Err(_) => rec.count("release", End::Info),
+        }
+        if r.is_ok() {
+            *held = None;
+        }
+        return;
+    }
+    let lock = rng.gen_range(0..LOCKS);
+    let call = sh.now();
+    let r = c.acquire(lock).await;
+    let ret = sh.now();
+    let mut rec = sh.rec.lock().unwrap();
+    match r {
+        Ok(Ok(token)) => {
+            *held = Some((lock, token));
+            rec.grants.push(Grant {
+                client: id,
+                lock,
+                token,
+                call,
+                ret,
+            });
+            rec.count("acquire", End::Ok);
+        }
+        Ok(Err(e)) => {
+            if e == LockError::NoSession {
+                *session = false;
+            }
+            rec.count("acquire", End::Fail);
+        }
+        Err(_) => rec.count("acquire", End::Info),
+    }
+}
+
+/// Runs one test: cluster, clients, nemesis, heal, checks. Every process it
+/// started is stopped when it returns (or is dropped).
+pub async fn run(cfg: &Config) -> Summary {
+    let dir = cfg.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "paxkv-jepsen-{}-{}-{}",
+            std::process::id(),
+            cfg.seed,
+            cfg.nodes
+        ))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    let mut summary = Summary {
+        seed: cfg.seed,
+        rerun: cfg.rerun_command(),
+        dir: dir.clone(),
+        ..Summary::default()
+    };
+    let steps = schedule(cfg.seed, cfg.nodes, &cfg.faults, cfg.duration);
+    let mut nemesis_log = String::new();
+    let say = |log: &mut String, line: String| {
+        if cfg.verbose {
+            println!("{line}");
+        }
+        log.push_str(&line);
+        log.push('\n');
+    };
+    say(
+        &mut nemesis_log,
+        format!(
+            "paxkv jepsen: seed {}, {} nodes, {} clients, {} s, bugs {:?}; files in {}",
+            cfg.seed,
+            cfg.nodes,
+            cfg.clients,
+            cfg.duration.as_secs(),
+            cfg.bugs,
+            dir.display()
+        ),
+    );
+
+    let mut cluster = Cluster::new(cfg, dir.clone());
+    for i in 0..cfg.nodes {
+        cluster.start(i);
+    }
+    let sh = Arc::new(Shared {
+        start: Instant::now(),
+        rec: Mutex::new(Recorder::default()),
+        next_value: AtomicU64::new(1),
+        key_ops: (0..ACTIVE_KEYS).map(|_| AtomicU64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+    });
+    // Wait until the cluster serves before the clock starts.
+    {
+        let mut c = Client::new(cluster.peers.clone(), 999_998)
+            .cluster(cluster.cluster)
+            .timeout(Duration::from_secs(20));
+        if let Err(e) = c.get(u64::MAX - 1).await {
+            summary
+                .violations
+                .push(format!("the new cluster never answered: {e}"));
+            return summary;
+        }
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..cfg.clients {
+        // Each client is bound to a node, as Jepsen's are: it asks that
+        // node first, and is redirected from there.
+        let c = Client::new(cluster.peers.clone(), 1 + i as u32)
+            .cluster(cluster.cluster)
+            .timeout(cfg.op_timeout)
+            .home((i % cfg.nodes) as u8);
+        let seed = cfg.seed.wrapping_mul(1000).wrapping_add(i as u64);
+        tasks.push(tokio::spawn(client_loop(sh.clone(), c, seed)));
+    }
+
+    // The nemesis.
+    let end = start + cfg.duration;
+    for step in &steps {
+        tokio::time::sleep(step.gap).await;
+        cluster.reap(start.elapsed());
+        if Instant::now() + step.hold >= end {
+            break;
+        }
+        let t = start.elapsed().as_secs_f64();
+        let leader = match step.kind {
+            FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader => {
+                find_leader(&cluster).await
+            }
+            _ => None,
+        };
+        let targets: Vec<usize> = match (step.kind, leader) {
+            (
+                FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader,
+                Some(l),
+            ) => vec![l],
+            _ => step.targets.clone(),
+        };
+        let who = if leader.is_some() {
+            format!("leader n{}", targets[0])
+        } else {
+            let names: Vec<String> = targets.iter().map(|i| format!("n{i}")).collect();
+            names.join(",")
+        };
+        *summary.faults.entry(step.kind.name()).or_default() += 1;
+        match step.kind {
+            FaultKind::KillMinority | FaultKind::KillLeader => {
+                say(
+                    &mut nemesis_log,
+                    format!("{t:7.2}s kill -9 {who} for {} ms", step.hold.as_millis()),
+                );
+                for &i in &targets {
+                    cluster.kill(i);
+                }
+                tokio::time::sleep(step.hold).await;
+                for &i in &targets {
+                    cluster.start(i);
+                }
+            }
+            FaultKind::PauseNode | FaultKind::PauseLeader => {
+                say(
+                    &mut nemesis_log,
+                    format!("{t:7.2}s SIGSTOP {who} for {} ms", step.hold.as_millis()),
+                );
+                for &i in &targets {
+                    cluster.signal(i, "STOP");
+                }
+                tokio::time::sleep(step.hold).await;
+                for &i in &targets {
+                    cluster.signal(i, "CONT");
+                }
+            }
+            FaultKind::IsolateNode | FaultKind::IsolateLeader => {
+                say(
+                    &mut nemesis_log,
+                    format!(
+                        "{t:7.2}s isolate {who} from its peers for {} ms",
+                        step.hold.as_millis()
+                    ),
+                );
+                cluster.links.isolate(targets[0], true);
+                tokio::time::sleep(step.hold).await;
+                cluster.links.isolate(targets[0], false);
+            }
+            FaultKind::FlipBit | FaultKind::Truncate => {
+                let i = targets[0];
+                cluster.kill(i);
+                let wal = cluster.data(i).join("wal");
+                let what = corrupt(&wal, step);
+                say(
+                    &mut nemesis_log,
+                    format!("{t:7.2}s kill -9 n{i}, {what}, restart"),
+                );
+                let before = cluster.log_text(i).matches("voting again").count();
+                tokio::time::sleep(step.hold).await;
+                cluster.start(i);
+                // One fault at a time: the next waits until this replica
+                // votes again (a rebuild needs the others).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while what.starts_with("flipped") || what.starts_with("truncated") {
+                    let log = cluster.log_text(i);
+                    if log.matches("voting again").count() > before {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        say(
+                            &mut nemesis_log,
+                            format!("         n{i} has not rebuilt after 30 s"),
+                        );
+                        break;
+                    }
+                    cluster.reap(start.elapsed());
+                    if cluster.procs[i].is_none() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let remaining = end.saturating_duration_since(Instant::now());
+    tokio::time::sleep(remaining).await;
+    sh.stop.store(true, Ordering::Relaxed);
+
+    // Heal, let the clients finish, then a quiet period.
+    cluster.reap(start.elapsed());
+    cluster.heal();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let t = start.elapsed().as_secs_f64();
+    say(
+        &mut nemesis_log,
+        format!("{t:7.2}s healed; clients done; quiet period"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Final reads of every key written, as ordinary operations.
+    let written: BTreeSet<u64> = {
+        let rec = sh.rec.lock().unwrap();
+        rec.history
+            .ops
+            .iter()
+            .filter(|o| !matches!(o.op, KvOp::Get))
+            .map(|o| o.key)
+            .collect()
+    };
+    let mut reader = Client::new(cluster.peers.clone(), FINAL_READER)
+        .cluster(cluster.cluster)
+        .timeout(Duration::from_secs(10));
+    let mut finals: BTreeMap<u64, Option<(u64, u64)>> = BTreeMap::new();
+    for &key in &written {
+        let mut got = None;
+        for _ in 0..3 {
+            let call = sh.now();
+            let r = reader.get(key).await;
+            let at = sh.now();
+            if let Ok(v) = r {
+                let mut rec = sh.rec.lock().unwrap();
+                let h = rec.history.invoke(FINAL_READER, key, KvOp::Get, call);
+                rec.history.ok(h, KvRet::Value(v), at);
+                got = Some(v);
+                break;
+            }
+        }
+        match got {
+            Some(v) => {
+                finals.insert(key, v);
+            }
+            None => {
+                summary.violations.push(format!(
+                    "the healed cluster did not answer a read of key {key} (3 tries of 10 s)"
+                ));
+                break;
+            }
+        }
+    }
+    cluster.reap(start.elapsed());
+    summary.elapsed = start.elapsed();
+    let t = summary.elapsed.as_secs_f64();
+    say(
+        &mut nemesis_log,
+        format!("{t:7.2}s final reads of {} keys done", finals.len()),
+    );
+
+    // Checks.
+    summary.violations.append(&mut cluster.crashed);
+    for i in 0..cluster.n() {
+        let log = cluster.log_text(i);
+        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+            summary
+                .violations
+                .push(format!("n{i} panicked: {}", line.trim()));
+        }
+    }
+    for i in 0..cluster.n() {
+        cluster.kill(i);
+    }
+    let rec = std::mem::take(&mut *sh.rec.lock().unwrap());
+    summary.ops = rec.ops.clone();
+    for o in &rec.odd {
+        summary
+            .violations
+            .push(format!("an impossible answer: {o}"));
+    }
+    summary
+        .violations
+        .extend(lost_writes(&rec.history, &finals));
+    summary.violations.extend(fencing(&rec.grants));
+    let budget = cfg.lin_budget;
+    let history = rec.history.clone();
+    let (keys, lin) = tokio::task::spawn_blocking(move || linearizable(&history, budget))
+        .await
+        .expect("the checker does not panic");
+    summary.keys = keys;
+    summary.violations.extend(lin);
+
+    if !summary.passed() {
+        let _ = std::fs::write(dir.join("nemesis.log"), &nemesis_log);
+        if let Ok(json) = serde_json::to_string(&rec.history) {
+            let _ = std::fs::write(dir.join("history.json"), json);
+        }
+        if cfg.verbose {
+            for i in 0..cluster.n() {
+                println!(
+                    "---- n{i}'s log (last 15 lines) ----\n{}",
+                    cluster.tail(i, 15)
+                );
+            }
+        }
+    } else if cfg.dir.is_none() {
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    summary
+}
+
+/// Corrupts a stopped replica's WAL as `step` says; describes what it did.
+fn corrupt(wal: &Path, step: &Step) -> String {
+    let Ok(mut bytes) = std::fs::read(wal) else {
+        return "no WAL to corrupt".into();
+    };
+    if bytes.is_empty() {
+        return "an empty WAL left alone".into();
+    }
+    match step.kind {
+        FaultKind::FlipBit => {
+            let at = (bytes.len() as u64 * step.position as u64 / 1_000_000) as usize;
+            bytes[at] ^= 1 << step.bit;
+            let _ = std::fs::write(wal, &bytes);
+            format!(
+                "flipped bit {} of byte {at} of its {}-byte WAL",
+                step.bit,
+                bytes.len()
+            )
+        }
+        _ => {
+            // Shorter than a header: the WAL reads as wiped. (Cutting it
+            // anywhere after the header is indistinguishable from a torn
+            // write, which may drop synced votes: outside the fault model.)
+            let len = (step.position as usize % wal::HEADER_LEN).min(bytes.len());
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(wal)
+                .and_then(|f| f.set_len(len as u64));
+            format!("truncated its {}-byte WAL to {len} bytes", bytes.len())
+        }
+    }
+}
+
+/// Writes that wrote `value` on a key: put or successful (or unknown) cas.
+fn writes_value(o: &Operation<KvModel>) -> Option<u64> {
+    match (o.op, &o.outcome) {
+        (KvOp::Put(v), _) => Some(v),
+        (KvOp::Cas { value, .. }, Outcome::Info)
+        | (
+            KvOp::Cas { value, .. },
+            Outcome::Ok {
+                ret: KvRet::CasResult(Ok(_)),
+                ..
+            },
+        ) => Some(value),
+        _ => None,
+    }
+}
+
+/// No acknowledged write is lost: the final state of each key was made by
+/// a write (or delete) that did not complete before an acknowledged write
+/// to the key began, and a value read was written by someone.
+fn lost_writes(h: &History<KvModel>, finals: &BTreeMap<u64, Option<(u64, u64)>>) -> Vec<String> {
+    let mut out = Vec::new();
+    let by_key = h.by_key();
+    for (key, fin) in finals {
+        let Some(ops) = by_key.get(key) else { continue };
+        let ops: Vec<&Operation<KvModel>> =
+            ops.iter().filter(|o| o.client != FINAL_READER).collect();
+        let acked = |o: &&&Operation<KvModel>| {
+            matches!(
+                (&o.op, &o.outcome),
+                (KvOp::Put(_), Outcome::Ok { .. })
+                    | (
+                        KvOp::Cas { .. },
+                        Outcome::Ok {
+                            ret: KvRet::CasResult(Ok(_)),
+                            ..
+                        }
+                    )
+                    | (KvOp::Delete, Outcome::Ok { .. })
+            )
+        };
+        // The operations that may have made the final state.
+        let makers: Vec<&&Operation<KvModel>> = match fin {
+            Some((v, _)) => ops.iter().filter(|o| writes_value(o) == Some(*v)).collect(),
+            None => ops
+                .iter()
+                .filter(|o| matches!(o.op, KvOp::Delete))
+                .collect(),
+        };
+        if let Some((v, ver)) = fin {
+            if makers.is_empty() {
+                out.push(format!(
+                    "key {key}: the final read shows value {v} (version {ver}), which no one wrote"
+                ));
+                continue;
+            }
+        }
+        // Lost: an acknowledged write that began after every possible maker
+        // had completed, so it must come after it, yet its effect is gone.
+        for w in ops.iter().filter(acked) {
+            if makers.iter().any(|m| std::ptr::eq(**m, *w)) {
+                continue;
+            }
+            if makers.iter().all(|m| m.ret_time() < w.call) {
+                let desc = match w.op {
+                    KvOp::Delete => "delete".to_string(),
+                    KvOp::Put(v) | KvOp::Cas { value: v, .. } => format!("write of {v}"),
+                    KvOp::Get => unreachable!(),
+                };
+                out.push(format!(
+                    "key {key}: an acknowledged {desc} by c{} (at {:.3} s) is lost: the final read shows {fin:?}",
+                    w.client,
+                    w.call as f64 / 1e6
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Fencing tokens: one token goes to one client, and a grant that began
+/// after another ended has a larger token (or the same, re-granted to the
+/// same holder).
+fn fencing(grants: &[Grant]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by_lock: BTreeMap<u64, Vec<&Grant>> = BTreeMap::new();
+    for g in grants {
+        by_lock.entry(g.lock).or_default().push(g);
+    }
+    for (lock, gs) in by_lock {
+        let mut holder: BTreeMap<u64, u32> = BTreeMap::new();
+        for g in &gs {
+            if let Some(&c) = holder.get(&g.token) {
+                if c != g.client {
+                    out.push(format!(
+                        "lock {lock}: fencing token {} was handed to c{c} and to c{}",
+                        g.token, g.client
+                    ));
+                }
+            }
+            holder.insert(g.token, g.client);
+        }
+        for a in &gs {
+            for b in &gs {
+                if a.ret < b.call && a.token > b.token {
+                    out.push(format!(
+                        "lock {lock}: c{} got token {} (ended {:.3} s), then c{} got the smaller token {} (began {:.3} s)",
+                        a.client,
+                        a.token,
+                        a.ret as f64 / 1e6,
+                        b.client,
+                        b.token,
+                        b.call as f64 / 1e6
+                    ));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks each key: ((keys, linearizable, undecided), violations).
+fn linearizable(h: &History<KvModel>, budget: u64) -> ((usize, usize, usize), Vec<String>) {
+    let mut keys = (0, 0, 0);
+    let mut out = Vec::new();
+    for (key, ops) in h.by_key() {
+        keys.0 += 1;
+        match linearizability::check_key::<KvModel>(&ops, budget) {
+            Verdict::Linearizable => keys.1 += 1,
+            Verdict::Unknown => keys.2 += 1,
+            Verdict::NotLinearizable => {
+                if out.len() < 3 {
+                    let minimal = linearizability::shrink::<KvModel>(ops, budget);
+                    out.push(format!(
+                        "key {key} is not linearizable: no order of these {} operations explains their results (times in us from the start):\n{}",
+                        minimal.len(),
+                        linearizability::render(&minimal)
+                    ));
+                } else {
+                    out.push(format!("key {key} is not linearizable either"));
+                }
+            }
+        }
+    }
+    (keys, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let d = Duration::from_secs(60);
+        let a = schedule(7, 5, &FaultKind::ALL, d);
+        assert_eq!(a, schedule(7, 5, &FaultKind::ALL, d));
+        assert_ne!(a, schedule(8, 5, &FaultKind::ALL, d));
+        assert!(a.len() >= 10);
+        assert!(a.iter().all(|s| s.targets.len() <= 2));
+        let kinds: BTreeSet<_> = a.iter().map(|s| s.kind).collect();
+        assert!(kinds.len() >= 5, "{kinds:?}");
+    }
+
+    fn grant(client: u32, token: u64, call: u64, ret: u64) -> Grant {
+        Grant {
+            client,
+            lock: 0,
+            token,
+            call,
+            ret,
+        }
+    }
+
+    #[test]
+    fn fencing_catches_reused_and_decreasing_tokens() {
+        assert!(
+            fencing(&[grant(1, 1, 0, 10), grant(2, 2, 20, 30), grant(2, 2, 40, 50)]).is_empty()
+        );
+        assert!(!fencing(&[grant(1, 1, 0, 10), grant(2, 1, 20, 30)]).is_empty());
+        assert!(!fencing(&[grant(1, 2, 0, 10), grant(2, 1, 20, 30)]).is_empty());
+        // Concurrent grants may come in either order.
+        assert!(fencing(&[grant(1, 2, 0, 30), grant(2, 1, 20, 40)]).is_empty());
+    }
+
+    #[test]
+    fn a_lost_write_is_reported() {
+        let mut h = History::<KvModel>::new();
+        let a = h.invoke(1, 5, KvOp::Put(10), 0);
+        h.ok(a, KvRet::Version(1), 10);
+        let b = h.invoke(2, 5, KvOp::Put(11), 20);
+        h.ok(b, KvRet::Version(2), 30);
+        let fin = |v| BTreeMap::from([(5, v)]);
+        assert!(lost_writes(&h, &fin(Some((11, 2)))).is_empty());
+        assert_eq!(lost_writes(&h, &fin(Some((10, 1)))).len(), 1);
+        assert_eq!(lost_writes(&h, &fin(None)).len(), 1);
+        assert_eq!(lost_writes(&h, &fin(Some((99, 3)))).len(), 1);
+    }
+}

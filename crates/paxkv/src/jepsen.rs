@@ -345,12 +345,23 @@ impl Summary {
     }
 }
 
-/// Loopback ports nobody listens on right now.
-fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
-        .collect();
-    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
+/// `n` loopback ports, bound. They are drawn below the kernel's ephemeral
+/// range, so that no outgoing connection takes a server's port while the
+/// server is down (a restart would then fail with "address in use").
+fn bind_ports(n: usize) -> Vec<TcpListener> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(11_000);
+    let mut rng = StdRng::from_entropy();
+    let mut held = Vec::new();
+    while held.len() < n {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", rng.gen_range(10_000..low))) {
+            held.push(l);
+        }
+    }
+    held
 }
 
 /// The server processes. Dropping it kills every one still running (a
@@ -376,11 +387,19 @@ impl Cluster {
         for i in 0..n {
             std::fs::create_dir_all(dir.join(format!("n{i}"))).expect("create a data directory");
         }
-        let peers = free_ports(n);
+        let mut ports = bind_ports(n * n);
+        let proxies = ports.split_off(n);
+        let peers: Vec<SocketAddr> = ports
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        // The servers' ports are free again once the proxies hold theirs.
+        let links = Links::start(&peers, proxies);
+        drop(ports);
         Cluster {
             exe: cfg.exe.clone(),
             dir,
-            links: Links::start(&peers),
+            links,
             peers,
             cluster: 0x7e57,
             bugs: cfg.bugs.clone(),
@@ -537,14 +556,15 @@ struct Links {
 }
 
 impl Links {
-    fn start(peers: &[SocketAddr]) -> Arc<Links> {
+    /// `ports`: n * (n - 1) bound listeners for the proxies.
+    fn start(peers: &[SocketAddr], mut ports: Vec<TcpListener>) -> Arc<Links> {
         let n = peers.len();
         let mut listeners = Vec::new();
         let mut proxy = vec![vec![([127, 0, 0, 1], 0).into(); n]; n];
         for (i, row) in proxy.iter_mut().enumerate() {
             for (j, addr) in row.iter_mut().enumerate() {
                 if i != j {
-                    let l = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+                    let l = ports.pop().expect("a port per link");
                     *addr = l.local_addr().expect("addr");
                     listeners.push((i, j, l));
                 }

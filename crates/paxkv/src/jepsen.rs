@@ -348,7 +348,7 @@ impl Summary {
 /// `n` loopback ports, bound. They are drawn below the kernel's ephemeral
 /// range, so that no outgoing connection takes a server's port while the
 /// server is down (a restart would then fail with "address in use").
-fn bind_ports(n: usize) -> Vec<TcpListener> {
+pub fn bind_ports(n: usize) -> Vec<TcpListener> {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())

@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_paxkv");
 
-/// Loopback ports nobody listens on right now.
+/// Loopback ports nobody listens on right now, below the kernel's
+/// ephemeral range (so no outgoing connection takes a stopped server's port).
 fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
+    let ls = paxkv::jepsen::bind_ports(n);
     ls.iter().map(|l| l.local_addr().expect("addr")).collect()
 }
 

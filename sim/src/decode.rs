@@ -124,7 +124,9 @@ pub fn decode(
             12 => Fault::BitFlip {
                 node,
                 record: param as u32,
-                bit: extra as u32 % 64,
+                // Any bit of the record: two more bytes (`flip_bit` takes
+                // them modulo the record's length in bits).
+                bit: u32::from(b.u16()),
             },
             _ => Fault::Wipe { node },
         };

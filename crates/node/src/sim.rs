@@ -508,7 +508,9 @@ impl<S: Runnable> World<S> {
         core.nodes[id as usize] = None;
         let torn = Core::<S::P>::permille(core.faults.torn_permille);
         let keep = thread_rng().gen_range(0..=slot.disk.pending());
-        let (landed, lost) = slot.disk.crash(keep, torn);
+        // Where a torn write is cut, drawn only when one is (as the engine).
+        let tear = torn.then(|| thread_rng().gen::<u32>());
+        let (landed, lost) = slot.disk.crash_tearing(keep, tear);
         if !landed.is_empty() {
             let r = self
                 .checker

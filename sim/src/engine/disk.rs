@@ -88,13 +88,6 @@ impl<W: DiskRecord> Disk<W> {
         (landed, lost)
     }
 
-    /// [`crash_tearing`](Self::crash_tearing) with the cut at a fixed
-    /// position (`u32::MAX % len`), for a runner that does not draw one yet
-    /// (`crates/node`).
-    pub fn crash(&mut self, keep: usize, torn: bool) -> (Range<usize>, u32) {
-        self.crash_tearing(keep, torn.then_some(u32::MAX))
-    }
-
     /// Drops the records a later whole-state record replaced (done lazily,
     /// when the next writes land, or now: once the checker has seen them).
     pub fn compact(&mut self) {

@@ -38,6 +38,13 @@ timed() {
   echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}'
 }
 
+# Prints one result line: `report WHAT VISITED UNIQUE SECONDS`.
+report() {
+  echo "$1: $2 visited, $3 unique in ${4}s:" \
+    "$(awk -v v="$2" -v s="$4" 'BEGIN{printf "%.0f", v/s}') visited/s," \
+    "$(awk -v u="$3" -v s="$4" 'BEGIN{printf "%.0f", u/s}') unique/s"
+}
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 for cpus in "1 core" "all $(nproc) cores"; do
   if [ "$cpus" = "1 core" ]; then run=(taskset -c 0 "$example"); else run=("$example"); fi
@@ -45,15 +52,11 @@ for cpus in "1 core" "all $(nproc) cores"; do
   done_line=$(grep '^Done' "$work/out")
   visited=$(echo "$done_line" | sed -E 's/.*states=([0-9]+).*/\1/')
   unique=$(echo "$done_line" | sed -E 's/.*unique=([0-9]+).*/\1/')
-  echo "stateright paxos example (3 servers, 3 clients), $cpus: $visited visited, $unique unique in ${secs}s:" \
-    "$(awk -v v="$visited" -v s="$secs" 'BEGIN{printf "%.0f", v/s}') visited/s," \
-    "$(awk -v u="$unique" -v s="$secs" 'BEGIN{printf "%.0f", u/s}') unique/s"
+  report "stateright paxos example (3 servers, 3 clients), $cpus" "$visited" "$unique" "$secs"
 done
 secs=$(timed taskset -c 0 target/release/paxsim check --scenario basic --nodes 3 --clients 2 \
   --timers 0 --max-states "$visited")
 line=$(grep 'unique states' "$work/out")
 p_unique=$(echo "$line" | sed -E 's/^([0-9]+) unique states.*/\1/')
 p_visited=$(echo "$line" | sed -E 's/.*\(([0-9]+) visited.*/\1/')
-echo "paxsim check basic (3 nodes, 2 proposers), 1 core: $p_visited visited, $p_unique unique in ${secs}s:" \
-  "$(awk -v v="$p_visited" -v s="$secs" 'BEGIN{printf "%.0f", v/s}') visited/s," \
-  "$(awk -v u="$p_unique" -v s="$secs" 'BEGIN{printf "%.0f", u/s}') unique/s"
+report "paxsim check basic (3 nodes, 2 proposers), 1 core" "$p_visited" "$p_unique" "$secs"

@@ -516,6 +516,36 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// What this scheduled fault does to an `n`-node cluster as it is now,
+    /// or `None` if it does not apply. A leader-aimed crash names the
+    /// leader; a crash needs a live node, a restart a crashed one, leader
+    /// isolation a leader. A disk may be lost (bit flip, wipe) only while
+    /// fewer than `(n - 1) / 2` others are lost, so a majority always keeps
+    /// its state. Every runner (the engine, madsim) asks this.
+    pub fn resolve(
+        self,
+        n: u8,
+        live: impl Fn(NodeId) -> bool,
+        disk_lost: impl Fn(NodeId) -> bool,
+        leader: impl Fn() -> Option<NodeId>,
+    ) -> Option<Fault> {
+        let fault = match self {
+            Fault::CrashLeader => Fault::Crash { node: leader()? },
+            f => f,
+        };
+        let applies = match fault {
+            Fault::Crash { node } => live(node),
+            Fault::Restart { node } => !live(node),
+            Fault::BitFlip { node, .. } | Fault::Wipe { node } => {
+                let f = (n as usize - 1) / 2;
+                !disk_lost(node) && (0..n).filter(|&i| disk_lost(i)).count() < f
+            }
+            Fault::IsolateLeader => leader().is_some(),
+            _ => true,
+        };
+        applies.then_some(fault)
+    }
+
     /// A stable small index per kind, for counting.
     pub fn kind_index(&self) -> usize {
         match self {

@@ -559,29 +559,17 @@ impl<S: Runnable> World<S> {
     fn fault(&mut self, fault: Fault) {
         let n = self.core.cfg.nodes;
         let kind = fault.kind_index();
-        let fault = match fault {
-            Fault::CrashLeader => match self.core.leader() {
-                Some(node) => Fault::Crash { node },
-                None => return,
-            },
-            f => f,
-        };
         let core = &self.core;
-        let applies = match fault {
-            Fault::Crash { node } | Fault::Pause { node, .. } => core.slots[node as usize].up,
-            Fault::Restart { node } => !core.slots[node as usize].up,
-            // Losing a disk is survivable only while a majority of the
-            // others still hold theirs: at most a minority at a time.
-            Fault::BitFlip { node, .. } | Fault::Wipe { node } => {
-                let f = (n as usize - 1) / 2;
-                let lost = (0..n as usize).filter(|&i| core.disk_lost(i)).count();
-                !core.disk_lost(node as usize) && lost < f
-            }
-            Fault::IsolateLeader => core.leader().is_some(),
-            _ => true,
-        };
-        if !applies {
+        let live = |i: NodeId| core.slots[i as usize].up;
+        let lost = |i: NodeId| core.disk_lost(i as usize);
+        let Some(fault) = fault.resolve(n, live, lost, || core.leader()) else {
             return;
+        };
+        // madsim can pause only a running process.
+        if let Fault::Pause { node, .. } = fault {
+            if !live(node) {
+                return;
+            }
         }
         self.core.faults_done[kind] += 1;
         self.core.note(0, ("fault", fault));

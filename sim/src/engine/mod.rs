@@ -929,29 +929,11 @@ impl<S: Scenario> Engine<S> {
         let n = self.core.cfg.nodes;
         // Leader-aimed faults resolve to a node now (and count as such).
         let kind = fault.kind_index();
-        let fault = match fault {
-            Fault::CrashLeader => match self.core.leader() {
-                Some(node) => Fault::Crash { node },
-                None => return,
-            },
-            f => f,
-        };
         let core = &self.core;
-        let applies = match fault {
-            Fault::Crash { node } => core.nodes[node as usize].is_some(),
-            Fault::Restart { node } => core.nodes[node as usize].is_none(),
-            // Losing a disk is survivable only while a majority of the
-            // others still hold theirs: at most a minority (f) at a time.
-            Fault::BitFlip { node, .. } | Fault::Wipe { node } => {
-                let f = (n as usize - 1) / 2;
-                !core.disk_lost(node) && (0..n).filter(|&i| core.disk_lost(i)).count() < f
-            }
-            Fault::IsolateLeader => core.leader().is_some(),
-            _ => true,
-        };
-        if !applies {
+        let live = |i: NodeId| core.nodes[i as usize].is_some();
+        let Some(fault) = fault.resolve(n, live, |i| core.disk_lost(i), || core.leader()) else {
             return;
-        }
+        };
         self.core.stats.faults[kind] += 1;
         let node = match fault {
             Fault::Crash { node }

@@ -348,7 +348,7 @@ where
             MAction::Crash(id) => {
                 let i = id as usize;
                 st.nodes[i] = None;
-                st.disks[i].crash_tearing(0, None); // Every unsynced write is lost.
+                st.disks[i].crash(0, None); // Every unsynced write is lost.
                 st.incs[i] += 1;
                 st.timers[i].clear();
                 st.syncs[i].clear();

@@ -510,7 +510,7 @@ impl<S: Runnable> World<S> {
         let keep = thread_rng().gen_range(0..=slot.disk.pending());
         // Where a torn write is cut, drawn only when one is (as the engine).
         let tear = torn.then(|| thread_rng().gen::<u32>());
-        let (landed, lost) = slot.disk.crash_tearing(keep, tear);
+        let (landed, lost) = slot.disk.crash(keep, tear);
         if !landed.is_empty() {
             let r = self
                 .checker

@@ -73,7 +73,7 @@ impl<W: DiskRecord> Disk<W> {
     /// next is left torn, cut at `tear`, if that is `Some`), the rest are
     /// lost. Returns the range of `durable` the intact survivors occupy, and
     /// how many writes were lost.
-    pub fn crash_tearing(&mut self, keep: usize, tear: Option<u32>) -> (Range<usize>, u32) {
+    pub fn crash(&mut self, keep: usize, tear: Option<u32>) -> (Range<usize>, u32) {
         let landed = self.land(keep.min(self.unsynced.len()));
         let lost = self.unsynced.len() as u32;
         if let Some(cut) = tear {

@@ -1036,7 +1036,7 @@ impl<S: Scenario> Engine<S> {
         let now = self.core.now;
         let slot = &mut self.core.slots[node as usize];
         slot.inc += 1;
-        let (landed, lost) = slot.disk.crash_tearing(keep, tear);
+        let (landed, lost) = slot.disk.crash(keep, tear);
         if !landed.is_empty() {
             let r = self
                 .checker

@@ -559,12 +559,7 @@ impl<S: Scenario> Engine<S> {
     /// broke.
     pub fn run(mut self) -> Outcome<S::P> {
         if let Err(detail) = catching(|| self.run_loop()) {
-            self.core.violation = Some(Violation {
-                invariant: Invariant::Assert,
-                at_us: self.core.now,
-                node: self.current,
-                detail,
-            });
+            self.assert_failed(self.current, detail);
         }
         if self.core.violation.is_none() {
             match catching(|| match self.workload.finish() {
@@ -573,14 +568,7 @@ impl<S: Scenario> Engine<S> {
                 Err(v) => self.core.violation = Some(v),
             }) {
                 Ok(()) => {}
-                Err(detail) => {
-                    self.core.violation = Some(Violation {
-                        invariant: Invariant::Assert,
-                        at_us: self.core.now,
-                        node: None,
-                        detail,
-                    })
-                }
+                Err(detail) => self.assert_failed(None, detail),
             }
         }
         self.outcome()
@@ -610,14 +598,20 @@ impl<S: Scenario> Engine<S> {
         }));
         let mut result = Ok(());
         if let Err(detail) = catching(|| result = self.script_loop(&script.steps)) {
-            self.core.violation = Some(Violation {
-                invariant: Invariant::Assert,
-                at_us: self.core.now,
-                node: self.current,
-                detail,
-            });
+            self.assert_failed(self.current, detail);
         }
         result.map(|()| self.outcome())
+    }
+
+    /// An assertion failed (at `node`, if one was being stepped): the run's
+    /// violation.
+    fn assert_failed(&mut self, node: Option<NodeId>, detail: String) {
+        self.core.violation = Some(Violation {
+            invariant: Invariant::Assert,
+            at_us: self.core.now,
+            node,
+            detail,
+        });
     }
 
     fn script_loop(&mut self, steps: &[Step]) -> Result<(), String> {

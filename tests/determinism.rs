@@ -52,6 +52,7 @@ fn a_campaign_finds_the_same_results_with_one_worker_or_two() {
         },
         start: 0,
         seeds: 300,
+        shard: None,
         jobs,
         check_determinism: true,
         repro_dir: None,

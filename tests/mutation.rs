@@ -16,6 +16,7 @@ fn campaign(config: RunConfig, seeds: u64) {
         config: config.clone(),
         start: 0,
         seeds,
+        shard: None,
         jobs: 1,
         check_determinism: false,
         repro_dir: None,

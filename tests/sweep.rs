@@ -10,6 +10,7 @@ fn sweep(config: RunConfig, seeds: u64) -> campaign::Summary {
         config,
         start: 0,
         seeds,
+        shard: None,
         jobs: 2,
         check_determinism: false,
         repro_dir: None,

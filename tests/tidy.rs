@@ -177,6 +177,7 @@ fn runners_and_the_engine_name_no_protocol_and_no_scenario() {
         "decode.rs",
         "bench.rs",
         "repro.rs",
+        "results.rs",
         "cli.rs",
         "main.rs",
         "nemesis.rs",

@@ -1,9 +1,15 @@
-//! Campaigns: many seeds over worker threads.
+//! Campaigns: many seeds over worker threads, and over machines.
 //!
 //! Each run stays single-threaded and deterministic; workers only pull seed
 //! numbers from a shared counter, so the set of runs (and every run's result)
 //! does not depend on the number of workers. Wall-clock time is read here, in
 //! the runner, and never inside a run.
+//!
+//! A campaign can also be split into [`Shard`]s, one per process or machine
+//! (a Kubernetes Indexed Job's pods, a Slurm job array's tasks): shard `i` of
+//! `n` runs one contiguous `n`th of the seeds. Since a seed's result depends
+//! on nothing else, the shards' summaries add up to the unsharded one
+//! ([`crate::results`] writes and merges them).
 
 use crate::config::RunConfig;
 use crate::nemesis::Fault;
@@ -11,6 +17,8 @@ use crate::repro::Repro;
 use crate::scenario::{self, run_seed, Report};
 use crate::trace::{render, Keep};
 use checkers::{Invariant, Violation};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -21,6 +29,8 @@ pub struct Options {
     pub config: RunConfig,
     pub start: u64,
     pub seeds: u64,
+    /// Run only this part of `start..start + seeds`.
+    pub shard: Option<Shard>,
     pub jobs: usize,
     /// Run every seed twice and compare trace hashes.
     pub check_determinism: bool,
@@ -35,7 +45,10 @@ pub struct Options {
 pub struct Failure {
     pub seed: u64,
     pub violation: Violation,
+    /// Where its repro file was written, if it was.
     pub repro: Option<PathBuf>,
+    /// The repro file's contents (shard results carry them inline).
+    pub record: Repro,
     /// The run's last events, rendered.
     pub recent: String,
 }
@@ -49,8 +62,10 @@ pub struct Summary {
     pub sim_time_us: u64,
     pub faults: [u64; crate::nemesis::KINDS],
     /// Runs that reached each coverage mark, in the order first reported.
-    pub coverage: Vec<(&'static str, u64)>,
+    pub coverage: Vec<(String, u64)>,
     pub wall: Duration,
+    /// A merged summary's shards' wall times (empty for one campaign).
+    pub shard_walls: Vec<Duration>,
     /// Seeds whose two runs produced different traces.
     pub nondeterministic: Vec<u64>,
     /// Runs whose end-of-run history check could not decide within its
@@ -59,9 +74,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Adds a worker's batch. Coverage counts stay per run: each batch
-    /// already counted every run at most once per mark.
-    fn merge(&mut self, o: Summary) {
+    /// Adds a worker's batch (or a shard's summary). Coverage counts stay
+    /// per run: each batch already counted every run at most once per mark.
+    pub fn merge(&mut self, o: Summary) {
         self.runs += o.runs;
         self.events += o.events;
         self.deliveries += o.deliveries;
@@ -70,7 +85,7 @@ impl Summary {
             *t += f;
         }
         for (name, n) in o.coverage {
-            self.mark(name, n);
+            self.mark(&name, n);
         }
         self.failures.extend(o.failures);
         self.nondeterministic.extend(o.nondeterministic);
@@ -91,10 +106,10 @@ impl Summary {
         self.unproven += r.stats.unproven;
     }
 
-    fn mark(&mut self, name: &'static str, runs: u64) {
-        match self.coverage.iter_mut().find(|(n, _)| *n == name) {
+    pub fn mark(&mut self, name: &str, runs: u64) {
+        match self.coverage.iter_mut().find(|(n, _)| n == name) {
             Some((_, c)) => *c += runs,
-            None => self.coverage.push((name, runs)),
+            None => self.coverage.push((name.to_string(), runs)),
         }
     }
 
@@ -124,7 +139,7 @@ impl Summary {
         s.required_marks(cfg)
             .into_iter()
             .map(|m| {
-                let c = self.coverage.iter().find(|(n, _)| *n == m);
+                let c = self.coverage.iter().find(|(n, _)| n == m);
                 (m, c.map_or(0, |(_, c)| *c))
             })
             .collect()
@@ -132,19 +147,16 @@ impl Summary {
 
     /// The human-readable end-of-campaign summary.
     pub fn render(&self, cfg: &RunConfig) -> String {
-        let secs = self.wall.as_secs_f64().max(1e-9);
         let mut s = String::new();
         s += &format!(
-            "runs {}  failures {}  events {}  deliveries {}  simulated {:.1}s  wall {:.1}s  ({:.0} runs/s, {:.0} deliveries/s)\n",
+            "runs {}  failures {}  events {}  deliveries {}  simulated {:.1}s\n",
             self.runs,
             self.failures.len(),
             self.events,
             self.deliveries,
             self.sim_time_us as f64 / 1e6,
-            secs,
-            self.runs as f64 / secs,
-            self.deliveries as f64 / secs
         );
+        s += &self.render_wall();
         s += "faults injected:";
         // Only the kinds this scenario's protocol faces.
         let caps = scenario::find(&cfg.scenario)
@@ -173,7 +185,9 @@ impl Summary {
                 self.runs
             );
         }
-        for seed in &self.nondeterministic {
+        let mut nondeterministic = self.nondeterministic.clone();
+        nondeterministic.sort_unstable();
+        for seed in nondeterministic {
             s += &format!("NONDETERMINISM: seed {seed} produced two different traces\n");
         }
         let mut failures: Vec<&Failure> = self.failures.iter().collect();
@@ -193,6 +207,135 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The one line of the summary that depends on the machine, not the
+    /// seeds: wall time and speed (a merged summary's shards' in total).
+    pub fn render_wall(&self) -> String {
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        let speed = format!(
+            "{:.0} runs/s, {:.0} deliveries/s",
+            self.runs as f64 / secs,
+            self.deliveries as f64 / secs
+        );
+        match self.shard_walls.iter().max() {
+            None => format!("wall {secs:.1}s  ({speed})\n"),
+            Some(longest) => format!(
+                "wall {secs:.1}s summed over {} shards, the longest {:.1}s  ({speed} per shard-second)\n",
+                self.shard_walls.len(),
+                longest.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// One of `count` equal parts of a campaign's seeds: shard `index` runs
+/// the `index`th contiguous block (sizes differ by at most one seed).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+/// The environment variable that gives a Kubernetes Indexed Job's shard
+/// count (Kubernetes sets only `JOB_COMPLETION_INDEX`; the manifest sets
+/// this to the Job's `completions`).
+pub const SHARD_COUNT_VAR: &str = "PAXSIM_SHARD_COUNT";
+
+impl Shard {
+    /// Parses `I/N` (`0 <= I < N`).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("bad shard '{text}': expected I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let index: u64 = i.trim().parse().map_err(|_| bad())?;
+        let count: u64 = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(index, count).map_err(|e| format!("bad shard '{text}': {e}"))
+    }
+
+    pub fn new(index: u64, count: u64) -> Result<Shard, String> {
+        if count == 0 {
+            return Err("a campaign has at least one shard".into());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard index {index} is not below the shard count {count} (indices start at 0)"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The seeds of this shard of the campaign `start..start + seeds`.
+    pub fn seeds(&self, start: u64, seeds: u64) -> Range<u64> {
+        let at = |i: u64| start + (seeds as u128 * i as u128 / self.count as u128) as u64;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// The shard that the environment of a Slurm job array task
+    /// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`)
+    /// or of a Kubernetes Indexed Job's pod (`JOB_COMPLETION_INDEX` and
+    /// [`SHARD_COUNT_VAR`]) names, with the variable it came from; `None`
+    /// outside both. `var` reads one variable.
+    pub fn from_env(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<(Shard, &'static str)>, String> {
+        let num = |name: &str| -> Result<Option<u64>, String> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    format!("{name}={v:?} is not a whole number, so the shard is unknown")
+                }),
+            }
+        };
+        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+            let count = num("SLURM_ARRAY_TASK_COUNT")?.ok_or(
+                "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: \
+                 pass --shard I/N",
+            )?;
+            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            if num("SLURM_ARRAY_TASK_STEP")?.is_some_and(|s| s != 1) {
+                return Err("a Slurm array with a step other than 1 (--array=A-B:S) \
+                     does not number its tasks 0..N: use --array=A-B, or pass --shard I/N"
+                    .into());
+            }
+            let index = id
+                .checked_sub(min)
+                .ok_or("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?;
+            let shard = Shard::new(index, count).map_err(|e| {
+                format!("the Slurm array names no shard ({e}): use a contiguous --array=A-B")
+            })?;
+            return Ok(Some((shard, "SLURM_ARRAY_TASK_ID")));
+        }
+        if let Some(index) = num("JOB_COMPLETION_INDEX")? {
+            let count = num(SHARD_COUNT_VAR)?.ok_or_else(|| {
+                format!(
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but \
+                     {SHARD_COUNT_VAR} is not: set it to the Job's completions, or pass --shard I/N"
+                )
+            })?;
+            let shard = Shard::new(index, count)
+                .map_err(|e| format!("JOB_COMPLETION_INDEX and {SHARD_COUNT_VAR}: {e}"))?;
+            return Ok(Some((shard, "JOB_COMPLETION_INDEX")));
+        }
+        Ok(None)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Options {
+    /// The seeds this process runs: the whole campaign, or its shard.
+    pub fn range(&self) -> Range<u64> {
+        match self.shard {
+            Some(s) => s.seeds(self.start, self.seeds),
+            None => self.start..self.start.saturating_add(self.seeds),
+        }
+    }
+}
+
 /// Runs a worker reports at once: one wake-up of the main thread per run
 /// cost a fifth of a campaign's time in context switches.
 const BATCH: u64 = 64;
@@ -201,8 +344,9 @@ const BATCH: u64 = 64;
 pub fn run(opts: &Options) -> Summary {
     assert!(opts.jobs >= 1);
     let started = Instant::now();
-    let next = AtomicU64::new(opts.start);
-    let end = opts.start.saturating_add(opts.seeds);
+    let range = opts.range();
+    let next = AtomicU64::new(range.start);
+    let end = range.end;
     let stop = AtomicBool::new(false);
     let bar = progress_bar(opts);
     let mut summary = Summary::default();
@@ -264,16 +408,16 @@ pub fn run(opts: &Options) -> Summary {
 
 /// Records a failing run, writing its repro file if asked.
 fn failure(opts: &Options, r: &Report, v: &Violation) -> Failure {
-    let repro = opts.repro_dir.as_ref().and_then(|dir| {
-        Repro::from_report(r)
-            .save(dir)
-            .map_err(|e| eprintln!("warning: {e}"))
-            .ok()
-    });
+    let record = Repro::from_report(r);
+    let repro = opts
+        .repro_dir
+        .as_ref()
+        .and_then(|dir| record.save(dir).map_err(|e| eprintln!("warning: {e}")).ok());
     Failure {
         seed: r.seed,
         violation: v.clone(),
         repro,
+        record,
         recent: render(&r.recent, false),
     }
 }
@@ -282,7 +426,7 @@ fn progress_bar(opts: &Options) -> Option<indicatif::ProgressBar> {
     if !opts.progress {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(opts.seeds);
+    let bar = indicatif::ProgressBar::new(opts.range().count() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{elapsed_precise} [{bar:40}] {pos}/{len} seeds  {msg}  (eta {eta})",

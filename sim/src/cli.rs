@@ -1,11 +1,12 @@
-//! The whole command line (`run`, `campaign`, `replay`, `shrink`, `bench`,
-//! `scenarios`), for `paxsim` and for any program that registers scenarios
+//! The whole command line (`run`, `campaign`, `merge`, `replay`, `shrink`,
+//! `bench`, `check`, `scenarios`), for `paxsim` and for any program that registers scenarios
 //! of its own: call [`main`] with them. Exit status: 0 all runs passed, 1 an
 //! invariant broke (or a run was nondeterministic), 2 bad input.
 
-use crate::campaign::{self, Options};
+use crate::campaign::{self, Options, Shard, Summary};
 use crate::config::{program, set_program};
 use crate::repro::Repro;
+use crate::results::{self, CampaignResult, ResultFile};
 use crate::scenario::{self, run_schedule, Dyn, Report};
 use crate::trace::render;
 use crate::{Faults, Keep, RunConfig};
@@ -93,6 +94,37 @@ enum Cmd {
         /// each with these seeds; exits 1 if any failed.
         #[arg(long, conflicts_with_all = ["scenario", "bugs", "clients", "ops", "nodes"])]
         all_scenarios: bool,
+        /// Run only shard I of N (`I/N`, 0 <= I < N): the Ith of N
+        /// contiguous blocks of the seeds. Without it, a Slurm array task
+        /// (SLURM_ARRAY_TASK_ID, _MIN, _COUNT) or a Kubernetes Indexed Job
+        /// pod (JOB_COMPLETION_INDEX, with PAXSIM_SHARD_COUNT set to the
+        /// Job's completions) runs the shard its environment names.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
+        /// Also write the results as JSON (for `merge`): counts, coverage,
+        /// failures with their replay commands and repro files inline,
+        /// config, seeds, shard, paxsim version and git revision.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Combine the `--json` results of a campaign's shards into the summary
+    /// the whole campaign prints (one per scenario), writing the failures'
+    /// repro files here. Exits 1 if any run failed, 2 if the files are bad,
+    /// overlap, or leave seeds uncovered (unless --partial).
+    Merge {
+        /// Result files written by `campaign --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the failing seeds' repro files.
+        #[arg(long, default_value = "paxsim-repros")]
+        repro_dir: PathBuf,
+        /// Fail (exit 1) if any coverage mark was never reached.
+        #[arg(long)]
+        require_coverage: bool,
+        /// Accept files that leave some of the campaign's seeds uncovered
+        /// (a shard still running or lost): still warn.
+        #[arg(long)]
+        partial: bool,
     },
     /// Measure simulation speed (build with --release).
     Bench {
@@ -319,7 +351,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             quiet,
             require_coverage,
             all_scenarios,
+            shard,
+            json,
         } => {
+            let shard = match shard {
+                Some(s) => Some((s, "--shard")),
+                None => Shard::from_env(|v| std::env::var(v).ok())?,
+            };
             let scenarios: Vec<String> = if all_scenarios {
                 scenario::all()
                     .iter()
@@ -332,6 +370,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 .map(usize::from)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let mut ok = true;
+            let mut results = Vec::new();
             for scenario in scenarios {
                 let config = Setup {
                     scenario: (!scenario.is_empty()).then_some(scenario),
@@ -342,13 +381,33 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     config,
                     start,
                     seeds,
+                    shard: shard.map(|(s, _)| s),
                     jobs,
                     check_determinism,
                     repro_dir: Some(repro_dir.clone()),
                     max_failures,
                     progress: !quiet,
                 };
-                ok &= campaign_one(&opts, require_coverage);
+                let mut header = format!(
+                    "campaign: scenario {} seeds {}..{}",
+                    opts.config.scenario,
+                    opts.start,
+                    opts.start.saturating_add(opts.seeds)
+                );
+                if let Some((s, from)) = shard {
+                    let r = opts.range();
+                    header += &format!(" shard {s} (from {from}): seeds {}..{}", r.start, r.end);
+                }
+                println!("{header} on {jobs} workers, {}", describe(&opts.config));
+                let summary = campaign::run(&opts);
+                ok &= print_summary(&summary, &opts.config, require_coverage);
+                if json.is_some() {
+                    results.push(CampaignResult::new(&opts, &summary));
+                }
+            }
+            if let Some(path) = json {
+                ResultFile::new(shard, results).save(&path)?;
+                eprintln!("results written to {}", path.display());
             }
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -356,6 +415,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Merge {
+            files,
+            repro_dir,
+            require_coverage,
+            partial,
+        } => merge(&files, &repro_dir, require_coverage, partial),
         Cmd::Bench {
             seconds,
             scenarios,
@@ -492,29 +557,29 @@ fn quiet_broken_pipe() {
     }));
 }
 
-/// Runs one campaign and prints its summary; true if every seed passed.
-fn campaign_one(opts: &Options, require_coverage: bool) -> bool {
-    println!(
-        "campaign: scenario {} seeds {}..{} on {} workers, bugs [{}], faults {}",
-        opts.config.scenario,
-        opts.start,
-        opts.start.saturating_add(opts.seeds),
-        opts.jobs,
-        opts.config.bugs.join(", "),
-        match opts.config.faults {
+/// A campaign's bugs and faults, for its header line.
+fn describe(cfg: &RunConfig) -> String {
+    format!(
+        "bugs [{}], faults {}",
+        cfg.bugs.join(", "),
+        match cfg.faults {
             Some(f) => format!("fixed ({})", f.spec()),
             None => "drawn per seed (swarm)".into(),
         }
-    );
-    let summary = campaign::run(opts);
-    print!("{}", summary.render(&opts.config));
+    )
+}
+
+/// Prints a campaign's summary (and the first failure's last events); true
+/// if every seed passed (and, if required, every coverage mark was reached).
+fn print_summary(summary: &Summary, cfg: &RunConfig, require_coverage: bool) -> bool {
+    print!("{}", summary.render(cfg));
     if let Some(first) = summary.failures.iter().min_by_key(|f| f.seed) {
         println!(
             "\nlast events before the first failure (seed {}):\n{}",
             first.seed, first.recent
         );
     }
-    let unreached = summary.never_reached(&opts.config);
+    let unreached = summary.never_reached(cfg);
     if require_coverage && !unreached.is_empty() {
         println!(
             "FAIL: --require-coverage: never reached: {}",
@@ -523,6 +588,55 @@ fn campaign_one(opts: &Options, require_coverage: bool) -> bool {
         return false;
     }
     summary.ok()
+}
+
+/// `paxsim merge`: the shards' results, summarised as one campaign each.
+fn merge(
+    files: &[PathBuf],
+    repro_dir: &std::path::Path,
+    require_coverage: bool,
+    partial: bool,
+) -> Result<ExitCode, String> {
+    let loaded = files
+        .iter()
+        .map(|p| ResultFile::load(p).map(|f| (p.clone(), f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let m = results::merge(&loaded, repro_dir)?;
+    for w in &m.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (mut ok, mut complete) = (true, true);
+    for c in &m.campaigns {
+        println!(
+            "merged {} result files: scenario {} seeds {}..{}, {}",
+            c.files.len(),
+            c.config.scenario,
+            c.start,
+            c.start.saturating_add(c.seeds),
+            describe(&c.config)
+        );
+        ok &= print_summary(&c.summary, &c.config, require_coverage);
+        if c.stopped_early {
+            println!("note: a shard stopped at --max-failures, so not every seed ran");
+        }
+        for r in &c.missing {
+            complete = false;
+            println!(
+                "INCOMPLETE: seeds {}..{} of scenario {} are in no file (a shard missing?)",
+                r.start, r.end, c.config.scenario
+            );
+        }
+    }
+    Ok(if !ok {
+        ExitCode::from(1)
+    } else if !complete && !partial {
+        eprintln!(
+            "error: the files do not cover every seed of the campaign (--partial accepts that)"
+        );
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Where a failing run's repro file is.

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod nemesis;
 pub mod queue;
 pub mod repro;
+pub mod results;
 pub mod scenario;
 pub mod scenarios;
 pub mod shrink;

@@ -5,8 +5,28 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn paxsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paxsim"))
-        .args(args)
+    paxsim_with(args, &[])
+}
+
+/// The variables that make a campaign run one shard: none of the tests'
+/// campaigns inherits them from wherever the tests run.
+const SHARD_VARS: [&str; 6] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_STEP",
+    "JOB_COMPLETION_INDEX",
+    "PAXSIM_SHARD_COUNT",
+];
+
+/// Runs paxsim with these environment variables set.
+fn paxsim_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paxsim"));
+    for v in SHARD_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("runs")
 }
@@ -634,4 +654,201 @@ fn check_searches_depth_first_and_stops_on_the_clock() {
         "--max-seconds",
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The summaries of a campaign's output, without its header lines and its
+/// wall-time lines (what a merge must reproduce exactly).
+fn summaries(out: &Output) -> String {
+    let t = String::from_utf8_lossy(&out.stdout);
+    let kept: Vec<&str> = t
+        .lines()
+        .filter(|l| {
+            !l.starts_with("campaign: ") && !l.starts_with("merged ") && !l.starts_with("wall ")
+        })
+        .collect();
+    kept.join("\n")
+}
+
+#[test]
+fn four_shards_from_flags_slurm_and_kubernetes_merge_into_the_whole_campaign() {
+    let dir = tmp("shards");
+    let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let repros = d("repros");
+    let campaign = [
+        "campaign",
+        "--all-scenarios",
+        "--seeds",
+        "48",
+        "--quiet",
+        "--jobs",
+        "2",
+    ];
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = campaign.to_vec();
+        args.extend_from_slice(extra);
+        paxsim_with(&args, env)
+    };
+    let whole = run(&["--repro-dir", &repros], &[]);
+    assert_eq!(whole.status.code(), Some(0), "{}", text(&whole));
+    let shard_repros = d("shard-repros");
+    let json = |i: usize| d(&format!("shard-{i}.json"));
+    let (j0, j1, j2, j3) = (json(0), json(1), json(2), json(3));
+    let common = ["--repro-dir", shard_repros.as_str(), "--json"];
+    // A Slurm array --array=1-4: tasks 1 and 2 are shards 0 and 1.
+    let slurm = |id| {
+        [
+            ("SLURM_ARRAY_TASK_ID", id),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]
+    };
+    let shards = [
+        run(&[&common[..], &[j0.as_str()]].concat(), &slurm("1")),
+        run(&[&common[..], &[j1.as_str()]].concat(), &slurm("2")),
+        // A Kubernetes Indexed Job's pod 2 of 4.
+        run(
+            &[&common[..], &[j2.as_str()]].concat(),
+            &[("JOB_COMPLETION_INDEX", "2"), ("PAXSIM_SHARD_COUNT", "4")],
+        ),
+        run(
+            &[&common[..], &[j3.as_str(), "--shard", "3/4"]].concat(),
+            &[],
+        ),
+    ];
+    let sources = [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_ID",
+        "JOB_COMPLETION_INDEX",
+        "--shard",
+    ];
+    for (i, (o, from)) in shards.iter().zip(sources).enumerate() {
+        let t = text(o);
+        assert_eq!(o.status.code(), Some(0), "shard {i}: {t}");
+        assert!(
+            t.contains(&format!(
+                "shard {i}/4 (from {from}): seeds {}..{}",
+                i * 12,
+                i * 12 + 12
+            )),
+            "{t}"
+        );
+    }
+    let merged = paxsim(&["merge", &j0, &j1, &j2, &j3, "--repro-dir", &repros]);
+    let t = text(&merged);
+    assert_eq!(merged.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("merged 4 result files: scenario kv seeds 0..48"),
+        "{t}"
+    );
+    assert!(!t.contains("warning"), "{t}");
+    assert_eq!(summaries(&merged), summaries(&whole));
+    assert!(
+        summaries(&whole).matches("runs 48  failures 0").count() >= 3,
+        "{}",
+        summaries(&whole)
+    );
+
+    // A lost shard: the merge says which seeds are missing and fails
+    // unless --partial accepts that.
+    let partial = paxsim(&["merge", &j0, &j1, &j3]);
+    let t = text(&partial);
+    assert_eq!(partial.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("INCOMPLETE: seeds 24..36 of scenario basic"),
+        "{t}"
+    );
+    let o = paxsim(&["merge", &j0, &j1, &j3, "--partial", "--repro-dir", &repros]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The same shard twice would count twice.
+    rejects(&["merge", &j0, &j0], "are in both");
+}
+
+#[test]
+fn a_merge_of_failing_shards_exits_one_and_its_replay_commands_work() {
+    let dir = tmp("failing-shards");
+    let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let (j0, j1, repros) = (d("0.json"), d("1.json"), d("repros"));
+    for (i, j) in [(0, &j0), (1, &j1)] {
+        let shard = format!("{i}/2");
+        let o = paxsim(&[
+            "campaign",
+            "--seeds",
+            "200",
+            "--bug",
+            "minority-quorum",
+            "--quiet",
+            "--shard",
+            &shard,
+            "--json",
+            j,
+            "--repro-dir",
+            &d("elsewhere"),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    }
+    let o = paxsim(&["merge", &j0, &j1, "--repro-dir", &repros]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("last events before the first failure"), "{t}");
+    // Each failure's repro file was written here, from the shard's file,
+    // and replays the failure exactly.
+    let line = t
+        .lines()
+        .find(|l| l.contains("replay: paxsim replay"))
+        .expect("a replay command");
+    let file = line.split_whitespace().last().unwrap();
+    assert!(file.starts_with(&repros), "{file}");
+    let replay = paxsim(&["replay", file, "--trace", "none"]);
+    let r = text(&replay);
+    assert_eq!(replay.status.code(), Some(1), "{r}");
+    assert!(r.contains("replay exact"), "{r}");
+}
+
+#[test]
+fn bad_shards_and_bad_result_files_are_refused_clearly() {
+    rejects(
+        &["campaign", "--seeds", "4", "--shard", "4/4"],
+        "not below the shard count",
+    );
+    rejects(
+        &["campaign", "--seeds", "4", "--shard", "x"],
+        "expected I/N",
+    );
+    let o = paxsim_with(
+        &["campaign", "--seeds", "4", "--quiet"],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("PAXSIM_SHARD_COUNT is not"), "{t}");
+    let dir = tmp("bad-results");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"paxsim_campaign\": 2}").unwrap();
+    rejects(
+        &["merge", bad.to_str().unwrap()],
+        "version 2 is not supported",
+    );
+    rejects(
+        &["merge", dir.join("none.json").to_str().unwrap()],
+        "cannot read results file",
+    );
+    rejects(&["merge"], "required");
+    // A file of a scenario this program does not have.
+    let j = dir.join("r.json");
+    let o = paxsim(&[
+        "campaign",
+        "--seeds",
+        "2",
+        "--quiet",
+        "--json",
+        j.to_str().unwrap(),
+        "--repro-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let renamed = std::fs::read_to_string(&j)
+        .unwrap()
+        .replace("\"scenario\": \"basic\"", "\"scenario\": \"mine\"");
+    std::fs::write(&j, renamed).unwrap();
+    rejects(&["merge", j.to_str().unwrap()], "merge with that program");
 }

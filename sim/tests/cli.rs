@@ -852,3 +852,96 @@ fn bad_shards_and_bad_result_files_are_refused_clearly() {
     std::fs::write(&j, renamed).unwrap();
     rejects(&["merge", j.to_str().unwrap()], "merge with that program");
 }
+
+/// The shell script of a manifest's container (`args: - |` block), and the
+/// manifest's text.
+fn manifest_script(file: &str) -> (String, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/k8s")
+        .join(file);
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "- |").skip(1);
+    let first = lines.next().expect("an args block");
+    let indent = first.len() - first.trim_start().len();
+    let mut script = vec![first.trim_start()];
+    script.extend(
+        lines
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+            .map(|l| l.get(indent..).unwrap_or("")),
+    );
+    (script.join("\n"), yaml)
+}
+
+/// The value of the first `key: value` line of a manifest.
+fn manifest_field<'a>(yaml: &'a str, key: &str) -> &'a str {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in the manifest"))
+        .trim()
+        .trim_matches('"')
+}
+
+/// The Kubernetes manifests' commands, run as their pods would run them
+/// (the same shell script, JOB_COMPLETION_INDEX per pod, the shared volume
+/// a directory), with fewer seeds: every index writes its shard, and the
+/// merge Job's command merges them into a passing summary.
+#[test]
+fn the_kubernetes_indexed_job_shards_a_campaign_that_the_merge_job_merges() {
+    let (script, yaml) = manifest_script("campaign-job.yaml");
+    let n: u64 = manifest_field(&yaml, "completions:").parse().unwrap();
+    assert_eq!(manifest_field(&yaml, "parallelism:"), n.to_string());
+    assert_eq!(manifest_field(&yaml, "completionMode:"), "Indexed");
+    let count_at = yaml
+        .find("name: PAXSIM_SHARD_COUNT")
+        .expect("the shard count variable");
+    assert_eq!(
+        manifest_field(&yaml[count_at..], "value:"),
+        n.to_string(),
+        "PAXSIM_SHARD_COUNT must equal completions"
+    );
+    let dir = tmp("k8s");
+    let results = dir.to_str().unwrap();
+    // Fewer seeds than a real campaign; the rest of the command as it is.
+    let at = script.find("--seeds ").expect("a seed count") + "--seeds ".len();
+    let digits = script[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    let script =
+        format!("{}16{}", &script[..at], &script[at + digits..]).replace("/results", results);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_paxsim"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sh = |script: &str, index: Option<u64>| {
+        let mut cmd = Command::new("/bin/sh");
+        for v in SHARD_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.arg("-c").arg(script).env("PATH", &path);
+        if let Some(i) = index {
+            cmd.env("JOB_COMPLETION_INDEX", i.to_string())
+                .env("PAXSIM_SHARD_COUNT", n.to_string());
+        }
+        cmd.output().unwrap()
+    };
+    for i in 0..n {
+        let o = sh(&script, Some(i));
+        assert!(o.status.success(), "pod {i}: {}", text(&o));
+        assert!(text(&o).contains(&format!("shard {i}/{n} (from JOB_COMPLETION_INDEX)")));
+        assert!(dir.join(format!("shard-{i}.json")).exists());
+    }
+    let (merge, _) = manifest_script("merge-job.yaml");
+    let o = sh(&merge.replace("/results", results), None);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&format!("merged {n} result files: scenario kv seeds 0..16")),
+        "{t}"
+    );
+    assert!(!t.contains("INCOMPLETE") && !t.contains("warning"), "{t}");
+}

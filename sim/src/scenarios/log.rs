@@ -583,6 +583,7 @@ impl Protocol for Replica {
                 Effect::Note(Note::Executed { slot, cmd, applied })
             }
             SEvent::Ticked { slot, now_us } => Effect::Note(Note::Ticked { slot, now_us }),
+            SEvent::Buggified(_) => return None,
             SEvent::SetTick { delay_us } => Effect::SetTimer {
                 timer: Timer::Tick,
                 delay_us,
@@ -1318,12 +1319,14 @@ impl Scenario for Log {
                     window: p.window,
                     batch: p.batch,
                     bugs,
+                    buggify: multipaxos::Buggify::OFF,
                 },
                 server: ServerConfig {
                     snapshot_every: p.snapshot_every,
                     tick_us: p.tick_us,
                     lease_reads: p.timing.lease_us > 0,
                     bugs,
+                    buggify: kv::server::Buggify::OFF,
                 },
             })
             .collect()

@@ -49,7 +49,7 @@ pub struct Buggify {
     /// knob is off). A few slots apart, lagging replicas and candidates
     /// catch up by snapshot rather than by entries.
     pub snapshot_every: u64,
-    /// Withhold the reply to every 8th command (by sequence number) when it
+    /// Withhold the reply to every 16th command (by sequence number) when it
     /// first executes, as if the reply were lost: the client times out and
     /// resends, and the dedup table answers the retry.
     pub withhold_replies: bool,
@@ -248,7 +248,7 @@ impl Server {
                             }
                             // Only a first execution: the retry, which the
                             // dedup table answers, gets its reply.
-                            if knobs.withhold_replies && applied.executed && cmd.seq % 8 == 0 {
+                            if knobs.withhold_replies && applied.executed && cmd.seq % 16 == 0 {
                                 out.push(Event::Buggified(Buggified::ReplyWithheld));
                                 continue;
                             }

@@ -92,7 +92,7 @@ fn buggified(out: &[Event]) -> Vec<Buggified> {
 }
 
 #[test]
-fn buggify_withholds_every_8th_reply_once_and_the_retry_is_answered_by_the_dedup_table() {
+fn buggify_withholds_every_16th_reply_once_and_the_retry_is_answered_by_the_dedup_table() {
     for knob in [false, true] {
         let knobs = Buggify {
             withhold_replies: knob,
@@ -101,23 +101,23 @@ fn buggify_withholds_every_8th_reply_once_and_the_retry_is_answered_by_the_dedup
         let (mut s, _) = leader(knobs);
         let mut answered = Vec::new();
         let mut withheld = 0;
-        for seq in 1..=16 {
+        for seq in 1..=32 {
             let out = run(&mut s, put(seq));
             answered.extend(replies(&out));
             withheld += buggified(&out).len();
         }
         if !knob {
-            assert_eq!(answered, (1..=16).collect::<Vec<_>>());
+            assert_eq!(answered, (1..=32).collect::<Vec<_>>());
             assert_eq!(withheld, 0);
             continue;
         }
-        assert_eq!(withheld, 2, "seq 8 and 16");
-        assert!(!answered.contains(&8) && !answered.contains(&16));
-        assert_eq!(answered.len(), 14);
-        // The client resends 16: the dedup table answers, with the reply
+        assert_eq!(withheld, 2, "seq 16 and 32");
+        assert!(!answered.contains(&16) && !answered.contains(&32));
+        assert_eq!(answered.len(), 30);
+        // The client resends 32: the dedup table answers, with the reply
         // the first execution stored, and nothing executes again.
-        let out = run(&mut s, put(16));
-        assert_eq!(replies(&out), [16]);
+        let out = run(&mut s, put(32));
+        assert_eq!(replies(&out), [32]);
         assert!(buggified(&out).is_empty());
         assert!(out.iter().any(|e| matches!(
             e,

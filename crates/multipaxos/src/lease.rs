@@ -22,8 +22,9 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
 
     /// How long a lease lasts on the leader's clock: the followers' `lease_us`
     /// shortened so that it ends first even if the leader's clock runs slow
-    /// and a follower's fast by the drift bound. (BUGGIFY `short_lease`: a
-    /// quarter of that. A leader may always count less than it was granted.)
+    /// and a follower's fast by the drift bound. (BUGGIFY `short_lease`: no
+    /// longer than one heartbeat interval, so it runs out just as the next
+    /// round leaves. A leader may always count less than it was granted.)
     pub(crate) fn lease_span(&self) -> u64 {
         let t = self.cfg.timing;
         let span = if self.cfg.bugs.lease_ignores_drift {
@@ -36,7 +37,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             span
         };
         if self.cfg.buggify.short_lease {
-            span / 4
+            span.min(t.heartbeat_us)
         } else {
             span
         }

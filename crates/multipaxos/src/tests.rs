@@ -1411,21 +1411,23 @@ fn buggify_tight_elections_cut_the_jitter_and_report_a_candidacy_lost_to_a_rival
 }
 
 #[test]
-fn buggify_short_lease_counts_a_quarter_of_the_grant_and_reports_it_lapsing() {
+fn buggify_short_lease_lasts_one_heartbeat_interval_and_reports_it_lapsing() {
     let mut l = leader_with_leases();
     let full = l.lease_span();
+    let beat = l.cfg.timing.heartbeat_us;
+    assert!(beat < full, "{beat} {full}");
     l.cfg.buggify.short_lease = true;
-    assert_eq!(l.lease_span(), full / 4);
+    assert_eq!(l.lease_span(), beat);
     let ack = Msg::HeartbeatAck {
         ballot: b(1, 0),
         round: 1,
     };
     at(&mut l, 151_000, Input::Receive { from: 1, msg: ack });
-    let end = 150_000 + full / 4;
+    let end = 150_000 + beat;
     assert!(l.lease_read_ok(end - 1));
-    assert!(!l.lease_read_ok(end), "over after a quarter");
-    // A heartbeat while the lease still runs reports nothing; one after it
-    // ran out reports the lapse.
+    assert!(!l.lease_read_ok(end), "over after one interval");
+    // A heartbeat while the lease still runs reports nothing; the next one,
+    // due just as it runs out, reports the lapse.
     let out = at(&mut l, end - 1, Input::Timer(Timer::Heartbeat));
     assert!(buggified(&out).is_empty());
     let out = at(&mut l, end, Input::Timer(Timer::Heartbeat));

@@ -422,9 +422,11 @@ pub struct Buggify {
     /// Election timeouts almost all equal (the jitter cut to a sixteenth):
     /// followers that lose their leader stand together, and candidates duel.
     pub tight_elections: bool,
-    /// The leader counts a quarter of the lease its followers grant, so its
-    /// lease lapses between heartbeats and reads fall back to the log. Safe:
-    /// the followers still promise no one else for the whole lease.
+    /// The leader counts its lease as lasting one heartbeat interval at most
+    /// (the default grant is several): it runs out just as the next round
+    /// leaves, and reads until that round's acks come back fall back to the
+    /// log. Safe: the followers still promise no one else for the whole
+    /// lease they granted.
     pub short_lease: bool,
     /// A catch-up `Query` is answered with one chosen entry instead of up
     /// to 64: a lagging replica catches up over many rounds.

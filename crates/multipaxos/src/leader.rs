@@ -240,7 +240,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     // ------------------------------------------------------------- pipeline
 
     /// A client command: the leader queues it behind its pipeline, up to
-    /// [`QUEUE_MAX`]; anyone else refuses it.
+    /// [`QUEUE_MAX`], unless the very same command waits there already;
+    /// anyone else refuses it.
     pub(crate) fn submit(&mut self, cmd: C, out: &mut Vec<Output<C, S>>) {
         let Role::Leader { queue, .. } = &mut self.role else {
             out.push(Output::NotLeader {
@@ -250,6 +251,16 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             return;
         };
         assert!(queue.len() <= QUEUE_MAX, "the queue outgrew its bound");
+        if queue.contains(&cmd) {
+            // A client's retry of a command still waiting for a slot (it
+            // timed out, and came back here). It will be proposed once:
+            // a copy would only take a slot of its own to be answered by
+            // the dedup table, and a leader slower than the clients' retry
+            // timeout would queue copies faster than its window drains
+            // them, until no command got through (a retry storm that
+            // BUGGIFY's window and batch of one brought out under madsim).
+            return;
+        }
         if queue.len() == QUEUE_MAX {
             // Load shedding: refuse rather than queue without bound.
             out.push(Output::Busy { cmd });

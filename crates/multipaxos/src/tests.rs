@@ -1467,3 +1467,41 @@ fn buggify_catch_up_by_one_answers_a_query_with_one_entry() {
         assert!(buggified(&out).is_empty());
     }
 }
+
+#[test]
+fn a_retry_of_a_command_still_queued_is_not_queued_again() {
+    // A window of one (BUGGIFY) keeps commands waiting; clients that time
+    // out come back with the same commands.
+    let mut l = leader_with(Buggify {
+        window_of_one: true,
+        batch_of_one: true,
+        ..Buggify::OFF
+    });
+    for c in [0, 1, 2] {
+        step(&mut l, Input::Submit(c));
+    }
+    assert_eq!(l.pending(), 3);
+    for c in [1, 2, 1, 2] {
+        let out = step(&mut l, Input::Submit(c));
+        assert!(
+            sends(&out).is_empty() && buggified(&out).is_empty(),
+            "{out:?}"
+        );
+    }
+    assert_eq!(l.pending(), 3, "each waits once");
+    // The one in flight is not in the queue: its retry waits behind it (it
+    // may have to be proposed again if this slot is lost with the leader).
+    step(&mut l, Input::Submit(0));
+    assert_eq!(l.pending(), 4);
+    // Each is proposed once: slots 1, 2 and 3 carry 1, 2 and 0.
+    let mut proposed = Vec::new();
+    for slot in 0..3 {
+        for (to, m) in sends(&chosen_by_1(&mut l, slot)) {
+            if let (1, Msg::Accept { entry, .. }) = (to, m) {
+                proposed.push(entry);
+            }
+        }
+    }
+    assert_eq!(proposed, [cmd(1), cmd(2), cmd(0)]);
+    assert_eq!(l.pending(), 1);
+}

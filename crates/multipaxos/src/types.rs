@@ -217,7 +217,9 @@ pub enum Input<C, S> {
         msg: Msg<C, S>,
     },
     Timer(Timer),
-    /// A client command submitted to this node.
+    /// A client command submitted to this node. A leader ignores one equal
+    /// to a command still waiting in its queue (a client's retry): that one
+    /// is proposed once.
     Submit(C),
     Synced {
         upto: u64,

@@ -1743,6 +1743,43 @@ mod buggify_tests {
         assert_eq!(old.run(Keep::Recent).unwrap().trace_hash, expect.trace_hash);
     }
 
+    /// Each knob alone (the batch knob with the window's, which it needs
+    /// to matter) reaches its own mark within a few swarm seeds, and no
+    /// other knob's.
+    #[test]
+    fn each_knob_reaches_its_own_mark_and_no_other() {
+        for (i, (mark, _)) in BUGGIFY_MARKS.iter().enumerate() {
+            let mut k = Knobs::OFF;
+            match i {
+                0 => k.log.window_of_one = true,
+                1 => (k.log.window_of_one, k.log.batch_of_one) = (true, true),
+                2 => k.log.tight_elections = true,
+                3 => k.log.short_lease = true,
+                4 => k.log.catch_up_by_one = true,
+                5 => k.server.snapshot_every = 2,
+                _ => k.server.withhold_replies = true,
+            }
+            let mut cfg = short("kv");
+            cfg.edit_params(|p: &mut LogParams| p.buggify = Some(k));
+            let mut reached = [0; 7];
+            for seed in 0..30 {
+                let r = run_seed(seed, &cfg, Keep::Recent);
+                assert!(r.violation.is_none(), "{mark} seed {seed}");
+                for (j, (m, _)) in BUGGIFY_MARKS.iter().enumerate() {
+                    let n = r.coverage.iter().find(|c| c.0 == *m).unwrap().1;
+                    reached[j] += (n > 0) as u32;
+                }
+            }
+            for (j, (m, on)) in BUGGIFY_MARKS.iter().enumerate() {
+                if on(&k) {
+                    assert!(reached[j] > 0, "{m} never reached with {k:?}");
+                } else {
+                    assert_eq!(reached[j], 0, "{m} reached with {k:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn model_checking_runs_with_every_knob_off() {
         // `paxsim check` explores the defaults, which hold no knobs.

@@ -316,3 +316,73 @@ fn no_file_of_the_harness_imports_one_that_imports_it_back() {
         back.join("\n")
     );
 }
+
+/// What in `text` (one Rust file) could turn a BUGGIFY knob on: a `Buggify`
+/// other than `Buggify::OFF`, a `buggify:` field set to anything else, an
+/// assignment to a `.buggify` field or knob.
+fn buggify_turned_on(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap();
+        let mut bad = code
+            .match_indices("Buggify")
+            .any(|(at, _)| !code[at..].starts_with("Buggify::OFF"));
+        if let Some(at) = code.find("buggify:") {
+            bad |= !code[at..].contains("Buggify::OFF");
+        }
+        for (at, _) in code.match_indices(".buggify") {
+            let rest = code[at + ".buggify".len()..]
+                .trim_start_matches(|c: char| c.is_alphanumeric() || c == '_' || c == '.');
+            let rest = rest.trim_start();
+            bad |= rest.starts_with('=') && !rest.starts_with("==");
+        }
+        if bad {
+            found.push((i + 1, line.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// BUGGIFY is the simulator's alone: the real service (`crates/paxkv`) names
+/// no knob set but `Buggify::OFF` and assigns none, so every real build runs
+/// the cores with their knobs off. (`paxkv`'s own unit test checks the
+/// configs it builds.)
+#[test]
+fn the_real_service_never_turns_a_buggify_knob_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates/paxkv"), &mut files);
+    assert!(files.len() > 3, "tidy found too few paxkv files: {files:?}");
+    let mut problems = Vec::new();
+    let mut off = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        off += text.matches("Buggify::OFF").count();
+        for (line, code) in buggify_turned_on(&text) {
+            problems.push(format!("{}:{line}: {code}", f.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "paxkv may only run with BUGGIFY off:\n{}",
+        problems.join("\n")
+    );
+    assert!(off >= 2, "paxkv builds both configs with Buggify::OFF");
+    // The scan has teeth.
+    for bad in [
+        "buggify: multipaxos::Buggify { short_lease: true, ..Buggify::OFF },",
+        "buggify: knobs,",
+        "cfg.buggify.short_lease = true;",
+        "cfg.buggify = drawn;",
+        "let k = kv::server::Buggify::default();",
+    ] {
+        assert_eq!(buggify_turned_on(bad).len(), 1, "{bad}");
+    }
+    for good in [
+        "buggify: multipaxos::Buggify::OFF,",
+        "assert_eq!(o.log_config().buggify, multipaxos::Buggify::OFF);",
+        "assert!(!o.server_config().buggify.any());",
+    ] {
+        assert!(buggify_turned_on(good).is_empty(), "{good}");
+    }
+}

@@ -8,6 +8,12 @@
 //! runs) and with none. It reports schedules, deliveries, events and
 //! checked client operations per second per core, and simulated seconds per
 //! wall second. Build with `--release`.
+//!
+//! For a scenario with BUGGIFY knobs, the swarm figure comes in a pair: the
+//! campaign default (knobs drawn per seed) and `--no-buggify`, the same
+//! seeds run in alternation, one with and one without, so that whatever
+//! else loads the machine slows both alike; the ratio of the two is what
+//! BUGGIFY costs a campaign.
 
 use crate::config::RunConfig;
 use crate::nemesis::Faults;
@@ -25,6 +31,47 @@ pub struct Figures {
     /// Client operations run and checked (log scenarios).
     pub ops: u64,
     pub wall: Duration,
+    /// A line to print after the figures (a comparison), if any.
+    pub note: Option<String>,
+}
+
+impl Figures {
+    fn new(label: &str) -> Figures {
+        Figures {
+            label: label.into(),
+            runs: 0,
+            deliveries: 0,
+            events: 0,
+            sim_time_us: 0,
+            ops: 0,
+            wall: Duration::ZERO,
+            note: None,
+        }
+    }
+
+    /// Runs `seed` under `cfg` and adds it, timed.
+    fn run(&mut self, seed: u64, cfg: &RunConfig, checked: bool) {
+        let started = Instant::now();
+        let r = run_seed(seed, cfg, Keep::Recent);
+        self.wall += started.elapsed();
+        assert!(
+            r.violation.is_none(),
+            "bench seed {seed} failed: {:?}",
+            r.violation
+        );
+        self.runs += 1;
+        self.deliveries += r.stats.deliveries;
+        self.events += r.stats.events;
+        self.sim_time_us += r.stats.sim_time_us;
+        if checked {
+            self.ops += cfg.clients as u64 * cfg.ops as u64;
+        }
+    }
+
+    /// Schedules per second.
+    pub fn rate(&self) -> f64 {
+        self.runs as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
 }
 
 impl std::fmt::Display for Figures {
@@ -49,6 +96,9 @@ impl std::fmt::Display for Figures {
                 self.ops as f64 / s
             )?;
         }
+        if let Some(note) = &self.note {
+            write!(f, "\n{:<34} {note}", "")?;
+        }
         Ok(())
     }
 }
@@ -56,35 +106,51 @@ impl std::fmt::Display for Figures {
 /// Runs seeds from 0 under `cfg` on this thread until `budget` elapses.
 pub fn measure(label: &str, cfg: &RunConfig, budget: Duration) -> Figures {
     let started = Instant::now();
-    let mut fig = Figures {
-        label: label.into(),
-        runs: 0,
-        deliveries: 0,
-        events: 0,
-        sim_time_us: 0,
-        ops: 0,
-        wall: Duration::ZERO,
-    };
+    let mut fig = Figures::new(label);
     let checked = scenario::find(&cfg.scenario).is_ok_and(|s| s.checks_history());
     let mut seed = 0;
     while started.elapsed() < budget {
-        let r = run_seed(seed, cfg, Keep::Recent);
-        assert!(
-            r.violation.is_none(),
-            "bench seed {seed} failed: {:?}",
-            r.violation
-        );
-        fig.runs += 1;
-        fig.deliveries += r.stats.deliveries;
-        fig.events += r.stats.events;
-        fig.sim_time_us += r.stats.sim_time_us;
-        if checked {
-            fig.ops += cfg.clients as u64 * cfg.ops as u64;
-        }
+        fig.run(seed, cfg, checked);
         seed += 1;
     }
     fig.wall = started.elapsed();
     fig
+}
+
+/// What BUGGIFY costs a campaign of `cfg`: seeds from 0, each run with the
+/// knobs `cfg` draws and again with every knob off, in alternation on this
+/// thread until `budget` elapses for each. Returns (with, without); the
+/// second carries the ratio of their speeds as its note.
+pub fn buggify_cost(label: &str, cfg: &RunConfig, budget: Duration) -> (Figures, Figures) {
+    let off_cfg = RunConfig {
+        buggify: false,
+        ..cfg.clone()
+    };
+    let mut on = Figures::new(label);
+    let mut off = Figures::new(&format!("{}, --no-buggify", cfg.scenario));
+    let checked = scenario::find(&cfg.scenario).is_ok_and(|s| s.checks_history());
+    let mut seed = 0;
+    while on.wall < budget || off.wall < budget {
+        // Which goes first alternates too: neither always runs on a warm cache.
+        if seed % 2 == 0 {
+            on.run(seed, cfg, checked);
+            off.run(seed, &off_cfg, checked);
+        } else {
+            off.run(seed, &off_cfg, checked);
+            on.run(seed, cfg, checked);
+        }
+        seed += 1;
+    }
+    let per_event = |f: &Figures| f.wall.as_secs_f64() / f.events.max(1) as f64;
+    off.note = Some(format!(
+        "BUGGIFY on/off, the same {} seeds: schedules/s ratio {:.3}, time per event ratio {:.3}, \
+         events per schedule ratio {:.3}",
+        on.runs,
+        on.rate() / off.rate(),
+        per_event(&on) / per_event(&off),
+        on.events as f64 / off.events.max(1) as f64
+    ));
+    (on, off)
 }
 
 /// The standard set of measurements: every scenario named in `names` (all
@@ -111,11 +177,14 @@ pub fn standard(budget: Duration, names: &[String]) -> Result<Vec<Figures>, Stri
         };
         let name = s.name();
         out.push(measure(&format!("{name}, all faults on"), &all, budget));
-        out.push(measure(
-            &format!("{name}, swarm (campaign default)"),
-            &swarm,
-            budget,
-        ));
+        let label = format!("{name}, swarm (campaign default)");
+        if swarm.buggify && s.buggify_knobs(&swarm).is_some() {
+            let (on, off) = buggify_cost(&label, &swarm, budget);
+            out.push(on);
+            out.push(off);
+        } else {
+            out.push(measure(&label, &swarm, budget));
+        }
         out.push(measure(&format!("{name}, no faults"), &calm, budget));
     }
     Ok(out)

@@ -205,6 +205,9 @@ struct Setup {
     /// snapshot_crash_permille (`all-log`: all).
     #[arg(long, value_parser = Faults::parse)]
     faults: Option<Faults>,
+    /// Keep every BUGGIFY knob off (by default each seed draws its own).
+    #[arg(long)]
+    no_buggify: bool,
 }
 
 impl Setup {
@@ -223,6 +226,7 @@ impl Setup {
             } else {
                 self.faults
             },
+            buggify: !self.no_buggify,
             ..base
         };
         for b in &self.bugs {
@@ -692,6 +696,10 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
             f.wipes,
             f.snapshot_crash_permille
         );
+    }
+    let knobs = scenario::find(&c.scenario).ok();
+    if let Some(knobs) = knobs.and_then(|s| s.buggify_knobs(c)) {
+        eprintln!("buggify: {knobs}");
     }
     if trace != TraceFormat::None {
         if let Some(events) = &report.trace {

@@ -46,6 +46,15 @@ pub struct RunConfig {
     /// no JSON).
     #[serde(default)]
     pub params: Arc<serde_json::Value>,
+    /// BUGGIFY: whether the scenario may turn on its rare-path knobs, drawn
+    /// per seed ([`Scenario::buggify`](crate::engine::Scenario::buggify));
+    /// false (`--no-buggify`) keeps every knob off.
+    #[serde(default = "on")]
+    pub buggify: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Default for RunConfig {
@@ -74,6 +83,7 @@ impl RunConfig {
             long_delay_us_max: 300_000,
             slow_factor: 10,
             params: Arc::new(serde_json::Value::Null),
+            buggify: true,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! bytes per scheduled fault (2 of time, 1 of kind among those the
 //! scenario's protocol faces, 1 of node or side, 2 of parameter: pause
 //! length, clock skew and rate, flipped bit). Clock rates stay within the
-//! drift the protocol tolerates. Missing bytes read as zero.
+//! drift the protocol tolerates. Missing bytes read as zero. The BUGGIFY
+//! knobs come from the seed, as `plan` draws them.
 
 use crate::config::RunConfig;
 use crate::nemesis::{Fault, Faults, Schedule, Timed, KINDS};
@@ -80,6 +81,8 @@ pub fn decode(
         cfg.clients = base.clients;
         cfg.ops = base.ops;
     }
+    // The seed's BUGGIFY knobs, as `plan` draws them.
+    scenario::draw_buggify(seed, &mut cfg);
     let n = cfg.nodes;
     let kinds: Vec<usize> = (0..KINDS)
         .filter(|&k| Fault::kind_supported(k, &caps))

@@ -57,6 +57,8 @@ pub trait Dyn: Sync {
     fn validate(&self, cfg: &RunConfig) -> Result<(), String>;
     fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str>;
     fn checks_history(&self) -> bool;
+    fn buggify(&self, cfg: &mut RunConfig, rng: &mut rand_chacha::ChaCha8Rng);
+    fn buggify_knobs(&self, cfg: &RunConfig) -> Option<String>;
     /// Runs a validated config (faults resolved) with an explicit schedule.
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report;
     /// Replays a model checker's counterexample under a validated config
@@ -102,6 +104,12 @@ impl<S: Scenario> Dyn for S {
     }
     fn checks_history(&self) -> bool {
         Scenario::checks_history(self)
+    }
+    fn buggify(&self, cfg: &mut RunConfig, rng: &mut rand_chacha::ChaCha8Rng) {
+        Scenario::buggify(self, cfg, rng)
+    }
+    fn buggify_knobs(&self, cfg: &RunConfig) -> Option<String> {
+        Scenario::buggify_knobs(self, cfg)
     }
     fn run(&self, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Report {
         Report::of(seed, Engine::new(self, seed, cfg, schedule, keep).run())
@@ -183,6 +191,7 @@ fn plan_for(s: &dyn Dyn, seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
         .faults
         .unwrap_or_else(|| Faults::draw(&mut engine::rng(seed, Stream::Swarm), &s.caps(cfg)));
     resolved.faults = Some(faults);
+    buggify_for(s, seed, &mut resolved);
     let schedule = Schedule::generate(
         &mut engine::rng(seed, Stream::Schedule),
         cfg.nodes,
@@ -190,6 +199,23 @@ fn plan_for(s: &dyn Dyn, seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
         cfg.fault_phase_us,
     );
     (resolved, schedule)
+}
+
+/// Draws `seed`'s BUGGIFY knobs into `cfg` from their own stream, unless
+/// `cfg.buggify` is off (what [`plan`] does; for callers that build a
+/// schedule of their own, as fuzz decoding does).
+pub fn draw_buggify(seed: u64, cfg: &mut RunConfig) {
+    buggify_for(
+        find(&cfg.scenario).expect("config validated by the caller"),
+        seed,
+        cfg,
+    );
+}
+
+fn buggify_for(s: &dyn Dyn, seed: u64, cfg: &mut RunConfig) {
+    if cfg.buggify {
+        s.buggify(cfg, &mut engine::rng(seed, Stream::Buggify));
+    }
 }
 
 /// Plans and runs `seed` under `cfg` (validated).
@@ -348,12 +374,16 @@ impl RunConfig {
         if let Some(f) = self.faults {
             cmd += &format!(" --faults {}", f.spec());
         }
+        if !self.buggify {
+            cmd += " --no-buggify";
+        }
         let rest = RunConfig {
             nodes: d.nodes,
             clients: d.clients,
             ops: d.ops,
             bugs: d.bugs.clone(),
             faults: d.faults,
+            buggify: d.buggify,
             ..self.clone()
         };
         (rest == d).then_some(cmd)

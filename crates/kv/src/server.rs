@@ -12,9 +12,13 @@
 //!   time, which expires sessions).
 //! - Every `snapshot_every` slots a replica snapshots its machine, dedup
 //!   table included, and hands it to the log core, which compacts.
+//! - [`Buggify`] steers the service down rare but legal paths in
+//!   simulation (snapshots every few slots, withheld replies); off in a real
+//!   build.
 
 use crate::machine::{Applied, ClientId, Cmd, Command, Machine, Op, Reply};
 use multipaxos::{Bugs, Input, Node, NodeId, Output, Slot, Snap};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -30,6 +34,47 @@ pub struct ServerConfig {
     pub tick_us: u64,
     pub lease_reads: bool,
     pub bugs: Bugs,
+    /// Rare-path knobs for simulation; [`Buggify::OFF`] outside it.
+    pub buggify: Buggify,
+}
+
+/// BUGGIFY for the service, as [`multipaxos::Buggify`] is for the log: each
+/// knob swaps a normal choice for a rare but legal one, the server only
+/// reads them, and a real deployment runs with [`Buggify::OFF`]. When a knob
+/// changes what the server does, it says so with [`Event::Buggified`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Buggify {
+    /// Snapshot every this many slots instead of `snapshot_every` (0: the
+    /// knob is off). A few slots apart, lagging replicas and candidates
+    /// catch up by snapshot rather than by entries.
+    pub snapshot_every: u64,
+    /// Withhold the reply to every 16th command (by sequence number) when it
+    /// first executes, as if the reply were lost: the client times out and
+    /// resends, and the dedup table answers the retry.
+    pub withhold_replies: bool,
+}
+
+impl Buggify {
+    /// Every knob off: what a real deployment runs.
+    pub const OFF: Buggify = Buggify {
+        snapshot_every: 0,
+        withhold_replies: false,
+    };
+
+    pub fn any(&self) -> bool {
+        *self != Buggify::OFF
+    }
+}
+
+/// A rare path a [`Buggify`] knob steered the server down.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Buggified {
+    /// `snapshot_every`: a snapshot was installed (from a peer, or the
+    /// replica's own at a restart) while snapshots come every few slots.
+    EarlySnapshotInstalled,
+    /// `withhold_replies`: a reply was withheld; the client must resend.
+    ReplyWithheld,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +112,9 @@ pub enum Event {
     SetTick { delay_us: u64 },
     /// A clock tick applied at `slot` by this replica's machine.
     Ticked { slot: Slot, now_us: u64 },
+    /// A [`Buggify`] knob steered this replica down a rare path (for
+    /// coverage; never with the knobs off).
+    Buggified(Buggified),
 }
 
 /// A replica. `Eq` and `Hash` cover every field, for the model checker
@@ -86,6 +134,10 @@ impl Server {
     pub fn new(node: LogNode, cfg: ServerConfig) -> Server {
         assert!(cfg.snapshot_every >= 1, "a snapshot every 0 slots");
         assert!(cfg.tick_us >= 1, "a tick every 0 us");
+        assert!(
+            cfg.buggify.snapshot_every <= cfg.snapshot_every,
+            "BUGGIFY snapshots earlier, never later"
+        );
         Server {
             node,
             machine: Machine::new(),
@@ -165,6 +217,12 @@ impl Server {
     /// feeds any snapshot due back to the core.
     fn absorb(&mut self, now: u64, scratch: &mut Vec<LogOutput>, out: &mut Vec<Event>) {
         let mut snap = None;
+        let knobs = self.cfg.buggify;
+        let snapshot_every = if knobs.snapshot_every > 0 {
+            knobs.snapshot_every
+        } else {
+            self.cfg.snapshot_every
+        };
         for o in scratch.drain(..) {
             match &o {
                 Output::Apply { slot, entry } => {
@@ -185,17 +243,24 @@ impl Server {
                                 cmd,
                                 applied,
                             });
-                            if self.waiting.remove(&(cmd.client, cmd.seq)) {
-                                out.push(Event::Reply {
-                                    client: cmd.client,
-                                    seq: cmd.seq,
-                                    reply: applied.reply,
-                                    local: false,
-                                });
+                            if !self.waiting.remove(&(cmd.client, cmd.seq)) {
+                                continue;
                             }
+                            // Only a first execution: the retry, which the
+                            // dedup table answers, gets its reply.
+                            if knobs.withhold_replies && applied.executed && cmd.seq % 16 == 0 {
+                                out.push(Event::Buggified(Buggified::ReplyWithheld));
+                                continue;
+                            }
+                            out.push(Event::Reply {
+                                client: cmd.client,
+                                seq: cmd.seq,
+                                reply: applied.reply,
+                                local: false,
+                            });
                         }
                     }
-                    if (slot + 1) % self.cfg.snapshot_every == 0 {
+                    if (slot + 1) % snapshot_every == 0 {
                         // BUG (canary 7) when the dedup table is left out.
                         let keep = !self.cfg.bugs.snapshot_without_dedup;
                         snap = Some(Snap {
@@ -206,6 +271,9 @@ impl Server {
                 }
                 Output::Install { snap } => {
                     self.machine = (*snap.state).clone();
+                    if knobs.snapshot_every > 0 {
+                        out.push(Event::Buggified(Buggified::EarlySnapshotInstalled));
+                    }
                 }
                 Output::NotLeader {
                     cmd: Cmd::Client(c),
@@ -242,3 +310,7 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

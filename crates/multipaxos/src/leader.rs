@@ -2,7 +2,8 @@
 //! one), election, and the leader's accept pipeline with its bounded queue.
 
 use crate::{
-    bit, count, Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Timer, Write, QUEUE_MAX,
+    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Timer,
+    Write, QUEUE_MAX,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -28,7 +29,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::SetTimer {
                 timer: Timer::Election { epoch: self.epoch },
                 delay_us: quiet_since - self.now,
-                jitter_us: self.cfg.timing.election_jitter_us,
+                jitter_us: self.election_jitter_us(),
             });
             return;
         }
@@ -52,7 +53,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             out.push(Output::SetTimer {
                 timer: Timer::Election { epoch: self.epoch },
                 delay_us: self.granted_until - self.now + 1,
-                jitter_us: self.cfg.timing.election_jitter_us / 16,
+                jitter_us: self.election_jitter_us() / 16,
             });
             return;
         }
@@ -198,11 +199,17 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             !self.is_rebuilding(),
             "a rebuilding replica has no role to leave"
         );
-        if let Role::Leader { queue, .. } = std::mem::replace(&mut self.role, Role::Follower) {
-            assert!(queue.len() <= QUEUE_MAX);
-            for cmd in queue {
-                out.push(Output::NotLeader { cmd, leader: None });
+        match std::mem::replace(&mut self.role, Role::Follower) {
+            Role::Leader { queue, .. } => {
+                assert!(queue.len() <= QUEUE_MAX);
+                for cmd in queue {
+                    out.push(Output::NotLeader { cmd, leader: None });
+                }
             }
+            Role::Candidate { .. } if self.cfg.buggify.tight_elections => {
+                out.push(Output::Buggified(Buggified::CandidacyLost));
+            }
+            _ => {}
         }
         self.arm_election(out);
         assert!(matches!(self.role, Role::Follower));
@@ -233,7 +240,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     // ------------------------------------------------------------- pipeline
 
     /// A client command: the leader queues it behind its pipeline, up to
-    /// [`QUEUE_MAX`]; anyone else refuses it.
+    /// [`QUEUE_MAX`], unless the very same command waits there already;
+    /// anyone else refuses it.
     pub(crate) fn submit(&mut self, cmd: C, out: &mut Vec<Output<C, S>>) {
         let Role::Leader { queue, .. } = &mut self.role else {
             out.push(Output::NotLeader {
@@ -243,6 +251,16 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             return;
         };
         assert!(queue.len() <= QUEUE_MAX, "the queue outgrew its bound");
+        if queue.contains(&cmd) {
+            // A client's retry of a command still waiting for a slot (it
+            // timed out, and came back here). It will be proposed once:
+            // a copy would only take a slot of its own to be answered by
+            // the dedup table, and a leader slower than the clients' retry
+            // timeout would queue copies faster than its window drains
+            // them, until no command got through (a retry storm that
+            // BUGGIFY's window and batch of one brought out under madsim).
+            return;
+        }
         if queue.len() == QUEUE_MAX {
             // Load shedding: refuse rather than queue without bound.
             out.push(Output::Busy { cmd });
@@ -254,11 +272,24 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     }
 
     /// Proposes queued commands, up to `batch` per slot, while the pipeline
-    /// window has room.
+    /// window has room. (BUGGIFY: `window_of_one` and `batch_of_one` make
+    /// both one.)
     pub(crate) fn pump(&mut self, out: &mut Vec<Output<C, S>>) {
         assert!(self.is_leader(), "only a leader proposes");
+        let knobs = self.cfg.buggify;
+        let window = if knobs.window_of_one {
+            1
+        } else {
+            self.cfg.window
+        };
+        let batch = if knobs.batch_of_one {
+            1
+        } else {
+            self.cfg.batch
+        };
+        assert!(window >= 1 && window <= self.cfg.window);
+        assert!(batch >= 1 && batch <= self.cfg.batch);
         loop {
-            let (window, batch) = (self.cfg.window, self.cfg.batch);
             let Role::Leader {
                 next,
                 inflight,
@@ -270,6 +301,11 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 unreachable!("only a leader proposes")
             };
             if inflight.len() as u64 >= window || queue.is_empty() {
+                if !queue.is_empty() && (inflight.len() as u64) < self.cfg.window {
+                    // Only the knob holds these commands back.
+                    assert!(knobs.window_of_one);
+                    out.push(Output::Buggified(Buggified::QueuedBehindWindow));
+                }
                 return;
             }
             if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
@@ -277,6 +313,10 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             }
             let k = queue.len().min(batch);
             assert!(k >= 1);
+            if k < queue.len().min(self.cfg.batch) {
+                assert!(knobs.batch_of_one);
+                out.push(Output::Buggified(Buggified::BatchCut));
+            }
             let cmds: Vec<C> = queue.drain(..k).collect();
             let slot = *next;
             self.propose(slot, Entry::Cmds(cmds.into()), out);

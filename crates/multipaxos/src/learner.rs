@@ -2,7 +2,7 @@
 //! catch-up (`Query` answered by `Chosen` entries or a `Snapshot`); and
 //! snapshots, taken locally or installed from a peer.
 
-use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Write};
+use crate::{Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Write};
 use std::fmt::Debug;
 
 /// The most chosen entries one `Query` is answered with.
@@ -69,7 +69,17 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             });
         }
         assert!(slot >= self.base(), "only what the log still holds");
-        for (s, e) in self.chosen.range(slot..).take(CHOSEN_PER_QUERY) {
+        // BUGGIFY `catch_up_by_one`: one entry per answer; the asker asks
+        // again at the leader's next word.
+        let chunk = if self.cfg.buggify.catch_up_by_one {
+            1
+        } else {
+            CHOSEN_PER_QUERY
+        };
+        if chunk < CHOSEN_PER_QUERY && self.chosen.range(slot..).nth(chunk).is_some() {
+            out.push(Output::Buggified(Buggified::CatchUpCut));
+        }
+        for (s, e) in self.chosen.range(slot..).take(chunk) {
             out.push(Output::Send {
                 to: from,
                 msg: Msg::Chosen {

@@ -2,7 +2,9 @@
 //! index and collect lease grants; a follower that grants a lease promises
 //! no other candidate until it runs out.
 
-use crate::{bit, count, Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, ROUNDS_KEPT};
+use crate::{
+    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, ROUNDS_KEPT,
+};
 use std::fmt::Debug;
 
 impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
@@ -20,17 +22,25 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
 
     /// How long a lease lasts on the leader's clock: the followers' `lease_us`
     /// shortened so that it ends first even if the leader's clock runs slow
-    /// and a follower's fast by the drift bound.
+    /// and a follower's fast by the drift bound. (BUGGIFY `short_lease`: no
+    /// longer than one heartbeat interval, so it runs out just as the next
+    /// round leaves. A leader may always count less than it was granted.)
     pub(crate) fn lease_span(&self) -> u64 {
         let t = self.cfg.timing;
-        if self.cfg.bugs.lease_ignores_drift {
-            return t.lease_us; // BUG (canary 6)
+        let span = if self.cfg.bugs.lease_ignores_drift {
+            t.lease_us // BUG (canary 6)
+        } else {
+            let ppm = t.drift_ppm.min(999_999);
+            let span =
+                (t.lease_us as u128 * (1_000_000 - ppm) as u128 / (1_000_000 + ppm) as u128) as u64;
+            assert!(span <= t.lease_us, "drift only shortens a lease");
+            span
+        };
+        if self.cfg.buggify.short_lease {
+            span.min(t.heartbeat_us)
+        } else {
+            span
         }
-        let ppm = t.drift_ppm.min(999_999);
-        let span =
-            (t.lease_us as u128 * (1_000_000 - ppm) as u128 / (1_000_000 + ppm) as u128) as u64;
-        assert!(span <= t.lease_us, "drift only shortens a lease");
-        span
     }
 
     /// Whether a lease this acceptor granted forbids promising `candidate`.
@@ -49,6 +59,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             inflight,
             rounds,
             round,
+            lease_until,
             ..
         } = &mut self.role
         else {
@@ -58,6 +69,12 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         let ballot = *ballot;
         assert!(rounds.len() <= ROUNDS_KEPT);
         assert!(rounds.back().is_none_or(|(_, sent, _)| *sent <= now));
+        if self.cfg.buggify.short_lease && *lease_until != 0 && *lease_until <= now {
+            // The lease a quorum granted ran out before this round: until
+            // the round's acks come back, reads go through the log.
+            assert!(self.cfg.timing.lease_us > 0, "a lease with leases off");
+            out.push(Output::Buggified(Buggified::LeaseLapsed));
+        }
         *round += 1;
         if self.cfg.timing.lease_us > 0 {
             // The leader's own vote is in every lease quorum: it refuses

@@ -77,8 +77,8 @@ mod types;
 
 pub use paxos::{Ballot, NodeId, MAX_NODES};
 pub use types::{
-    Bugs, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot, Snap, Timer, Timing, Write,
-    CANARIES, QUEUE_MAX,
+    Buggified, Buggify, Bugs, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot, Snap,
+    Timer, Timing, Write, CANARIES, QUEUE_MAX,
 };
 
 use std::collections::{BTreeMap, VecDeque};
@@ -408,8 +408,20 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         out.push(Output::SetTimer {
             timer: Timer::Election { epoch: self.epoch },
             delay_us: self.cfg.timing.election_us,
-            jitter_us: self.cfg.timing.election_jitter_us,
+            jitter_us: self.election_jitter_us(),
         });
+    }
+
+    /// The random part of an election timeout (the driver draws it).
+    /// BUGGIFY `tight_elections`: a sixteenth, so that followers time out
+    /// almost together and stand against each other.
+    fn election_jitter_us(&self) -> u64 {
+        let j = self.cfg.timing.election_jitter_us;
+        if self.cfg.buggify.tight_elections {
+            j / 16
+        } else {
+            j
+        }
     }
 
     // ------------------------------------------------------------- invariants
@@ -460,6 +472,9 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 Output::Elected { ballot } => assert_eq!(ballot.node, self.cfg.id),
                 Output::NotLeader { leader, .. } => {
                     assert!(leader.is_none_or(|l| l != self.cfg.id));
+                }
+                Output::Buggified(rare) => {
+                    assert!(self.cfg.buggify.steers(*rare), "{rare:?} with its knob off");
                 }
                 Output::SetTimer { .. } | Output::Busy { .. } | Output::Rebuilt => {}
             }

@@ -15,6 +15,7 @@ fn cfg(n: u8, id: NodeId) -> Config {
         window: 4,
         batch: 1,
         bugs: Bugs::default(),
+        buggify: Buggify::OFF,
     }
 }
 
@@ -358,7 +359,7 @@ struct Replica {
 /// order (some lost), timers fired at random, clients submitting commands,
 /// random crashes. Then heals and requires every replica to apply every
 /// submitted command. Returns the applied logs.
-fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
+fn simulate(seed: u64, n: u8, lossy: bool, knobs: Buggify) -> Vec<Vec<Entry<u32>>> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     // Every replica starts down and boots through the restart path below.
     let mut reps: Vec<Replica> = (0..n)
@@ -401,7 +402,10 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
                 }
                 // A full queue: the client retries later, at the same node.
                 Output::Busy { cmd } => net.push((id, Input::Submit(cmd))),
-                Output::Elected { .. } | Output::Install { .. } | Output::Rebuilt => {}
+                Output::Elected { .. }
+                | Output::Install { .. }
+                | Output::Rebuilt
+                | Output::Buggified(_) => {}
             }
         }
     };
@@ -426,7 +430,11 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
         for (id, r) in reps.iter_mut().enumerate() {
             if r.node.is_none() && (i == 0 || healing || rng.below(50) == 0) {
                 // Boot from the durable state; the chosen prefix replays.
-                let mut node = N::recover(cfg(n, id as NodeId), r.durable.clone(), 0);
+                let c = Config {
+                    buggify: knobs,
+                    ..cfg(n, id as NodeId)
+                };
+                let mut node = N::recover(c, r.durable.clone(), 0);
                 let mut out = Vec::new();
                 node.start(0, &mut out);
                 r.applied.clear();
@@ -503,8 +511,25 @@ fn simulate(seed: u64, n: u8, lossy: bool) -> Vec<Vec<Entry<u32>>> {
 
 #[test]
 fn a_seeded_cluster_agrees_on_the_log_through_loss_reordering_and_crashes() {
+    agree_and_converge(Buggify::OFF);
+}
+
+/// BUGGIFY's knobs pick legal behaviour: the same cluster, every knob on,
+/// still agrees and converges.
+#[test]
+fn a_seeded_cluster_with_every_buggify_knob_on_still_agrees_and_converges() {
+    agree_and_converge(Buggify {
+        window_of_one: true,
+        batch_of_one: true,
+        tight_elections: true,
+        short_lease: true,
+        catch_up_by_one: true,
+    });
+}
+
+fn agree_and_converge(knobs: Buggify) {
     for seed in 0..200 {
-        let logs = simulate(seed, 3 + (seed % 3) as u8 * 2, seed % 2 == 0);
+        let logs = simulate(seed, 3 + (seed % 3) as u8 * 2, seed % 2 == 0, knobs);
         let longest = logs.iter().max_by_key(|l| l.len()).unwrap();
         // No command applied twice.
         let mut cmds: Vec<u32> = longest
@@ -1222,4 +1247,261 @@ fn a_leader_whose_queue_is_full_refuses_commands_with_busy() {
         .filter(|o| matches!(o, Output::NotLeader { .. }))
         .count();
     assert_eq!(refused, QUEUE_MAX);
+}
+
+// ------------------------------------------------------------------ BUGGIFY
+
+fn buggified(out: &Out) -> Vec<Buggified> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Buggified(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Accepts node 1 receives in `out`: (slot, commands).
+fn accepts_to_1(out: &Out) -> Vec<(Slot, usize)> {
+    sends(out)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Msg::Accept {
+                slot,
+                entry: Entry::Cmds(c),
+                ..
+            } if to == 1 => Some((slot, c.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Node 0 of 3, leader in ballot 1.0, with a window of 4, batches of up to
+/// 8 and the knobs `knobs`.
+fn leader_with(knobs: Buggify) -> N {
+    let mut c = cfg(3, 0);
+    c.batch = 8;
+    c.buggify = knobs;
+    let mut l = N::new(c);
+    let mut out = Vec::new();
+    l.start(0, &mut out);
+    step(&mut l, Input::Timer(Timer::Election { epoch: 1 }));
+    for from in [1, 2] {
+        let msg = Msg::Promise {
+            ballot: b(1, 0),
+            accepted: vec![],
+            snapshot: None,
+        };
+        recv(&mut l, from, msg);
+    }
+    assert!(l.is_leader());
+    l
+}
+
+fn chosen_by_1(l: &mut N, slot: Slot) -> Out {
+    let mut out = recv(
+        l,
+        0,
+        Msg::Accepted {
+            ballot: b(1, 0),
+            slot,
+        },
+    );
+    out.extend(recv(
+        l,
+        1,
+        Msg::Accepted {
+            ballot: b(1, 0),
+            slot,
+        },
+    ));
+    out
+}
+
+#[test]
+fn buggify_window_of_one_queues_commands_behind_one_slot_and_they_travel_as_a_batch() {
+    // Off: four commands take four slots at once, and nothing is reported.
+    let mut l = leader_with(Buggify::OFF);
+    let mut out = Vec::new();
+    for c in 0..4 {
+        out.extend(step(&mut l, Input::Submit(c)));
+    }
+    assert_eq!(accepts_to_1(&out), [(0, 1), (1, 1), (2, 1), (3, 1)]);
+    assert!(buggified(&out).is_empty());
+    // On: one slot in flight; the other three wait (reported) and then go
+    // out together when it is chosen.
+    let knobs = Buggify {
+        window_of_one: true,
+        ..Buggify::OFF
+    };
+    let mut l = leader_with(knobs);
+    let mut out = Vec::new();
+    for c in 0..4 {
+        out.extend(step(&mut l, Input::Submit(c)));
+    }
+    assert_eq!(accepts_to_1(&out), [(0, 1)]);
+    assert_eq!(buggified(&out), [Buggified::QueuedBehindWindow; 3]);
+    assert_eq!(l.pending(), 4);
+    let out = chosen_by_1(&mut l, 0);
+    assert_eq!(accepts_to_1(&out), [(1, 3)], "the queue, batched");
+    assert!(buggified(&out).is_empty(), "nothing waits now: {out:?}");
+}
+
+#[test]
+fn buggify_batch_of_one_drains_a_queue_one_command_per_slot() {
+    let knobs = Buggify {
+        window_of_one: true,
+        batch_of_one: true,
+        ..Buggify::OFF
+    };
+    let mut l = leader_with(knobs);
+    for c in 0..3 {
+        step(&mut l, Input::Submit(c));
+    }
+    // Slot 0 holds command 0; commands 1 and 2 wait. Each slot chosen lets
+    // one more go, alone, while another still waits (reported).
+    let out = chosen_by_1(&mut l, 0);
+    assert_eq!(accepts_to_1(&out), [(1, 1)]);
+    assert!(buggified(&out).contains(&Buggified::BatchCut), "{out:?}");
+    let out = chosen_by_1(&mut l, 1);
+    assert_eq!(accepts_to_1(&out), [(2, 1)]);
+    assert!(
+        !buggified(&out).contains(&Buggified::BatchCut),
+        "one waited"
+    );
+    assert_eq!(l.pending(), 1);
+}
+
+#[test]
+fn buggify_tight_elections_cut_the_jitter_and_report_a_candidacy_lost_to_a_rival() {
+    let knobs = Buggify {
+        tight_elections: true,
+        ..Buggify::OFF
+    };
+    let c = Config {
+        buggify: knobs,
+        ..cfg(3, 1)
+    };
+    let mut n = N::new(c);
+    let mut out = Vec::new();
+    n.start(0, &mut out);
+    let t = Timing::default();
+    assert_eq!(
+        out,
+        vec![Output::SetTimer {
+            timer: Timer::Election { epoch: 1 },
+            delay_us: t.election_us,
+            jitter_us: t.election_jitter_us / 16,
+        }]
+    );
+    // It stands in 1.1; a rival's higher Prepare ends the candidacy.
+    let out = step(&mut n, Input::Timer(Timer::Election { epoch: 1 }));
+    assert!(buggified(&out).is_empty());
+    let rival = Msg::Prepare {
+        ballot: b(2, 2),
+        from: 0,
+    };
+    let out = recv(&mut n, 2, rival.clone());
+    assert_eq!(buggified(&out), [Buggified::CandidacyLost]);
+    // Without the knob the same duel is not reported.
+    let mut n = N::new(cfg(3, 1));
+    let mut out = Vec::new();
+    n.start(0, &mut out);
+    step(&mut n, Input::Timer(Timer::Election { epoch: 1 }));
+    assert!(buggified(&recv(&mut n, 2, rival)).is_empty());
+}
+
+#[test]
+fn buggify_short_lease_lasts_one_heartbeat_interval_and_reports_it_lapsing() {
+    let mut l = leader_with_leases();
+    let full = l.lease_span();
+    let beat = l.cfg.timing.heartbeat_us;
+    assert!(beat < full, "{beat} {full}");
+    l.cfg.buggify.short_lease = true;
+    assert_eq!(l.lease_span(), beat);
+    let ack = Msg::HeartbeatAck {
+        ballot: b(1, 0),
+        round: 1,
+    };
+    at(&mut l, 151_000, Input::Receive { from: 1, msg: ack });
+    let end = 150_000 + beat;
+    assert!(l.lease_read_ok(end - 1));
+    assert!(!l.lease_read_ok(end), "over after one interval");
+    // A heartbeat while the lease still runs reports nothing; the next one,
+    // due just as it runs out, reports the lapse.
+    let out = at(&mut l, end - 1, Input::Timer(Timer::Heartbeat));
+    assert!(buggified(&out).is_empty());
+    let out = at(&mut l, end, Input::Timer(Timer::Heartbeat));
+    assert_eq!(buggified(&out), [Buggified::LeaseLapsed]);
+}
+
+#[test]
+fn buggify_catch_up_by_one_answers_a_query_with_one_entry() {
+    for (knob, expect) in [(false, 3), (true, 1)] {
+        let c = Config {
+            buggify: Buggify {
+                catch_up_by_one: knob,
+                ..Buggify::OFF
+            },
+            ..cfg(3, 0)
+        };
+        let mut a = N::new(c);
+        let mut out = Vec::new();
+        a.start(0, &mut out);
+        for s in 0..3 {
+            let msg = Msg::Chosen {
+                slot: s,
+                entry: cmd(s as u32),
+            };
+            recv(&mut a, 1, msg);
+        }
+        let out = recv(&mut a, 2, Msg::Query { from: 0 });
+        let chosen = sends(&out)
+            .iter()
+            .filter(|(_, m)| matches!(m, Msg::Chosen { .. }))
+            .count();
+        assert_eq!(chosen, expect, "knob {knob}");
+        let cut = buggified(&out) == [Buggified::CatchUpCut];
+        assert_eq!(cut, knob);
+        // Asked for the last slot, one entry is all there is: no cut.
+        let out = recv(&mut a, 2, Msg::Query { from: 2 });
+        assert!(buggified(&out).is_empty());
+    }
+}
+
+#[test]
+fn a_retry_of_a_command_still_queued_is_not_queued_again() {
+    // A window of one (BUGGIFY) keeps commands waiting; clients that time
+    // out come back with the same commands.
+    let mut l = leader_with(Buggify {
+        window_of_one: true,
+        batch_of_one: true,
+        ..Buggify::OFF
+    });
+    for c in [0, 1, 2] {
+        step(&mut l, Input::Submit(c));
+    }
+    assert_eq!(l.pending(), 3);
+    for c in [1, 2, 1, 2] {
+        let out = step(&mut l, Input::Submit(c));
+        assert!(
+            sends(&out).is_empty() && buggified(&out).is_empty(),
+            "{out:?}"
+        );
+    }
+    assert_eq!(l.pending(), 3, "each waits once");
+    // The one in flight is not in the queue: its retry waits behind it (it
+    // may have to be proposed again if this slot is lost with the leader).
+    step(&mut l, Input::Submit(0));
+    assert_eq!(l.pending(), 4);
+    // Each is proposed once: slots 1, 2 and 3 carry 1, 2 and 0.
+    let mut proposed = Vec::new();
+    for slot in 0..3 {
+        for (to, m) in sends(&chosen_by_1(&mut l, slot)) {
+            if let (1, Msg::Accept { entry, .. }) = (to, m) {
+                proposed.push(entry);
+            }
+        }
+    }
+    assert_eq!(proposed, [cmd(1), cmd(2), cmd(0)]);
+    assert_eq!(l.pending(), 1);
 }

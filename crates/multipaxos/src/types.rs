@@ -217,7 +217,9 @@ pub enum Input<C, S> {
         msg: Msg<C, S>,
     },
     Timer(Timer),
-    /// A client command submitted to this node.
+    /// A client command submitted to this node. A leader ignores one equal
+    /// to a command still waiting in its queue (a client's retry): that one
+    /// is proposed once.
     Submit(C),
     Synced {
         upto: u64,
@@ -283,6 +285,10 @@ pub enum Output<C, S> {
     },
     /// A rebuilding replica has its state back and votes again.
     Rebuilt,
+    /// A [`Buggify`] knob just steered this node down the rare path it
+    /// names. For coverage (a simulator counts the runs that got there);
+    /// it changes nothing, and a node whose knobs are all off never emits it.
+    Buggified(Buggified),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -396,6 +402,83 @@ impl Bugs {
     }
 }
 
+/// BUGGIFY, after FoundationDB's: knobs that make a node take, often, the
+/// rare paths it otherwise takes only when the faults line up, so that
+/// simulation reaches them. Each knob swaps a normal choice for a rare but
+/// legal one (a value or a choice the protocol must cope with anyway), so a
+/// correct node stays correct with any knobs on, and a canary is still
+/// caught. The driver passes the knobs in [`Config::buggify`] (the simulator
+/// draws them per seed); the node only reads them and draws nothing. A real
+/// deployment runs with [`Buggify::OFF`], the default. When a knob changes
+/// what the node does, the node says so with [`Output::Buggified`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Buggify {
+    /// The leader keeps one slot in flight instead of [`Config::window`]:
+    /// commands queue behind it, and slots carry batches (with the default
+    /// window, a handful of clients never fill it, so neither happens).
+    pub window_of_one: bool,
+    /// The leader packs one command per slot instead of [`Config::batch`],
+    /// however many wait: a queue drains slot by slot.
+    pub batch_of_one: bool,
+    /// Election timeouts almost all equal (the jitter cut to a sixteenth):
+    /// followers that lose their leader stand together, and candidates duel.
+    pub tight_elections: bool,
+    /// The leader counts its lease as lasting one heartbeat interval at most
+    /// (the default grant is several): it runs out just as the next round
+    /// leaves, and reads until that round's acks come back fall back to the
+    /// log. Safe: the followers still promise no one else for the whole
+    /// lease they granted.
+    pub short_lease: bool,
+    /// A catch-up `Query` is answered with one chosen entry instead of up
+    /// to 64: a lagging replica catches up over many rounds.
+    pub catch_up_by_one: bool,
+}
+
+impl Buggify {
+    /// Every knob off: what a real deployment runs.
+    pub const OFF: Buggify = Buggify {
+        window_of_one: false,
+        batch_of_one: false,
+        tight_elections: false,
+        short_lease: false,
+        catch_up_by_one: false,
+    };
+
+    pub fn any(&self) -> bool {
+        *self != Buggify::OFF
+    }
+
+    /// Whether the knob behind `rare` is on (a node reports only those).
+    pub fn steers(&self, rare: Buggified) -> bool {
+        match rare {
+            Buggified::QueuedBehindWindow => self.window_of_one,
+            Buggified::BatchCut => self.batch_of_one,
+            Buggified::CandidacyLost => self.tight_elections,
+            Buggified::LeaseLapsed => self.short_lease,
+            Buggified::CatchUpCut => self.catch_up_by_one,
+        }
+    }
+}
+
+/// A rare path a [`Buggify`] knob steered a node down.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Buggified {
+    /// `window_of_one`: commands waited behind the one slot in flight where
+    /// the configured window had room.
+    QueuedBehindWindow,
+    /// `batch_of_one`: a slot went out with one command while more waited.
+    BatchCut,
+    /// `tight_elections`: a candidacy ended before it won (a competing
+    /// candidate's ballot or a leader's word came first).
+    CandidacyLost,
+    /// `short_lease`: the leader's lease ran out while it still led.
+    LeaseLapsed,
+    /// `catch_up_by_one`: a Query was answered with one entry where more
+    /// chosen entries followed.
+    CatchUpCut,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub n: u8,
@@ -406,6 +489,8 @@ pub struct Config {
     /// Commands a leader packs into one slot at most (batching).
     pub batch: usize,
     pub bugs: Bugs,
+    /// Rare-path knobs for simulation; [`Buggify::OFF`] outside it.
+    pub buggify: Buggify,
 }
 
 impl Config {

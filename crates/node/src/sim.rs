@@ -919,6 +919,11 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
     };
     let schedule = Schedule::generate(&mut rng, cfg.nodes, &faults, cfg.fault_phase_us);
     cfg.faults = Some(faults);
+    // The scenario's BUGGIFY knobs, drawn as the engine's `plan` draws them
+    // (here from madsim's seeded generator).
+    if cfg.buggify {
+        scenario.buggify(&mut cfg, &mut rng);
+    }
     NetSim::current().update_config(|c| {
         c.packet_loss_rate = faults.loss_permille as f64 / 1000.0;
         c.send_latency = latency(&cfg, faults.jitter_us);

@@ -118,6 +118,31 @@ impl Options {
         }
         Ok(())
     }
+
+    /// The log core's config. BUGGIFY is the simulator's alone: every knob
+    /// is off here, always (a test and `tests/tidy.rs` check it).
+    fn log_config(&self) -> multipaxos::Config {
+        multipaxos::Config {
+            n: self.peers.len() as u8,
+            id: self.id,
+            timing: self.timing,
+            window: self.window,
+            batch: self.batch,
+            bugs: self.bugs,
+            buggify: multipaxos::Buggify::OFF,
+        }
+    }
+
+    /// The service's config, BUGGIFY off as in [`Options::log_config`].
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            snapshot_every: self.snapshot_every,
+            tick_us: self.tick_us,
+            lease_reads: self.timing.lease_us > 0,
+            bugs: self.bugs,
+            buggify: kv::server::Buggify::OFF,
+        }
+    }
 }
 
 /// What reaches the core loop from the network and the disk.
@@ -167,14 +192,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         opts.compact_bytes,
     )?;
     let n = opts.peers.len() as u8;
-    let cfg = multipaxos::Config {
-        n,
-        id: opts.id,
-        timing: opts.timing,
-        window: opts.window,
-        batch: opts.batch,
-        bugs: opts.bugs,
-    };
+    let cfg = opts.log_config();
     let clock = Clock::new();
     let now = clock.now_us();
     // The simulator's boot (`Replica::boot`): recover from what the disk
@@ -199,15 +217,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
             LogNode::rebuild(cfg, now)
         }
     };
-    let server = Server::new(
-        node,
-        ServerConfig {
-            snapshot_every: opts.snapshot_every,
-            tick_us: opts.tick_us,
-            lease_reads: opts.timing.lease_us > 0,
-            bugs: opts.bugs,
-        },
-    );
+    let server = Server::new(node, opts.server_config());
     info!(
         id = opts.id,
         listen = %opts.listen,
@@ -415,7 +425,8 @@ impl Core {
                 Event::Executed { slot, cmd, .. } => {
                     debug!(slot, client = cmd.client, seq = cmd.seq, op = ?cmd.op, "executed");
                 }
-                Event::Ticked { .. } => {}
+                // BUGGIFY is off here: the core never reports a rare path.
+                Event::Ticked { .. } | Event::Buggified(_) => {}
                 Event::SetTick { delay_us } => self.set_timer(now, TimerKind::Tick, delay_us, 0),
             }
         }
@@ -460,7 +471,10 @@ impl Core {
             Output::Elected { ballot } => info!(%ballot, "elected leader"),
             Output::Install { snap } => info!(upto = snap.upto, "installed a snapshot"),
             Output::Rebuilt => info!("rebuilt from the peers; voting again"),
-            Output::Apply { .. } | Output::NotLeader { .. } | Output::Busy { .. } => {}
+            Output::Apply { .. }
+            | Output::NotLeader { .. }
+            | Output::Busy { .. }
+            | Output::Buggified(_) => {}
         }
     }
 
@@ -754,4 +768,26 @@ async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
     drop(tx);
     let _ = ctx.tx.send(Inbound::ConnClosed { conn }).await;
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real service never steers the cores down BUGGIFY's rare paths,
+    /// whatever its options (`tests/tidy.rs` also checks that no paxkv
+    /// source names a knob other than `Buggify::OFF`).
+    #[test]
+    fn the_real_service_runs_the_cores_with_every_buggify_knob_off() {
+        let peers: Vec<SocketAddr> = (0..3).map(|i| ([127, 0, 0, 1], 7001 + i).into()).collect();
+        for id in 0..3 {
+            let mut o = Options::new(id, peers.clone(), PathBuf::from("d"), 7);
+            o.bugs.read_without_lease = id == 1;
+            o.snapshot_every = 1 + id as u64;
+            assert_eq!(o.log_config().buggify, multipaxos::Buggify::OFF);
+            assert!(!o.log_config().buggify.any());
+            assert_eq!(o.server_config().buggify, kv::server::Buggify::OFF);
+            assert!(!o.server_config().buggify.any());
+        }
+    }
 }

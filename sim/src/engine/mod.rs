@@ -11,10 +11,11 @@
 //! nemesis) and can be paused.
 //!
 //! Randomness comes from named ChaCha streams of the seed ([`Stream`]): the
-//! swarm draw, the schedule, the run (network, disk, timers), the scenario's
-//! per-seed choices and the workload each have their own, so an edited
-//! schedule leaves the swarm draw alone and a workload change leaves the
-//! network's draws alone.
+//! swarm draw, the schedule, the run (network, disk, timers), the workload
+//! (with its per-seed choices) and the BUGGIFY knobs each have their own, so
+//! an edited schedule leaves the swarm draw alone, a workload change leaves
+//! the network's draws alone, and a seed whose knobs are off runs as it did
+//! before BUGGIFY existed.
 //!
 //! After every effect the scenario's [`Checker`] judges what the node did;
 //! D1 (durability before disclosure) is judged here, for every protocol. A
@@ -61,6 +62,8 @@ pub enum Stream {
     /// The clients: what they ask and when (and the workload's per-seed
     /// choices, drawn first).
     Workload = 4,
+    /// The scenario's BUGGIFY knobs ([`Scenario::buggify`]).
+    Buggify = 5,
 }
 
 /// The generator of a seed's stream.

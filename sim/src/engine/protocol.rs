@@ -324,6 +324,23 @@ pub trait Scenario: Sync + 'static {
     /// `rng` is the seed's workload stream (the one `Cx::rng` continues),
     /// for per-seed workload choices.
     fn workload(&self, cfg: &RunConfig, rng: &mut rand_chacha::ChaCha8Rng) -> Self::Workload;
+    /// BUGGIFY (after FoundationDB's): draws this seed's rare-path knobs
+    /// into `cfg` (its `params`), from the seed's own stream
+    /// (`Stream::Buggify`). `plan` calls it, unless `cfg.buggify` is off,
+    /// as it draws the swarm's faults, so the resolved config (and a repro
+    /// file) holds the knobs; [`node_configs`](Scenario::node_configs)
+    /// passes them to the protocol, which only reads them. Knobs must pick
+    /// legal behaviour: a correct protocol passes with any of them on.
+    /// Default: the scenario has none.
+    fn buggify(&self, cfg: &mut RunConfig, rng: &mut rand_chacha::ChaCha8Rng) {
+        let _ = (cfg, rng);
+    }
+    /// The BUGGIFY knobs of a resolved config, for a run's header (`None`:
+    /// the scenario has none).
+    fn buggify_knobs(&self, cfg: &RunConfig) -> Option<String> {
+        let _ = cfg;
+        None
+    }
     /// The coverage marks a campaign should reach under `cfg` (others may
     /// be reported but are not required).
     fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str> {

@@ -1,0 +1,176 @@
+//! The service's BUGGIFY knobs, on a one-replica cluster driven by hand:
+//! messages to itself loop back, syncs complete at once.
+
+use super::*;
+use crate::machine::Op;
+use multipaxos::{Config, Durable, Timer, Timing, Write};
+
+/// The log core's config: one replica, no knobs of its own.
+fn log_cfg() -> Config {
+    Config {
+        n: 1,
+        id: 0,
+        timing: Timing::default(),
+        window: 8,
+        batch: 8,
+        bugs: Bugs::default(),
+        buggify: multipaxos::Buggify::OFF,
+    }
+}
+
+/// A one-replica server under `knobs`, snapshots every 64 slots, elected.
+fn leader(knobs: Buggify) -> (Server, Vec<Event>) {
+    let cfg = ServerConfig {
+        snapshot_every: 64,
+        tick_us: 1_000_000,
+        lease_reads: false,
+        bugs: Bugs::default(),
+        buggify: knobs,
+    };
+    let mut s = Server::new(LogNode::new(log_cfg()), cfg);
+    let mut out = Vec::new();
+    s.start(0, &mut out);
+    let out = run(
+        &mut s,
+        ServerInput::Log(Input::Timer(Timer::Election { epoch: 1 })),
+    );
+    assert!(s.node().is_leader());
+    (s, out)
+}
+
+/// Handles `input` at 1 s (past any election timeout), then everything the replica sends itself and every
+/// sync it asks for, until it is quiet. Returns every event.
+fn run(s: &mut Server, input: ServerInput) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut todo = vec![input];
+    while let Some(i) = todo.pop() {
+        let mut out = Vec::new();
+        s.handle(1_000_000, i, &mut out);
+        for e in &out {
+            match e {
+                Event::Log(Output::Send { to: 0, msg, .. }) => {
+                    todo.push(ServerInput::Log(Input::Receive {
+                        from: 0,
+                        msg: msg.clone(),
+                    }))
+                }
+                Event::Log(Output::Sync { upto }) => {
+                    todo.push(ServerInput::Log(Input::Synced { upto: *upto }))
+                }
+                _ => {}
+            }
+        }
+        all.extend(out);
+    }
+    all
+}
+
+fn put(seq: u64) -> ServerInput {
+    ServerInput::Request(Command {
+        client: 1,
+        seq,
+        op: Op::Put { key: 1, value: seq },
+    })
+}
+
+fn replies(out: &[Event]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Reply { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn buggified(out: &[Event]) -> Vec<Buggified> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Buggified(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn buggify_withholds_every_16th_reply_once_and_the_retry_is_answered_by_the_dedup_table() {
+    for knob in [false, true] {
+        let knobs = Buggify {
+            withhold_replies: knob,
+            ..Buggify::OFF
+        };
+        let (mut s, _) = leader(knobs);
+        let mut answered = Vec::new();
+        let mut withheld = 0;
+        for seq in 1..=32 {
+            let out = run(&mut s, put(seq));
+            answered.extend(replies(&out));
+            withheld += buggified(&out).len();
+        }
+        if !knob {
+            assert_eq!(answered, (1..=32).collect::<Vec<_>>());
+            assert_eq!(withheld, 0);
+            continue;
+        }
+        assert_eq!(withheld, 2, "seq 16 and 32");
+        assert!(!answered.contains(&16) && !answered.contains(&32));
+        assert_eq!(answered.len(), 30);
+        // The client resends 32: the dedup table answers, with the reply
+        // the first execution stored, and nothing executes again.
+        let out = run(&mut s, put(32));
+        assert_eq!(replies(&out), [32]);
+        assert!(buggified(&out).is_empty());
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Event::Executed { applied, .. } if !applied.executed
+        )));
+    }
+}
+
+#[test]
+fn buggify_snapshots_every_few_slots_and_reports_an_install() {
+    let knobs = Buggify {
+        snapshot_every: 2,
+        ..Buggify::OFF
+    };
+    let (mut s, _) = leader(knobs);
+    let mut snaps = Vec::new();
+    for seq in 1..=5 {
+        for e in run(&mut s, put(seq)) {
+            if let Event::Log(Output::Persist {
+                write: Write::Snapshot(snap),
+                ..
+            }) = e
+            {
+                snaps.push(snap.upto);
+            }
+        }
+    }
+    // Nothing before them (no earlier leader, no tick yet): the puts fill
+    // slots 0 to 4, and a snapshot follows every second slot.
+    assert_eq!(snaps, [2, 4]);
+    // A restart from that disk installs the snapshot: reported, as the
+    // knob made it happen early.
+    let durable = Durable {
+        initialized: true,
+        snapshot: Some(Snap {
+            upto: 4,
+            state: Arc::new(s.machine().clone()),
+        }),
+        ..Durable::default()
+    };
+    let cfg = s.cfg;
+    let node = LogNode::recover(log_cfg(), durable.clone(), 0);
+    let mut again = Server::new(node, cfg);
+    let mut out = Vec::new();
+    again.start(0, &mut out);
+    assert_eq!(buggified(&out), [Buggified::EarlySnapshotInstalled]);
+    // The same restart with the knob off reports nothing.
+    let off = ServerConfig {
+        buggify: Buggify::OFF,
+        ..cfg
+    };
+    let node = LogNode::recover(log_cfg(), durable, 0);
+    let mut out = Vec::new();
+    Server::new(node, off).start(0, &mut out);
+    assert!(buggified(&out).is_empty());
+}

@@ -564,11 +564,16 @@ fn quiet_broken_pipe() {
 /// A campaign's bugs and faults, for its header line.
 fn describe(cfg: &RunConfig) -> String {
     format!(
-        "bugs [{}], faults {}",
+        "bugs [{}], faults {}{}",
         cfg.bugs.join(", "),
         match cfg.faults {
             Some(f) => format!("fixed ({})", f.spec()),
             None => "drawn per seed (swarm)".into(),
+        },
+        if cfg.buggify {
+            ""
+        } else {
+            ", buggify off"
         }
     )
 }

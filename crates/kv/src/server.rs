@@ -179,17 +179,18 @@ impl Server {
                                 }
                                 continue;
                             };
-                            let Cmd::Client(cmd) = *c else { continue };
+                            let Cmd::Client(cmd) = c else { continue };
+                            let reply = applied.reply.clone();
                             out.push(Event::Executed {
                                 slot: *slot,
-                                cmd,
+                                cmd: cmd.clone(),
                                 applied,
                             });
                             if self.waiting.remove(&(cmd.client, cmd.seq)) {
                                 out.push(Event::Reply {
                                     client: cmd.client,
                                     seq: cmd.seq,
-                                    reply: applied.reply,
+                                    reply,
                                     local: false,
                                 });
                             }

@@ -1,7 +1,7 @@
 //! Real `paxkv` processes on loopback: a 3-replica cluster serving every
 //! operation, replicas killed with SIGKILL and restarted from their disks, a
 //! corrupted WAL rebuilt from the peers, and the operator's mistakes refused
-//! (another cluster's data directory, a newer format, a port in use, a
+//! (another cluster's data directory, a newer or older format, a port in use, a
 //! stranger on the peer port). Every process a test starts is killed when
 //! the test ends, passed or failed ([`Cluster`]'s `Drop`).
 
@@ -294,7 +294,7 @@ async fn a_corrupted_wal_is_rebuilt_from_the_peers_and_no_acknowledged_write_is_
 }
 
 #[test]
-fn another_clusters_or_a_newer_formats_data_directory_is_refused() {
+fn another_clusters_or_another_formats_data_directory_is_refused() {
     let mut c = Cluster::new("other", 1);
     c.start(0);
     c.await_log(0, "serving");
@@ -320,6 +320,15 @@ fn another_clusters_or_a_newer_formats_data_directory_is_refused() {
     let (status, text) = run_refused(c.command(0, c.cluster));
     assert!(!status.success());
     assert!(text.contains("newer than this build reads"), "{text}");
+    // An older one (version 1 held the service's values as u64s).
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[8..12].copy_from_slice(&(wal::VERSION - 1).to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&wal, bytes).unwrap();
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success());
+    assert!(text.contains("older than this build reads"), "{text}");
 }
 
 #[test]

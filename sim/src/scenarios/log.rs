@@ -506,7 +506,9 @@ impl Protocol for Replica {
             // An operator's error in production; here, a bug: every file
             // is written by this build for `CLUSTER`, and flips fail the
             // header's checksum before its fields are read.
-            l @ (Loaded::OtherCluster { .. } | Loaded::NewerFormat { .. }) => {
+            l @ (Loaded::OtherCluster { .. }
+            | Loaded::NewerFormat { .. }
+            | Loaded::OlderFormat { .. }) => {
                 panic!("n{}: the disk cannot be read: {l}", cfg.log.id)
             }
         };

@@ -56,6 +56,12 @@ impl Client {
         }
     }
 
+    /// The replica the next request goes to first: the one that answered
+    /// last (the leader, once a redirect named it), or the next to try.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
     /// The request in flight, if any.
     pub fn current(&self) -> Option<&Command> {
         self.current.as_ref()

@@ -148,6 +148,12 @@ impl Client {
         self.id
     }
 
+    /// The replica (index into the peers) the next command goes to first:
+    /// the one that answered the last (the leader, for writes).
+    pub fn target(&self) -> NodeId {
+        self.core.target()
+    }
+
     /// Runs `op` to completion: resent on timeouts and redirects, executed
     /// at most once.
     pub async fn call(&mut self, op: Op) -> Result<Reply, Error> {

@@ -59,6 +59,13 @@ enum Cmd {
     /// Print the Markdown table of the cells in these JSON-lines files
     /// (the median over runs of each figure).
     Table { files: Vec<PathBuf> },
+    /// Time `count` fdatasyncs of 200-byte appends to a file in `dir` (what
+    /// a WAL does per group commit) and print their p50/p90/p99.
+    FsyncProbe {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        count: usize,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
@@ -148,6 +155,7 @@ fn main() -> ExitCode {
             timeout_secs,
         } => rt.block_on(wait(system, &endpoints, Duration::from_secs(timeout_secs))),
         Cmd::Table { files } => table(&files),
+        Cmd::FsyncProbe { dir, count } => fsync_probe(&dir, count),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -497,6 +505,36 @@ async fn wait(system: System, endpoints: &[SocketAddr], timeout: Duration) -> Re
     Err(format!(
         "the {system:?} cluster took no write within {timeout:?}: {last}"
     ))
+}
+
+fn fsync_probe(dir: &std::path::Path, count: usize) -> Result<(), String> {
+    let path = dir.join("kvbench-fsync-probe");
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(err)?;
+    let mut lat = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        f.write_all(&[b'x'; 200]).map_err(err)?;
+        let t = Instant::now();
+        f.sync_data().map_err(err)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(f);
+    std::fs::remove_file(&path).map_err(err)?;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "fdatasync of a 200-byte append: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} syncs)",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        lat.len()
+    );
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -163,7 +163,8 @@ IFS=, read -ra SYSTEM_LIST <<<"$SYSTEMS"
 machine | tee "$RUNDIR/machine.txt" >&2
 # The disk's fsync latency moves a lot on a shared machine; the table is
 # read against it (measured again after the runs).
-echo "before: $("$KVBENCH" fsync-probe "$RUNDIR")" | tee "$RUNDIR/fsync.txt" >&2
+# So is the load others put on a shared machine: the 1-minute load average.
+echo "before: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee "$RUNDIR/fsync.txt" >&2
 say "$RUNS run(s) of ${SYSTEM_LIST[*]} x {put, get} x {${CLIENT_LIST[*]}} clients, ${WARMUP}s warm-up + ${SECS}s per cell; results in $RESULTS"
 for run in $(seq "$RUNS"); do
     # Alternate which system goes first, so neither always runs on a
@@ -198,7 +199,7 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-echo "after: $("$KVBENCH" fsync-probe "$RUNDIR")" | tee -a "$RUNDIR/fsync.txt" >&2
+echo "after: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RUNDIR/fsync.txt" >&2
 echo
 cat "$RUNDIR/machine.txt" "$RUNDIR/fsync.txt"
 echo "window ${SECS}s after a ${WARMUP}s warm-up per cell; median of $RUNS run(s); CPU in cores (1.00 = one core busy)"

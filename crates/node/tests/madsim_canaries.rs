@@ -65,12 +65,13 @@ const KV_CASES: [Case; 12] = [
     // A crash must land between the mark and the entry on a replica that
     // accepted another entry in the slot: competing leaders and crashes in
     // syncs. The stale entry it then applies is another's command (K2) or
-    // the wrong one (P2).
+    // the wrong one (P2). About 1 seed in 500 of this config fails (in the
+    // fast scheduler too); the first under madsim is seed 1407.
     Case {
         faults: Some(
             "leader_faults=6,crashes=6,crash_in_sync_permille=50,partitions=3,loss_permille=50",
         ),
-        ..case("non-atomic-chosen", 400, &[P1, P2, P3, K2, Assert])
+        ..case("non-atomic-chosen", 2000, &[P1, P2, P3, K2, Assert])
     },
     case("prepare-before-promise", 200, &[P6]),
     case("leader-stops-proposing", 50, &[L2]),

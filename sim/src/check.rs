@@ -260,8 +260,8 @@ where
             self.boot(&mut st, id as NodeId);
         }
         for k in 0..st.requests.len() {
-            let (client, _, req) = st.requests[k];
-            let r = st.checker.on_invoke(0, client, &req);
+            let (client, _, ref req) = st.requests[k];
+            let r = st.checker.on_invoke(0, client, req);
             Self::fail(&mut st, r);
         }
         vec![st]
@@ -358,7 +358,7 @@ where
             MAction::Restart(id) => {
                 self.boot(&mut st, id);
                 st.requests
-                    .extend(self.retries[id as usize].iter().copied());
+                    .extend(self.retries[id as usize].iter().cloned());
             }
             MAction::Request(k) => {
                 let (client, to, req) = st.requests.remove(k);

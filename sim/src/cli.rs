@@ -570,11 +570,7 @@ fn describe(cfg: &RunConfig) -> String {
             Some(f) => format!("fixed ({})", f.spec()),
             None => "drawn per seed (swarm)".into(),
         },
-        if cfg.buggify {
-            ""
-        } else {
-            ", buggify off"
-        }
+        if cfg.buggify { "" } else { ", buggify off" }
     )
 }
 

@@ -105,12 +105,58 @@ pub enum Kind<P: Protocol> {
     },
 }
 
+// By hand: a derive would ask `P: Clone`. Every field but a client's
+// request or reply is `Copy`; those two are cloned (a shared value's
+// reference count, not its bytes).
 impl<P: Protocol> Clone for Kind<P> {
     fn clone(&self) -> Self {
-        *self
+        use Kind::*;
+        match self {
+            Send { to, msg } => Send { to: *to, msg: *msg },
+            Receive { from, msg } => Receive {
+                from: *from,
+                msg: *msg,
+            },
+            Drop { to, msg, reason } => Drop {
+                to: *to,
+                msg: *msg,
+                reason: *reason,
+            },
+            Duplicate { to, msg } => Duplicate { to: *to, msg: *msg },
+            Timer { timer } => Timer { timer: *timer },
+            Persist { seq, write } => Persist {
+                seq: *seq,
+                write: *write,
+            },
+            Sync { upto } => Sync { upto: *upto },
+            Crash { lost_writes } => Crash {
+                lost_writes: *lost_writes,
+            },
+            Restart => Restart,
+            Rebuilding { corrupt } => Rebuilding { corrupt: *corrupt },
+            Fault { fault } => Fault { fault: *fault },
+            Quiet => Quiet,
+            Note { note } => Note { note: *note },
+            Invoke { client, req } => Invoke {
+                client: *client,
+                req: req.clone(),
+            },
+            Request { client, req } => Request {
+                client: *client,
+                req: req.clone(),
+            },
+            Reply { client, reply } => Reply {
+                client: *client,
+                reply: reply.clone(),
+            },
+            Complete { client, reply } => Complete {
+                client: *client,
+                reply: reply.clone(),
+            },
+            Retry { client } => Retry { client: *client },
+        }
     }
 }
-impl<P: Protocol> Copy for Kind<P> {}
 
 impl<P: Protocol> Hash for Kind<P> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -147,10 +193,13 @@ pub struct Event<P: Protocol> {
 
 impl<P: Protocol> Clone for Event<P> {
     fn clone(&self) -> Self {
-        *self
+        Event {
+            at_us: self.at_us,
+            node: self.node,
+            kind: self.kind.clone(),
+        }
     }
 }
-impl<P: Protocol> Copy for Event<P> {}
 
 impl<P: Protocol> Hash for Event<P> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -197,10 +246,10 @@ impl<P: Protocol> Tracer<P> {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(ev);
         if let Some(all) = &mut self.all {
-            all.push(ev);
+            all.push(ev.clone());
         }
+        self.recent.push_back(ev);
     }
 
     pub fn hash(&self) -> u64 {
@@ -219,7 +268,7 @@ impl<P: Protocol> Tracer<P> {
 impl<P: Protocol> fmt::Display for Event<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:>12} n{} ", fmt_time(self.at_us), self.node)?;
-        match self.kind {
+        match &self.kind {
             Kind::Send { to, msg } => write!(f, "send -> n{to} {msg}"),
             Kind::Receive { from, msg } => write!(f, "recv <- n{from} {msg}"),
             Kind::Drop { to, msg, reason } => write!(f, "drop -> n{to} {msg} ({reason:?})"),
@@ -234,7 +283,7 @@ impl<P: Protocol> fmt::Display for Event<P> {
             Kind::Rebuilding { corrupt } => write!(
                 f,
                 "REBUILD: disk {}, no votes until rebuilt from peers",
-                if corrupt { "corrupt" } else { "wiped" }
+                if *corrupt { "corrupt" } else { "wiped" }
             ),
             Kind::Fault { fault } => write!(f, "FAULT {fault}"),
             Kind::Quiet => write!(f, "QUIET: faults heal, liveness clock starts"),

@@ -6,7 +6,7 @@
 use crate::machine::{ClientId, Command, Op, Reply};
 use multipaxos::NodeId;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientOut {
     Send {
         to: NodeId,
@@ -56,9 +56,15 @@ impl Client {
         }
     }
 
+    /// The replica the next request goes to first: the one that answered
+    /// last (the leader, once a redirect named it), or the next to try.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
     /// The request in flight, if any.
-    pub fn current(&self) -> Option<Command> {
-        self.current
+    pub fn current(&self) -> Option<&Command> {
+        self.current.as_ref()
     }
 
     /// Starts `op`; the client must be idle.
@@ -70,13 +76,13 @@ impl Client {
             seq: self.seq,
             op,
         };
-        self.current = Some(cmd);
+        self.current = Some(cmd.clone());
         self.send(out);
         cmd
     }
 
     fn send(&mut self, out: &mut Vec<ClientOut>) {
-        let cmd = self.current.expect("a request in flight");
+        let cmd = self.current.clone().expect("a request in flight");
         self.epoch += 1;
         out.push(ClientOut::Send {
             to: self.target,
@@ -90,11 +96,10 @@ impl Client {
 
     /// A reply arrived; returns the completed request if it answers it.
     pub fn on_reply(&mut self, from: NodeId, seq: u64, reply: Reply) -> Option<(Command, Reply)> {
-        let cmd = self.current?;
-        if cmd.seq != seq {
+        if self.current.as_ref()?.seq != seq {
             return None; // A late answer to an earlier attempt.
         }
-        self.current = None;
+        let cmd = self.current.take()?;
         self.epoch += 1;
         self.target = from;
         Some((cmd, reply))
@@ -102,7 +107,7 @@ impl Client {
 
     /// A replica said it is not the leader.
     pub fn on_redirect(&mut self, seq: u64, leader: Option<NodeId>, out: &mut Vec<ClientOut>) {
-        if self.current.is_none_or(|c| c.seq != seq) {
+        if self.current.as_ref().is_none_or(|c| c.seq != seq) {
             return;
         }
         match leader {

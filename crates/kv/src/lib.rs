@@ -7,9 +7,11 @@
 //! - [`server`]: a replica — the log node plus the machine, client request
 //!   handling, lease reads, clock ticks and snapshots;
 //! - [`client`]: the client library (one request at a time, retries,
-//!   redirects).
+//!   redirects);
+//! - [`value`]: a key's value, opaque bytes.
 
 pub mod client;
 pub mod machine;
 pub mod server;
+pub mod value;
 pub use machine::*;

@@ -32,18 +32,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
+pub use crate::value::{Value, VALUE_MAX};
+
 pub type ClientId = u32;
 pub type Key = u64;
 pub type LockId = u64;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A client's operation. Not `Copy`: values are bytes (cloning one copies
+/// a pointer).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Op {
     Get {
         key: Key,
     },
     Put {
         key: Key,
-        value: u64,
+        value: Value,
     },
     Delete {
         key: Key,
@@ -52,7 +56,7 @@ pub enum Op {
     Cas {
         key: Key,
         expected: u64,
-        value: u64,
+        value: Value,
     },
     /// Open (or re-open) this client's session with a TTL in microseconds.
     OpenSession {
@@ -64,7 +68,7 @@ pub enum Op {
     /// session ends.
     PutEphemeral {
         key: Key,
-        value: u64,
+        value: Value,
     },
     /// Take lock `lock` for this client's live session; returns a fencing
     /// token.
@@ -77,8 +81,20 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The value the operation writes, if it writes one.
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Op::Put { value, .. } | Op::Cas { value, .. } | Op::PutEphemeral { value, .. } => {
+                Some(value)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A client command, tagged (client, seq) for exactly-once execution.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Command {
     pub client: ClientId,
     pub seq: u64,
@@ -86,7 +102,7 @@ pub struct Command {
 }
 
 /// What the log carries.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Cmd {
     Client(Command),
     /// The leader's clock reading (its local time in microseconds), proposed
@@ -96,10 +112,10 @@ pub enum Cmd {
     },
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Reply {
     /// Get: (value, version), or absent.
-    Value(Option<(u64, u64)>),
+    Value(Option<(Value, u64)>),
     /// Put / PutEphemeral: the new version.
     Version(u64),
     /// Delete: whether the key existed.
@@ -133,7 +149,7 @@ pub enum LockError {
 }
 
 /// The result of applying one log command.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub reply: Reply,
     /// False when the dedup table answered (a retry of an executed command,
@@ -141,9 +157,9 @@ pub struct Applied {
     pub executed: bool,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Item {
-    value: u64,
+    value: Value,
     /// ≥ 1 while the key exists.
     version: u64,
     /// The session owning an ephemeral key; `None` for a persistent one.
@@ -189,9 +205,9 @@ impl Machine {
     /// Applies one log command: a tick advances the clock (and returns
     /// `None`); a client command goes through the dedup table first.
     pub fn apply(&mut self, cmd: &Cmd) -> Option<Applied> {
-        let applied = match *cmd {
+        let applied = match cmd {
             Cmd::Tick { now_us } => {
-                self.tick(now_us);
+                self.tick(*now_us);
                 None
             }
             Cmd::Client(c) => Some(self.client(c)),
@@ -203,7 +219,7 @@ impl Machine {
     /// A `Get` against the current state, with no dedup and no change: what
     /// a leader answers from its lease.
     pub fn read(&self, key: Key) -> Reply {
-        Reply::Value(self.data.get(&key).map(|i| (i.value, i.version)))
+        Reply::Value(self.data.get(&key).map(|i| (i.value.clone(), i.version)))
     }
 
     /// The machine's clock: the highest tick applied.
@@ -246,11 +262,12 @@ impl Machine {
         self.sessions.contains_key(&client)
     }
 
-    fn client(&mut self, c: Command) -> Applied {
-        if let Some(&(last, reply)) = self.dedup.get(&c.client) {
+    fn client(&mut self, c: &Command) -> Applied {
+        if let Some((last, reply)) = self.dedup.get(&c.client) {
+            let last = *last;
             if c.seq == last {
                 return Applied {
-                    reply,
+                    reply: reply.clone(),
                     executed: false,
                 };
             }
@@ -262,24 +279,24 @@ impl Machine {
             }
             assert!(c.seq > last);
         }
-        let reply = self.execute(c.client, c.op);
+        let reply = self.execute(c.client, &c.op);
         assert_ne!(reply, Reply::Stale, "only the dedup table answers Stale");
-        self.dedup.insert(c.client, (c.seq, reply));
+        self.dedup.insert(c.client, (c.seq, reply.clone()));
         Applied {
             reply,
             executed: true,
         }
     }
 
-    fn execute(&mut self, client: ClientId, op: Op) -> Reply {
-        match op {
+    fn execute(&mut self, client: ClientId, op: &Op) -> Reply {
+        match *op {
             Op::Get { key } => self.read(key),
-            Op::Put { key, value } => Reply::Version(self.write(key, value, None)),
+            Op::Put { key, ref value } => Reply::Version(self.write(key, value, None)),
             Op::Delete { key } => Reply::Deleted(self.data.remove(&key).is_some()),
             Op::Cas {
                 key,
                 expected,
-                value,
+                ref value,
             } => {
                 let version = self.version(key);
                 if version == expected {
@@ -312,7 +329,7 @@ impl Machine {
                 }
             }
             Op::CloseSession => Reply::Closed(self.end_session(client)),
-            Op::PutEphemeral { key, value } => {
+            Op::PutEphemeral { key, ref value } => {
                 if !self.has_session(client) {
                     return Reply::Session(Err(SessionError::NoSession));
                 }
@@ -341,7 +358,7 @@ impl Machine {
 
     /// Writes `key` (owned by `owner`'s session if ephemeral) and returns
     /// its new version.
-    fn write(&mut self, key: Key, value: u64, owner: Option<ClientId>) -> u64 {
+    fn write(&mut self, key: Key, value: &Value, owner: Option<ClientId>) -> u64 {
         if let Some(o) = owner {
             assert!(
                 self.has_session(o),
@@ -353,7 +370,7 @@ impl Machine {
         self.data.insert(
             key,
             Item {
-                value,
+                value: value.clone(),
                 version,
                 owner,
             },

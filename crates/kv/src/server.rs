@@ -237,10 +237,11 @@ impl Server {
                                 }
                                 continue;
                             };
-                            let Cmd::Client(cmd) = *c else { continue };
+                            let Cmd::Client(cmd) = c else { continue };
+                            let (reply, executed) = (applied.reply.clone(), applied.executed);
                             out.push(Event::Executed {
                                 slot: *slot,
-                                cmd,
+                                cmd: cmd.clone(),
                                 applied,
                             });
                             if !self.waiting.remove(&(cmd.client, cmd.seq)) {
@@ -248,14 +249,14 @@ impl Server {
                             }
                             // Only a first execution: the retry, which the
                             // dedup table answers, gets its reply.
-                            if knobs.withhold_replies && applied.executed && cmd.seq % 16 == 0 {
+                            if knobs.withhold_replies && executed && cmd.seq % 16 == 0 {
                                 out.push(Event::Buggified(Buggified::ReplyWithheld));
                                 continue;
                             }
                             out.push(Event::Reply {
                                 client: cmd.client,
                                 seq: cmd.seq,
-                                reply: applied.reply,
+                                reply,
                                 local: false,
                             });
                         }

@@ -69,7 +69,10 @@ fn put(seq: u64) -> ServerInput {
     ServerInput::Request(Command {
         client: 1,
         seq,
-        op: Op::Put { key: 1, value: seq },
+        op: Op::Put {
+            key: 1,
+            value: seq.into(),
+        },
     })
 }
 

@@ -2,28 +2,35 @@
 
 use crate::{ClientId, History, Model, Outcome};
 use serde::Serialize;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::marker::PhantomData;
 
 /// One key: absent, or a value with a version. A key's version is 1 when it
 /// is created and goes up by one with each successful write.
+///
+/// Generic over the value type `V`, which the model only stores, returns and
+/// compares for equality: the service's values are bytes (`kv::Value`), the
+/// checker's own tests and generated histories use `u64`, the default.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct KvModel;
+pub struct KvModel<V = u64>(PhantomData<V>);
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum KvOp {
+pub enum KvOp<V = u64> {
     Get,
-    Put(u64),
+    Put(V),
     Delete,
     /// Write `value` if the key's version is `expected` (0: absent).
     Cas {
         expected: u64,
-        value: u64,
+        value: V,
     },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum KvRet {
+pub enum KvRet<V = u64> {
     /// `Get`: the value and version, or absent.
-    Value(Option<(u64, u64)>),
+    Value(Option<(V, u64)>),
     /// `Put`: the new version.
     Version(u64),
     /// `Delete`: whether the key existed.
@@ -32,39 +39,51 @@ pub enum KvRet {
     CasResult(Result<u64, u64>),
 }
 
-impl Model for KvModel {
-    type State = Option<(u64, u64)>;
-    type Op = KvOp;
-    type Ret = KvRet;
+/// What a value must be for the model: stored, returned, compared.
+pub trait KvValue: Clone + Debug + Eq + Hash + Serialize {}
+impl<V: Clone + Debug + Eq + Hash + Serialize> KvValue for V {}
+
+impl<V: KvValue> Model for KvModel<V> {
+    type State = Option<(V, u64)>;
+    type Op = KvOp<V>;
+    type Ret = KvRet<V>;
 
     fn init() -> Self::State {
         None
     }
 
-    fn step(s: &Self::State, op: &KvOp) -> (Self::State, KvRet) {
-        let version = s.map_or(0, |(_, v)| v);
-        match *op {
-            KvOp::Get => (*s, KvRet::Value(*s)),
-            KvOp::Put(value) => (Some((value, version + 1)), KvRet::Version(version + 1)),
+    fn step(s: &Self::State, op: &KvOp<V>) -> (Self::State, KvRet<V>) {
+        let version = s.as_ref().map_or(0, |(_, v)| *v);
+        match op {
+            KvOp::Get => (s.clone(), KvRet::Value(s.clone())),
+            KvOp::Put(value) => (
+                Some((value.clone(), version + 1)),
+                KvRet::Version(version + 1),
+            ),
             KvOp::Delete => (None, KvRet::Deleted(s.is_some())),
             KvOp::Cas { expected, value } => {
-                if expected == version {
+                if *expected == version {
                     (
-                        Some((value, version + 1)),
+                        Some((value.clone(), version + 1)),
                         KvRet::CasResult(Ok(version + 1)),
                     )
                 } else {
-                    (*s, KvRet::CasResult(Err(version)))
+                    (s.clone(), KvRet::CasResult(Err(version)))
                 }
             }
         }
     }
 
-    fn may_have_written(writer: &KvOp, writer_ret: Option<&KvRet>, op: &KvOp, ret: &KvRet) -> bool {
+    fn may_have_written(
+        writer: &KvOp<V>,
+        writer_ret: Option<&KvRet<V>>,
+        op: &KvOp<V>,
+        ret: &KvRet<V>,
+    ) -> bool {
         // The state `ret` shows: its value and version, where known. An
         // absent key needs no writer (it is how every key starts).
         let (value, version) = match (op, ret) {
-            (KvOp::Get, KvRet::Value(Some((value, version)))) => (Some(*value), Some(*version)),
+            (KvOp::Get, KvRet::Value(Some((value, version)))) => (Some(value), Some(*version)),
             (KvOp::Cas { .. }, KvRet::CasResult(Err(v))) if *v > 0 => (None, Some(*v)),
             (KvOp::Put(_), KvRet::Version(v)) | (KvOp::Cas { .. }, KvRet::CasResult(Ok(v)))
                 if *v > 1 =>
@@ -77,10 +96,10 @@ impl Model for KvModel {
         // The state `writer` made, if it wrote: its value, and its version
         // where known.
         let (made, made_version) = match (writer, writer_ret) {
-            (KvOp::Put(value), Some(KvRet::Version(v))) => (*value, Some(*v)),
-            (KvOp::Put(value), None) => (*value, None),
-            (KvOp::Cas { value, .. }, Some(KvRet::CasResult(Ok(v)))) => (*value, Some(*v)),
-            (KvOp::Cas { expected, value }, None) => (*value, Some(expected + 1)),
+            (KvOp::Put(value), Some(KvRet::Version(v))) => (value, Some(*v)),
+            (KvOp::Put(value), None) => (value, None),
+            (KvOp::Cas { value, .. }, Some(KvRet::CasResult(Ok(v)))) => (value, Some(*v)),
+            (KvOp::Cas { expected, value }, None) => (value, Some(expected + 1)),
             _ => return false,
         };
         value.is_none_or(|v| v == made)

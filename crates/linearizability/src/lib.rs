@@ -34,7 +34,7 @@
 mod kv;
 mod search;
 
-pub use kv::{KvModel, KvOp, KvRet};
+pub use kv::{KvModel, KvOp, KvRet, KvValue};
 pub use search::{check_key, Verdict};
 
 use serde::Serialize;

@@ -9,10 +9,15 @@
 //! either starts a new file ([`new_file`]), every other write is appended
 //! ([`encode_into`]).
 //!
-//! **Version 1** ([`wal::VERSION`]) is wal's framing with postcard's encoding
+//! **Version 2** ([`wal::VERSION`]) is wal's framing with postcard's encoding
 //! of [`Write`] as its variants and fields stand; `the_encoding_is_pinned`
 //! below fails when they change, and a change that moves the bytes needs a
-//! new version (and a reader of the old one).
+//! new version (and a reader of the old one, or a clear refusal). The
+//! command and snapshot types are the service's, so their encodings are part
+//! of the format too: version 1 was the same framing and `Write` with the
+//! coordination service's values as `u64`s; version 2 made them bytes
+//! (`kv::Value`). Version 1 files are refused ([`Loaded::OlderFormat`]): no
+//! reader of them is kept, as none was ever deployed.
 //!
 //! [`load`] reads a file back and tells recovery what to do:
 //! - [`Loaded::Ok`]: the durable state; a torn last record (a write that a
@@ -26,9 +31,10 @@
 //!   there fails even when it is the last one), or a payload passed its
 //!   checksum but does not decode to a write that fits where it lies:
 //!   rebuild, since a vote it held can no longer be trusted;
-//! - [`Loaded::OtherCluster`], [`Loaded::NewerFormat`]: the operator pointed
-//!   the replica at the wrong file or downgraded it. Never rebuilt over:
-//!   a server reports them and stops.
+//! - [`Loaded::OtherCluster`], [`Loaded::NewerFormat`],
+//!   [`Loaded::OlderFormat`]: the operator pointed the replica at the wrong
+//!   file, downgraded it, or upgraded it past a format change. Never rebuilt
+//!   over: a server reports them and stops.
 //!
 //! No IO here: the caller reads and writes the file.
 
@@ -87,6 +93,9 @@ pub enum Loaded<C, S> {
     OtherCluster { found: u64, expected: u64 },
     /// The file was written by a newer format version: an operator's error.
     NewerFormat { found: u32 },
+    /// The file was written by an older format version that this build
+    /// cannot read: an operator's error.
+    OlderFormat { found: u32 },
 }
 
 impl<C, S> fmt::Display for Loaded<C, S> {
@@ -104,6 +113,7 @@ impl<C, S> fmt::Display for Loaded<C, S> {
             }
             .fmt(f),
             Loaded::NewerFormat { found } => wal::ReadError::NewerFormat { found: *found }.fmt(f),
+            Loaded::OlderFormat { found } => wal::ReadError::OlderFormat { found: *found }.fmt(f),
         }
     }
 }
@@ -123,6 +133,7 @@ where
             return Loaded::OtherCluster { found, expected }
         }
         Err(wal::ReadError::NewerFormat { found }) => return Loaded::NewerFormat { found },
+        Err(wal::ReadError::OlderFormat { found }) => return Loaded::OlderFormat { found },
     };
     if contents.records.is_empty() {
         // A header and at most a torn first record: the file's creation
@@ -214,7 +225,7 @@ mod tests {
     #[test]
     fn the_encoding_is_pinned() {
         let hex = |w: &W| -> String { encode(w).iter().map(|x| format!("{x:02x}")).collect() };
-        assert_eq!(wal::VERSION, 1);
+        assert_eq!(wal::VERSION, 2);
         let got: Vec<String> = [
             Write::Init,
             Write::Promise(b(2, 1)),
@@ -281,8 +292,8 @@ mod tests {
         );
         let mut newer = f.clone();
         newer[8..12].copy_from_slice(&(wal::VERSION + 1).to_le_bytes());
-        let crc = crc(&newer[..24]);
-        newer[24..28].copy_from_slice(&crc.to_le_bytes());
+        let sum = crc(&newer[..24]);
+        newer[24..28].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(
             loads(&newer),
             Loaded::NewerFormat {
@@ -290,6 +301,17 @@ mod tests {
             }
         );
         assert!(loads(&newer).to_string().contains("newer"));
+        let mut older = f.clone();
+        older[8..12].copy_from_slice(&(wal::VERSION - 1).to_le_bytes());
+        let sum = crc(&older[..24]);
+        older[24..28].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(
+            loads(&older),
+            Loaded::OlderFormat {
+                found: wal::VERSION - 1
+            }
+        );
+        assert!(loads(&older).to_string().contains("older"));
     }
 
     /// The CRC32C wal uses (Castagnoli, reflected), to forge records whose

@@ -283,7 +283,7 @@ impl<P: Protocol> Cx<P> for Core<P> {
         &self.nodes
     }
     fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
-        self.note(node, ("invoke", client, req));
+        self.note(node, ("invoke", client, &req));
         self.invoked.push((client, req));
     }
     fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
@@ -382,7 +382,7 @@ impl<S: Runnable> World<S> {
                 self.core.check(r);
             }
             Input::Timer(t) => self.core.note(id, ("timer", *t)),
-            Input::Request { client, req } => self.core.note(id, ("request", *client, *req)),
+            Input::Request { client, req } => self.core.note(id, ("request", *client, req)),
             Input::Synced { upto } => {
                 let disk = &mut self.core.slots[id as usize].disk;
                 let landed = disk.sync(*upto);
@@ -474,7 +474,7 @@ impl<S: Runnable> World<S> {
             Effect::Reply { client, reply } => {
                 let r = self.checker.on_reply(now, id, client, &reply);
                 core.check(r);
-                core.note(id, ("reply", client, reply));
+                core.note(id, ("reply", client, &reply));
                 let delay = core.extra_delay(id, None);
                 let wire = Wire::<S::P>::Reply {
                     client,

@@ -65,14 +65,15 @@ const KV_CASES: [Case; 12] = [
     // A crash must land between the mark and the entry on a replica that
     // accepted another entry in the slot: competing leaders and crashes in
     // syncs. The stale entry it then applies is another's command (K2) or
-    // the wrong one (P2). About 1 seed in 400 fails, with BUGGIFY (7 of
-    // seeds 0-2999) as without (8): the first was seed 75 before seed 75
-    // drew a knob, and is 612 now, so the budget allows for a late one.
+    // the wrong one (P2). About 1 seed in 400-500 fails, with BUGGIFY or
+    // without and in the fast scheduler too; single first failures moved
+    // from seed 75 to 612 (BUGGIFY) and 1407 (Accepts leaving at once), so
+    // the budget allows for a late one.
     Case {
         faults: Some(
             "leader_faults=6,crashes=6,crash_in_sync_permille=50,partitions=3,loss_permille=50",
         ),
-        ..case("non-atomic-chosen", 1_000, &[P1, P2, P3, K2, Assert])
+        ..case("non-atomic-chosen", 2000, &[P1, P2, P3, K2, Assert])
     },
     case("prepare-before-promise", 200, &[P6]),
     case("leader-stops-proposing", 50, &[L2]),

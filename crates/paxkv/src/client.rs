@@ -7,8 +7,9 @@
 //! # async fn demo() -> Result<(), paxkv::client::Error> {
 //! let peers = vec!["127.0.0.1:7001".parse().unwrap()];
 //! let mut c = paxkv::Client::new(peers, 42);
-//! c.put(1, 100).await?;
-//! assert_eq!(c.get(1).await?, Some((100, 1)));
+//! c.put(1, "hello").await?;
+//! let (value, version) = c.get(1).await?.expect("just written");
+//! assert_eq!((value.as_bytes(), version), (&b"hello"[..], 1));
 //! # Ok(()) }
 //! ```
 
@@ -16,7 +17,7 @@ use crate::wire::{self, Hello, Response, Welcome};
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use kv::{ClientId, Key, LockError, LockId, Op, Reply, SessionError};
+use kv::{ClientId, Key, LockError, LockId, Op, Reply, SessionError, Value, VALUE_MAX};
 use multipaxos::NodeId;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,6 +35,9 @@ pub enum Error {
     Refused(String),
     /// The answer was not the kind the operation returns.
     Unexpected(Reply),
+    /// The value is larger than the service takes ([`kv::VALUE_MAX`]);
+    /// nothing was sent.
+    ValueTooLarge { len: usize },
 }
 
 impl std::fmt::Display for Error {
@@ -45,6 +49,10 @@ impl std::fmt::Display for Error {
             ),
             Error::Refused(why) => write!(f, "the server refused the connection: {why}"),
             Error::Unexpected(r) => write!(f, "unexpected reply {r:?}"),
+            Error::ValueTooLarge { len } => write!(
+                f,
+                "a value of {len} bytes is larger than the service takes ({VALUE_MAX} bytes)"
+            ),
         }
     }
 }
@@ -140,9 +148,18 @@ impl Client {
         self.id
     }
 
+    /// The replica (index into the peers) the next command goes to first:
+    /// the one that answered the last (the leader, for writes).
+    pub fn target(&self) -> NodeId {
+        self.core.target()
+    }
+
     /// Runs `op` to completion: resent on timeouts and redirects, executed
     /// at most once.
     pub async fn call(&mut self, op: Op) -> Result<Reply, Error> {
+        if let Some(v) = op.value().filter(|v| v.len() > VALUE_MAX) {
+            return Err(Error::ValueTooLarge { len: v.len() });
+        }
         let mut out = Vec::new();
         if let Some(home) = self.home {
             self.core = kv::client::Client::resume(
@@ -281,7 +298,7 @@ impl Client {
     }
 
     /// The key's (value, version), or None if absent.
-    pub async fn get(&mut self, key: Key) -> Result<Option<(u64, u64)>, Error> {
+    pub async fn get(&mut self, key: Key) -> Result<Option<(Value, u64)>, Error> {
         match self.call(Op::Get { key }).await? {
             Reply::Value(v) => Ok(v),
             r => Err(Error::Unexpected(r)),
@@ -289,7 +306,8 @@ impl Client {
     }
 
     /// Writes the key; returns its new version.
-    pub async fn put(&mut self, key: Key, value: u64) -> Result<u64, Error> {
+    pub async fn put(&mut self, key: Key, value: impl Into<Value>) -> Result<u64, Error> {
+        let value = value.into();
         match self.call(Op::Put { key, value }).await? {
             Reply::Version(v) => Ok(v),
             r => Err(Error::Unexpected(r)),
@@ -310,8 +328,9 @@ impl Client {
         &mut self,
         key: Key,
         expected: u64,
-        value: u64,
+        value: impl Into<Value>,
     ) -> Result<Result<u64, u64>, Error> {
+        let value = value.into();
         match self
             .call(Op::Cas {
                 key,
@@ -356,7 +375,12 @@ impl Client {
     }
 
     /// Writes a key owned by this client's live session.
-    pub async fn put_ephemeral(&mut self, key: Key, value: u64) -> Result<Reply, Error> {
+    pub async fn put_ephemeral(
+        &mut self,
+        key: Key,
+        value: impl Into<Value>,
+    ) -> Result<Reply, Error> {
+        let value = value.into();
         self.call(Op::PutEphemeral { key, value }).await
     }
 

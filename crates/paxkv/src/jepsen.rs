@@ -45,8 +45,8 @@
 use crate::wire::{self, Hello, Response, Welcome};
 use crate::Client;
 use futures_util::{SinkExt, StreamExt};
-use kv::{Command, LockError, Op, Reply};
-use linearizability::{History, KvModel, KvOp, KvRet, Operation, Outcome, Verdict};
+use kv::{Command, LockError, Op, Reply, Value};
+use linearizability::{History, KvOp, KvRet, Operation, Outcome, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +59,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+/// The service's key-value model: values are bytes, compared as bytes.
+type KvModel = linearizability::KvModel<Value>;
 
 /// Operations on one key before it retires for a fresh one.
 pub const OPS_PER_KEY: u64 = 120;
@@ -769,7 +772,8 @@ async fn client_loop(sh: Arc<Shared>, mut c: Client, seed: u64) {
             continue;
         }
         let key = sh.key(&mut rng);
-        let value = sh.next_value.fetch_add(1, Ordering::Relaxed);
+        // Unique values, as their decimal digits (readable in history.json).
+        let value = Value::from(sh.next_value.fetch_add(1, Ordering::Relaxed));
         let (kind, op) = match roll {
             0..=39 => ("get", KvOp::Get),
             40..=64 => ("put", KvOp::Put(value)),
@@ -783,7 +787,12 @@ async fn client_loop(sh: Arc<Shared>, mut c: Client, seed: u64) {
             _ => ("delete", KvOp::Delete),
         };
         let call = sh.now();
-        let h = sh.rec.lock().unwrap().history.invoke(id, key, op, call);
+        let h = sh
+            .rec
+            .lock()
+            .unwrap()
+            .history
+            .invoke(id, key, op.clone(), call);
         let r = match op {
             KvOp::Get => c.call(Op::Get { key }).await,
             KvOp::Put(value) => c.call(Op::Put { key, value }).await,
@@ -801,8 +810,8 @@ async fn client_loop(sh: Arc<Shared>, mut c: Client, seed: u64) {
         let mut rec = sh.rec.lock().unwrap();
         let ret = match r {
             Ok(Reply::Value(v)) => {
-                if let Some((_, ver)) = v {
-                    versions.insert(key, ver);
+                if let Some((_, ver)) = &v {
+                    versions.insert(key, *ver);
                 }
                 Ok(KvRet::Value(v))
             }
@@ -1121,7 +1130,7 @@ pub async fn run(cfg: &Config) -> Summary {
     let mut reader = Client::new(cluster.peers.clone(), FINAL_READER)
         .cluster(cluster.cluster)
         .timeout(Duration::from_secs(10));
-    let mut finals: BTreeMap<u64, Option<(u64, u64)>> = BTreeMap::new();
+    let mut finals: BTreeMap<u64, Option<(Value, u64)>> = BTreeMap::new();
     for &key in &written {
         let mut got = None;
         for _ in 0..3 {
@@ -1131,7 +1140,7 @@ pub async fn run(cfg: &Config) -> Summary {
             if let Ok(v) = r {
                 let mut rec = sh.rec.lock().unwrap();
                 let h = rec.history.invoke(FINAL_READER, key, KvOp::Get, call);
-                rec.history.ok(h, KvRet::Value(v), at);
+                rec.history.ok(h, KvRet::Value(v.clone()), at);
                 got = Some(v);
                 break;
             }
@@ -1242,8 +1251,8 @@ fn corrupt(wal: &Path, step: &Step) -> String {
 }
 
 /// Writes that wrote `value` on a key: put or successful (or unknown) cas.
-fn writes_value(o: &Operation<KvModel>) -> Option<u64> {
-    match (o.op, &o.outcome) {
+fn writes_value(o: &Operation<KvModel>) -> Option<&Value> {
+    match (&o.op, &o.outcome) {
         (KvOp::Put(v), _) => Some(v),
         (KvOp::Cas { value, .. }, Outcome::Info)
         | (
@@ -1260,7 +1269,7 @@ fn writes_value(o: &Operation<KvModel>) -> Option<u64> {
 /// No acknowledged write is lost: the final state of each key was made by
 /// a write (or delete) that did not complete before an acknowledged write
 /// to the key began, and a value read was written by someone.
-fn lost_writes(h: &History<KvModel>, finals: &BTreeMap<u64, Option<(u64, u64)>>) -> Vec<String> {
+fn lost_writes(h: &History<KvModel>, finals: &BTreeMap<u64, Option<(Value, u64)>>) -> Vec<String> {
     let mut out = Vec::new();
     let by_key = h.by_key();
     for (key, fin) in finals {
@@ -1283,7 +1292,7 @@ fn lost_writes(h: &History<KvModel>, finals: &BTreeMap<u64, Option<(u64, u64)>>)
         };
         // The operations that may have made the final state.
         let makers: Vec<&&Operation<KvModel>> = match fin {
-            Some((v, _)) => ops.iter().filter(|o| writes_value(o) == Some(*v)).collect(),
+            Some((v, _)) => ops.iter().filter(|o| writes_value(o) == Some(v)).collect(),
             None => ops
                 .iter()
                 .filter(|o| matches!(o.op, KvOp::Delete))
@@ -1304,7 +1313,7 @@ fn lost_writes(h: &History<KvModel>, finals: &BTreeMap<u64, Option<(u64, u64)>>)
                 continue;
             }
             if makers.iter().all(|m| m.ret_time() < w.call) {
-                let desc = match w.op {
+                let desc = match &w.op {
                     KvOp::Delete => "delete".to_string(),
                     KvOp::Put(v) | KvOp::Cas { value: v, .. } => format!("write of {v}"),
                     KvOp::Get => unreachable!(),
@@ -1429,11 +1438,12 @@ mod tests {
     #[test]
     fn a_lost_write_is_reported() {
         let mut h = History::<KvModel>::new();
-        let a = h.invoke(1, 5, KvOp::Put(10), 0);
+        let a = h.invoke(1, 5, KvOp::Put(Value::from(10)), 0);
         h.ok(a, KvRet::Version(1), 10);
-        let b = h.invoke(2, 5, KvOp::Put(11), 20);
+        let b = h.invoke(2, 5, KvOp::Put(Value::from(11)), 20);
         h.ok(b, KvRet::Version(2), 30);
-        let fin = |v| BTreeMap::from([(5, v)]);
+        let fin =
+            |v: Option<(u64, u64)>| BTreeMap::from([(5, v.map(|(v, ver)| (Value::from(v), ver)))]);
         assert!(lost_writes(&h, &fin(Some((11, 2)))).is_empty());
         assert_eq!(lost_writes(&h, &fin(Some((10, 1)))).len(), 1);
         assert_eq!(lost_writes(&h, &fin(None)).len(), 1);

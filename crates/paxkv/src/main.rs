@@ -59,14 +59,18 @@ enum Cmd {
     Jepsen(JepsenArgs),
     /// Read a key: its value and version.
     Get { key: u64 },
-    /// Write a key.
-    Put { key: u64, value: u64 },
+    /// Write a key. The value is stored as the string's bytes (at most 32 KiB).
+    Put { key: u64, value: String },
     /// Delete a key.
     Delete { key: u64 },
     /// Write VALUE if the key's version is EXPECTED (0: the key is absent).
-    Cas { key: u64, expected: u64, value: u64 },
+    Cas {
+        key: u64,
+        expected: u64,
+        value: String,
+    },
     /// Write a key that vanishes when this client's session ends.
-    PutEphemeral { key: u64, value: u64 },
+    PutEphemeral { key: u64, value: String },
     /// Open, keep alive or close this client's session (use --client-id).
     Session {
         #[command(subcommand)]
@@ -444,7 +448,7 @@ async fn client(cli: Cli) -> ExitCode {
                 }
             },
             Cmd::Put { key, value } => {
-                println!("ok (version {})", c.put(key, value).await?);
+                println!("ok (version {})", c.put(key, value.as_str()).await?);
                 true
             }
             Cmd::Delete { key } => {
@@ -456,7 +460,7 @@ async fn client(cli: Cli) -> ExitCode {
                 key,
                 expected,
                 value,
-            } => match c.cas(key, expected, value).await? {
+            } => match c.cas(key, expected, value.as_str()).await? {
                 Ok(v) => {
                     println!("ok (version {v})");
                     true
@@ -466,7 +470,7 @@ async fn client(cli: Cli) -> ExitCode {
                     false
                 }
             },
-            Cmd::PutEphemeral { key, value } => match c.put_ephemeral(key, value).await? {
+            Cmd::PutEphemeral { key, value } => match c.put_ephemeral(key, value.as_str()).await? {
                 kv::Reply::Version(v) => {
                     println!("ok (version {v}, owned by client {id}'s session)");
                     true

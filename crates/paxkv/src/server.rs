@@ -744,7 +744,7 @@ async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
     });
     while let Some(frame) = stream.next().await {
         let why = match frame.map_err(|e| e.to_string()) {
-            Ok(f) => match wire::decode::<Command>(&f) {
+            Ok(f) => match wire::decode_command(&f) {
                 Ok(cmd) => {
                     let tx = tx.clone();
                     if ctx

@@ -156,7 +156,9 @@ impl DataDir {
                     }
                     return d.load_wal();
                 }
-                l @ (Loaded::OtherCluster { .. } | Loaded::NewerFormat { .. }) => {
+                l @ (Loaded::OtherCluster { .. }
+                | Loaded::NewerFormat { .. }
+                | Loaded::OlderFormat { .. }) => {
                     return Err(format!("{}: {l}", path.display()));
                 }
                 l @ (Loaded::Wiped | Loaded::Corrupt { .. }) => {

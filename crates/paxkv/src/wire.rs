@@ -16,18 +16,21 @@
 //! never a panic.
 
 use kv::server::Snapshot;
-use kv::{Cmd, Reply};
+use kv::{Cmd, Command, Reply, VALUE_MAX};
 use multipaxos::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-/// Bumped whenever a type below changes its encoding.
-pub const PROTOCOL: u32 = 1;
+/// Bumped whenever a type below changes its encoding (2: values are bytes).
+pub const PROTOCOL: u32 = 2;
 /// The largest frame between replicas: a snapshot of the whole state
 /// machine travels in one (the WAL's own record limit is larger).
 pub const PEER_FRAME_MAX: usize = 64 << 20;
 /// The largest frame a client may send or receive.
 pub const CLIENT_FRAME_MAX: usize = 64 << 10;
+// A command or reply with the largest value fits a client frame with room
+// for its other fields.
+const _: () = assert!(VALUE_MAX + 1024 <= CLIENT_FRAME_MAX);
 
 /// A log-core message between replicas.
 pub type PeerMsg = multipaxos::Msg<Cmd, Snapshot>;
@@ -79,4 +82,18 @@ pub fn encode<T: Serialize>(t: &T) -> bytes::Bytes {
 
 pub fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
     postcard::from_bytes(b).map_err(|e| format!("malformed frame ({} bytes): {e}", b.len()))
+}
+
+/// A client's command, refused if its value is larger than the service
+/// takes ([`kv::VALUE_MAX`]; the frame limit alone would let a value fill
+/// the whole frame).
+pub fn decode_command(b: &[u8]) -> Result<Command, String> {
+    let cmd: Command = decode(b)?;
+    match cmd.op.value() {
+        Some(v) if v.len() > VALUE_MAX => Err(format!(
+            "a value of {} bytes is larger than the service takes ({VALUE_MAX} bytes)",
+            v.len()
+        )),
+        _ => Ok(cmd),
+    }
 }

@@ -1,10 +1,11 @@
 //! Real `paxkv` processes on loopback: a 3-replica cluster serving every
 //! operation, replicas killed with SIGKILL and restarted from their disks, a
 //! corrupted WAL rebuilt from the peers, and the operator's mistakes refused
-//! (another cluster's data directory, a newer format, a port in use, a
+//! (another cluster's data directory, a newer or older format, a port in use, a
 //! stranger on the peer port). Every process a test starts is killed when
 //! the test ends, passed or failed ([`Cluster`]'s `Drop`).
 
+use kv::Value;
 use paxkv::wire::{self, Hello, Welcome};
 use paxkv::Client;
 use std::io::{Read, Write as _};
@@ -176,7 +177,7 @@ async fn a_cluster_serves_every_operation_and_survives_sigkill_of_each_replica()
     let mut a = c.client(1);
     let mut b = c.client(2);
     assert_eq!(a.put(1, 10).await, Ok(1));
-    assert_eq!(a.get(1).await, Ok(Some((10, 1))));
+    assert_eq!(a.get(1).await, Ok(Some((Value::from(10), 1))));
     assert_eq!(b.cas(1, 1, 11).await, Ok(Ok(2)));
     assert_eq!(a.cas(1, 1, 12).await, Ok(Err(2)), "a stale cas fails");
     assert_eq!(a.delete(1).await, Ok(true));
@@ -232,7 +233,7 @@ async fn a_cluster_serves_every_operation_and_survives_sigkill_of_each_replica()
             .expect("the restarted replica makes a quorum");
         acked.push((key, 1));
         for (k, v) in &acked {
-            assert_eq!(a.get(*k).await, Ok(Some((*v, 1))), "key {k}");
+            assert_eq!(a.get(*k).await, Ok(Some((Value::from(*v), 1))), "key {k}");
         }
         c.start(j);
     }
@@ -277,7 +278,11 @@ async fn a_corrupted_wal_is_rebuilt_from_the_peers_and_no_acknowledged_write_is_
         .await
         .expect("the rebuilt replica makes a quorum");
     for k in 0..40 {
-        assert_eq!(a.get(k).await, Ok(Some((k + 1000, 1))), "key {k}");
+        assert_eq!(
+            a.get(k).await,
+            Ok(Some((Value::from(k + 1000), 1))),
+            "key {k}"
+        );
     }
     // And it restarts from its rebuilt WAL like any replica.
     c.kill(0);
@@ -285,11 +290,11 @@ async fn a_corrupted_wal_is_rebuilt_from_the_peers_and_no_acknowledged_write_is_
     c.start(0);
     c.await_log(0, "recovered from disk");
     c.kill(2);
-    assert_eq!(a.get(99).await, Ok(Some((1, 1))));
+    assert_eq!(a.get(99).await, Ok(Some((Value::from(1), 1))));
 }
 
 #[test]
-fn another_clusters_or_a_newer_formats_data_directory_is_refused() {
+fn another_clusters_or_another_formats_data_directory_is_refused() {
     let mut c = Cluster::new("other", 1);
     c.start(0);
     c.await_log(0, "serving");
@@ -315,6 +320,15 @@ fn another_clusters_or_a_newer_formats_data_directory_is_refused() {
     let (status, text) = run_refused(c.command(0, c.cluster));
     assert!(!status.success());
     assert!(text.contains("newer than this build reads"), "{text}");
+    // An older one (version 1 held the service's values as u64s).
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[8..12].copy_from_slice(&(wal::VERSION - 1).to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&wal, bytes).unwrap();
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success());
+    assert!(text.contains("older than this build reads"), "{text}");
 }
 
 #[test]
@@ -395,6 +409,59 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
     assert!(log.contains("frame size too big"), "{log}");
     let mut a = c.client(1);
     assert_eq!(a.put(1, 1).await, Ok(1));
+    // Values: the largest goes through and reads back; one byte more is
+    // refused by the client library before sending, and by the server from
+    // a client that sends it anyway.
+    let max = vec![b'x'; kv::VALUE_MAX];
+    assert_eq!(a.put(2, max.clone()).await, Ok(1));
+    assert_eq!(a.get(2).await, Ok(Some((Value::from(max), 1))));
+    let over = vec![b'x'; kv::VALUE_MAX + 1];
+    assert_eq!(
+        a.put(3, over.clone()).await,
+        Err(paxkv::client::Error::ValueTooLarge {
+            len: kv::VALUE_MAX + 1
+        })
+    );
+    let answer = command_and_answer(
+        c.peers[0],
+        &kv::Command {
+            client: 77,
+            seq: 1,
+            op: kv::Op::Put {
+                key: 3,
+                value: Value::from(over),
+            },
+        },
+    );
+    match answer {
+        Some(wire::Response::Error(why)) => {
+            assert!(why.contains("larger than the service takes"), "{why}")
+        }
+        r => panic!("an oversized value was not refused: {r:?}"),
+    }
+    assert_eq!(a.get(3).await, Ok(None));
+}
+
+/// Says hello as a client, sends `cmd` and reads the answer.
+fn command_and_answer(addr: SocketAddr, cmd: &kv::Command) -> Option<wire::Response> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frame = |payload: &[u8]| -> Option<Vec<u8>> {
+        s.write_all(&(payload.len() as u32).to_be_bytes()).ok()?;
+        s.write_all(payload).ok()?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).ok()?;
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).ok()?;
+        Some(buf)
+    };
+    let hello = wire::encode(&Hello::Client {
+        protocol: wire::PROTOCOL,
+        cluster: None,
+    });
+    let welcome = frame(&hello)?;
+    assert!(matches!(wire::decode(&welcome), Ok(Welcome::Ok { .. })));
+    wire::decode(&frame(&wire::encode(cmd))?).ok()
 }
 
 /// A small tmpfs mounted over a replica's data directory, unmounted on drop.
@@ -472,7 +539,7 @@ async fn a_full_disk_stops_the_replica_and_loses_no_acknowledged_write() {
     for (k, v) in &check {
         assert_eq!(
             a.get(*k).await.map(|r| r.map(|(v, _)| v)),
-            Ok(Some(*v)),
+            Ok(Some(Value::from(*v))),
             "key {k}"
         );
     }
@@ -485,7 +552,7 @@ async fn a_full_disk_stops_the_replica_and_loses_no_acknowledged_write() {
     for (k, v) in check.iter().rev().take(50) {
         assert_eq!(
             a.get(*k).await.map(|r| r.map(|(v, _)| v)),
-            Ok(Some(*v)),
+            Ok(Some(Value::from(*v))),
             "key {k}"
         );
     }

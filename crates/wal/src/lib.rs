@@ -16,7 +16,8 @@
 //! - a header that fails its checksum or magic, or any record that fails a
 //!   checksum: **corrupt**; the replica rebuilds, because a durable record
 //!   it may have acted on (a vote) can no longer be trusted;
-//! - a header naming another cluster or a newer format: an **error** for the
+//! - a header naming another cluster, or a format version other than this
+//!   build's (newer, or older without a reader here): an **error** for the
 //!   operator, never silently rebuilt over;
 //! - a last record cut short (the file ends inside its 12-byte frame header
 //!   or inside its payload): **torn**, a write that never completed and so
@@ -27,8 +28,9 @@
 //! present but fail their checksum is corrupt even when it is the last one:
 //! treating it as torn could drop a synced vote.
 
-/// The format version this build writes, and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes, and the only one it reads. (What
+/// each version means, payloads included, is `multipaxos::storage`'s.)
+pub const VERSION: u32 = 2;
 /// The header's first bytes.
 pub const MAGIC: [u8; 8] = *b"PAXSIMWL";
 /// Bytes in the file header.
@@ -107,6 +109,8 @@ pub enum ReadError {
     OtherCluster { found: u64, expected: u64 },
     /// Written by a newer paxsim.
     NewerFormat { found: u32 },
+    /// Written by an older paxsim, in a format this build has no reader for.
+    OlderFormat { found: u32 },
 }
 
 impl std::fmt::Display for ReadError {
@@ -121,6 +125,11 @@ impl std::fmt::Display for ReadError {
             ReadError::NewerFormat { found } => write!(
                 f,
                 "format version {found} is newer than this build reads ({VERSION})"
+            ),
+            ReadError::OlderFormat { found } => write!(
+                f,
+                "format version {found} is older than this build reads ({VERSION}); \
+                 this build has no reader for it"
             ),
         }
     }
@@ -146,6 +155,9 @@ pub fn read(bytes: &[u8], cluster: u64) -> Result<Contents<'_>, ReadError> {
     let version = u32_at(h, 8);
     if version > VERSION {
         return Err(ReadError::NewerFormat { found: version });
+    }
+    if version < VERSION {
+        return Err(ReadError::OlderFormat { found: version });
     }
     let found = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
     if found != cluster {
@@ -229,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn another_cluster_or_a_newer_format_is_an_error_not_a_rebuild() {
+    fn another_cluster_or_another_format_is_an_error_not_a_rebuild() {
         let f = file(&[b"x".to_vec()]);
         assert_eq!(
             read(&f, 7),
@@ -238,13 +250,20 @@ mod tests {
                 expected: 7
             })
         );
-        let mut newer = f.clone();
-        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32c::crc32c(&newer[..24]);
-        newer[24..28].copy_from_slice(&crc.to_le_bytes());
+        let version = |v: u32| {
+            let mut g = f.clone();
+            g[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32c::crc32c(&g[..24]);
+            g[24..28].copy_from_slice(&crc.to_le_bytes());
+            g
+        };
         assert_eq!(
-            read(&newer, CLUSTER),
-            Err(ReadError::NewerFormat { found: 2 })
+            read(&version(VERSION + 1), CLUSTER),
+            Err(ReadError::NewerFormat { found: VERSION + 1 })
+        );
+        assert_eq!(
+            read(&version(VERSION - 1), CLUSTER),
+            Err(ReadError::OlderFormat { found: VERSION - 1 })
         );
     }
 

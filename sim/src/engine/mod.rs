@@ -263,7 +263,13 @@ impl<P: Protocol> Cx<P> for Core<P> {
         &self.nodes
     }
     fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
-        self.record(node, Kind::Invoke { client, req });
+        self.record(
+            node,
+            Kind::Invoke {
+                client,
+                req: req.clone(),
+            },
+        );
         self.invoked.push((client, req));
     }
     fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
@@ -394,6 +400,7 @@ impl<P: Protocol> Core<P> {
         if self.permille(f.dup_permille) {
             self.stats.duplicates += 1;
             let again = self.now + self.latency(to, None, &f);
+            let req = req.clone();
             self.push(again, Ev::ToNode { to, client, req });
         }
         self.push(at, Ev::ToNode { to, client, req });
@@ -623,8 +630,8 @@ impl<S: Scenario> Engine<S> {
         }
         let held = self.core.held.as_ref().expect("a scripted run");
         for (client, node, req) in held.requests.clone() {
-            self.core.record(node, Kind::Invoke { client, req });
             let r = self.checker.on_invoke(0, client, &req);
+            self.core.record(node, Kind::Invoke { client, req });
             self.core.check(r);
         }
         for (k, step) in steps.iter().enumerate() {
@@ -730,7 +737,7 @@ impl<S: Scenario> Engine<S> {
         core.stats.events = core.trace.count;
         let trace = core.trace.take_all();
         let recent = if core.violation.is_some() || trace.is_some() {
-            core.trace.recent().copied().collect()
+            core.trace.recent().cloned().collect()
         } else {
             Vec::new()
         };
@@ -829,7 +836,11 @@ impl<S: Scenario> Engine<S> {
     /// A client's request reaches node `to` (if it is up).
     fn request(&mut self, client: u32, to: NodeId, req: <S::P as Protocol>::Request) {
         if self.core.nodes[to as usize].is_some() {
-            self.core.record(to, Kind::Request { client, req });
+            let traced = Kind::Request {
+                client,
+                req: req.clone(),
+            };
+            self.core.record(to, traced);
             self.step(to, Some(Input::Request { client, req }));
         }
     }
@@ -1202,9 +1213,15 @@ impl<S: Scenario> Engine<S> {
             Effect::Reply { client, reply } => {
                 let r = self.checker.on_reply(now, id, client, &reply);
                 self.core.check(r);
-                self.core.record(id, Kind::Reply { client, reply });
                 if self.core.held.is_none() {
+                    let traced = Kind::Reply {
+                        client,
+                        reply: reply.clone(),
+                    };
+                    self.core.record(id, traced);
                     self.core.answer(id, client, reply);
+                } else {
+                    self.core.record(id, Kind::Reply { client, reply });
                 }
             }
             Effect::Note(note) => {

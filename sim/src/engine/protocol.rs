@@ -31,10 +31,12 @@ pub trait Protocol: Sized + 'static {
     type Write: DiskRecord;
     /// A timer's name; the node gets it back when the timer fires.
     type Timer: Copy + Debug + Hash + Serialize;
-    /// A client's request to a node (traced in full: keep it small).
-    type Request: Copy + Display + Hash + Serialize;
-    /// A node's answer to a client.
-    type Reply: Copy + Display + Hash + Serialize;
+    /// A client's request to a node (traced in full: keep it small, and
+    /// cheap to clone: the trace keeps a copy of each, and a value of bytes
+    /// is best shared, e.g. behind an `Arc`).
+    type Request: Clone + Display + Hash + Serialize;
+    /// A node's answer to a client (traced in full, like a request).
+    type Reply: Clone + Display + Hash + Serialize;
     /// A fact for the checkers (chose, learned, applied, elected ...).
     type Note;
     /// What the trace keeps of a message, a write and a note: small and

@@ -26,7 +26,7 @@ use checkers::log::LogObserver;
 use checkers::{Invariant, Violation};
 use kv::client::{Client, ClientOut};
 use kv::server::{Event as SEvent, LogNode, Server, ServerConfig, ServerInput, Snapshot};
-use kv::{Cmd, Command, Op, Reply};
+use kv::{Cmd, Command, Op, Reply, Value};
 use linearizability::{History, KvModel, KvOp, KvRet, OpId};
 use multipaxos::storage::{self, load, Loaded};
 use multipaxos::{Entry, Msg, Write};
@@ -411,7 +411,7 @@ pub enum Timer {
 }
 
 /// A client request as the trace shows it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Req(pub Command);
 
@@ -422,7 +422,7 @@ impl fmt::Display for Req {
 }
 
 /// A replica's answer to a client.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resp {
     Reply {
@@ -592,7 +592,9 @@ impl Protocol for Replica {
             // An operator's error in production; here, a bug: every file
             // is written by this build for `CLUSTER`, and flips fail the
             // header's checksum before its fields are read.
-            l @ (Loaded::OtherCluster { .. } | Loaded::NewerFormat { .. }) => {
+            l @ (Loaded::OtherCluster { .. }
+            | Loaded::NewerFormat { .. }
+            | Loaded::OlderFormat { .. }) => {
                 panic!("n{}: the disk cannot be read: {l}", cfg.log.id)
             }
         };
@@ -786,19 +788,26 @@ pub struct LogChecker {
 impl LogChecker {
     /// Feeds one executed command, in log order, to the checker's model of
     /// sessions and lock holders.
-    fn lock_model(&mut self, now: u64, id: NodeId, slot: u64, cmd: Command, reply: Reply) -> Check {
-        match (cmd.op, reply) {
+    fn lock_model(
+        &mut self,
+        now: u64,
+        id: NodeId,
+        slot: u64,
+        cmd: &Command,
+        reply: &Reply,
+    ) -> Check {
+        match (&cmd.op, reply) {
             (Op::OpenSession { .. } | Op::KeepAlive, Reply::Session(Ok(expiry))) => {
-                self.obs.on_session(cmd.client, Some(expiry));
+                self.obs.on_session(cmd.client, Some(*expiry));
             }
             (Op::CloseSession, Reply::Closed(true)) => self.obs.on_session(cmd.client, None),
             (Op::Release { lock, token }, Reply::Released(true)) => {
-                self.obs.on_release(lock, cmd.client, token)
+                self.obs.on_release(*lock, cmd.client, *token)
             }
             (Op::Acquire { lock }, Reply::Lock(Ok(token))) => {
                 return self
                     .obs
-                    .on_exclusive_grant(now, id, lock, cmd.client, token, slot);
+                    .on_exclusive_grant(now, id, *lock, cmd.client, *token, slot);
             }
             _ => {}
         }
@@ -877,17 +886,17 @@ impl Checker<Replica> for LogChecker {
                 Ok(())
             }
             Note::Executed { slot, cmd, applied } => {
-                let (slot, cmd) = (*slot, *cmd);
+                let slot = *slot;
                 if !applied.executed {
                     self.marks.dedup_hits += 1;
                     return Ok(());
                 }
                 self.obs.on_executed(now, id, cmd.client, cmd.seq, slot)?;
                 if self.obs.service_turn(id, slot) {
-                    self.lock_model(now, id, slot, cmd, applied.reply)?;
+                    self.lock_model(now, id, slot, cmd, &applied.reply)?;
                 }
-                if let (Op::Acquire { lock }, Reply::Lock(Ok(token))) = (cmd.op, applied.reply) {
-                    return self.obs.on_grant(now, id, lock, cmd.client, token, slot);
+                if let (Op::Acquire { lock }, Reply::Lock(Ok(token))) = (&cmd.op, &applied.reply) {
+                    return self.obs.on_grant(now, id, *lock, cmd.client, *token, slot);
                 }
                 Ok(())
             }
@@ -912,7 +921,7 @@ impl Checker<Replica> for LogChecker {
     }
 
     fn on_invoke(&mut self, _now: u64, client: u32, req: &Req) -> Check {
-        self.submitted.insert((client, req.0.seq), req.0.op);
+        self.submitted.insert((client, req.0.seq), req.0.op.clone());
         Ok(())
     }
 
@@ -997,7 +1006,7 @@ pub struct LogWorkload {
     n_clients: u8,
     /// When the last client operation completed.
     last_done: u64,
-    history: History<KvModel>,
+    history: History<KvModel<Value>>,
     buf: Vec<ClientOut>,
 }
 
@@ -1026,9 +1035,14 @@ impl LogWorkload {
     /// The workload: the next operation of `client`.
     fn next_op(&mut self, cx: &mut dyn Cx<Replica>, client: u32) -> Op {
         let key = cx.rng().gen_range(0..KEYS);
-        let value = cx.rng().gen_range(1..1_000_000);
+        // A unique-enough small value, written as its decimal digits so the
+        // trace stays readable; the bytes are made only if the op writes.
+        let value = cx.rng().gen_range(1..1_000_000u64);
         if !self.kv {
-            return Op::Put { key, value };
+            return Op::Put {
+                key,
+                value: value.into(),
+            };
         }
         // Client 0 only reads, and sticks to the replica that answered it:
         // a monitoring client, the one that would see a stale lease read.
@@ -1045,20 +1059,23 @@ impl LogWorkload {
         let rng = cx.rng();
         match rng.gen_range(0..100) {
             0..=34 => Op::Get { key },
-            35..=54 => Op::Put { key, value },
+            35..=54 => Op::Put {
+                key,
+                value: value.into(),
+            },
             55..=66 => {
                 let expected = rng.gen_range(0..4);
                 Op::Cas {
                     key,
                     expected,
-                    value,
+                    value: value.into(),
                 }
             }
             67..=71 => Op::Delete { key },
             72..=79 => Op::KeepAlive,
             80..=84 => Op::PutEphemeral {
                 key: EPHEMERAL_BASE + client as u64,
-                value,
+                value: value.into(),
             },
             85..=92 => Op::Acquire {
                 lock: rng.gen_range(0..LOCKS),
@@ -1077,18 +1094,24 @@ impl LogWorkload {
         let op = self.next_op(cx, client);
         let now = cx.now();
         let mut buf = std::mem::take(&mut self.buf);
-        let cmd = self.clients[client as usize].client.invoke(op, &mut buf);
-        let kop = match op {
-            Op::Get { key } => Some((key, KvOp::Get)),
-            Op::Put { key, value } => Some((key, KvOp::Put(value))),
-            Op::Delete { key } => Some((key, KvOp::Delete)),
+        let kop = match &op {
+            Op::Get { key } => Some((*key, KvOp::Get)),
+            Op::Put { key, value } => Some((*key, KvOp::Put(value.clone()))),
+            Op::Delete { key } => Some((*key, KvOp::Delete)),
             Op::Cas {
                 key,
                 expected,
                 value,
-            } => Some((key, KvOp::Cas { expected, value })),
+            } => Some((
+                *key,
+                KvOp::Cas {
+                    expected: *expected,
+                    value: value.clone(),
+                },
+            )),
             _ => None,
         };
+        let cmd = self.clients[client as usize].client.invoke(op, &mut buf);
         let id = kop.map(|(key, op)| self.history.invoke(client, key, op, now));
         let cl = &mut self.clients[client as usize];
         cl.op = Some((id, cmd.seq));
@@ -1134,14 +1157,14 @@ impl Workload<Replica> for LogWorkload {
     }
 
     fn on_reply(&mut self, cx: &mut dyn Cx<Replica>, client: u32, from: NodeId, resp: Resp) {
-        let (seq, reply) = match resp {
+        let (seq, reply) = match &resp {
             Resp::Redirect { seq, leader } => {
                 self.clients[client as usize]
                     .client
-                    .on_redirect(seq, leader, &mut self.buf);
+                    .on_redirect(*seq, *leader, &mut self.buf);
                 return self.out(cx, client);
             }
-            Resp::Reply { seq, reply, .. } => (seq, reply),
+            Resp::Reply { seq, reply, .. } => (*seq, reply.clone()),
         };
         let now = cx.now();
         let cl = &mut self.clients[client as usize];
@@ -1152,22 +1175,22 @@ impl Workload<Replica> for LogWorkload {
         assert_eq!(s, cmd.seq);
         cl.done += 1;
         self.last_done = now;
-        match (cmd.op, reply) {
+        match (&cmd.op, &reply) {
             (Op::OpenSession { .. }, Reply::Session(Ok(_))) => cl.has_session = true,
             (_, Reply::Session(Err(_))) | (_, Reply::Lock(Err(kv::LockError::NoSession))) => {
                 cl.has_session = false;
                 cl.token.clear();
             }
             (Op::Acquire { lock }, Reply::Lock(Ok(t))) => {
-                cl.token.insert(lock, t);
+                cl.token.insert(*lock, *t);
             }
             (Op::Release { lock, .. }, _) => {
-                cl.token.remove(&lock);
+                cl.token.remove(lock);
             }
             _ => {}
         }
         if let Some(id) = id {
-            let ret = match reply {
+            let ret = match reply.clone() {
                 Reply::Value(v) => Some(KvRet::Value(v)),
                 Reply::Version(v) => Some(KvRet::Version(v)),
                 Reply::Deleted(d) => Some(KvRet::Deleted(d)),
@@ -1557,7 +1580,7 @@ impl Scenario for Log {
                 } else {
                     Op::Put {
                         key: 0,
-                        value: 100 + client as u64,
+                        value: (100 + client as u64).into(),
                     }
                 };
                 let cmd = Command { client, seq: 1, op };

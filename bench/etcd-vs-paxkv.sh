@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# etcd vs paxkv, side by side (issue 12, section 4): a benchmark, not a test.
+#
+# Starts a 3-node etcd cluster and a 3-node paxkv cluster on 127.0.0.1, one
+# at a time (the other is stopped while one is measured), each with its data
+# under one directory on the repository's disk and fsync on (etcd's default;
+# paxkv always), and drives both with the same closed-loop load: 1, 16 and 64
+# clients, 100-byte values over 1,000 keys, puts, then linearizable gets.
+# Each cell is a warm-up and a measuring window; `bench/kvbench` reports
+# throughput, p50/p99/p99.9 latency and each process's CPU (utime + stime
+# from /proc over the window) as JSON lines, and prints one table: the median
+# of each figure over the runs. Every process it starts is stopped when it
+# exits, fails or is interrupted.
+#
+#   bench/etcd-vs-paxkv.sh                          # the README's figures (~10 min)
+#   bench/etcd-vs-paxkv.sh --secs 2 --warmup 1 --runs 1   # a quick look (~1 min)
+#
+# Options: --secs N (measuring window per cell, default 10), --warmup N
+# (default 3), --runs N (default 3), --clients 1,16,64, --systems etcd,paxkv,
+# --data-dir DIR (default: target/etcd-vs-paxkv/ in the repository, which is
+# on the disk the repository is on; not /tmp, which may be a tmpfs that makes
+# fsync free), --keep (keep the data directories and logs).
+#
+# Needs: etcd (Debian's etcd-server, 3.4) and protoc (protobuf-compiler, to
+# build the etcd-client crate); installed with apt-get if missing. The load
+# generator is its own cargo project (bench/kvbench, outside the main
+# workspace, so the main build never compiles tonic and prost). The
+# repository's .cargo/config.toml adds `--cfg madsim` to every build under
+# it; paxkv, tokio and the etcd client ignore that cfg, so nothing here needs
+# other flags. Builds use CARGO_BUILD_JOBS if set (default 2).
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SECS=10
+WARMUP=3
+RUNS=3
+CLIENTS=1,16,64
+SYSTEMS=etcd,paxkv
+DATA=
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --secs) SECS=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --clients) CLIENTS=$2; shift 2 ;;
+        --systems) SYSTEMS=$2; shift 2 ;;
+        --data-dir) DATA=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- what it needs --------------------------------------------------------
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "needs ${missing[*]} (apt-get install ${missing[*]}, as root)"
+    say "installing ${missing[*]}"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+say "building paxkv and kvbench (release)"
+(cd "$REPO" && cargo build --release -q -p paxkv)
+cargo build --release -q --manifest-path "$REPO/bench/kvbench/Cargo.toml"
+PAXKV=$REPO/target/release/paxkv
+KVBENCH=$REPO/bench/kvbench/target/release/kvbench
+CLK_TCK=$(getconf CLK_TCK)
+export CLK_TCK
+
+# --- processes: every one started is stopped on exit ------------------------
+PIDS=()
+stop_all() {
+    [ ${#PIDS[@]} -gt 0 ] || return 0
+    kill -TERM "${PIDS[@]}" 2>/dev/null || true
+    for _ in $(seq 50); do
+        local alive=0
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    kill -KILL "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+    PIDS=()
+}
+cleanup() {
+    local rc=$?
+    stop_all
+    if [ -n "${RUNDIR:-}" ] && [ $KEEP = 0 ] && [ $rc = 0 ]; then
+        rm -rf "$RUNDIR"/etcd* "$RUNDIR"/paxkv*
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
+ETCD_CLIENT=(23791 23792 23793)
+ETCD_PEER=(23801 23802 23803)
+PAXKV_PORT=(24001 24002 24003)
+for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${PAXKV_PORT[@]}"; do
+    port_free "$p" || die "port $p is in use (another benchmark running?)"
+done
+
+DATA=${DATA:-$REPO/target/etcd-vs-paxkv}
+mkdir -p "$DATA"
+RUNDIR=$(mktemp -d "$DATA/run-$(date +%Y%m%d-%H%M%S)-XXXX")
+RESULTS=$RUNDIR/results.jsonl
+: > "$RESULTS"
+
+machine() {
+    local src fstype disk model
+    read -r src fstype < <(findmnt -no SOURCE,FSTYPE --target "$RUNDIR")
+    disk=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1)
+    disk=${disk:-$(basename "$src")}
+    model=$(lsblk -dno MODEL "/dev/$disk" 2>/dev/null | sed 's/ *$//')
+    echo "machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/{print $2}') GiB RAM"
+    echo "disk: $src ($fstype; ${model:-no model name}, $(cat "/sys/block/$disk/queue/rotational" 2>/dev/null | sed 's/1/rotational flag set/; s/0/non-rotational/'))"
+    echo "versions: $(etcd --version | head -1 | sed 's/etcd Version: /etcd /'); paxkv at $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD || echo ' with uncommitted changes')"
+}
+
+join() { local IFS=,; echo "$*"; }
+
+start_etcd() {
+    local d=$1 cluster=() i
+    for i in 0 1 2; do cluster+=("e$i=http://127.0.0.1:${ETCD_PEER[$i]}"); done
+    ENDPOINTS=() MEMBERS=()
+    for i in 0 1 2; do
+        etcd --name "e$i" --data-dir "$d/etcd$i" \
+            --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+            --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+            --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+            --initial-cluster "$(join "${cluster[@]}")" \
+            --initial-cluster-token kvbench --initial-cluster-state new \
+            >"$d/etcd$i.log" 2>&1 &
+        PIDS+=($!) MEMBERS+=($!)
+        ENDPOINTS+=("127.0.0.1:${ETCD_CLIENT[$i]}")
+    done
+}
+
+start_paxkv() {
+    local d=$1 peers=() i
+    for i in 0 1 2; do peers+=("127.0.0.1:${PAXKV_PORT[$i]}"); done
+    ENDPOINTS=("${peers[@]}") MEMBERS=()
+    for i in 0 1 2; do
+        "$PAXKV" server --id "$i" --peers "$(join "${peers[@]}")" \
+            --data-dir "$d/paxkv$i" --cluster-id 1 >"$d/paxkv$i.log" 2>&1 &
+        PIDS+=($!) MEMBERS+=($!)
+    done
+}
+
+IFS=, read -ra CLIENT_LIST <<<"$CLIENTS"
+IFS=, read -ra SYSTEM_LIST <<<"$SYSTEMS"
+machine | tee "$RUNDIR/machine.txt" >&2
+# The disk's fsync latency moves a lot on a shared machine; the table is
+# read against it (measured again after the runs).
+# So is the load others put on a shared machine: the 1-minute load average.
+echo "before: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee "$RUNDIR/fsync.txt" >&2
+say "$RUNS run(s) of ${SYSTEM_LIST[*]} x {put, get} x {${CLIENT_LIST[*]}} clients, ${WARMUP}s warm-up + ${SECS}s per cell; results in $RESULTS"
+for run in $(seq "$RUNS"); do
+    # Alternate which system goes first, so neither always runs on a
+    # warmer (or more tired) machine.
+    order=("${SYSTEM_LIST[@]}")
+    if [ $((run % 2)) = 0 ]; then
+        order=(); for ((k=${#SYSTEM_LIST[@]}-1; k>=0; k--)); do order+=("${SYSTEM_LIST[$k]}"); done
+    fi
+    for sys in "${order[@]}"; do
+        d=$RUNDIR/$sys-run$run
+        mkdir -p "$d"
+        case $sys in
+            etcd) start_etcd "$d" ;;
+            paxkv) start_paxkv "$d" ;;
+            *) die "unknown system $sys" ;;
+        esac
+        "$KVBENCH" wait --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
+            || die "$sys did not come up; logs in $d"
+        sleep 1
+        for op in put get; do
+            for c in "${CLIENT_LIST[@]}"; do
+                say "run $run: $sys $op, $c clients"
+                "$KVBENCH" run --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
+                    --pids "$(join "${MEMBERS[@]}")" --op "$op" --clients "$c" \
+                    --warmup-secs "$WARMUP" --secs "$SECS" --run "$run" >>"$RESULTS" \
+                    || die "kvbench failed on $sys $op $c; logs in $d"
+            done
+        done
+        stop_all
+        # What the data directories hold after the run (fsync'd bytes).
+        say "$sys: $(du -sh "$d" | cut -f1) on disk"
+    done
+done
+
+echo "after: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RUNDIR/fsync.txt" >&2
+echo
+cat "$RUNDIR/machine.txt" "$RUNDIR/fsync.txt"
+echo "window ${SECS}s after a ${WARMUP}s warm-up per cell; median of $RUNS run(s); CPU in cores (1.00 = one core busy)"
+echo
+"$KVBENCH" table "$RESULTS"
+say "raw results: $RESULTS"

@@ -58,7 +58,10 @@ const KV_CASES: [Case; 12] = [
         faults: Some("leader_faults=10,clock_drift_ppm=200000"),
         nodes: Some(3),
         ops: 200,
-        ..case("lease-ignores-drift", 300, &[K3])
+        // The first failure moved from within 300 seeds to seed 406 when
+        // byte values, Accepts that leave at once and BUGGIFY (whose short
+        // lease hides the drift in the seeds that draw it) came together.
+        ..case("lease-ignores-drift", 1_000, &[K3])
     },
     case("snapshot-without-dedup", 100, &[K2, K3, P3, L2]),
     case("wiped-rejoins-as-voter", 300, &[P1, P2, P3, Assert]),

@@ -101,6 +101,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# Runs a long command in the background and waits for it, so that a signal
+# to this script (kill -INT or -TERM of its pid, not only Ctrl-C to the
+# whole process group) runs the traps at once instead of after the command:
+# bash defers traps while a foreground command runs.
+run_fg() {
+    "$@" &
+    local p=$! rc=0 q keep=()
+    PIDS+=("$p")
+    wait "$p" || rc=$?
+    for q in "${PIDS[@]}"; do [ "$q" = "$p" ] || keep+=("$q"); done
+    PIDS=("${keep[@]}")
+    return $rc
+}
 
 port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
 ETCD_CLIENT=(23791 23792 23793)
@@ -181,13 +194,13 @@ for run in $(seq "$RUNS"); do
             paxkv) start_paxkv "$d" ;;
             *) die "unknown system $sys" ;;
         esac
-        "$KVBENCH" wait --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
+        run_fg "$KVBENCH" wait --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
             || die "$sys did not come up; logs in $d"
         sleep 1
         for op in put get; do
             for c in "${CLIENT_LIST[@]}"; do
                 say "run $run: $sys $op, $c clients"
-                "$KVBENCH" run --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
+                run_fg "$KVBENCH" run --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
                     --pids "$(join "${MEMBERS[@]}")" --op "$op" --clients "$c" \
                     --warmup-secs "$WARMUP" --secs "$SECS" --run "$run" >>"$RESULTS" \
                     || die "kvbench failed on $sys $op $c; logs in $d"

@@ -71,6 +71,9 @@ pub struct Summary {
     /// Runs whose end-of-run history check could not decide within its
     /// budget (`kv`: linearizability): not failures, but not proven either.
     pub unproven: u64,
+    /// Hostile messages the nemesis delivered, and messages nodes refused.
+    pub forged: u64,
+    pub refused: u64,
 }
 
 impl Summary {
@@ -90,6 +93,8 @@ impl Summary {
         self.failures.extend(o.failures);
         self.nondeterministic.extend(o.nondeterministic);
         self.unproven += o.unproven;
+        self.forged += o.forged;
+        self.refused += o.refused;
     }
 
     fn add(&mut self, r: &Report) {
@@ -104,6 +109,8 @@ impl Summary {
             self.mark(name, (n > 0) as u64);
         }
         self.unproven += r.stats.unproven;
+        self.forged += r.stats.forged;
+        self.refused += r.stats.refused;
     }
 
     pub fn mark(&mut self, name: &str, runs: u64) {
@@ -168,6 +175,12 @@ impl Summary {
             }
         }
         s.pop();
+        if caps.hostile {
+            s += &format!(
+                "\nhostile input: {} forged messages delivered, {} messages refused",
+                self.forged, self.refused
+            );
+        }
         s += "\ncoverage (runs that reached it):\n";
         for (name, n) in self.marks(cfg) {
             let flag = if n == 0 { "   <-- NEVER REACHED" } else { "" };
@@ -363,7 +376,7 @@ pub fn run(opts: &Options) -> Summary {
                         let _ = tx.send(batch);
                         return;
                     }
-                    let r = run_seed(seed, &opts.config, Keep::Recent);
+                    let r = run_seed_watched(seed, &opts.config, Keep::Recent, HANG_AFTER);
                     if opts.check_determinism {
                         let again = run_seed(seed, &opts.config, Keep::Recent);
                         if again.trace_hash != r.trace_hash {
@@ -404,6 +417,60 @@ pub fn run(opts: &Options) -> Summary {
     }
     summary.wall = started.elapsed();
     summary
+}
+
+/// How long one seed may run, in wall time, before it is taken to hang.
+/// Seeds take milliseconds (the longest profiles, seconds); a handler that
+/// spins on its input never returns, and the simulated clock cannot move
+/// while it runs, so only wall time can tell.
+pub const HANG_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs `seed` as [`run_seed`] does, on a thread of its own, and waits up
+/// to `limit` of wall time for it: a run still going then is stuck inside
+/// one step (a node spinning or hanging on an input), and is reported as an
+/// H1 violation with the seed's resolved config and schedule, so it replays
+/// like any failure. The stuck thread cannot be stopped from outside; it is
+/// left to spin until the process exits. Wall time decides only *whether* a
+/// run is declared hung, never what a run does.
+pub fn run_seed_watched(seed: u64, cfg: &RunConfig, keep: Keep, limit: Duration) -> Report {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let c = cfg.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("seed {seed}"))
+        .spawn(move || {
+            let _ = tx.send(run_seed(seed, &c, keep));
+        });
+    if spawned.is_err() {
+        // No thread to be had: run here, unwatched.
+        return run_seed(seed, cfg, keep);
+    }
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => {
+            let (config, schedule) = crate::scenario::plan(seed, cfg);
+            Report {
+                seed,
+                config,
+                schedule,
+                violation: Some(Violation {
+                    invariant: Invariant::H1,
+                    at_us: 0,
+                    node: None,
+                    detail: format!(
+                        "the run did not finish within {} s of wall time: a node is \
+                         spinning or hanging on one input (run the seed under a \
+                         debugger or `perf top` to see where)",
+                        limit.as_secs_f64()
+                    ),
+                }),
+                stats: Default::default(),
+                coverage: Vec::new(),
+                trace_hash: 0,
+                recent: Vec::new(),
+                trace: None,
+            }
+        }
+    }
 }
 
 /// Records a failing run, writing its repro file if asked.

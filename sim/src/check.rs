@@ -181,6 +181,9 @@ where
                     let r = st.checker.on_note(0, id, &note);
                     Self::fail(st, r);
                 }
+                // The model sends only what nodes send: nothing is refused
+                // that a correct peer sent.
+                Effect::Refused { .. } => {}
             }
         }
         // No crash can tell a pending write from a durable one: the sync

@@ -208,6 +208,12 @@ struct Setup {
     /// Keep every BUGGIFY knob off (by default each seed draws its own).
     #[arg(long)]
     no_buggify: bool,
+    /// Set one of the scenario's own settings (repeatable): `NAME=VALUE`,
+    /// VALUE in JSON (a bare word is a string), NAME dotted for a nested
+    /// one, e.g. `--param scale_one_in=1` (kv: the big-state profile) or
+    /// `--param timing.lease_us=0`. `scenarios` shows each scenario's.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
 }
 
 impl Setup {
@@ -231,6 +237,9 @@ impl Setup {
         };
         for b in &self.bugs {
             cfg.enable_bug(b)?;
+        }
+        for p in &self.params {
+            cfg.set_param(p)?;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -290,7 +299,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         } => {
             let cfg = setup.config()?;
             let (resolved, schedule) = scenario::plan(seed, &cfg);
-            let report = run_schedule(seed, &resolved, schedule.clone(), Keep::All);
+            // Watched: a node spinning on an input is reported (H1), not waited on.
+            let report = campaign::run_seed_watched(seed, &cfg, Keep::All, campaign::HANG_AFTER);
             if check_determinism {
                 let again = run_schedule(seed, &resolved, schedule, Keep::All);
                 if again.trace_hash != report.trace_hash || again.trace != report.trace {
@@ -687,7 +697,7 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
     );
     if f.unsupported(&crate::engine::Caps::default()).is_some() {
         eprintln!(
-            "more faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰",
+            "more faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰ hostile {}‰",
             f.leader_faults,
             f.clock_drift_ppm,
             f.clock_skew_us,
@@ -695,7 +705,8 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
             f.torn_permille,
             f.bit_flips,
             f.wipes,
-            f.snapshot_crash_permille
+            f.snapshot_crash_permille,
+            f.hostile_permille
         );
     }
     let knobs = scenario::find(&c.scenario).ok();
@@ -714,6 +725,12 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
         checkers::fmt_time(report.stats.sim_time_us),
         report.trace_hash
     );
+    if report.stats.forged + report.stats.refused > 0 {
+        eprintln!(
+            "hostile input: {} forged messages delivered, {} messages refused",
+            report.stats.forged, report.stats.refused
+        );
+    }
     if report.stats.unproven > 0 {
         eprintln!(
             "warning: the end-of-run history check ran out of budget: \

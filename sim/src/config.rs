@@ -114,6 +114,59 @@ impl RunConfig {
     }
 
     /// Edits the scenario's settings in place.
+    /// Sets one of the scenario's settings from `NAME=VALUE` (`--param`):
+    /// VALUE is JSON, or else a string; NAME may be dotted (`timing.lease_us`)
+    /// and must name a setting the params hold already, so a typo is an
+    /// error, not a new field the scenario would refuse less clearly.
+    pub fn set_param(&mut self, spec: &str) -> Result<(), String> {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--param '{spec}' is not NAME=VALUE"))?;
+        let value: serde_json::Value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        let mut params = (*self.params).clone();
+        let mut at = &mut params;
+        for part in name.split('.') {
+            let known = at.as_object().map(|o| {
+                let mut k: Vec<&String> = o.keys().collect();
+                k.sort();
+                k.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            });
+            at = match at.get_mut(part) {
+                Some(v) => v,
+                None => {
+                    return Err(format!(
+                        "--param {name}: scenario {} has no setting '{part}' here (it has: {})",
+                        self.scenario,
+                        known.unwrap_or_default()
+                    ))
+                }
+            };
+        }
+        *at = value;
+        self.params = Arc::new(params);
+        Ok(())
+    }
+
+    /// The `--param` flags that turn `defaults`' params into these (each
+    /// top-level setting that differs, as JSON), for a replay command;
+    /// `None` if no flags can (a setting the defaults do not hold).
+    pub fn param_flags(&self, defaults: &RunConfig) -> Option<Vec<String>> {
+        if self.params == defaults.params {
+            return Some(Vec::new());
+        }
+        let (mine, theirs) = (self.params.as_object()?, defaults.params.as_object()?);
+        if theirs.keys().any(|k| !mine.contains_key(k)) {
+            return None;
+        }
+        let mut keys: Vec<&String> = mine.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter(|k| theirs.get(*k) != mine.get(*k))
+            .map(|k| theirs.contains_key(k).then(|| format!("--param '{k}={}'", mine[k])))
+            .collect()
+    }
+
     pub fn edit_params<T: Serialize + serde::de::DeserializeOwned>(
         &mut self,
         f: impl FnOnce(&mut T),

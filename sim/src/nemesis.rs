@@ -68,6 +68,9 @@ pub struct Caps {
     /// The largest clock drift (ppm) the protocol is configured to tolerate
     /// (leases); `None`: any drift.
     pub drift_bound_ppm: Option<u64>,
+    /// Hostile input: messages no correct peer sends
+    /// ([`Protocol::forge`](crate::engine::Protocol::forge)).
+    pub hostile: bool,
 }
 
 /// How much the world may misbehave in one history a model check
@@ -139,6 +142,11 @@ pub struct Faults {
     /// Per snapshot write, in parts per thousand: power fails before it syncs.
     #[serde(default)]
     pub snapshot_crash_permille: u16,
+    /// Per message sent, in parts per thousand: the nemesis also puts a
+    /// message no correct peer sends on the same link, as if from the same
+    /// sender ([`Caps::hostile`]).
+    #[serde(default)]
+    pub hostile_permille: u16,
 }
 
 impl Faults {
@@ -160,6 +168,7 @@ impl Faults {
         bit_flips: 0,
         wipes: 0,
         snapshot_crash_permille: 0,
+        hostile_permille: 0,
     };
 
     /// Every fault on, at a moderate rate.
@@ -186,6 +195,7 @@ impl Faults {
         bit_flips: 1,
         wipes: 1,
         snapshot_crash_permille: 100,
+        hostile_permille: 10,
         ..Faults::ALL
     };
 
@@ -228,6 +238,10 @@ impl Faults {
             f.wipes = on(rng, 2) as u8;
             f.snapshot_crash_permille = on(rng, 300) as u16;
         }
+        // Drawn last, so that every other draw of a seed stays as it was.
+        if caps.hostile {
+            f.hostile_permille = on(rng, 50) as u16;
+        }
         f
     }
 
@@ -250,6 +264,9 @@ impl Faults {
             f.bit_flips = 0;
             f.wipes = 0;
             f.snapshot_crash_permille = 0;
+        }
+        if !caps.hostile {
+            f.hostile_permille = 0;
         }
         f
     }
@@ -275,7 +292,7 @@ impl Faults {
     }
 
     /// Every intensity by name, as `--faults` spells it.
-    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 17] {
+    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 18] {
         [
             ("loss_permille", FieldMut::U16(&mut self.loss_permille)),
             ("dup_permille", FieldMut::U16(&mut self.dup_permille)),
@@ -303,6 +320,7 @@ impl Faults {
                 "snapshot_crash_permille",
                 FieldMut::U16(&mut self.snapshot_crash_permille),
             ),
+            ("hostile_permille", FieldMut::U16(&mut self.hostile_permille)),
         ]
     }
 
@@ -423,6 +441,7 @@ impl Faults {
             ("crash_in_sync_permille", self.crash_in_sync_permille),
             ("torn_permille", self.torn_permille),
             ("snapshot_crash_permille", self.snapshot_crash_permille),
+            ("hostile_permille", self.hostile_permille),
         ] {
             if v > 1000 {
                 return Err(format!("{name} is {v}, must be at most 1000"));
@@ -950,6 +969,7 @@ mod tests {
             pauses: true,
             disk_loss: true,
             drift_bound_ppm: Some(10_000),
+            hostile: true,
         };
         assert_eq!(Faults::ALL.unsupported(&basic), None);
         assert_eq!(Faults::ALL_LOG.unsupported(&basic), Some("leader_faults"));

@@ -77,6 +77,11 @@ pub struct CampaignResult {
     pub coverage: BTreeMap<String, u64>,
     /// Runs whose history check could not decide within its budget.
     pub unproven: u64,
+    /// Hostile messages delivered, and messages nodes refused.
+    #[serde(default)]
+    pub forged: u64,
+    #[serde(default)]
+    pub refused: u64,
     /// Seeds whose two runs differed (with `check_determinism`).
     pub nondeterministic: Vec<u64>,
     pub failures: Vec<FailureResult>,
@@ -206,6 +211,8 @@ impl CampaignResult {
                 .collect(),
             coverage: s.coverage.iter().cloned().collect(),
             unproven: s.unproven,
+            forged: s.forged,
+            refused: s.refused,
             nondeterministic: s.nondeterministic.clone(),
             failures: s
                 .failures
@@ -256,6 +263,8 @@ impl CampaignResult {
             shard_walls: Vec::new(),
             nondeterministic: self.nondeterministic.clone(),
             unproven: self.unproven,
+            forged: self.forged,
+            refused: self.refused,
         })
     }
 

@@ -377,6 +377,9 @@ impl RunConfig {
         if !self.buggify {
             cmd += " --no-buggify";
         }
+        for p in self.param_flags(&d)? {
+            cmd += &format!(" {p}");
+        }
         let rest = RunConfig {
             nodes: d.nodes,
             clients: d.clients,
@@ -384,6 +387,7 @@ impl RunConfig {
             bugs: d.bugs.clone(),
             faults: d.faults,
             buggify: d.buggify,
+            params: d.params.clone(),
             ..self.clone()
         };
         (rest == d).then_some(cmd)

@@ -103,6 +103,19 @@ pub enum Kind<P: Protocol> {
     Retry {
         client: u32,
     },
+    /// The nemesis put a message no correct peer sends on the link from
+    /// `from` (hostile input: `Faults::hostile_permille`); it arrives now.
+    Forged {
+        from: NodeId,
+        msg: P::MsgSummary,
+    },
+    /// The node refused a message from `from` (`why`): not one a correct
+    /// peer sends. `from` is the node itself when it refused to act (its
+    /// ballot rounds ran out).
+    Refused {
+        from: NodeId,
+        why: &'static str,
+    },
 }
 
 // By hand: a derive would ask `P: Clone`. Every field but a client's
@@ -154,6 +167,14 @@ impl<P: Protocol> Clone for Kind<P> {
                 reply: reply.clone(),
             },
             Retry { client } => Retry { client: *client },
+            Forged { from, msg } => Forged {
+                from: *from,
+                msg: *msg,
+            },
+            Refused { from, why } => Refused {
+                from: *from,
+                why: why,
+            },
         }
     }
 }
@@ -176,6 +197,8 @@ impl<P: Protocol> Hash for Kind<P> {
             Invoke { client, req } | Request { client, req } => (client, req).hash(h),
             Reply { client, reply } | Complete { client, reply } => (client, reply).hash(h),
             Retry { client } => client.hash(h),
+            Forged { from, msg } => (from, msg).hash(h),
+            Refused { from, why } => (from, why).hash(h),
             Restart | Quiet => {}
         }
     }
@@ -293,6 +316,8 @@ impl<P: Protocol> fmt::Display for Event<P> {
             Kind::Reply { client, reply } => write!(f, "reply -> c{client} {reply}"),
             Kind::Complete { client, reply } => write!(f, "c{client} ok {reply}"),
             Kind::Retry { client } => write!(f, "c{client} retry"),
+            Kind::Forged { from, msg } => write!(f, "FORGED <- n{from} {msg}"),
+            Kind::Refused { from, why } => write!(f, "REFUSED from n{from}: {why}"),
         }
     }
 }

@@ -84,6 +84,17 @@ pub enum Invariant {
     /// After faults heal, every client operation completes within the bound
     /// and the replicas converge.
     L2,
+    // ---- resources and hostile input (any protocol that declares them) ----
+    /// A message's encoded size stays within the wire limit its protocol
+    /// declares.
+    R1,
+    /// A node never makes the same fact durable twice (its disk holds each
+    /// promise, acceptance, chosen entry and snapshot once): what a node
+    /// keeps stays bounded by its live state.
+    R2,
+    /// Nothing from the network makes a node panic, hang or spin: a message
+    /// no correct peer sends is refused.
+    H1,
     // ---- protocols brought by users (the detail names the property) ----
     /// A safety property of a user's scenario.
     Safety,
@@ -114,6 +125,9 @@ impl Invariant {
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",
             Invariant::L2 => "after faults heal, operations complete and replicas converge",
+            Invariant::R1 => "every message fits the protocol's wire limit",
+            Invariant::R2 => "no fact is made durable twice",
+            Invariant::H1 => "nothing from the network makes a node panic, hang or spin",
             Invariant::Safety => "the scenario's safety property held",
             Invariant::Liveness => "the scenario's liveness property held",
         }

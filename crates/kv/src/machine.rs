@@ -112,6 +112,17 @@ pub enum Cmd {
     },
 }
 
+/// A command's weight for the leader's byte budgets: its value's bytes,
+/// plus a fixed allowance for the rest of it (ids, key, version, tags).
+impl multipaxos::Weight for Cmd {
+    fn weight(&self) -> usize {
+        match self {
+            Cmd::Client(c) => 32 + c.op.value().map_or(0, |v| v.len()),
+            Cmd::Tick { .. } => 16,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Reply {
     /// Get: (value, version), or absent.

@@ -13,6 +13,8 @@ fn log_cfg() -> Config {
         timing: Timing::default(),
         window: 8,
         batch: 8,
+        slot_bytes: multipaxos::SLOT_BYTES,
+        queue_bytes: multipaxos::QUEUE_BYTES,
         bugs: Bugs::default(),
         buggify: multipaxos::Buggify::OFF,
     }

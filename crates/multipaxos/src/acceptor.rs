@@ -1,10 +1,10 @@
 //! The acceptor: Phase 1 (promises) and Phase 2 (acceptances) votes, each
 //! made durable before the reply that reveals it leaves.
 
-use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Write};
+use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Weight, Write};
 use std::fmt::Debug;
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// Refuses `ballot` from `to`: we promised a higher one. A Nack only
     /// makes its proposer retry higher, so it waits for no write.
     fn nack(&self, to: NodeId, ballot: Ballot, out: &mut Vec<Output<C, S>>) {
@@ -37,7 +37,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             // retries after its election timeout).
             return;
         }
-        if ballot > self.promised {
+        let fresh = ballot > self.promised;
+        if fresh {
             self.promised = ballot;
             self.seen = self.seen.max(ballot);
             if ballot.node != self.cfg.id {
@@ -45,7 +46,14 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             }
         }
         assert_eq!(self.promised, ballot, "a promise is for the highest ballot");
-        let seq = self.persist(Write::Promise(ballot), out);
+        // A promise already made (a duplicated or resent Prepare, or our
+        // own after `stand`) is on disk or on its way: no second record.
+        // The answer waits for every write issued so far, which covers it.
+        let seq = if fresh {
+            self.persist(Write::Promise(ballot), out)
+        } else {
+            self.persist_seq
+        };
         let accepted: Vec<_> = self
             .accepted
             .range(slot..)
@@ -103,15 +111,28 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
         // (With canary 1 a lower ballot is accepted too: never a higher one.)
         assert!(ballot <= self.promised, "accepted above the promise");
         assert!(slot >= self.base());
-        self.accepted.insert(slot, (ballot, entry.clone()));
-        let seq = self.persist(
-            Write::Accept {
-                slot,
-                ballot,
-                entry,
-            },
-            out,
-        );
+        // (BUG, canary 13: every copy is written again.)
+        let again = !self.cfg.bugs.rewrite_resent_accepts
+            && self.accepted.get(&slot) == Some(&(ballot, entry.clone()));
+        let seq = if again {
+            // The leader resent what we accepted already (it resends every
+            // Accept in flight each heartbeat): the acceptance is on disk or
+            // on its way, so no second record and no second fsync; the
+            // answer waits for every write issued so far, which covers it.
+            // (Each copy used to be written and fsynced again: under large
+            // values and load, WALs of gigabytes and a cluster that stalled.)
+            self.persist_seq
+        } else {
+            self.accepted.insert(slot, (ballot, entry.clone()));
+            self.persist(
+                Write::Accept {
+                    slot,
+                    ballot,
+                    entry,
+                },
+                out,
+            )
+        };
         self.send_after(seq, from, Msg::Accepted { ballot, slot }, out);
         self.commit_upto(from, ballot, commit, out);
     }

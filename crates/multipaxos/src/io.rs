@@ -1,10 +1,10 @@
 //! Durability plumbing: every write is persisted and synced, and a message
 //! that reveals a write is parked until the driver reports it durable.
 
-use crate::{Msg, Node, NodeId, Output, Write};
+use crate::{Msg, Node, NodeId, Output, Weight, Write};
 use std::fmt::Debug;
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// Issues one write and its sync; returns its sequence number.
     pub(crate) fn persist(&mut self, write: Write<C, S>, out: &mut Vec<Output<C, S>>) -> u64 {
         assert!(!matches!(write, Write::Init), "the driver writes Init");

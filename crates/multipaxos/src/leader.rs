@@ -3,7 +3,7 @@
 
 use crate::{
     bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Timer,
-    Write, QUEUE_MAX,
+    Weight, Write, QUEUE_MAX, ROUND_MAX,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -14,7 +14,13 @@ fn canary_leader_stalls(round: u64) -> bool {
     round >= 16
 }
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+/// BUG (canary 14, `trust-peer-messages`): the next round, unchecked, as
+/// a release build computes it (wrapping to zero past the maximum).
+fn canary_next_round(round: u32) -> Option<u32> {
+    Some(round.wrapping_add(1))
+}
+
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// The election timer fired: stand, unless the leader was heard since
     /// it was set (then wait out the rest of the timeout).
     pub(crate) fn on_election_timer(&mut self, epoch: u64, out: &mut Vec<Output<C, S>>) {
@@ -57,8 +63,23 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             });
             return;
         }
+        let next = if self.cfg.bugs.trust_peer_messages {
+            canary_next_round(self.seen.round)
+        } else {
+            self.seen.round.checked_add(1).filter(|r| *r <= ROUND_MAX)
+        };
+        let Some(round) = next else {
+            // Every round is used up (a peer drove them there): refuse to
+            // stand rather than overflow, and say so; keep following.
+            out.push(Output::Refused {
+                from: self.cfg.id,
+                why: "ballot rounds exhausted: not standing",
+            });
+            self.arm_election(out);
+            return;
+        };
         let ballot = Ballot {
-            round: self.seen.round + 1,
+            round,
             node: self.cfg.id,
         };
         assert!(ballot > self.seen, "a new ballot is above every one seen");
@@ -162,6 +183,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             top,
             inflight: BTreeMap::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
+            fresh_from: top,
             rounds: VecDeque::new(),
             round: 0,
             lease_until: 0,
@@ -243,7 +266,13 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     /// [`QUEUE_MAX`], unless the very same command waits there already;
     /// anyone else refuses it.
     pub(crate) fn submit(&mut self, cmd: C, out: &mut Vec<Output<C, S>>) {
-        let Role::Leader { queue, .. } = &mut self.role else {
+        let budget = self.cfg.queue_bytes;
+        let Role::Leader {
+            queue,
+            queued_bytes,
+            ..
+        } = &mut self.role
+        else {
             out.push(Output::NotLeader {
                 cmd,
                 leader: self.leader.filter(|l| *l != self.cfg.id),
@@ -261,13 +290,20 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             // BUGGIFY's window and batch of one brought out under madsim).
             return;
         }
-        if queue.len() == QUEUE_MAX {
-            // Load shedding: refuse rather than queue without bound.
+        let w = cmd.weight();
+        let heavy = !queue.is_empty() && *queued_bytes + w > budget;
+        if queue.len() == QUEUE_MAX || heavy {
+            // Load shedding: refuse rather than queue without bound, in
+            // commands or in bytes (every queued command is resent in its
+            // slot until chosen: a queue of large values is memory, network
+            // and, before issue 19, disk without bound).
             out.push(Output::Busy { cmd });
             return;
         }
+        *queued_bytes += w;
         queue.push_back(cmd);
         assert!(queue.len() <= QUEUE_MAX);
+        assert!(*queued_bytes <= budget || queue.len() == 1);
         self.pump(out);
     }
 
@@ -294,6 +330,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 next,
                 inflight,
                 queue,
+                queued_bytes,
                 round,
                 ..
             } = &mut self.role
@@ -311,9 +348,21 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
                 return;
             }
-            let k = queue.len().min(batch);
+            // Up to `batch` commands and `slot_bytes` (one at least).
+            let mut k = 0;
+            let mut bytes = 0;
+            for c in queue.iter().take(batch) {
+                let w = c.weight();
+                if k > 0 && bytes + w > self.cfg.slot_bytes {
+                    break;
+                }
+                k += 1;
+                bytes += w;
+            }
             assert!(k >= 1);
-            if k < queue.len().min(self.cfg.batch) {
+            assert!(bytes <= *queued_bytes);
+            *queued_bytes -= bytes;
+            if k < queue.len().min(self.cfg.batch) && knobs.batch_of_one {
                 assert!(knobs.batch_of_one);
                 out.push(Output::Buggified(Buggified::BatchCut));
             }

@@ -2,13 +2,13 @@
 //! catch-up (`Query` answered by `Chosen` entries or a `Snapshot`); and
 //! snapshots, taken locally or installed from a peer.
 
-use crate::{Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Write};
+use crate::{Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Weight, Write};
 use std::fmt::Debug;
 
 /// The most chosen entries one `Query` is answered with.
 const CHOSEN_PER_QUERY: usize = 64;
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// The leader says every slot below `commit` is chosen. Mark chosen only
     /// the slots we hold accepted *in the leader's ballot*; ask for the rest.
     pub(crate) fn commit_upto(
@@ -20,6 +20,51 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     ) {
         assert!(leader < self.cfg.n);
         assert_eq!(ballot.node, leader, "a commit index comes from its leader");
+        if self.cfg.bugs.walk_to_commit_index {
+            return self.canary_walk_to_commit(leader, ballot, commit, out);
+        }
+        // Only the entries this node holds are visited, never the whole
+        // range up to `commit`: the commit index is the sender's word, and
+        // a distant one (2^50, say) must cost no more than a near one.
+        let learnable: Vec<(Slot, Entry<C>)> = self
+            .accepted
+            .range(self.applied..commit.max(self.applied))
+            .filter(|(s, (b, _))| {
+                !self.chosen.contains_key(s) && (*b == ballot || self.cfg.bugs.commit_without_entry)
+            })
+            // (BUG, canary 3: an entry from any ballot is taken.)
+            .map(|(s, (_, e))| (*s, e.clone()))
+            .collect();
+        for (slot, e) in learnable {
+            self.learn(slot, e, out);
+        }
+        // The first slot below `commit` neither chosen nor learned is the
+        // applied frontier itself (everything chosen from there on applies).
+        assert!(!self.chosen.contains_key(&self.applied));
+        let missing = (self.applied < commit).then_some(self.applied);
+        if let Some(from) = missing {
+            assert!(from >= self.applied, "asking for a slot already applied");
+            assert!(from < commit);
+            // (BUG, canary 12: a lagging follower never asks.)
+            if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
+                out.push(Output::Send {
+                    to: leader,
+                    msg: Msg::Query { from },
+                    after: 0,
+                });
+            }
+        }
+    }
+
+    /// BUG (canary 15, `walk-to-commit-index`): the walk over every slot up
+    /// to the commit index that this function did before issue 19.
+    fn canary_walk_to_commit(
+        &mut self,
+        leader: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        out: &mut Vec<Output<C, S>>,
+    ) {
         let mut missing = None;
         for slot in self.applied..commit {
             if self.chosen.contains_key(&slot) {
@@ -27,7 +72,6 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             }
             match self.accepted.get(&slot) {
                 Some((b, e)) if *b == ballot || self.cfg.bugs.commit_without_entry => {
-                    // (BUG, canary 3: an entry from any ballot is taken.)
                     let e = e.clone();
                     self.learn(slot, e, out);
                 }
@@ -37,9 +81,6 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             }
         }
         if let Some(from) = missing {
-            assert!(from >= self.applied, "asking for a slot already applied");
-            assert!(from < commit);
-            // (BUG, canary 12: a lagging follower never asks.)
             if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
                 out.push(Output::Send {
                     to: leader,

@@ -3,11 +3,12 @@
 //! no other candidate until it runs out.
 
 use crate::{
-    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, ROUNDS_KEPT,
+    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, Weight,
+    ROUNDS_KEPT,
 };
 use std::fmt::Debug;
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// May the leader answer a read from its own state at local time `now`?
     /// Only while it holds a lease (no other leader can exist) and has
     /// applied everything earlier leaders may have had chosen.
@@ -54,12 +55,17 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
     pub(crate) fn heartbeat(&mut self, resend: bool, out: &mut Vec<Output<C, S>>) {
         let now = self.now;
         let commit = self.applied;
+        let next = match &self.role {
+            Role::Leader { next, .. } => *next,
+            _ => 0,
+        };
         let Role::Leader {
             ballot,
             inflight,
             rounds,
             round,
             lease_until,
+            fresh_from,
             ..
         } = &mut self.role
         else {
@@ -92,12 +98,17 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             rounds.len() <= ROUNDS_KEPT,
             "heartbeat rounds kept unbounded"
         );
-        // Resend what is still in flight: an Accept or Accepted may be lost.
+        // Resend what is still in flight from before the last heartbeat:
+        // an Accept or Accepted may be lost. (Younger ones are likely on
+        // their way; the next heartbeat resends them if they are still in
+        // flight then.)
         let again: Vec<(Slot, Entry<C>)> = if resend {
-            inflight.iter().map(|(s, (e, _))| (*s, e.clone())).collect()
+            let old = inflight.range(..*fresh_from);
+            old.map(|(s, (e, _))| (*s, e.clone())).collect()
         } else {
             Vec::new()
         };
+        *fresh_from = next;
         for (slot, entry) in again {
             self.broadcast_accept(ballot, slot, entry, commit, out);
         }

@@ -74,12 +74,14 @@ mod lease;
 mod rebuild;
 pub mod storage;
 mod types;
+mod validate;
 
 pub use paxos::{Ballot, NodeId, MAX_NODES};
 pub use types::{
     Buggified, Buggify, Bugs, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot, Snap,
-    Timer, Timing, Write, CANARIES, QUEUE_MAX,
+    Timer, Timing, Weight, Write, CANARIES, QUEUE_BYTES, QUEUE_MAX, SLOT_BYTES,
 };
+pub use validate::{Refusal, ROUND_JUMP_MAX, ROUND_MAX, SLOT_MAX};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -105,8 +107,15 @@ enum Role<C, S> {
         top: Slot,
         /// Slots proposed and not yet chosen: the entry and who accepted it.
         inflight: BTreeMap<Slot, (Entry<C>, u16)>,
-        /// Commands waiting for room in the window: at most [`QUEUE_MAX`].
+        /// Commands waiting for room in the window: at most [`QUEUE_MAX`],
+        /// and at most `Config::queue_bytes` (unless one command alone).
         queue: VecDeque<C>,
+        /// What the queue weighs ([`Weight`]).
+        queued_bytes: usize,
+        /// Slots proposed since the last heartbeat start here: a heartbeat
+        /// resends only the Accepts older than that (a younger one is
+        /// likely still on its way, and resending it only doubles traffic).
+        fresh_from: Slot,
         /// Heartbeat rounds awaiting acks: (round, sent at, acks).
         rounds: VecDeque<(u64, u64, u16)>,
         round: u64,
@@ -196,7 +205,7 @@ struct Monotone {
     synced_seq: u64,
 }
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// A freshly initialized replica (its disk holds only [`Write::Init`]).
     pub fn new(cfg: Config) -> Self {
         let d = Durable {
@@ -221,6 +230,10 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             "a leader needs room for one slot in flight"
         );
         assert!(cfg.batch >= 1, "a slot holds at least one command");
+        assert!(
+            cfg.slot_bytes >= 1 && cfg.queue_bytes >= 1,
+            "byte budgets of zero"
+        );
         assert!(
             d.initialized,
             "recovering from a disk that was never initialized"
@@ -282,6 +295,9 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
 
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
     pub fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader { .. })
@@ -364,6 +380,18 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
 
     fn receive(&mut self, from: NodeId, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         assert!(from < self.cfg.n);
+        // Network contents are input: refuse what no correct peer sends
+        // (`validate`), before any handler's assertions see it.
+        // (BUG, canary 14: everything reaches the handlers.)
+        let checked = if self.cfg.bugs.trust_peer_messages {
+            Ok(())
+        } else {
+            self.check_msg(from, &msg)
+        };
+        if let Err(why) = checked {
+            out.push(Output::Refused { from, why });
+            return;
+        }
         if self.is_rebuilding() {
             // No votes, no leadership: only rebuild traffic and learning.
             if let Msg::RebuildState { state } = msg {
@@ -476,6 +504,7 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 Output::Buggified(rare) => {
                     assert!(self.cfg.buggify.steers(*rare), "{rare:?} with its knob off");
                 }
+                Output::Refused { from, .. } => assert!(*from < self.cfg.n),
                 Output::SetTimer { .. } | Output::Busy { .. } | Output::Rebuilt => {}
             }
         }
@@ -521,6 +550,8 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 top,
                 inflight,
                 queue,
+                queued_bytes,
+                fresh_from,
                 rounds,
                 round,
                 lease_until,
@@ -530,6 +561,15 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
                 assert!(*top <= *next, "new commands go above the re-proposed slots");
                 assert!(inflight.keys().next_back().is_none_or(|s| s < next));
                 assert!(queue.len() <= QUEUE_MAX, "the queue outgrew its bound");
+                assert!(
+                    !queue.is_empty() || *queued_bytes == 0,
+                    "an empty queue weighs"
+                );
+                assert!(
+                    *queued_bytes <= self.cfg.queue_bytes || queue.len() == 1,
+                    "the queue outgrew its byte budget"
+                );
+                assert!(*fresh_from <= *next);
                 assert!(rounds.len() <= ROUNDS_KEPT);
                 assert!(*round >= 1, "a new leader's heartbeat is round 1");
                 assert!(rounds.back().is_none_or(|r| r.0 == *round));

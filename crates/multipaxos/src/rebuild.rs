@@ -2,10 +2,10 @@
 //! durable state of a majority of the *others* before it votes again, and
 //! answers the same question for its peers.
 
-use crate::{bit, count, Ballot, Durable, Msg, Node, NodeId, Output, Role, Write};
+use crate::{bit, count, Ballot, Durable, Msg, Node, NodeId, Output, Role, Weight, Write};
 use std::fmt::Debug;
 
-impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
     /// What this replica holds durably (every write issued, once synced).
     pub(crate) fn durable_view(&self) -> Durable<C, S> {
         assert!(
@@ -112,8 +112,11 @@ impl<C: Clone + Debug + PartialEq, S: Clone + Debug + PartialEq> Node<C, S> {
             // our lost incarnation sent Accepts in had a quorum's promises,
             // which meets this majority: fence above them all, then rebuild
             // from the state a majority of the others hold once fenced.
+            // Peers' promises are validated to `ROUND_MAX` at most, so
+            // the fence fits; past it, peers refuse the fence (rounds ran
+            // out) and the rebuild waits: refused, never an overflow.
             *fence = Ballot {
-                round: state.promised.round + 1,
+                round: state.promised.round.saturating_add(1),
                 node: id,
             };
             *replies = 0;

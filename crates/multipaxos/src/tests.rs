@@ -14,6 +14,8 @@ fn cfg(n: u8, id: NodeId) -> Config {
         timing: Timing::default(),
         window: 4,
         batch: 1,
+        slot_bytes: crate::SLOT_BYTES,
+        queue_bytes: crate::QUEUE_BYTES,
         bugs: Bugs::default(),
         buggify: Buggify::OFF,
     }
@@ -406,6 +408,9 @@ fn simulate(seed: u64, n: u8, lossy: bool, knobs: Buggify) -> Vec<Vec<Entry<u32>
                 | Output::Install { .. }
                 | Output::Rebuilt
                 | Output::Buggified(_) => {}
+                Output::Refused { from, why } => {
+                    panic!("n{id} refused a correct peer's message from n{from}: {why}")
+                }
             }
         }
     };

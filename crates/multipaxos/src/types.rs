@@ -285,6 +285,15 @@ pub enum Output<C, S> {
     },
     /// A rebuilding replica has its state back and votes again.
     Rebuilt,
+    /// A message from `from` was refused: it is not one a correct peer
+    /// sends (`why` says what is wrong with it; see `validate`). Nothing of
+    /// it reached the node's state. `from` is this node itself when its own
+    /// ballot rounds ran out ([`ROUND_MAX`](crate::ROUND_MAX)) and it did
+    /// not stand. For the driver to count and log.
+    Refused {
+        from: NodeId,
+        why: crate::Refusal,
+    },
     /// A [`Buggify`] knob just steered this node down the rare path it
     /// names. For coverage (a simulator counts the runs that got there);
     /// it changes nothing, and a node whose knobs are all off never emits it.
@@ -355,13 +364,28 @@ pub struct Bugs {
     /// 12. (liveness) A lagging follower never asks to catch up.
     #[serde(default)]
     pub no_catch_up: bool,
+    /// 13. (resources) Every resent Accept is written
+    ///     and fsynced again, as before issue 19: under load and large
+    ///     values, WALs of gigabytes and a cluster that seized.
+    #[serde(default)]
+    pub rewrite_resent_accepts: bool,
+    /// 14. (hostile input) Peer messages reach the handlers unvalidated and
+    ///     ballot rounds grow unchecked, as before issue 19: one message no
+    ///     correct peer sends trips an assertion, or leaves a round at its
+    ///     maximum that overflows at the next election.
+    #[serde(default)]
+    pub trust_peer_messages: bool,
+    /// 15. (hostile input) A follower walks every slot up to a leader's
+    ///     commit index, as before issue 19: a distant one spins it.
+    #[serde(default)]
+    pub walk_to_commit_index: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 12] = [
+pub const CANARIES: [(&str, EnableBug); 15] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -384,6 +408,11 @@ pub const CANARIES: [(&str, EnableBug); 12] = [
         b.leader_stops_proposing = true
     }),
     ("no-catch-up", |b| b.no_catch_up = true),
+    ("rewrite-resent-accepts", |b| {
+        b.rewrite_resent_accepts = true
+    }),
+    ("trust-peer-messages", |b| b.trust_peer_messages = true),
+    ("walk-to-commit-index", |b| b.walk_to_commit_index = true),
 ];
 
 impl Bugs {
@@ -488,6 +517,14 @@ pub struct Config {
     pub window: u64,
     /// Commands a leader packs into one slot at most (batching).
     pub batch: usize,
+    /// Bytes ([`Weight`]) a leader packs into one slot at most: a command
+    /// that alone weighs more gets a slot of its own. With `window`, this
+    /// bounds what a leader has in flight (and resends) at once.
+    pub slot_bytes: usize,
+    /// Bytes a leader queues behind its window at most: a command that does
+    /// not fit is refused with [`Output::Busy`] (unless the queue is empty:
+    /// one command, however heavy, always gets through).
+    pub queue_bytes: usize,
     pub bugs: Bugs,
     /// Rare-path knobs for simulation; [`Buggify::OFF`] outside it.
     pub buggify: Buggify,
@@ -505,3 +542,27 @@ impl Config {
 /// The most commands a leader queues behind its pipeline window. A command
 /// submitted to a full queue is refused with [`Output::Busy`] (see there).
 pub const QUEUE_MAX: usize = 4096;
+
+/// The default [`Config::slot_bytes`]: 512 KiB a slot.
+pub const SLOT_BYTES: usize = 512 << 10;
+/// The default [`Config::queue_bytes`]: 16 MiB queued.
+pub const QUEUE_BYTES: usize = 16 << 20;
+
+/// What a command weighs: about the bytes it takes on the wire and on disk.
+/// The leader's byte budgets ([`Config::slot_bytes`],
+/// [`Config::queue_bytes`]) count it.
+pub trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for u32 {
+    fn weight(&self) -> usize {
+        4
+    }
+}
+
+impl Weight for u64 {
+    fn weight(&self) -> usize {
+        8
+    }
+}

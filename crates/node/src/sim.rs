@@ -490,6 +490,10 @@ impl<S: Runnable> World<S> {
                 let r = self.checker.on_note(now, id, &note);
                 core.check(r);
             }
+            // madsim's runner forges nothing (hostile input is the
+            // engine's): a refusal here is a node refusing a correct
+            // peer's message, which the trace shows.
+            Effect::Refused { from, why } => core.note(id, ("refused", from, why)),
         }
     }
 

@@ -60,7 +60,9 @@ const KV_CASES: [Case; 12] = [
         ops: 200,
         // The first failure moved from within 300 seeds to seed 406 when
         // byte values, Accepts that leave at once and BUGGIFY (whose short
-        // lease hides the drift in the seeds that draw it) came together.
+        // lease hides the drift in the seeds that draw it) came together,
+        // and to seed 19 when heartbeats stopped resending the Accepts of
+        // the last interval (issue 19); the budget stays where it was.
         ..case("lease-ignores-drift", 1_000, &[K3])
     },
     case("snapshot-without-dedup", 100, &[K2, K3, P3, L2]),
@@ -122,8 +124,20 @@ fn every_canary_has_a_madsim_case() {
         s().into_iter().map(|c| c.0).collect::<Vec<_>>()
     };
     assert_eq!(names(&BASIC), known(&|| Basic.canaries()));
-    assert_eq!(names(&KV_CASES), known(&|| KV.canaries()));
+    let mut kv = names(&KV_CASES);
+    kv.extend(ENGINE_ONLY);
+    assert_eq!(kv, known(&|| KV.canaries()));
 }
+
+/// Canaries only the engine catches: it alone forges hostile messages
+/// (`hostile_permille`) and judges R2 on its disks; the madsim runner
+/// plays the engine's fault schedule, not these. Each is pinned to a seed
+/// in `tests/hostile.rs` and caught in `tests/log_canaries.rs`.
+const ENGINE_ONLY: [&str; 3] = [
+    "rewrite-resent-accepts",
+    "trust-peer-messages",
+    "walk-to-commit-index",
+];
 
 #[test]
 fn basic_reply_before_sync() {

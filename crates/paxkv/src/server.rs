@@ -128,6 +128,8 @@ impl Options {
             timing: self.timing,
             window: self.window,
             batch: self.batch,
+            slot_bytes: multipaxos::SLOT_BYTES,
+            queue_bytes: multipaxos::QUEUE_BYTES,
             bugs: self.bugs,
             buggify: multipaxos::Buggify::OFF,
         }
@@ -276,6 +278,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         leader: None,
         lease: false,
         rebuilding: false,
+        refused: 0,
     };
     core.run(in_rx).await;
     Ok(())
@@ -326,6 +329,8 @@ struct Core {
     leader: Option<NodeId>,
     lease: bool,
     rebuilding: bool,
+    /// Peer messages the core refused (not ones a correct peer sends).
+    refused: u64,
 }
 
 impl Core {
@@ -471,6 +476,15 @@ impl Core {
             Output::Elected { ballot } => info!(%ballot, "elected leader"),
             Output::Install { snap } => info!(upto = snap.upto, "installed a snapshot"),
             Output::Rebuilt => info!("rebuilt from the peers; voting again"),
+            // A message no correct peer sends (`multipaxos::validate`):
+            // nothing of it reached the core. Logged, but not every one:
+            // a peer that sends nothing else must not fill the log.
+            Output::Refused { from, why } => {
+                self.refused += 1;
+                if self.refused.is_power_of_two() {
+                    warn!(from, why, total = self.refused, "refused a peer message");
+                }
+            }
             Output::Apply { .. }
             | Output::NotLeader { .. }
             | Output::Busy { .. }

@@ -47,6 +47,7 @@ use paxos::{NodeId, MAX_NODES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use rustc_hash::FxHashSet;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -86,6 +87,12 @@ pub struct Stats {
     /// 1 if the end-of-run history check ran out of budget (no verdict).
     #[serde(default)]
     pub unproven: u64,
+    /// Hostile messages the nemesis delivered (`hostile_permille`).
+    #[serde(default)]
+    pub forged: u64,
+    /// Messages nodes refused ([`Effect::Refused`]).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// The typed result of one run.
@@ -147,13 +154,18 @@ enum Ev<P: Protocol> {
         token: u64,
     },
     Quiet,
+    /// A hostile message ([`Protocol::forge`]) reaches `to` as if from
+    /// `from`: forged as it arrives, against `to` as it is then (forged at
+    /// the send, it could contradict only a state `to` has since lost, and
+    /// so be a plausible lie).
+    Forged { from: NodeId, to: NodeId },
 }
 
 impl<P: Protocol> Ev<P> {
     /// The node whose pause holds this event back, if any.
     fn target(&self) -> Option<NodeId> {
         match self {
-            Ev::Deliver { to, .. } | Ev::ToNode { to, .. } => Some(*to),
+            Ev::Deliver { to, .. } | Ev::ToNode { to, .. } | Ev::Forged { to, .. } => Some(*to),
             Ev::Timer { node, .. } | Ev::SyncDone { node, .. } => Some(*node),
             _ => None,
         }
@@ -193,6 +205,8 @@ struct Slot<W> {
     slow: bool,
     paused_until: u64,
     clock: Clock,
+    /// The facts ([`DiskRecord::fact`]) the disk holds durably (R2).
+    facts: FxHashSet<u64>,
 }
 
 /// The bound on queued events: a run that exceeds it is a harness bug or a
@@ -386,6 +400,16 @@ impl<P: Protocol> Core<P> {
             self.push(again, Ev::Deliver { from, to, msg, sum });
         }
         self.push(at, Ev::Deliver { from, to, msg, sum });
+        if self.permille(f.hostile_permille) {
+            self.forge(from, to, &f);
+        }
+    }
+
+    /// Hostile input: a message no correct peer sends will reach `to` on
+    /// the link from `from` (H1 judges how `to` takes it).
+    fn forge(&mut self, from: NodeId, to: NodeId, f: &Faults) {
+        let at = self.now + self.latency(from, Some(to), f);
+        self.push(at, Ev::Forged { from, to });
     }
 
     /// A client request on the clients' network (loss, duplication, delay;
@@ -441,6 +465,29 @@ impl<P: Protocol> Core<P> {
         match &self.nodes[i as usize] {
             Some(p) => p.disk_lost(),
             None => !P::disk_intact(&self.slots[i as usize].disk.durable),
+        }
+    }
+
+    /// R2: the records in `landed` just became durable on `node`; none may
+    /// state a fact its disk holds already.
+    fn facts_landed(&mut self, node: NodeId, landed: std::ops::Range<usize>) {
+        let slot = &mut self.slots[node as usize];
+        let mut again = None;
+        for r in &slot.disk.durable[landed] {
+            if let Some(f) = r.fact() {
+                if !slot.facts.insert(f) && again.is_none() {
+                    again = Some(P::summarize_write(r));
+                }
+            }
+        }
+        if let Some(w) = again {
+            let v = Violation {
+                invariant: Invariant::R2,
+                at_us: self.now,
+                node: Some(node),
+                detail: format!("n{node} made {w} durable a second time"),
+            };
+            self.check(Err(v));
         }
     }
 
@@ -511,6 +558,8 @@ pub struct Engine<S: Scenario> {
     out: Vec<<S::P as Protocol>::Output>,
     /// The node being stepped (for assertion reports).
     current: Option<NodeId>,
+    /// The input being stepped is a forged message: a panic now is H1.
+    forged: bool,
 }
 
 impl<S: Scenario> Engine<S> {
@@ -527,6 +576,7 @@ impl<S: Scenario> Engine<S> {
                 slow: false,
                 paused_until: 0,
                 clock: Clock::default(),
+                facts: FxHashSet::default(),
             })
             .collect();
         let mut wrng = rng(seed, Stream::Workload);
@@ -561,6 +611,7 @@ impl<S: Scenario> Engine<S> {
             schedule,
             out: Vec::with_capacity(64),
             current: None,
+            forged: false,
         }
     }
 
@@ -616,8 +667,16 @@ impl<S: Scenario> Engine<S> {
     /// An assertion failed (at `node`, if one was being stepped): the run's
     /// violation.
     fn assert_failed(&mut self, node: Option<NodeId>, detail: String) {
+        // A panic while a node handled a forged message: the network made
+        // it panic (H1), whatever assertion it tripped.
+        let (invariant, detail) = if self.forged {
+            let d = format!("a forged message made the node panic: {detail}");
+            (Invariant::H1, d)
+        } else {
+            (Invariant::Assert, detail)
+        };
         self.core.violation = Some(Violation {
-            invariant: Invariant::Assert,
+            invariant,
             at_us: self.core.now,
             node,
             detail,
@@ -859,6 +918,28 @@ impl<S: Scenario> Engine<S> {
         }
         match ev {
             Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum),
+            Ev::Forged { from, to } => {
+                let core = &mut self.core;
+                let Some(node) = core.nodes[to as usize].as_ref() else {
+                    return;
+                };
+                if core.cut(from, to) {
+                    return;
+                }
+                let Some(msg) = node.forge(from, &mut core.rng) else {
+                    return;
+                };
+                let sum = <S::P as Protocol>::summarize_msg(&msg);
+                {
+                    // No checker hears of it: checkers judge what nodes
+                    // sent, and no node sent this.
+                    self.core.stats.forged += 1;
+                    self.core.record(to, Kind::Forged { from, msg: sum });
+                    self.forged = true;
+                    self.step(to, Some(Input::Receive { from, msg }));
+                    self.forged = false;
+                }
+            }
             Ev::Timer { node, inc, timer } => {
                 if self.live(node, inc) {
                     self.core.record(node, Kind::Timer { timer });
@@ -1014,8 +1095,9 @@ impl<S: Scenario> Engine<S> {
         if !landed.is_empty() {
             let r = self
                 .checker
-                .on_durable(now, node, &slot.disk.durable[landed]);
+                .on_durable(now, node, &slot.disk.durable[landed.clone()]);
             self.core.check(r);
+            self.core.facts_landed(node, landed);
         }
         self.core.record(node, Kind::Sync { upto });
         self.step(node, Some(Input::Synced { upto }));
@@ -1048,8 +1130,9 @@ impl<S: Scenario> Engine<S> {
         if !landed.is_empty() {
             let r = self
                 .checker
-                .on_durable(now, node, &slot.disk.durable[landed]);
+                .on_durable(now, node, &slot.disk.durable[landed.clone()]);
             self.core.check(r);
+            self.core.facts_landed(node, landed);
         }
         self.checker.on_crash(node);
         self.core.record(node, Kind::Crash { lost_writes: lost });
@@ -1078,6 +1161,9 @@ impl<S: Scenario> Engine<S> {
         );
         let cfg = &self.configs[id as usize];
         let (node, how) = S::P::boot(cfg, slot.inc, &mut slot.disk.durable, now);
+        // Boot may have repaired or cleared the disk: its facts are what
+        // is left on it.
+        slot.facts = slot.disk.durable.iter().filter_map(|r| r.fact()).collect();
         if let Boot::Rebuilding { corrupt } = how {
             self.checker.on_disk_lost(id);
             self.core.record(id, Kind::Rebuilding { corrupt });
@@ -1122,6 +1208,20 @@ impl<S: Scenario> Engine<S> {
             Effect::Send { to, msg, after } => {
                 let synced = self.core.slots[id as usize].disk.synced;
                 let sum = S::P::summarize_msg(&msg);
+                if let Some(limit) = S::P::wire_limit(&self.configs[id as usize]) {
+                    let size = S::P::wire_size(&msg);
+                    if size > limit {
+                        self.core.check(Err(Violation {
+                            invariant: Invariant::R1,
+                            at_us: now,
+                            node: Some(id),
+                            detail: format!(
+                                "n{id} sent {sum} to n{to}: {size} bytes encoded, over the \
+                                 wire limit of {limit}"
+                            ),
+                        }));
+                    }
+                }
                 let what = || sum;
                 let r = checkers::check_disclosure(now, id, to, after, synced, what);
                 self.core.check(r);
@@ -1223,6 +1323,10 @@ impl<S: Scenario> Engine<S> {
                 } else {
                     self.core.record(id, Kind::Reply { client, reply });
                 }
+            }
+            Effect::Refused { from, why } => {
+                self.core.stats.refused += 1;
+                self.core.record(id, Kind::Refused { from, why });
             }
             Effect::Note(note) => {
                 if let Some(s) = S::P::summarize_note(&note) {

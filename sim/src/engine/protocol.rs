@@ -86,6 +86,44 @@ pub trait Protocol: Sized + 'static {
         let _ = disk;
         true
     }
+
+    // ---- hostile input and resources: declared by the protocol, judged by
+    // ---- the engine (H1, R1; R2 is `DiskRecord::fact`). Defaults: none.
+
+    /// Hostile input (the nemesis' `hostile_permille`, offered when
+    /// [`Caps::hostile`] is set): a message that peer `from` could put on
+    /// the wire to this node but that no correct peer sends: a field out of
+    /// range, a ballot its sender does not own, a commit index beyond any
+    /// slot, a round at its maximum. `self` is the receiver as it is now
+    /// (the nemesis is omniscient, so it can aim just past what the node
+    /// knows); draw from `rng` only. The engine delivers the result as if
+    /// from `from`, and judges **H1**: the node must refuse it (and say so
+    /// with [`Effect::Refused`]) or handle it, never panic, hang or spin.
+    ///
+    /// Forge only what a validating node can tell from a correct peer's
+    /// message, or what is legal but extreme: a crash-tolerant protocol
+    /// cannot survive a peer that lies plausibly (claims a value chosen
+    /// that was not), and the checkers, which judge what nodes sent, would
+    /// rightly blame the node that believed it. `None`: nothing this time.
+    fn forge(&self, from: NodeId, rng: &mut ChaCha8Rng) -> Option<Self::Msg> {
+        let _ = (from, rng);
+        None
+    }
+
+    /// The bytes `msg` takes on the wire as the protocol encodes it.
+    /// Consulted only if [`Protocol::wire_limit`] declares a limit.
+    fn wire_size(msg: &Self::Msg) -> usize {
+        let _ = msg;
+        0
+    }
+
+    /// The largest message, in encoded bytes, the protocol may send under
+    /// `cfg` (a transport's frame limit). The engine checks every send
+    /// against it (**R1**). `None`: not declared, not checked.
+    fn wire_limit(cfg: &Self::Config) -> Option<usize> {
+        let _ = cfg;
+        None
+    }
 }
 
 /// How a node came up.
@@ -120,6 +158,16 @@ pub trait DiskRecord: Clone {
     /// A large record (a snapshot): power may fail while it is written.
     fn is_snapshot(&self) -> bool {
         false
+    }
+    /// A fingerprint of the fact this record makes durable (a promise of a
+    /// ballot, an acceptance of an entry in a slot, a chosen entry, a
+    /// snapshot's position), or `None` for a record that states no single
+    /// fact (a header, a whole rebuilt state). The engine judges **R2**: a
+    /// node's disk holds each fact once, so a node that writes and fsyncs
+    /// the same fact again (a resent message answered with a second
+    /// record) is caught long before its disk fills. Default: not declared.
+    fn fact(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -172,6 +220,13 @@ pub enum Effect<P: Protocol> {
         reply: P::Reply,
     },
     Note(P::Note),
+    /// The node refused a message from `from` (`why`: a short, fixed
+    /// phrase): counted in the run's stats and traced. `from` is the node
+    /// itself when it refused to act on its own state (a resource ran out).
+    Refused {
+        from: NodeId,
+        why: &'static str,
+    },
 }
 
 /// The omniscient observer of one run: it sees what nodes actually sent,

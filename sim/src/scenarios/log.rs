@@ -79,6 +79,12 @@ pub struct LogParams {
     /// After the quiet period starts, every client operation must complete
     /// within this of its invocation (or of the quiet period's start).
     pub op_bound_us: u64,
+    /// Of the seeds that draw BUGGIFY knobs, one in this many also draws a
+    /// scale (values up to `kv::VALUE_MAX`, up to 200 keys); 0: none. Each
+    /// such seed costs about ten ordinary ones, so the default keeps the
+    /// main job's speed; `--param scale_one_in=1` is the big-state profile.
+    #[serde(default = "scale_one_in")]
+    pub scale_one_in: u32,
     /// This run's BUGGIFY knobs: drawn per seed by `plan` unless set here
     /// (or unless the config's `buggify` is off, which keeps them all off).
     /// Absent, as in a repro file from before BUGGIFY: all off.
@@ -86,18 +92,52 @@ pub struct LogParams {
     pub buggify: Option<Knobs>,
 }
 
-/// The BUGGIFY knobs of both cores of a replica.
+fn scale_one_in() -> u32 {
+    32
+}
+
+/// The BUGGIFY knobs of both cores of a replica, and of the run's scale.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Knobs {
     pub log: multipaxos::Buggify,
     pub server: kv::server::Buggify,
+    /// Limits are knobs: byte budgets small enough that an ordinary seed
+    /// crosses the boundaries a real cluster reaches only with gigabytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Scale is in the swarm: values up to the service's limit, and more
+    /// keys (`kv`; the seed's clients play it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Scale>,
+}
+
+/// A seed's small byte budgets ([`multipaxos::Config`]'s).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes a leader packs into one slot at most.
+    pub slot_bytes: usize,
+    /// Bytes a leader queues behind its window at most (then: Busy).
+    pub queue_bytes: usize,
+}
+
+/// A seed's scale: the largest value its clients write, and its keys.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Values are this long at most (up to `kv::VALUE_MAX`).
+    pub value_bytes: u32,
+    /// Keys the clients use (the default is 5).
+    pub keys: u64,
 }
 
 impl Knobs {
     pub const OFF: Knobs = Knobs {
         log: multipaxos::Buggify::OFF,
         server: kv::server::Buggify::OFF,
+        limits: None,
+        scale: None,
     };
 
     /// A seed's draw: BUGGIFY on in half the seeds, then each knob on with
@@ -105,7 +145,12 @@ impl Knobs {
     /// `snapshot_every`). `None`: every knob off. The lease knob is drawn
     /// in every seed, so the draws that follow it stay in step, but kept
     /// off without leases (it would change nothing).
-    pub fn draw(rng: &mut ChaCha8Rng, leases: bool, snapshot_every: u64) -> Option<Knobs> {
+    pub fn draw(
+        rng: &mut ChaCha8Rng,
+        leases: bool,
+        snapshot_every: u64,
+        scale_one_in: u32,
+    ) -> Option<Knobs> {
         if !rng.gen_ratio(1, 2) {
             return None;
         }
@@ -118,6 +163,16 @@ impl Knobs {
         let early_snapshots = on();
         let withhold_replies = on();
         let snapshots = rng.gen_range(1..=3u64).min(snapshot_every);
+        // Drawn after every older knob, so those stay as they were.
+        let small = rng.gen_ratio(1, 4);
+        let limits = small.then(|| Limits {
+            slot_bytes: rng.gen_range(40..=400),
+            queue_bytes: rng.gen_range(40..=2_000),
+        });
+        let scale = (scale_one_in > 0 && rng.gen_ratio(1, scale_one_in)).then(|| Scale {
+            value_bytes: rng.gen_range(1_000..=kv::VALUE_MAX as u32),
+            keys: rng.gen_range(5..=200),
+        });
         let k = Knobs {
             log: multipaxos::Buggify {
                 window_of_one,
@@ -130,6 +185,8 @@ impl Knobs {
                 snapshot_every: if early_snapshots { snapshots } else { 0 },
                 withhold_replies,
             },
+            limits,
+            scale,
         };
         (k != Knobs::OFF).then_some(k)
     }
@@ -152,6 +209,15 @@ impl Knobs {
         if s.snapshot_every > 0 {
             v.push(format!("snapshot_every={}", s.snapshot_every));
         }
+        if let Some(l) = self.limits {
+            v.push(format!(
+                "slot_bytes={},queue_bytes={}",
+                l.slot_bytes, l.queue_bytes
+            ));
+        }
+        if let Some(sc) = self.scale {
+            v.push(format!("values<={}B,keys={}", sc.value_bytes, sc.keys));
+        }
         v
     }
 }
@@ -173,6 +239,7 @@ impl Default for LogParams {
             session_ttl_us: 1_000_000,
             client_retry_us: 20_000,
             op_bound_us: 3_000_000,
+            scale_one_in: scale_one_in(),
             buggify: None,
         }
     }
@@ -400,6 +467,16 @@ impl DiskRecord for Record {
     }
     fn is_snapshot(&self) -> bool {
         self.write.kind == "Snapshot"
+    }
+    /// A promise of a ballot, an acceptance (ballot, slot, entry), a chosen
+    /// entry, a chosen mark, a snapshot's position: each belongs on a
+    /// replica's disk once. The header records (Init, Rebuilt) state none.
+    fn fact(&self) -> Option<u64> {
+        let w = &self.write;
+        match w.kind {
+            "Init" | "Rebuilt" => None,
+            _ => Some(digest(&(w.kind, w.ballot, w.slot, w.digest))),
+        }
     }
 }
 
@@ -647,6 +724,9 @@ impl Protocol for Replica {
                 }
                 multipaxos::Output::Elected { ballot } => Effect::Note(Note::Elected { ballot }),
                 multipaxos::Output::Rebuilt => Effect::Note(Note::Rebuilt),
+                multipaxos::Output::Refused { from, why } => Effect::Refused { from, why },
+                // Load shedding, which only the small byte budgets reach.
+                multipaxos::Output::Busy { .. } => Effect::Note(Note::Buggified(7)),
                 multipaxos::Output::Buggified(b) => {
                     use multipaxos::Buggified as B;
                     Effect::Note(Note::Buggified(match b {
@@ -729,6 +809,117 @@ impl Protocol for Replica {
             Loaded::Ok { .. }
         )
     }
+
+    fn forge(&self, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFull> {
+        forge(self.server.node(), from, rng)
+    }
+}
+
+/// The log core's hostile input: messages from `from` to `to` that no
+/// correct peer sends, aimed just past what `to` knows. Each is either one
+/// a validating replica can tell from a correct peer's (a ballot its sender
+/// does not own, a round or slot out of range, an answer to a ballot the
+/// receiver never used, a Nack without a higher promise, a lease grant with
+/// leases off, a chosen entry that contradicts the receiver's, a rebuild
+/// state that breaks its own rules), or one that is legal but extreme (a
+/// commit index far beyond any slot, from a ballot above everything the
+/// receiver has seen, so it follows, learns nothing, and must not spin).
+/// Nothing here lies plausibly (see `Protocol::forge`).
+pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFull> {
+    let n = to.config().n;
+    let me = to.id();
+    let seen = to.promised().round.max(1);
+    // A node that is neither the sender nor the receiver (n >= 3): its
+    // ballots are the sender's to steal and never the receiver's to be
+    // answered in (an answer in the receiver's own ballot would be a
+    // plausible lie, a vote never cast, which no validation can tell).
+    let third = (0..n)
+        .filter(|i| *i != from && *i != me)
+        .nth(rng.gen_range(0..n as usize - 2))
+        .expect("three nodes at least");
+    let stolen = Ballot {
+        round: seen + rng.gen_range(0..3),
+        node: third,
+    };
+    let own = |round| Ballot { round, node: from };
+    let slot = to.applied() + rng.gen_range(0..4);
+    let far = [1u64 << 40, 1 << 56, 1 << 62, u64::MAX][rng.gen_range(0..4)];
+    let entry = || Entry::Cmds(vec![Cmd::Tick { now_us: 1 }].into());
+    Some(match rng.gen_range(0..12) {
+        // A Prepare in a ballot its sender does not own.
+        0 => Msg::Prepare {
+            ballot: stolen,
+            from: slot,
+        },
+        // An Accept at the highest round there is (after which any
+        // election overflows), or in ballot zero.
+        1 => Msg::Accept {
+            ballot: own([u32::MAX, 0][rng.gen_range(0..2)]),
+            slot,
+            entry: entry(),
+            commit: to.applied(),
+        },
+        // An Accept in a ballot not owned by its sender.
+        2 => Msg::Accept {
+            ballot: stolen,
+            slot,
+            entry: entry(),
+            commit: 0,
+        },
+        // A heartbeat from a ballot above anything seen, with a commit index
+        // far beyond any slot: legal in form (it is just a very new leader
+        // that is very far ahead), so the receiver follows it; it holds
+        // nothing accepted in that ballot, so it learns nothing.
+        3 => Msg::Heartbeat {
+            ballot: own(seen + 1_000),
+            commit: far,
+            round: 1,
+        },
+        // Answers to a ballot the receiver never stood in.
+        4 => Msg::Promise {
+            ballot: stolen,
+            accepted: Vec::new(),
+            snapshot: None,
+        },
+        5 => Msg::Accepted {
+            ballot: stolen,
+            slot,
+        },
+        // A Nack that promises nothing higher.
+        6 => Msg::Nack {
+            ballot: Ballot {
+                round: seen + 5,
+                node: me,
+            },
+            promised: Ballot { round: 1, node: me },
+        },
+        // A lease grant for a ballot that is not the receiver's (and, with
+        // leases off, a grant at all).
+        7 => Msg::HeartbeatAck {
+            ballot: stolen,
+            round: rng.gen(),
+        },
+        // A slot far out of range.
+        8 => Msg::Query { from: far },
+        // A rebuild fence in a ballot the sender does not own.
+        9 => Msg::RebuildQuery { fence: stolen },
+        // A promise that reports an acceptance above its own ballot.
+        10 => Msg::Promise {
+            ballot: Ballot { round: seen, node: me },
+            accepted: vec![(slot, own(u32::MAX), entry())],
+            snapshot: None,
+        },
+        // A chosen entry where the receiver has another chosen.
+        _ => {
+            let s = to.applied().checked_sub(1)?;
+            let mine = to.chosen(s)?;
+            let e = match mine {
+                Entry::Noop => entry(),
+                Entry::Cmds(_) => Entry::Noop,
+            };
+            Msg::Chosen { slot: s, entry: e }
+        }
+    })
 }
 
 /// Coverage marks of the log scenarios.
@@ -740,7 +931,7 @@ struct Marks {
     lease_reads: u64,
     dedup_hits: u64,
     /// Per BUGGIFY mark, in [`BUGGIFY_MARKS`] order.
-    buggified: [u64; 7],
+    buggified: [u64; 9],
 }
 
 const MARKS: [&str; 5] = [
@@ -756,7 +947,7 @@ type KnobOn = fn(&Knobs) -> bool;
 
 /// The rare path each BUGGIFY knob steers down, as a coverage mark, with the
 /// knob: a run reaches it only with its knob on.
-const BUGGIFY_MARKS: [(&str, KnobOn); 7] = [
+const BUGGIFY_MARKS: [(&str, KnobOn); 9] = [
     ("buggify: queued behind window of 1", |k| {
         k.log.window_of_one
     }),
@@ -772,7 +963,12 @@ const BUGGIFY_MARKS: [(&str, KnobOn); 7] = [
     ("buggify: reply withheld, retried", |k| {
         k.server.withhold_replies
     }),
+    ("buggify: queue over its bytes, Busy", |k| k.limits.is_some()),
+    ("buggify: large value written", |k| k.scale.is_some()),
 ];
+
+/// A value is "large" (coverage) from this many bytes.
+const LARGE_VALUE: usize = 1_000;
 
 /// The checker: [`LogObserver`] fed what replicas sent, received, wrote,
 /// applied and executed, plus the service's lock model. `Clone`, `Eq` and
@@ -844,6 +1040,18 @@ impl Checker<Replica> for LogChecker {
     }
 
     fn on_persist(&mut self, _now: u64, node: NodeId, _seq: u64, w: &Record) -> Check {
+        if w.write.kind == "Rebuilt" {
+            // A rebuilt replica's acceptances are its own from here on (a
+            // resent Accept of one is answered without a second record):
+            // read them from the record's bytes, a file of its own.
+            if let Loaded::Ok { state, .. } = load::<Cmd, Snapshot>(&w.bytes, CLUSTER) {
+                for (slot, (ballot, entry)) in &state.accepted {
+                    self.obs
+                        .on_accept_write(node, *ballot, *slot, digest(entry));
+                }
+            }
+            return Ok(());
+        }
         // The summary of an Accept names its ballot, slot and entry digest.
         if let LMsg {
             kind: "Accept",
@@ -887,6 +1095,9 @@ impl Checker<Replica> for LogChecker {
             }
             Note::Executed { slot, cmd, applied } => {
                 let slot = *slot;
+                if cmd.op.value().is_some_and(|v| v.len() >= LARGE_VALUE) {
+                    self.marks.buggified[8] += 1;
+                }
                 if !applied.executed {
                     self.marks.dedup_hits += 1;
                     return Ok(());
@@ -1008,9 +1219,24 @@ pub struct LogWorkload {
     last_done: u64,
     history: History<KvModel<Value>>,
     buf: Vec<ClientOut>,
+    /// The seed's scale (BUGGIFY), if it draws one.
+    scale: Option<Scale>,
 }
 
 impl LogWorkload {
+    /// A value to write: `n`'s decimal digits, and with a scale, padded to
+    /// a length drawn up to its largest value (the bytes are shared, so a
+    /// large value costs one allocation however often it is copied).
+    fn value(&self, cx: &mut dyn Cx<Replica>, n: u64) -> Value {
+        let Some(sc) = self.scale else {
+            return n.into();
+        };
+        let mut bytes = n.to_string().into_bytes();
+        let len = cx.rng().gen_range(8..=sc.value_bytes as usize);
+        bytes.resize(len.max(bytes.len()), b'.');
+        Value::from(bytes)
+    }
+
     /// When client `c`'s operation in flight must have completed: within
     /// `op_bound_us` of its invocation, or of the quiet period's start if it
     /// was invoked before.
@@ -1034,15 +1260,14 @@ impl LogWorkload {
 
     /// The workload: the next operation of `client`.
     fn next_op(&mut self, cx: &mut dyn Cx<Replica>, client: u32) -> Op {
-        let key = cx.rng().gen_range(0..KEYS);
+        let keys = self.scale.map_or(KEYS, |s| s.keys);
+        let key = cx.rng().gen_range(0..keys);
         // A unique-enough small value, written as its decimal digits so the
         // trace stays readable; the bytes are made only if the op writes.
         let value = cx.rng().gen_range(1..1_000_000u64);
         if !self.kv {
-            return Op::Put {
-                key,
-                value: value.into(),
-            };
+            let value = self.value(cx, value);
+            return Op::Put { key, value };
         }
         // Client 0 only reads, and sticks to the replica that answered it:
         // a monitoring client, the one that would see a stale lease read.
@@ -1056,26 +1281,30 @@ impl LogWorkload {
             };
         }
         let held = cl.token.iter().next().map(|(l, t)| (*l, *t));
+        let pick = cx.rng().gen_range(0..100);
+        // Only a write draws its value's length (with a scale), after the
+        // draws every seed makes.
+        let value = match pick {
+            35..=66 | 80..=84 => self.value(cx, value),
+            _ => Value::from(value),
+        };
         let rng = cx.rng();
-        match rng.gen_range(0..100) {
+        match pick {
             0..=34 => Op::Get { key },
-            35..=54 => Op::Put {
-                key,
-                value: value.into(),
-            },
+            35..=54 => Op::Put { key, value },
             55..=66 => {
                 let expected = rng.gen_range(0..4);
                 Op::Cas {
                     key,
                     expected,
-                    value: value.into(),
+                    value,
                 }
             }
             67..=71 => Op::Delete { key },
             72..=79 => Op::KeepAlive,
             80..=84 => Op::PutEphemeral {
                 key: EPHEMERAL_BASE + client as u64,
-                value: value.into(),
+                value,
             },
             85..=92 => Op::Acquire {
                 lock: rng.gen_range(0..LOCKS),
@@ -1312,7 +1541,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 12] = [
+const CANARIES: [Canary; 15] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -1354,6 +1583,18 @@ const CANARIES: [Canary; 12] = [
     (
         "no-catch-up",
         "(liveness) a lagging follower never catches up",
+    ),
+    (
+        "rewrite-resent-accepts",
+        "(resources) every resent Accept is written and fsynced again (R2)",
+    ),
+    (
+        "trust-peer-messages",
+        "(hostile input) peer messages reach the handlers unvalidated (H1)",
+    ),
+    (
+        "walk-to-commit-index",
+        "(hostile input) a follower walks every slot to the commit index (H1: spins)",
     ),
 ];
 
@@ -1423,6 +1664,7 @@ impl Scenario for Log {
             disk_loss: true,
             // Leases assume |rate| <= drift_ppm; without leases any rate is fair.
             drift_bound_ppm: (p.timing.lease_us > 0).then_some(p.timing.drift_ppm),
+            hostile: true,
         }
     }
     fn canaries(&self) -> Vec<Canary> {
@@ -1459,6 +1701,7 @@ impl Scenario for Log {
             ("session_ttl_us", l.session_ttl_us, 1_000, 600_000_000),
             ("client_retry_us", l.client_retry_us, 100, 60_000_000),
             ("op_bound_us", l.op_bound_us, 1_000, 600_000_000),
+            ("scale_one_in", l.scale_one_in as u64, 0, 1_000_000),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("params.{name} is {v}, must be {lo} to {hi}"));
@@ -1493,6 +1736,8 @@ impl Scenario for Log {
                     timing: p.timing,
                     window: p.window,
                     batch: p.batch,
+                    slot_bytes: knobs.limits.map_or(multipaxos::SLOT_BYTES, |l| l.slot_bytes),
+                    queue_bytes: knobs.limits.map_or(multipaxos::QUEUE_BYTES, |l| l.queue_bytes),
                     bugs,
                     buggify: knobs.log,
                 },
@@ -1524,6 +1769,10 @@ impl Scenario for Log {
             last_done: 0,
             history: History::new(),
             buf: Vec::new(),
+            scale: {
+                let p: LogParams = cfg.params().expect("validated");
+                knobs(cfg, &p).scale
+            },
         }
     }
     /// The marks a campaign of `cfg` can reach: the lease marks only with
@@ -1549,7 +1798,7 @@ impl Scenario for Log {
         let p: LogParams = cfg.params().expect("validated");
         if p.buggify.is_none() {
             let leases = p.timing.lease_us > 0;
-            if let Some(k) = Knobs::draw(rng, leases, p.snapshot_every) {
+            if let Some(k) = Knobs::draw(rng, leases, p.snapshot_every, p.scale_one_in) {
                 cfg.edit_params(|p: &mut LogParams| p.buggify = Some(k));
             }
         }
@@ -1636,10 +1885,11 @@ mod buggify_tests {
         // 1/4): 800 * 1/2 * (1 - (3/4)^7) = 346 expected.
         let on: Vec<Knobs> = knobs.iter().flatten().copied().collect();
         assert!((290..=400).contains(&on.len()), "{}", on.len());
-        // Each knob: 800 * 1/2 * 1/4 = 100 expected.
+        // Each knob: 800 * 1/2 * 1/4 = 100 expected; the scale 1/32: 12.5.
         for (mark, knob) in BUGGIFY_MARKS {
             let n = on.iter().filter(|k| knob(k)).count();
-            assert!((60..=140).contains(&n), "{mark}: {n}");
+            let expect = if mark.contains("large value") { 4..=25 } else { 60..=140 };
+            assert!(expect.contains(&n), "{mark}: {n}");
         }
         for every in 1..=3 {
             assert!(on.iter().any(|k| k.server.snapshot_every == every));
@@ -1780,11 +2030,23 @@ mod buggify_tests {
                 3 => k.log.short_lease = true,
                 4 => k.log.catch_up_by_one = true,
                 5 => k.server.snapshot_every = 2,
-                _ => k.server.withhold_replies = true,
+                6 => k.server.withhold_replies = true,
+                7 => {
+                    k.limits = Some(Limits {
+                        slot_bytes: 60,
+                        queue_bytes: 40,
+                    })
+                }
+                _ => {
+                    k.scale = Some(Scale {
+                        value_bytes: 20_000,
+                        keys: 50,
+                    })
+                }
             }
             let mut cfg = short("kv");
             cfg.edit_params(|p: &mut LogParams| p.buggify = Some(k));
-            let mut reached = [0; 7];
+            let mut reached = [0; 9];
             for seed in 0..30 {
                 let r = run_seed(seed, &cfg, Keep::Recent);
                 assert!(r.violation.is_none(), "{mark} seed {seed}");

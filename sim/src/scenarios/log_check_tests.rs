@@ -46,7 +46,9 @@ fn multi_two_commands_one_loss_is_explored_completely_and_passes() {
     let r = explore("multi", 2, None, bounds(0, 1, 1), 1_000_000);
     assert!(r.complete);
     assert!(r.violation.is_none(), "{:?}", r.violation);
-    assert_eq!((r.unique_states, r.max_depth), (44_160, 18));
+    // Issue 19: 44,160 before; a repeated Prepare or a resent Accept no
+    // longer writes a second record (fewer writes and syncs to interleave).
+    assert_eq!((r.unique_states, r.max_depth), (37_716, 18));
 }
 
 /// One command, one election, one crash (which loses the unsynced writes:
@@ -56,7 +58,10 @@ fn multi_one_command_one_crash_is_explored_completely_and_passes() {
     let r = explore("multi", 1, None, bounds(1, 0, 1), 2_000_000);
     assert!(r.complete);
     assert!(r.violation.is_none(), "{:?}", r.violation);
-    assert_eq!((r.unique_states, r.max_depth), (314_522, 28));
+    // Issue 19: 314,522 and depth 28 before; a repeated Prepare or a
+    // resent Accept no longer writes a second record (the candidate's own
+    // Prepare to itself was one), so fewer writes and syncs interleave.
+    assert_eq!((r.unique_states, r.max_depth), (189_314, 26));
 }
 
 /// The bounds that find `prepare-before-promise` in four steps find nothing
@@ -116,5 +121,6 @@ fn kv_one_read_is_explored_completely_and_passes() {
     let r = explore("kv", 1, None, bounds(0, 0, 4), 1_000_000);
     assert!(r.complete);
     assert!(r.violation.is_none(), "{:?}", r.violation);
-    assert_eq!((r.unique_states, r.max_depth), (61_460, 20));
+    // Issue 19: 61,460 before (no second record for a repeated promise).
+    assert_eq!((r.unique_states, r.max_depth), (49_940, 20));
 }

@@ -28,7 +28,11 @@ fn pinned(bug: &str, seed: u64, inv: Invariant, detail: &str) {
     assert_eq!(v.invariant, inv, "{bug}: seed {seed}: {v}");
     assert!(v.detail.contains(detail), "{bug}: seed {seed}: {v}");
     let after = run_seed(seed, &kv(None), Keep::Recent);
-    assert!(after.violation.is_none(), "seed {seed}: {:?}", after.violation);
+    assert!(
+        after.violation.is_none(),
+        "seed {seed}: {:?}",
+        after.violation
+    );
 }
 
 /// Failure 1: every heartbeat resent every Accept in flight, and every
@@ -77,7 +81,7 @@ fn failure_3_an_accept_at_the_last_round_overflows_the_next_election() {
 #[test]
 fn failure_3_a_distant_commit_index_spins_a_follower() {
     let r = run_seed_watched(
-        6,
+        17,
         &kv(Some("walk-to-commit-index")),
         Keep::Recent,
         Duration::from_secs(20),
@@ -87,7 +91,7 @@ fn failure_3_a_distant_commit_index_spins_a_follower() {
     assert!(v.detail.contains("did not finish within 20 s"), "{v}");
     // The seed replays from its resolved config, like any failure.
     assert!(r.config.faults.is_some_and(|f| f.hostile_permille > 0));
-    let after = run_seed(6, &kv(None), Keep::Recent);
+    let after = run_seed(17, &kv(None), Keep::Recent);
     assert!(after.violation.is_none(), "{:?}", after.violation);
 }
 
@@ -109,7 +113,10 @@ fn hostile_input_is_forged_refused_and_counted() {
     }
     assert!(forged > 300, "{forged} forged");
     assert!(refused > forged / 2, "{refused} of {forged} refused");
-    assert!((10..=30).contains(&calm), "{calm} of 40 seeds without hostile input");
+    assert!(
+        (10..=30).contains(&calm),
+        "{calm} of 40 seeds without hostile input"
+    );
 }
 
 /// Hostile input at a fixed rate, as `--faults` spells it, in `multi` too.
@@ -120,12 +127,22 @@ fn a_fixed_hostile_rate_runs_clean_in_both_log_scenarios() {
         cfg.faults = Some(Faults::parse("hostile_permille=200,loss_permille=50").unwrap());
         for seed in 0..10 {
             let r = run_seed(seed, &cfg, Keep::Recent);
-            assert!(r.violation.is_none(), "{scenario} seed {seed}: {:?}", r.violation);
-            assert!(r.stats.refused > 0, "{scenario} seed {seed} refused nothing");
+            assert!(
+                r.violation.is_none(),
+                "{scenario} seed {seed}: {:?}",
+                r.violation
+            );
+            assert!(
+                r.stats.refused > 0,
+                "{scenario} seed {seed} refused nothing"
+            );
         }
     }
     // Basic Paxos forges nothing: it does not face hostile input.
     let mut basic = RunConfig::for_scenario("basic");
     basic.faults = Some(Faults::parse("hostile_permille=200").unwrap());
-    assert!(basic.validate().is_err(), "basic does not face hostile input");
+    assert!(
+        basic.validate().is_err(),
+        "basic does not face hostile input"
+    );
 }

@@ -163,7 +163,11 @@ impl RunConfig {
         keys.sort();
         keys.into_iter()
             .filter(|k| theirs.get(*k) != mine.get(*k))
-            .map(|k| theirs.contains_key(k).then(|| format!("--param '{k}={}'", mine[k])))
+            .map(|k| {
+                theirs
+                    .contains_key(k)
+                    .then(|| format!("--param '{k}={}'", mine[k]))
+            })
             .collect()
     }
 

@@ -320,7 +320,10 @@ impl Faults {
                 "snapshot_crash_permille",
                 FieldMut::U16(&mut self.snapshot_crash_permille),
             ),
-            ("hostile_permille", FieldMut::U16(&mut self.hostile_permille)),
+            (
+                "hostile_permille",
+                FieldMut::U16(&mut self.hostile_permille),
+            ),
         ]
     }
 

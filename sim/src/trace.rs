@@ -171,10 +171,7 @@ impl<P: Protocol> Clone for Kind<P> {
                 from: *from,
                 msg: *msg,
             },
-            Refused { from, why } => Refused {
-                from: *from,
-                why: why,
-            },
+            Refused { from, why } => Refused { from: *from, why },
         }
     }
 }

@@ -341,13 +341,13 @@ fn the_log_scenarios_run_replay_and_check_determinism_from_the_cli() {
     }
     // A canary of the service: caught, replayed exactly from both commands.
     let dir = tmp("kvfail");
-    let t = fails("kv", 3, "snapshot-without-dedup", &dir);
+    let t = fails("kv", 1, "snapshot-without-dedup", &dir);
     assert!(
-        t.contains("replay: paxsim run --scenario kv --seed 3 --bug snapshot-without-dedup"),
+        t.contains("replay: paxsim run --scenario kv --seed 1 --bug snapshot-without-dedup"),
         "{t}"
     );
     let fail_line = t.lines().find(|l| l.starts_with("FAIL:")).unwrap();
-    let file = dir.join("kv-seed-3.json");
+    let file = dir.join("kv-seed-1.json");
     let r = paxsim(&["replay", file.to_str().unwrap(), "--trace", "none"]);
     let rt = text(&r);
     assert_eq!(r.status.code(), Some(1), "{rt}");
@@ -434,8 +434,8 @@ fn log_scenario_flags_are_checked_against_the_scenario() {
 fn a_failure_shrinks_from_its_repro_file_and_the_shrunk_file_replays_exactly() {
     let dir = tmp("shrink");
     let d = dir.to_str().unwrap();
-    let t = fails("kv", 10, "truncate-on-restart", &dir);
-    let file = dir.join("kv-seed-10.json");
+    let t = fails("kv", 9, "truncate-on-restart", &dir);
+    let file = dir.join("kv-seed-9.json");
     assert!(
         t.contains(&format!("shrink: paxsim shrink {}", file.display())),
         "{t}"
@@ -451,7 +451,7 @@ fn a_failure_shrinks_from_its_repro_file_and_the_shrunk_file_replays_exactly() {
     assert_eq!(s.status.code(), Some(0), "{st}");
     assert!(st.contains("cut schedule"), "{st}");
     assert_eq!(invariant(&st), caught, "{st}");
-    let shrunk = dir.join("kv-seed-10-shrunk.json");
+    let shrunk = dir.join("kv-seed-9-shrunk.json");
     assert!(
         st.contains(&format!("replay: paxsim replay {}", shrunk.display())),
         "{st}"

@@ -43,6 +43,8 @@ struct Cluster {
     peers: Vec<SocketAddr>,
     cluster: u64,
     procs: Vec<Option<Child>>,
+    /// Snapshot and compaction settings (small by default, so tests cross them).
+    storage: [&'static str; 4],
 }
 
 impl Cluster {
@@ -52,6 +54,7 @@ impl Cluster {
             peers: free_ports(n),
             cluster: 0xc1,
             procs: (0..n).map(|_| None).collect(),
+            storage: ["--snapshot-every", "16", "--compact-bytes", "0"],
         };
         for i in 0..n {
             std::fs::create_dir_all(c.data(i)).expect("data dir");
@@ -93,8 +96,7 @@ impl Cluster {
         .args(["--cluster-id", &cluster.to_string()])
         .arg("--data-dir")
         .arg(self.data(i))
-        // Small snapshots and compactions, so that the tests cross them.
-        .args(["--snapshot-every", "16", "--compact-bytes", "0"])
+        .args(self.storage)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log);
@@ -555,5 +557,259 @@ async fn a_full_disk_stops_the_replica_and_loses_no_acknowledged_write() {
             Ok(Some(Value::from(*v))),
             "key {k}"
         );
+    }
+}
+
+/// Whether replica `i`'s process is still running (it did not die on its own).
+fn alive(c: &mut Cluster, i: usize) -> bool {
+    let p = c.procs[i].as_mut().expect("started");
+    p.try_wait().expect("try_wait").is_none()
+}
+
+/// Dials replica `to` as replica `from` would, and returns the connection
+/// once welcomed: what a buggy or hostile peer can do without credentials.
+fn dial_as_peer(c: &Cluster, from: u8, to: usize) -> TcpStream {
+    let mut s = TcpStream::connect(c.peers[to]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let hello = wire::encode(&Hello::Peer {
+        protocol: wire::PROTOCOL,
+        cluster: c.cluster,
+        from,
+        to: to as u8,
+    });
+    s.write_all(&(hello.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&hello).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    match wire::decode::<Welcome>(&buf) {
+        Ok(Welcome::Ok { .. }) => s,
+        w => panic!("not welcomed as a peer: {w:?}"),
+    }
+}
+
+fn send_peer_msg(s: &mut TcpStream, m: &wire::PeerMsg) {
+    let b = wire::encode(m);
+    s.write_all(&(b.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&b).unwrap();
+}
+
+/// A peer message of any shape with fields from the edges of their ranges,
+/// drawn from `rng`: well-formed, decodable, and mostly nonsense.
+fn random_peer_msg(rng: &mut rand::rngs::StdRng) -> wire::PeerMsg {
+    use multipaxos::{Ballot, Entry, Msg};
+    use rand::Rng;
+    fn ballot(rng: &mut rand::rngs::StdRng) -> Ballot {
+        Ballot {
+            round: [0, 1, 2, 7, u32::MAX - 1, u32::MAX][rng.gen_range(0..6)],
+            node: rng.gen_range(0..5),
+        }
+    }
+    fn slot(rng: &mut rand::rngs::StdRng) -> u64 {
+        [0, 1, 3, 40, 1 << 40, 1 << 56, 1 << 62, u64::MAX][rng.gen_range(0..8)]
+    }
+    fn entry(rng: &mut rand::rngs::StdRng) -> Entry<kv::Cmd> {
+        match rng.gen_range(0..2) {
+            0 => Entry::Noop,
+            _ => Entry::Cmds(vec![kv::Cmd::Tick { now_us: rng.gen() }].into()),
+        }
+    }
+    match rng.gen_range(0..9) {
+        0 => Msg::Prepare {
+            ballot: ballot(rng),
+            from: slot(rng),
+        },
+        1 => Msg::Promise {
+            ballot: ballot(rng),
+            accepted: vec![(rng.gen_range(0..4), ballot(rng), entry(rng))],
+            snapshot: None,
+        },
+        2 => Msg::Accept {
+            ballot: ballot(rng),
+            slot: slot(rng),
+            entry: entry(rng),
+            commit: slot(rng),
+        },
+        3 => Msg::Accepted {
+            ballot: ballot(rng),
+            slot: slot(rng),
+        },
+        4 => Msg::Nack {
+            ballot: ballot(rng),
+            promised: ballot(rng),
+        },
+        5 => Msg::Heartbeat {
+            ballot: ballot(rng),
+            commit: slot(rng),
+            round: rng.gen(),
+        },
+        6 => Msg::HeartbeatAck {
+            ballot: ballot(rng),
+            round: rng.gen(),
+        },
+        7 => Msg::Query { from: slot(rng) },
+        _ => Msg::RebuildQuery { fence: ballot(rng) },
+    }
+}
+
+/// Issue 19, failure 3, against real processes: the messages that stopped
+/// a replica at commit 639c1ef (a Prepare in a ballot its sender does not
+/// own, a heartbeat with a commit index of 2^62 or 2^50, an Accept at round
+/// `u32::MAX` that later overflowed every election, and random well-formed
+/// messages, which panicked a replica within 25) are refused: every replica
+/// keeps running, logs the refusals, and the cluster keeps serving, through
+/// an election and a restart of every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peer_messages_are_refused_and_no_replica_stops() {
+    use multipaxos::{Ballot, Entry, Msg};
+    use rand::SeedableRng;
+    let mut c = Cluster::new("hostile", 3);
+    c.start_all();
+    let mut a = c.client(1);
+    assert_eq!(a.put(1, 10).await, Ok(1));
+    let named: Vec<wire::PeerMsg> = vec![
+        Msg::Prepare {
+            ballot: Ballot { round: 50, node: 2 },
+            from: 0,
+        },
+        Msg::Heartbeat {
+            ballot: Ballot { round: 60, node: 1 },
+            commit: 1 << 62,
+            round: 1,
+        },
+        Msg::Heartbeat {
+            ballot: Ballot { round: 70, node: 1 },
+            commit: 1 << 50,
+            round: 1,
+        },
+        Msg::Accept {
+            ballot: Ballot {
+                round: u32::MAX,
+                node: 1,
+            },
+            slot: 1,
+            entry: Entry::Noop,
+            commit: 0,
+        },
+    ];
+    for i in 0..3 {
+        let from = ((i + 1) % 3) as u8;
+        let mut s = dial_as_peer(&c, from, i);
+        for m in &named {
+            let mut m = m.clone();
+            // Each in the sender's own ballot where the message needs one.
+            match &mut m {
+                Msg::Heartbeat { ballot, .. } | Msg::Accept { ballot, .. } => ballot.node = from,
+                Msg::Prepare { ballot, .. } => ballot.node = (from + 1) % 3,
+                _ => {}
+            }
+            send_peer_msg(&mut s, &m);
+        }
+    }
+    // Random well-formed messages, seeded, to replica 0 as replica 1.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let mut s = dial_as_peer(&c, 1, 0);
+    for _ in 0..2_000 {
+        send_peer_msg(&mut s, &random_peer_msg(&mut rng));
+    }
+    drop(s);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..3 {
+        assert!(alive(&mut c, i), "n{i} died:\n{}", c.log_text(i));
+        let log = c.log_text(i);
+        assert!(log.contains("refused a peer message"), "n{i}:\n{log}");
+        assert!(!log.contains("panicked"), "n{i}:\n{log}");
+    }
+    assert_eq!(a.put(1, 11).await, Ok(2));
+    // An election (the round-MAX Accept made it overflow then), and a
+    // restart of every replica (it then overflowed on every boot).
+    for i in 0..3 {
+        c.kill(i);
+    }
+    c.start_all();
+    assert_eq!(a.get(1).await, Ok(Some((Value::from(11), 2))));
+    assert_eq!(a.put(2, 1).await, Ok(1));
+    for i in 0..3 {
+        assert!(
+            alive(&mut c, i),
+            "n{i} died after the restart:\n{}",
+            c.log_text(i)
+        );
+    }
+}
+
+/// Issue 19, failure 1, against real processes: 200 clients each putting
+/// 32 KiB values at once. At commit 639c1ef, 400 such clients got 117 puts
+/// acknowledged and then none; the WALs grew to gigabytes (every heartbeat
+/// resent every Accept in flight and every copy was written and fsynced
+/// again) and the processes' memory with them. Now acknowledgements keep
+/// coming to the end, and the WALs and memory stay within a small multiple
+/// of what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_under_load_keep_the_cluster_serving_within_bounded_bytes() {
+    let mut c = Cluster::new("large", 3);
+    c.storage = ["--snapshot-every", "1000", "--compact-bytes", "67108864"];
+    c.start_all();
+    let mut warm = c.client(1_000);
+    assert_eq!(warm.put(0, 0).await, Ok(1));
+    let clients = 200u32;
+    let value = vec![b'v'; kv::VALUE_MAX];
+    let start = Instant::now();
+    let run = Duration::from_secs(8);
+    let tasks: Vec<_> = (0..clients)
+        .map(|id| {
+            let mut cl = c.client(id + 1);
+            let value = value.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut n = 0u64;
+                while start.elapsed() < run {
+                    let key = id as u64 * 1_000 + n % 4;
+                    if cl.put(key, value.clone()).await.is_ok() {
+                        acked.push(start.elapsed());
+                    }
+                    n += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("client task"));
+    }
+    let late = acked.iter().filter(|t| **t >= run / 2).count();
+    println!(
+        "{} puts of {} B acknowledged in {:?}, {late} in the second half",
+        acked.len(),
+        kv::VALUE_MAX,
+        run
+    );
+    assert!(acked.len() >= 400, "only {} puts acknowledged", acked.len());
+    assert!(
+        late >= 100,
+        "the cluster seized: {late} puts in the second half"
+    );
+    let written = acked.len() as u64 * kv::VALUE_MAX as u64;
+    for i in 0..3 {
+        assert!(alive(&mut c, i), "n{i} died:\n{}", c.log_text(i));
+        let wal = std::fs::metadata(c.data(i).join("wal")).map_or(0, |m| m.len());
+        // Each command is in its Accept record and its chosen record, and
+        // a few in flight or retried more: a WAL of many copies of the
+        // same acceptance was the failure.
+        assert!(
+            wal <= 3 * written + (64 << 20),
+            "n{i}'s WAL is {wal} bytes for {written} bytes acknowledged"
+        );
+        let pid = c.procs[i].as_ref().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS");
+        println!("n{i}: WAL {wal} B, RSS {rss_kb} kB");
+        assert!(rss_kb < 1_500_000, "n{i} holds {rss_kb} kB");
     }
 }

@@ -46,8 +46,8 @@ use checkers::{Invariant, Violation};
 use paxos::{NodeId, MAX_NODES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -158,7 +158,10 @@ enum Ev<P: Protocol> {
     /// `from`: forged as it arrives, against `to` as it is then (forged at
     /// the send, it could contradict only a state `to` has since lost, and
     /// so be a plausible lie).
-    Forged { from: NodeId, to: NodeId },
+    Forged {
+        from: NodeId,
+        to: NodeId,
+    },
 }
 
 impl<P: Protocol> Ev<P> {

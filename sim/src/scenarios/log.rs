@@ -851,10 +851,11 @@ pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFul
             ballot: stolen,
             from: slot,
         },
-        // An Accept at the highest round there is (after which any
-        // election overflows), or in ballot zero.
+        // An Accept past the highest round there is (after which any
+        // election overflowed), at the highest (which would leave no round
+        // to stand in), or in ballot zero.
         1 => Msg::Accept {
-            ballot: own([u32::MAX, 0][rng.gen_range(0..2)]),
+            ballot: own([u32::MAX, multipaxos::ROUND_MAX, 0][rng.gen_range(0..3)]),
             slot,
             entry: entry(),
             commit: to.applied(),
@@ -905,7 +906,10 @@ pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFul
         9 => Msg::RebuildQuery { fence: stolen },
         // A promise that reports an acceptance above its own ballot.
         10 => Msg::Promise {
-            ballot: Ballot { round: seen, node: me },
+            ballot: Ballot {
+                round: seen,
+                node: me,
+            },
             accepted: vec![(slot, own(u32::MAX), entry())],
             snapshot: None,
         },
@@ -920,6 +924,86 @@ pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFul
             Msg::Chosen { slot: s, entry: e }
         }
     })
+}
+
+/// Fuzzing the core with arbitrary peer messages (`fuzz/fuzz_targets/peer.rs`,
+/// and a proptest in this crate): `data` is a replica's inbox, read as a
+/// byte naming the sender and then a message as `paxkv`'s peer frames carry
+/// it (postcard), again and again until the bytes no longer decode. The
+/// first byte sets the stage: replica 0 of 3 of the `kv` service, leases on,
+/// a follower, or (its low bit) the leader, elected before the messages
+/// come. Every sync completes at once and the clock moves 1 ms a message.
+/// Returns how many messages it took and how many it refused; panics, or
+/// hangs, only if the core does (H1).
+pub fn feed_peer_bytes(data: &[u8]) -> (usize, usize) {
+    let Some((&stage, mut rest)) = data.split_first() else {
+        return (0, 0);
+    };
+    let three = RunConfig {
+        nodes: 3,
+        ..RunConfig::for_scenario("kv")
+    };
+    let cfg = KV.node_configs(&three)[0].clone();
+    let mut disk = Vec::new();
+    let (mut r, _) = Replica::boot(&cfg, 0, &mut disk, 0);
+    let mut out = Vec::new();
+    let mut now = 0;
+    r.start(now, &mut out);
+    let mut refused = 0;
+    // Steps `r` with `input`, completing its syncs; counts its refusals.
+    let step = |r: &mut Replica, now: u64, input: Input<Replica>, refused: &mut usize| {
+        let mut out = Vec::new();
+        r.handle(now, input, &mut out);
+        while !out.is_empty() {
+            let mut synced = None;
+            for e in out.drain(..).filter_map(Replica::effect) {
+                match e {
+                    Effect::Sync { upto } => synced = Some(upto),
+                    Effect::Refused { .. } => *refused += 1,
+                    _ => {}
+                }
+            }
+            if let Some(upto) = synced {
+                r.handle(now, Input::Synced { upto }, &mut out);
+            }
+        }
+    };
+    if stage & 1 == 1 {
+        let t = cfg.log.timing;
+        now += t.election_us + t.election_jitter_us + t.lease_us + 1;
+        let epochs = out.iter().filter_map(|o| match o {
+            SEvent::Log(multipaxos::Output::SetTimer {
+                timer: multipaxos::Timer::Election { epoch },
+                ..
+            }) => Some(*epoch),
+            _ => None,
+        });
+        let epoch = epochs.max().expect("a follower arms its election timer");
+        let timer = Input::Timer(Timer::Log(multipaxos::Timer::Election { epoch }));
+        step(&mut r, now, timer, &mut refused);
+        let ballot = r.server.node().promised();
+        for from in [1, 2] {
+            let msg = Msg::Promise {
+                ballot,
+                accepted: Vec::new(),
+                snapshot: None,
+            };
+            step(&mut r, now, Input::Receive { from, msg }, &mut refused);
+        }
+        assert!(r.server.node().is_leader(), "elected before the messages");
+    }
+    let mut taken = 0;
+    while let Some((&from, bytes)) = rest.split_first() {
+        let Ok((msg, tail)) = postcard::take_from_bytes::<LMsgFull>(bytes) else {
+            break;
+        };
+        rest = tail;
+        now += 1_000;
+        let from = from % cfg.log.n;
+        step(&mut r, now, Input::Receive { from, msg }, &mut refused);
+        taken += 1;
+    }
+    (taken, refused)
 }
 
 /// Coverage marks of the log scenarios.
@@ -963,7 +1047,9 @@ const BUGGIFY_MARKS: [(&str, KnobOn); 9] = [
     ("buggify: reply withheld, retried", |k| {
         k.server.withhold_replies
     }),
-    ("buggify: queue over its bytes, Busy", |k| k.limits.is_some()),
+    ("buggify: queue over its bytes, Busy", |k| {
+        k.limits.is_some()
+    }),
     ("buggify: large value written", |k| k.scale.is_some()),
 ];
 
@@ -1736,8 +1822,12 @@ impl Scenario for Log {
                     timing: p.timing,
                     window: p.window,
                     batch: p.batch,
-                    slot_bytes: knobs.limits.map_or(multipaxos::SLOT_BYTES, |l| l.slot_bytes),
-                    queue_bytes: knobs.limits.map_or(multipaxos::QUEUE_BYTES, |l| l.queue_bytes),
+                    slot_bytes: knobs
+                        .limits
+                        .map_or(multipaxos::SLOT_BYTES, |l| l.slot_bytes),
+                    queue_bytes: knobs
+                        .limits
+                        .map_or(multipaxos::QUEUE_BYTES, |l| l.queue_bytes),
                     bugs,
                     buggify: knobs.log,
                 },
@@ -1888,7 +1978,11 @@ mod buggify_tests {
         // Each knob: 800 * 1/2 * 1/4 = 100 expected; the scale 1/32: 12.5.
         for (mark, knob) in BUGGIFY_MARKS {
             let n = on.iter().filter(|k| knob(k)).count();
-            let expect = if mark.contains("large value") { 4..=25 } else { 60..=140 };
+            let expect = if mark.contains("large value") {
+                4..=25
+            } else {
+                60..=140
+            };
             assert!(expect.contains(&n), "{mark}: {n}");
         }
         for every in 1..=3 {
@@ -2163,5 +2257,74 @@ mod disk_tests {
         }
         assert!(Replica::disk_intact(&all));
         assert_eq!(boot(&mut Vec::new()), Boot::Rebuilding { corrupt: false });
+    }
+}
+
+/// Arbitrary peer messages into a replica (what `fuzz/fuzz_targets/peer.rs`
+/// fuzzes with libFuzzer), here with proptest in every `cargo test`: random
+/// bytes, and random well-formed messages encoded as `paxkv` frames them.
+#[cfg(test)]
+mod peer_fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn msg() -> impl Strategy<Value = LMsgFull> {
+        let round = prop_oneof![0..4u32, Just(multipaxos::ROUND_MAX), Just(u32::MAX)];
+        let ballot = (round, 0..6u8).prop_map(|(round, node)| Ballot { round, node });
+        let slot = prop_oneof![0..6u64, Just(1 << 40), Just(1 << 56), Just(u64::MAX)];
+        let entry = prop_oneof![
+            Just(Entry::Noop),
+            any::<u64>().prop_map(|t| Entry::Cmds(vec![Cmd::Tick { now_us: t }].into()))
+        ];
+        prop_oneof![
+            (ballot.clone(), slot.clone()).prop_map(|(ballot, from)| Msg::Prepare { ballot, from }),
+            (ballot.clone(), slot.clone(), entry.clone(), slot.clone()).prop_map(
+                |(ballot, slot, entry, commit)| Msg::Accept {
+                    ballot,
+                    slot,
+                    entry,
+                    commit
+                }
+            ),
+            (ballot.clone(), slot.clone())
+                .prop_map(|(ballot, slot)| Msg::Accepted { ballot, slot }),
+            (ballot.clone(), ballot.clone())
+                .prop_map(|(ballot, promised)| Msg::Nack { ballot, promised }),
+            (ballot.clone(), slot.clone(), any::<u64>()).prop_map(|(ballot, commit, round)| {
+                Msg::Heartbeat {
+                    ballot,
+                    commit,
+                    round,
+                }
+            }),
+            (ballot.clone(), any::<u64>())
+                .prop_map(|(ballot, round)| Msg::HeartbeatAck { ballot, round }),
+            slot.prop_map(|from| Msg::Query { from }),
+            ballot.prop_map(|fence| Msg::RebuildQuery { fence }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_make_a_replica_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            feed_peer_bytes(&data);
+        }
+
+        #[test]
+        fn well_formed_nonsense_is_taken_or_refused_never_a_panic(
+            stage in any::<u8>(),
+            msgs in proptest::collection::vec((0..3u8, msg()), 1..40),
+        ) {
+            let mut data = vec![stage];
+            for (from, m) in &msgs {
+                data.push(*from);
+                data.extend(postcard::to_stdvec(m).unwrap());
+            }
+            let (taken, refused) = feed_peer_bytes(&data);
+            prop_assert_eq!(taken, msgs.len());
+            prop_assert!(refused <= taken + 2);
+        }
     }
 }

@@ -79,6 +79,10 @@ pub struct LogParams {
     /// After the quiet period starts, every client operation must complete
     /// within this of its invocation (or of the quiet period's start).
     pub op_bound_us: u64,
+    /// The largest peer message, encoded, in bytes: `paxkv`'s peer frame
+    /// limit by default (64 MiB). Every send is checked against it (R1).
+    #[serde(default = "frame_bytes")]
+    pub frame_bytes: usize,
     /// Of the seeds that draw BUGGIFY knobs, one in this many also draws a
     /// scale (values up to `kv::VALUE_MAX`, up to 200 keys); 0: none. Each
     /// such seed costs about ten ordinary ones, so the default keeps the
@@ -94,6 +98,10 @@ pub struct LogParams {
 
 fn scale_one_in() -> u32 {
     32
+}
+
+fn frame_bytes() -> usize {
+    64 << 20
 }
 
 /// The BUGGIFY knobs of both cores of a replica, and of the run's scale.
@@ -240,6 +248,7 @@ impl Default for LogParams {
             client_retry_us: 20_000,
             op_bound_us: 3_000_000,
             scale_one_in: scale_one_in(),
+            frame_bytes: frame_bytes(),
             buggify: None,
         }
     }
@@ -629,6 +638,8 @@ fn divergence(nodes: &[Option<Replica>]) -> String {
 pub struct ReplicaConfig {
     pub log: multipaxos::Config,
     pub server: ServerConfig,
+    /// The largest peer message, encoded, the transport carries (R1).
+    pub frame_bytes: usize,
 }
 
 impl Protocol for Replica {
@@ -812,6 +823,26 @@ impl Protocol for Replica {
 
     fn forge(&self, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFull> {
         forge(self.server.node(), from, rng)
+    }
+
+    /// The postcard encoding's size, as `paxkv`'s peer frames carry it.
+    /// Only the kinds that carry entries or state can grow: the others are a
+    /// few dozen bytes by construction, and are not measured.
+    fn wire_size(msg: &LMsgFull) -> usize {
+        match msg {
+            Msg::Promise { .. }
+            | Msg::Accept { .. }
+            | Msg::Chosen { .. }
+            | Msg::Snapshot { .. }
+            | Msg::RebuildState { .. } => {
+                postcard::experimental::serialized_size(msg).expect("messages encode")
+            }
+            _ => 0,
+        }
+    }
+
+    fn wire_limit(cfg: &ReplicaConfig) -> Option<usize> {
+        Some(cfg.frame_bytes)
     }
 }
 
@@ -1788,6 +1819,7 @@ impl Scenario for Log {
             ("client_retry_us", l.client_retry_us, 100, 60_000_000),
             ("op_bound_us", l.op_bound_us, 1_000, 600_000_000),
             ("scale_one_in", l.scale_one_in as u64, 0, 1_000_000),
+            ("frame_bytes", l.frame_bytes as u64, 256, 1 << 30),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("params.{name} is {v}, must be {lo} to {hi}"));
@@ -1838,6 +1870,7 @@ impl Scenario for Log {
                     bugs,
                     buggify: knobs.server,
                 },
+                frame_bytes: p.frame_bytes,
             })
             .collect()
     }

@@ -97,7 +97,7 @@ pub struct LogParams {
 }
 
 fn scale_one_in() -> u32 {
-    32
+    64
 }
 
 fn frame_bytes() -> usize {

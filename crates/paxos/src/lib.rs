@@ -146,7 +146,19 @@ pub enum Output {
     Learned { value: Value },
     /// This node's proposer reports its proposal finished: `value` is chosen.
     Decided { value: Value },
+    /// A message from `from` was refused: no correct peer sends it (`why`
+    /// says what is wrong; see [`Node::check_msg`]). Nothing of it reached
+    /// the node. For the driver to count and log.
+    Refused { from: NodeId, why: &'static str },
 }
+
+/// The highest round a message may name: every round below leaves room for
+/// the next (`round + 1`), so none overflows.
+pub const ROUND_MAX: u32 = u32::MAX - 1;
+/// How far above every round a proposer has seen a Nack may jump it: a
+/// correct acceptor's promise is that far ahead only after a million
+/// rounds this node missed, and a forged one must not use up the rounds.
+pub const ROUND_JUMP_MAX: u32 = 1 << 20;
 
 /// Known-buggy variants. Each breaks one thing Paxos relies on; the harness
 /// must catch every one. All are off by default.
@@ -428,7 +440,71 @@ impl Node {
         }
     }
 
+    /// `Ok` if `msg` from `from` is one a correct peer could send this node
+    /// now; `Err` says what is wrong with it. Network contents are input,
+    /// not invariants: this one gate refuses what a handler's assertions
+    /// would otherwise trip on (rounds out of range, ballots of nodes
+    /// outside the cluster, a Nack with no higher promise, a promise that
+    /// reports an acceptance above its ballot, a chosen value that
+    /// contradicts the one learned), so the assertions guard only what the
+    /// node itself guarantees. (Ballot ownership is left to the checkers:
+    /// the `shared-ballots` canary sends ballots its proposers do not own.)
+    pub fn check_msg(&self, from: NodeId, msg: &Msg) -> Result<(), &'static str> {
+        let ballot_ok = |b: Ballot| {
+            if b.node >= self.cfg.n {
+                return Err("a ballot of a node outside the cluster");
+            }
+            if b.round > ROUND_MAX {
+                return Err("a ballot round above the maximum");
+            }
+            Ok(())
+        };
+        let proposal = |b: Ballot| {
+            ballot_ok(b)?;
+            if b.round == 0 {
+                return Err("a proposal in round zero");
+            }
+            Ok(())
+        };
+        let _ = from; // Who sent it is the transport's word; no rule needs it.
+        match *msg {
+            Msg::Prepare { ballot } | Msg::Accept { ballot, .. } => proposal(ballot),
+            Msg::Accepted { ballot, .. } => ballot_ok(ballot),
+            Msg::Promise { ballot, accepted } => {
+                ballot_ok(ballot)?;
+                match accepted {
+                    Some((b, _)) if b > ballot => {
+                        Err("a promise reporting an acceptance above its ballot")
+                    }
+                    Some((b, _)) => ballot_ok(b),
+                    None => Ok(()),
+                }
+            }
+            Msg::Nack { ballot, promised } => {
+                ballot_ok(ballot)?;
+                ballot_ok(promised)?;
+                if promised <= ballot {
+                    return Err("a Nack that carries no higher promise");
+                }
+                let seen = self.proposer.seen_round.max(self.proposer.ballot.round);
+                if promised.round > seen.saturating_add(ROUND_JUMP_MAX) {
+                    return Err("a ballot round far above any seen");
+                }
+                Ok(())
+            }
+            Msg::Query => Ok(()),
+            Msg::Chosen { value } => match self.learner.learned {
+                Some(v) if v != value => Err("a chosen value that contradicts the one learned"),
+                _ => Ok(()),
+            },
+        }
+    }
+
     fn receive(&mut self, from: NodeId, msg: Msg, out: &mut Vec<Output>) {
+        if let Err(why) = self.check_msg(from, &msg) {
+            out.push(Output::Refused { from, why });
+            return;
+        }
         match msg {
             Msg::Prepare { ballot } => self.on_prepare(from, ballot, out),
             Msg::Accept { ballot, value } => self.on_accept(from, ballot, value, out),
@@ -647,7 +723,14 @@ impl Node {
     fn start_round(&mut self, out: &mut Vec<Output>) {
         let p = &mut self.proposer;
         assert!(!p.decided);
-        let round = p.seen_round.max(p.ballot.round) + 1;
+        let Some(round) = p.seen_round.max(p.ballot.round).checked_add(1) else {
+            // Every round is used up: refuse to propose rather than overflow.
+            out.push(Output::Refused {
+                from: self.cfg.id,
+                why: "ballot rounds exhausted: not proposing",
+            });
+            return;
+        };
         p.seen_round = round;
         let node = if self.cfg.bugs.shared_ballots {
             0

@@ -606,3 +606,102 @@ fn bug_names_round_trip() {
 fn config_with_an_id_outside_the_cluster_is_refused() {
     Node::new(cfg(3, 3));
 }
+
+// ------------------------------------------------------------ hostile input
+
+#[test]
+fn messages_no_correct_peer_sends_are_refused_and_change_nothing() {
+    let cases: [(Msg, &str); 7] = [
+        (Msg::Prepare { ballot: b(0, 1) }, "round zero"),
+        (
+            Msg::Accept {
+                ballot: b(u32::MAX, 1),
+                value: 7,
+            },
+            "above the maximum",
+        ),
+        (Msg::Prepare { ballot: b(3, 9) }, "outside the cluster"),
+        (
+            Msg::Nack {
+                ballot: b(5, 0),
+                promised: b(2, 1),
+            },
+            "no higher promise",
+        ),
+        (
+            Msg::Nack {
+                ballot: b(1, 0),
+                promised: b(ROUND_MAX, 1),
+            },
+            "far above",
+        ),
+        (
+            Msg::Promise {
+                ballot: b(1, 0),
+                accepted: Some((b(4, 2), 9)),
+            },
+            "above its ballot",
+        ),
+        (Msg::Chosen { value: 99 }, "contradicts"),
+    ];
+    for (msg, why) in cases {
+        let mut n = Node::new(cfg(3, 0));
+        n.learner.learned = Some(5);
+        let before = n.clone();
+        let out = recv(&mut n, 1, msg);
+        match out.as_slice() {
+            [Output::Refused { from: 1, why: w }] => assert!(w.contains(why), "{msg:?}: {w}"),
+            _ => panic!("{msg:?} not refused: {out:?}"),
+        }
+        assert_eq!(n, before, "{msg:?} changed the node");
+    }
+}
+
+#[test]
+fn exhausted_rounds_are_a_refusal_not_an_overflow() {
+    let mut n = Node::new(cfg(3, 0));
+    n.proposer.seen_round = u32::MAX;
+    let out = step(&mut n, Input::Propose(7));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Refused { from: 0, why } if why.contains("exhausted"))),
+        "{out:?}"
+    );
+    assert!(sends(&out).is_empty());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// No sequence of messages of any shape, from any sender, makes a node
+    /// panic: a proposer mid-proposal, an acceptor and a learner at once.
+    #[test]
+    fn no_message_makes_a_node_panic(
+        msgs in proptest::collection::vec(
+            (0..3u8, 0..7u8, proptest::prelude::any::<(u32, u8, u32, u8, u64)>()),
+            1..60,
+        ),
+    ) {
+        let mut n = Node::new(cfg(3, 0));
+        n.start(0, &mut Vec::new());
+        let out = step(&mut n, Input::Propose(7));
+        sync_all(&mut n, &out);
+        let edge = |r: u32| [0, 1, 2, ROUND_MAX, u32::MAX][r as usize % 5];
+        for (from, kind, (r1, n1, r2, n2, v)) in msgs {
+            let (x, y) = (b(edge(r1), n1 % 5), b(edge(r2), n2 % 5));
+            let msg = match kind {
+                0 => Msg::Prepare { ballot: x },
+                1 => Msg::Promise { ballot: x, accepted: (v % 2 == 0).then_some((y, v % 4)) },
+                2 => Msg::Accept { ballot: x, value: v % 4 },
+                3 => Msg::Accepted { ballot: x, value: v % 4 },
+                4 => Msg::Nack { ballot: x, promised: y },
+                5 => Msg::Query,
+                _ => Msg::Chosen { value: v % 4 },
+            };
+            let out = recv(&mut n, from, msg);
+            if out.iter().any(|o| matches!(o, Output::Sync { .. })) {
+                sync_all(&mut n, &out);
+            }
+        }
+    }
+}

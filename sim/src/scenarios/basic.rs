@@ -151,6 +151,7 @@ impl Protocol for Node {
             },
             Output::Learned { value } => Effect::Note(Note::Learned(value)),
             Output::Decided { value } => Effect::Note(Note::Decided(value)),
+            Output::Refused { from, why } => Effect::Refused { from, why },
         })
     }
 

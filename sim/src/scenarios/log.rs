@@ -2326,7 +2326,7 @@ mod peer_fuzz_tests {
             let mut data = vec![stage];
             let mut n = 0;
             while n < 300 {
-                let from = rng.gen_range(1..3);
+                let from = rand::Rng::gen_range(&mut rng, 1..3);
                 let Some(m) = forge(&node, from, &mut rng) else {
                     continue;
                 };

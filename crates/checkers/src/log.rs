@@ -48,7 +48,8 @@ struct Replica {
 /// What happened to a lock grant (for K1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 struct Grant {
-    slot: Slot,
+    /// Where in the log: the slot, and the command's place in its batch.
+    at: (Slot, u32),
     token: u64,
     client: u32,
 }
@@ -73,10 +74,12 @@ pub struct LogObserver {
     /// Per replica: incarnation (bumped at every start) and disk life (bumped
     /// when its disk is lost).
     incarnation: Vec<(u32, u32)>,
-    /// (client, seq) -> slot where it executed.
-    executed: BTreeMap<(u32, u64), Slot>,
-    /// lock -> grants seen, by slot.
-    grants: BTreeMap<u64, BTreeMap<Slot, Grant>>,
+    /// (client, seq) -> where it executed (slot, index in the batch).
+    executed: BTreeMap<(u32, u64), (Slot, u32)>,
+    /// lock -> grants seen, by position in the log (slot, index in its
+    /// batch: a slot carries several commands, and two grants of one lock
+    /// may share a slot legitimately).
+    grants: BTreeMap<u64, BTreeMap<(Slot, u32), Grant>>,
     /// Leader changes observed (coverage).
     pub elections: u64,
     locks: LockModel,
@@ -369,6 +372,9 @@ impl LogObserver {
     }
 
     /// A client command executed (not answered from the dedup table) at `slot`.
+    /// Client `client`'s command `seq` executed at `slot`, as command
+    /// `index` of its batch (K2: at one place in the log only; two copies
+    /// in one batch are two executions).
     pub fn on_executed(
         &mut self,
         at: u64,
@@ -376,14 +382,16 @@ impl LogObserver {
         client: u32,
         seq: u64,
         slot: Slot,
+        index: u32,
     ) -> Result<(), Violation> {
-        match self.executed.insert((client, seq), slot) {
-            Some(s) if s != slot => Err(v(
+        match self.executed.insert((client, seq), (slot, index)) {
+            Some((s, i)) if (s, i) != (slot, index) => Err(v(
                 Invariant::K2,
                 at,
                 Some(node),
                 format!(
-                    "c{client} #{seq} executed at slot {slot} by n{node}, and already at slot {s}"
+                    "c{client} #{seq} executed at slot {slot} #{index} by n{node}, and already at \
+                     slot {s} #{i}"
                 ),
             )),
             _ => Ok(()),
@@ -494,7 +502,9 @@ impl LogObserver {
         Ok(())
     }
 
-    /// A lock grant executed at `slot`: `client` got `token` for `lock`.
+    /// A lock grant executed at `slot`, as command `index` of its batch:
+    /// `client` got `token` for `lock`.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_grant(
         &mut self,
         at: u64,
@@ -503,26 +513,32 @@ impl LogObserver {
         client: u32,
         token: u64,
         slot: Slot,
+        index: u32,
     ) -> Result<(), Violation> {
         let grants = self.grants.entry(lock).or_default();
+        let pos = (slot, index);
         let g = Grant {
-            slot,
+            at: pos,
             token,
             client,
         };
-        if let Some(same) = grants.get(&slot) {
+        if let Some(same) = grants.get(&pos) {
             if (same.token, same.client) != (token, client) {
                 return Err(v(
                     Invariant::K1,
                     at,
                     Some(node),
-                    format!("lock {lock} at slot {slot}: token {token} to c{client} here, {} to c{} elsewhere", same.token, same.client),
+                    format!(
+                        "lock {lock} at slot {slot} #{index}: token {token} to c{client} here, {} \
+                         to c{} elsewhere",
+                        same.token, same.client
+                    ),
                 ));
             }
             return Ok(());
         }
-        let before = grants.range(..slot).next_back().map(|(_, g)| *g);
-        let after = grants.range(slot + 1..).next().map(|(_, g)| *g);
+        let before = grants.range(..pos).next_back().map(|(_, g)| *g);
+        let after = grants.range((slot, index + 1)..).next().map(|(_, g)| *g);
         for (earlier, later) in [(before, Some(g)), (Some(g), after)] {
             let (Some(e), Some(l)) = (earlier, later) else {
                 continue;
@@ -534,13 +550,14 @@ impl LogObserver {
                     at,
                     Some(node),
                     format!(
-                        "lock {lock}: token {} to c{} at slot {}, then token {} to c{} at slot {}",
-                        e.token, e.client, e.slot, l.token, l.client, l.slot
+                        "lock {lock}: token {} to c{} at slot {} #{}, then token {} to c{} at slot \
+                         {} #{}",
+                        e.token, e.client, e.at.0, e.at.1, l.token, l.client, l.at.0, l.at.1
                     ),
                 ));
             }
         }
-        grants.insert(slot, g);
+        grants.insert(pos, g);
         Ok(())
     }
 }

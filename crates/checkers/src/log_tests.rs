@@ -106,23 +106,43 @@ fn p5_promises_go_backwards_unless_the_disk_was_lost() {
     o.on_promise(0, 0, b(4, 2)).unwrap();
 }
 
+/// Issue 21: a slot carries a batch. Client 2's Acquire (token 2), a tick
+/// that ends client 2's session, then client 4's Acquire (token 3), all in
+/// slot 106: two legitimate grants of one lock in one slot, told apart by
+/// their place in the batch, on every replica that applies it. A grant of
+/// another token at the very same place is still a violation.
+#[test]
+fn k1_two_grants_of_one_lock_in_one_slots_batch_are_legal() {
+    let mut o = LogObserver::new(3);
+    for node in 0..3 {
+        o.on_grant(0, node, 0, 2, 2, 106, 0).unwrap();
+        o.on_grant(0, node, 0, 4, 3, 106, 2).unwrap();
+    }
+    let v = o.on_grant(0, 1, 0, 5, 4, 106, 2).unwrap_err();
+    assert_eq!(v.invariant, Invariant::K1);
+    assert!(v.detail.contains("slot 106 #2"), "{}", v.detail);
+    // Order within a slot counts: a lower token later in the same batch.
+    let v = o.on_grant(0, 0, 0, 6, 1, 106, 3).unwrap_err();
+    assert_eq!(v.invariant, Invariant::K1);
+}
+
 #[test]
 fn k1_fencing_tokens_go_backwards_or_are_shared() {
     let mut o = LogObserver::new(3);
-    o.on_grant(0, 0, 1, 10, 1, 5).unwrap();
-    o.on_grant(0, 1, 1, 10, 1, 5).unwrap(); // another replica, same slot
-    o.on_grant(0, 0, 1, 10, 1, 6).unwrap(); // re-acquire by the holder
+    o.on_grant(0, 0, 1, 10, 1, 5, 0).unwrap();
+    o.on_grant(0, 1, 1, 10, 1, 5, 0).unwrap(); // another replica, same slot
+    o.on_grant(0, 0, 1, 10, 1, 6, 0).unwrap(); // re-acquire by the holder
     assert_eq!(
-        o.on_grant(0, 0, 1, 11, 1, 9).unwrap_err().invariant,
+        o.on_grant(0, 0, 1, 11, 1, 9, 0).unwrap_err().invariant,
         Invariant::K1
     );
     assert_eq!(
-        o.on_grant(0, 2, 1, 11, 2, 5).unwrap_err().invariant,
+        o.on_grant(0, 2, 1, 11, 2, 5, 0).unwrap_err().invariant,
         Invariant::K1
     );
-    o.on_grant(0, 0, 1, 11, 2, 9).unwrap();
+    o.on_grant(0, 0, 1, 11, 2, 9, 0).unwrap();
     assert_eq!(
-        o.on_grant(0, 0, 1, 12, 2, 12).unwrap_err().invariant,
+        o.on_grant(0, 0, 1, 12, 2, 12, 0).unwrap_err().invariant,
         Invariant::K1
     );
 }
@@ -130,10 +150,15 @@ fn k1_fencing_tokens_go_backwards_or_are_shared() {
 #[test]
 fn k2_a_command_executed_at_two_slots() {
     let mut o = LogObserver::new(3);
-    o.on_executed(0, 0, 4, 1, 10).unwrap();
-    o.on_executed(0, 1, 4, 1, 10).unwrap();
+    o.on_executed(0, 0, 4, 1, 10, 0).unwrap();
+    o.on_executed(0, 1, 4, 1, 10, 0).unwrap();
+    // The same slot, another place in its batch: a second execution.
     assert_eq!(
-        o.on_executed(0, 2, 4, 1, 12).unwrap_err().invariant,
+        o.on_executed(0, 1, 4, 1, 10, 1).unwrap_err().invariant,
+        Invariant::K2
+    );
+    assert_eq!(
+        o.on_executed(0, 2, 4, 1, 12, 0).unwrap_err().invariant,
         Invariant::K2
     );
 }

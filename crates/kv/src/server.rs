@@ -102,9 +102,11 @@ pub enum Event {
         seq: u64,
         leader: Option<NodeId>,
     },
-    /// A client command applied at `slot` by this replica's machine.
+    /// A client command applied at `slot`, as command `index` of the slot's
+    /// batch, by this replica's machine.
     Executed {
         slot: Slot,
+        index: u32,
         cmd: Command,
         applied: Applied,
     },
@@ -227,7 +229,8 @@ impl Server {
             match &o {
                 Output::Apply { slot, entry } => {
                     if let multipaxos::Entry::Cmds(cmds) = entry {
-                        for c in cmds.iter() {
+                        for (index, c) in cmds.iter().enumerate() {
+                            let index = index as u32;
                             let Some(applied) = self.machine.apply(c) else {
                                 if let Cmd::Tick { now_us } = *c {
                                     out.push(Event::Ticked {
@@ -241,6 +244,7 @@ impl Server {
                             let (reply, executed) = (applied.reply.clone(), applied.executed);
                             out.push(Event::Executed {
                                 slot: *slot,
+                                index,
                                 cmd: cmd.clone(),
                                 applied,
                             });

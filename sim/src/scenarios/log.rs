@@ -551,6 +551,8 @@ pub enum Note {
     Rebuilt,
     Executed {
         slot: u64,
+        /// The command's place in the slot's batch.
+        index: u32,
         cmd: Command,
         applied: kv::Applied,
     },
@@ -768,9 +770,17 @@ impl Protocol for Replica {
                 client,
                 reply: Resp::Redirect { seq, leader },
             },
-            SEvent::Executed { slot, cmd, applied } => {
-                Effect::Note(Note::Executed { slot, cmd, applied })
-            }
+            SEvent::Executed {
+                slot,
+                index,
+                cmd,
+                applied,
+            } => Effect::Note(Note::Executed {
+                slot,
+                index,
+                cmd,
+                applied,
+            }),
             SEvent::Ticked { slot, now_us } => Effect::Note(Note::Ticked { slot, now_us }),
             SEvent::Buggified(b) => Effect::Note(Note::Buggified(match b {
                 kv::server::Buggified::EarlySnapshotInstalled => 5,
@@ -1210,7 +1220,12 @@ impl Checker<Replica> for LogChecker {
                 self.marks.rebuilds += 1;
                 Ok(())
             }
-            Note::Executed { slot, cmd, applied } => {
+            Note::Executed {
+                slot,
+                index,
+                cmd,
+                applied,
+            } => {
                 let slot = *slot;
                 if cmd.op.value().is_some_and(|v| v.len() >= LARGE_VALUE) {
                     self.marks.buggified[8] += 1;
@@ -1219,12 +1234,16 @@ impl Checker<Replica> for LogChecker {
                     self.marks.dedup_hits += 1;
                     return Ok(());
                 }
-                self.obs.on_executed(now, id, cmd.client, cmd.seq, slot)?;
+                let index = *index;
+                self.obs
+                    .on_executed(now, id, cmd.client, cmd.seq, slot, index)?;
                 if self.obs.service_turn(id, slot) {
                     self.lock_model(now, id, slot, cmd, &applied.reply)?;
                 }
                 if let (Op::Acquire { lock }, Reply::Lock(Ok(token))) = (&cmd.op, &applied.reply) {
-                    return self.obs.on_grant(now, id, *lock, cmd.client, *token, slot);
+                    return self
+                        .obs
+                        .on_grant(now, id, *lock, cmd.client, *token, slot, index);
                 }
                 Ok(())
             }

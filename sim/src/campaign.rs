@@ -447,7 +447,7 @@ pub fn run_seed_watched(seed: u64, cfg: &RunConfig, keep: Keep, limit: Duration)
     match rx.recv_timeout(limit) {
         Ok(r) => r,
         Err(_) => {
-            let (config, schedule) = crate::scenario::plan(seed, cfg);
+            let (config, schedule) = scenario::plan(seed, cfg);
             Report {
                 seed,
                 config,

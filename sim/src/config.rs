@@ -113,7 +113,6 @@ impl RunConfig {
         self.params = Arc::new(serde_json::to_value(p).expect("params serialize"));
     }
 
-    /// Edits the scenario's settings in place.
     /// Sets one of the scenario's settings from `NAME=VALUE` (`--param`):
     /// VALUE is JSON, or else a string; NAME may be dotted (`timing.lease_us`)
     /// and must name a setting the params hold already, so a typo is an
@@ -171,6 +170,7 @@ impl RunConfig {
             .collect()
     }
 
+    /// Edits the scenario's settings in place.
     pub fn edit_params<T: Serialize + serde::de::DeserializeOwned>(
         &mut self,
         f: impl FnOnce(&mut T),

@@ -113,7 +113,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         assert!(slot >= self.base());
         // (BUG, canary 13: every copy is written again.)
         let again = !self.cfg.bugs.rewrite_resent_accepts
-            && self.accepted.get(&slot) == Some(&(ballot, entry.clone()));
+            && matches!(self.accepted.get(&slot), Some((b, e)) if *b == ballot && *e == entry);
         let seq = if again {
             // The leader resent what we accepted already (it resends every
             // Accept in flight each heartbeat): the acceptance is on disk or

@@ -41,18 +41,22 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         // The first slot below `commit` neither chosen nor learned is the
         // applied frontier itself (everything chosen from there on applies).
         assert!(!self.chosen.contains_key(&self.applied));
-        let missing = (self.applied < commit).then_some(self.applied);
-        if let Some(from) = missing {
-            assert!(from >= self.applied, "asking for a slot already applied");
-            assert!(from < commit);
-            // (BUG, canary 12: a lagging follower never asks.)
-            if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
-                out.push(Output::Send {
-                    to: leader,
-                    msg: Msg::Query { from },
-                    after: 0,
-                });
-            }
+        if self.applied < commit {
+            self.query_leader(leader, self.applied, out);
+        }
+    }
+
+    /// Asks `leader` for the chosen entries from `from` on (a slot below its
+    /// commit index that this node lacks), unless this node is the leader.
+    fn query_leader(&self, leader: NodeId, from: Slot, out: &mut Vec<Output<C, S>>) {
+        assert!(from >= self.applied, "asking for a slot already applied");
+        // (BUG, canary 12: a lagging follower never asks.)
+        if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
+            out.push(Output::Send {
+                to: leader,
+                msg: Msg::Query { from },
+                after: 0,
+            });
         }
     }
 
@@ -81,13 +85,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             }
         }
         if let Some(from) = missing {
-            if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
-                out.push(Output::Send {
-                    to: leader,
-                    msg: Msg::Query { from },
-                    after: 0,
-                });
-            }
+            self.query_leader(leader, from, out);
         }
     }
 

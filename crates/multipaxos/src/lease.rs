@@ -55,12 +55,9 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
     pub(crate) fn heartbeat(&mut self, resend: bool, out: &mut Vec<Output<C, S>>) {
         let now = self.now;
         let commit = self.applied;
-        let next = match &self.role {
-            Role::Leader { next, .. } => *next,
-            _ => 0,
-        };
         let Role::Leader {
             ballot,
+            next,
             inflight,
             rounds,
             round,
@@ -108,7 +105,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         } else {
             Vec::new()
         };
-        *fresh_from = next;
+        *fresh_from = *next;
         for (slot, entry) in again {
             self.broadcast_accept(ballot, slot, entry, commit, out);
         }

@@ -24,19 +24,15 @@ use std::fmt::Debug;
 /// years), and everything below it leaves room for `slot + 1`.
 pub const SLOT_MAX: Slot = 1 << 56;
 
-/// The highest ballot round anyone may use. Rounds grow by one per
-/// candidacy; a message naming a round above this is refused, and a node
-/// whose rounds ran out stops standing instead of overflowing (it says so
-/// with [`Output::Refused`](crate::Output::Refused) on its own id).
-pub const ROUND_MAX: u32 = u32::MAX - 1;
-
-/// How far above every round a node has seen a peer's proposal may be. Rounds
-/// grow by one per candidacy, so a correct peer is this far ahead only
-/// after a million elections the node missed; a peer that jumps further is
-/// refused, so that no single message can use up the rounds that are left
-/// (at `ROUND_MAX`, no one can stand again). A node that missed more
-/// catches up by rebuilding, whose state is not held to this.
-pub const ROUND_JUMP_MAX: u32 = 1 << 20;
+/// The round bounds belong to the ballot (`paxos`): a message naming a
+/// round above `ROUND_MAX` is refused, and a node whose rounds ran out stops
+/// standing instead of overflowing (it says so with
+/// [`Output::Refused`](crate::Output::Refused) on its own id); a proposal
+/// more than `ROUND_JUMP_MAX` above every round seen is refused, so that no
+/// single message can use up the rounds that are left. A node that missed
+/// more elections than that catches up by rebuilding, whose state is not
+/// held to it.
+pub use paxos::{ROUND_JUMP_MAX, ROUND_MAX};
 
 /// Why a message was refused: a short, fixed phrase (for counters and logs).
 pub type Refusal = &'static str;

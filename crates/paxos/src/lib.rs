@@ -153,11 +153,12 @@ pub enum Output {
 }
 
 /// The highest round a message may name: every round below leaves room for
-/// the next (`round + 1`), so none overflows.
+/// the next (`round + 1`), so none overflows. (The log core, `multipaxos`,
+/// uses the same bounds.)
 pub const ROUND_MAX: u32 = u32::MAX - 1;
-/// How far above every round a proposer has seen a Nack may jump it: a
-/// correct acceptor's promise is that far ahead only after a million
-/// rounds this node missed, and a forged one must not use up the rounds.
+/// How far above every round a node has seen a peer's ballot may jump it:
+/// a correct peer is that far ahead only after a million rounds this node
+/// missed, and a forged ballot must not use up the rounds that are left.
 pub const ROUND_JUMP_MAX: u32 = 1 << 20;
 
 /// Known-buggy variants. Each breaks one thing Paxos relies on; the harness
@@ -440,7 +441,7 @@ impl Node {
         }
     }
 
-    /// `Ok` if `msg` from `from` is one a correct peer could send this node
+    /// `Ok` if `msg` is one a correct peer could send this node
     /// now; `Err` says what is wrong with it. Network contents are input,
     /// not invariants: this one gate refuses what a handler's assertions
     /// would otherwise trip on (rounds out of range, ballots of nodes
@@ -449,7 +450,7 @@ impl Node {
     /// contradicts the one learned), so the assertions guard only what the
     /// node itself guarantees. (Ballot ownership is left to the checkers:
     /// the `shared-ballots` canary sends ballots its proposers do not own.)
-    pub fn check_msg(&self, from: NodeId, msg: &Msg) -> Result<(), &'static str> {
+    pub fn check_msg(&self, msg: &Msg) -> Result<(), &'static str> {
         let ballot_ok = |b: Ballot| {
             if b.node >= self.cfg.n {
                 return Err("a ballot of a node outside the cluster");
@@ -466,7 +467,6 @@ impl Node {
             }
             Ok(())
         };
-        let _ = from; // Who sent it is the transport's word; no rule needs it.
         match *msg {
             Msg::Prepare { ballot } | Msg::Accept { ballot, .. } => proposal(ballot),
             Msg::Accepted { ballot, .. } => ballot_ok(ballot),
@@ -501,7 +501,7 @@ impl Node {
     }
 
     fn receive(&mut self, from: NodeId, msg: Msg, out: &mut Vec<Output>) {
-        if let Err(why) = self.check_msg(from, &msg) {
+        if let Err(why) = self.check_msg(&msg) {
             out.push(Output::Refused { from, why });
             return;
         }

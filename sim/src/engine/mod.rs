@@ -921,28 +921,7 @@ impl<S: Scenario> Engine<S> {
         }
         match ev {
             Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum),
-            Ev::Forged { from, to } => {
-                let core = &mut self.core;
-                let Some(node) = core.nodes[to as usize].as_ref() else {
-                    return;
-                };
-                if core.cut(from, to) {
-                    return;
-                }
-                let Some(msg) = node.forge(from, &mut core.rng) else {
-                    return;
-                };
-                let sum = <S::P as Protocol>::summarize_msg(&msg);
-                {
-                    // No checker hears of it: checkers judge what nodes
-                    // sent, and no node sent this.
-                    self.core.stats.forged += 1;
-                    self.core.record(to, Kind::Forged { from, msg: sum });
-                    self.forged = true;
-                    self.step(to, Some(Input::Receive { from, msg }));
-                    self.forged = false;
-                }
-            }
+            Ev::Forged { from, to } => self.deliver_forged(from, to),
             Ev::Timer { node, inc, timer } => {
                 if self.live(node, inc) {
                     self.core.record(node, Kind::Timer { timer });
@@ -1015,6 +994,29 @@ impl<S: Scenario> Engine<S> {
             self.core.check(r);
             self.step(to, Some(Input::Receive { from, msg }));
         }
+    }
+
+    /// A hostile message reaches `to` on the link from `from`, if `to` is up
+    /// and the link not cut: forged now, against `to` as it is. No checker
+    /// hears of it (checkers judge what nodes sent, and no node sent this);
+    /// a panic while `to` handles it is H1.
+    fn deliver_forged(&mut self, from: NodeId, to: NodeId) {
+        let core = &mut self.core;
+        let Some(node) = core.nodes[to as usize].as_ref() else {
+            return;
+        };
+        if core.cut(from, to) {
+            return;
+        }
+        let Some(msg) = node.forge(from, &mut core.rng) else {
+            return;
+        };
+        let sum = <S::P as Protocol>::summarize_msg(&msg);
+        core.stats.forged += 1;
+        core.record(to, Kind::Forged { from, msg: sum });
+        self.forged = true;
+        self.step(to, Some(Input::Receive { from, msg }));
+        self.forged = false;
     }
 
     fn fault(&mut self, fault: Fault) {

@@ -147,21 +147,29 @@ fn a_fixed_hostile_rate_runs_clean_in_both_log_scenarios() {
     );
 }
 
-/// Failure 2, found and still open: state that outgrows one peer frame can
-/// never be handed over. With a frame limit small enough for an ordinary
-/// seed to cross (600 bytes; `paxkv`'s is 64 MiB, crossed by 2,200 keys of
-/// 32,000 bytes), a replica that lost its disk is sent a RebuildState over
-/// the limit, which R1 catches. Snapshots and rebuild state do not travel
-/// in chunks yet: when they do, this seed passes and this test flips.
+/// Failure 2: state that outgrows one peer frame could never be handed
+/// over. With a frame limit small enough for an ordinary seed to cross
+/// (600 bytes; `paxkv`'s is 64 MiB, crossed by 2,200 keys of 32,000 bytes),
+/// a replica that lost its disk was sent a RebuildState over the limit,
+/// which R1 catches. Now such a message travels in parts that each fit.
 #[test]
-fn failure_2_state_over_the_frame_limit_breaks_r1_and_is_not_fixed_yet() {
-    let mut cfg = kv(None);
-    cfg.set_param("frame_bytes=600").unwrap();
-    let r = run_seed(1, &cfg, Keep::Recent);
-    let v = r.violation.expect("R1");
+fn failure_2_state_over_the_frame_limit_breaks_r1() {
+    let small = |bug| {
+        let mut cfg = kv(bug);
+        cfg.set_param("frame_bytes=600").unwrap();
+        cfg
+    };
+    let before = run_seed(1, &small(Some("send-state-whole")), Keep::Recent);
+    let v = before.violation.expect("R1");
     assert_eq!(v.invariant, R1, "{v}");
     assert!(v.detail.contains("sent RebuildState("), "{v}");
     assert!(v.detail.contains("over the wire limit of 600"), "{v}");
-    // With the real frame limit the same seed passes.
-    assert!(run_seed(1, &kv(None), Keep::Recent).violation.is_none());
+    let after = run_seed(1, &small(None), Keep::Recent);
+    assert!(after.violation.is_none(), "{:?}", after.violation);
+    // The same replica rebuilt, from state that came in parts.
+    let parts = after
+        .coverage
+        .iter()
+        .find(|c| c.0 == "buggify: message arrived in parts");
+    assert!(parts.unwrap().1 > 0, "nothing came in parts");
 }

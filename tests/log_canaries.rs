@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 14] = [
+const CANARIES: [Canary; 15] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -71,6 +71,8 @@ const CANARIES: [Canary; 14] = [
     // Issue 19: a forged message trips an assertion (H1), or a forged
     // round-MAX acceptance overflows the next election (Assert).
     ("trust-peer-messages", None, 100, &[H1, Invariant::Assert]),
+    // Issue 19: a seed that draws small limits sends state over its frame.
+    ("send-state-whole", None, 200, &[R1]),
 ];
 
 /// Canaries tested elsewhere: `walk-to-commit-index` hangs its run, which
@@ -167,11 +169,17 @@ fn canary_rewrite_resent_accepts_is_caught() {
 fn canary_trust_peer_messages_is_caught() {
     check_canary("trust-peer-messages");
 }
+#[test]
+fn canary_send_state_whole_is_caught() {
+    check_canary("send-state-whole");
+}
 
 #[test]
 fn every_log_canary_has_a_test() {
     let mut tested: Vec<&str> = CANARIES.iter().map(|c| c.0).collect();
     tested.extend(TESTED_ELSEWHERE);
-    let known: Vec<&str> = multipaxos::CANARIES.iter().map(|c| c.0).collect();
+    let mut known: Vec<&str> = multipaxos::CANARIES.iter().map(|c| c.0).collect();
+    tested.sort();
+    known.sort();
     assert_eq!(tested, known);
 }

@@ -15,6 +15,7 @@ fn log_cfg() -> Config {
         batch: 8,
         slot_bytes: multipaxos::SLOT_BYTES,
         queue_bytes: multipaxos::QUEUE_BYTES,
+        part_bytes: multipaxos::PART_BYTES,
         bugs: Bugs::default(),
         buggify: multipaxos::Buggify::OFF,
     }

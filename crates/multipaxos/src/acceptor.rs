@@ -1,10 +1,9 @@
 //! The acceptor: Phase 1 (promises) and Phase 2 (acceptances) votes, each
 //! made durable before the reply that reveals it leaves.
 
-use crate::{Ballot, Entry, Msg, Node, NodeId, Output, Role, Slot, Weight, Write};
-use std::fmt::Debug;
+use crate::{Ballot, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, State, Write};
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// Refuses `ballot` from `to`: we promised a higher one. A Nack only
     /// makes its proposer retry higher, so it waits for no write.
     fn nack(&self, to: NodeId, ballot: Ballot, out: &mut Vec<Output<C, S>>) {
@@ -95,11 +94,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         if slot < self.base() {
             // Compacted here, so chosen: the sender is behind.
             if let Some(snap) = self.snapshot.clone() {
-                out.push(Output::Send {
-                    to: from,
-                    msg: Msg::Snapshot { snap },
-                    after: 0,
-                });
+                self.send_after(0, from, Msg::Snapshot { snap }, out);
             }
             return;
         }

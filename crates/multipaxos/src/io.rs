@@ -1,10 +1,9 @@
 //! Durability plumbing: every write is persisted and synced, and a message
 //! that reveals a write is parked until the driver reports it durable.
 
-use crate::{Msg, Node, NodeId, Output, Weight, Write};
-use std::fmt::Debug;
+use crate::{Command, Msg, Node, NodeId, Output, State, Write};
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// Issues one write and its sync; returns its sequence number.
     pub(crate) fn persist(&mut self, write: Write<C, S>, out: &mut Vec<Output<C, S>>) -> u64 {
         assert!(!matches!(write, Write::Init), "the driver writes Init");
@@ -41,6 +40,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             "a message waits on a write never issued"
         );
         assert!(to < self.cfg.n, "a send outside the cluster");
+        let msg = self.whole_or_first_part(to, seq, msg);
         if seq <= self.synced_seq {
             out.push(Output::Send {
                 to,

@@ -2,11 +2,10 @@
 //! one), election, and the leader's accept pipeline with its bounded queue.
 
 use crate::{
-    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Timer,
-    Weight, Write, QUEUE_MAX, ROUND_MAX,
+    bit, count, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap,
+    State, Timer, Write, QUEUE_MAX, ROUND_MAX,
 };
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Debug;
 
 /// BUG (canary 11, `leader-stops-proposing`): after 16 heartbeat rounds the
 /// leader proposes nothing more, yet its heartbeats keep everyone following.
@@ -20,7 +19,7 @@ fn canary_next_round(round: u32) -> Option<u32> {
     Some(round.wrapping_add(1))
 }
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// The election timer fired: stand, unless the leader was heard since
     /// it was set (then wait out the rest of the timeout).
     pub(crate) fn on_election_timer(&mut self, epoch: u64, out: &mut Vec<Output<C, S>>) {
@@ -39,8 +38,12 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             });
             return;
         }
-        if let Some(msg) = self.rebuild_query() {
-            self.broadcast_others(msg, out);
+        if self.is_rebuilding() {
+            self.ask_rebuild(out);
+            self.arm_election(out);
+        } else if matches!(self.role, Role::Candidate { .. }) && self.parts_arriving() {
+            // A promise is arriving in parts: standing again would make
+            // every promiser send a new one. Wait while it makes progress.
             self.arm_election(out);
         } else {
             self.stand(out);

@@ -2,13 +2,14 @@
 //! catch-up (`Query` answered by `Chosen` entries or a `Snapshot`); and
 //! snapshots, taken locally or installed from a peer.
 
-use crate::{Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, Weight, Write};
-use std::fmt::Debug;
+use crate::{
+    Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, State, Write,
+};
 
 /// The most chosen entries one `Query` is answered with.
 const CHOSEN_PER_QUERY: usize = 64;
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// The leader says every slot below `commit` is chosen. Mark chosen only
     /// the slots we hold accepted *in the leader's ballot*; ask for the rest.
     pub(crate) fn commit_upto(
@@ -50,7 +51,10 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
     /// commit index that this node lacks), unless this node is the leader.
     fn query_leader(&self, leader: NodeId, from: Slot, out: &mut Vec<Output<C, S>>) {
         assert!(from >= self.applied, "asking for a slot already applied");
-        // (BUG, canary 12: a lagging follower never asks.)
+        // (BUG, canary 12: a lagging follower never asks.) A snapshot the
+        // leader is sending in parts is not sent again: the leader resends
+        // its first part from what it kept, and this node pulls what it
+        // lacks (`transfer`).
         if leader != self.cfg.id && !self.cfg.bugs.no_catch_up {
             out.push(Output::Send {
                 to: leader,
@@ -101,11 +105,8 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         if slot < self.base() {
             let snap = self.snapshot.clone().expect("a base implies a snapshot");
             slot = snap.upto;
-            out.push(Output::Send {
-                to: from,
-                msg: Msg::Snapshot { snap },
-                after: 0,
-            });
+            // Reveals nothing unchosen: no write to wait for.
+            self.send_after(0, from, Msg::Snapshot { snap }, out);
         }
         assert!(slot >= self.base(), "only what the log still holds");
         // BUGGIFY `catch_up_by_one`: one entry per answer; the asker asks

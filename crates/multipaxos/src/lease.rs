@@ -3,12 +3,11 @@
 //! no other candidate until it runs out.
 
 use crate::{
-    bit, count, Ballot, Buggified, Entry, Msg, Node, NodeId, Output, Role, Slot, Timer, Weight,
-    ROUNDS_KEPT,
+    bit, count, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, State,
+    Timer, ROUNDS_KEPT,
 };
-use std::fmt::Debug;
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// May the leader answer a read from its own state at local time `now`?
     /// Only while it holds a lease (no other leader can exist) and has
     /// applied everything earlier leaders may have had chosen.

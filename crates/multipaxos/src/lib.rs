@@ -73,13 +73,16 @@ mod learner;
 mod lease;
 mod rebuild;
 pub mod storage;
+mod transfer;
 mod types;
 mod validate;
 
 pub use paxos::{Ballot, NodeId, MAX_NODES};
+pub use transfer::GIVE_UP_TIMEOUTS;
 pub use types::{
-    Buggified, Buggify, Bugs, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot, Snap,
-    Timer, Timing, Weight, Write, CANARIES, QUEUE_BYTES, QUEUE_MAX, SLOT_BYTES,
+    Buggified, Buggify, Bugs, Command, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot,
+    Snap, State, Timer, Timing, Weight, Write, CANARIES, PART_BYTES, PART_HEADROOM, QUEUE_BYTES,
+    QUEUE_MAX, SLOT_BYTES, TRANSFER_MAX,
 };
 pub use validate::{Refusal, ROUND_JUMP_MAX, ROUND_MAX, SLOT_MAX};
 
@@ -166,6 +169,12 @@ pub struct Node<C, S> {
     parked: Vec<(u64, NodeId, Msg<C, S>)>,
     /// Start-up work for `start`: a snapshot to install.
     pending_install: Option<Snap<S>>,
+    /// Messages being sent in parts, one per peer (`transfer`).
+    outgoing: BTreeMap<NodeId, transfer::Outgoing>,
+    /// Messages arriving in parts, one per peer.
+    incoming: BTreeMap<NodeId, transfer::Incoming>,
+    /// A [`Timer::Pull`] is set (one at a time, while parts are awaited).
+    pull_armed: bool,
 }
 
 // Canary-only code lives in functions named `canary_*`, so mutation testing
@@ -205,7 +214,7 @@ struct Monotone {
     synced_seq: u64,
 }
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// A freshly initialized replica (its disk holds only [`Write::Init`]).
     pub fn new(cfg: Config) -> Self {
         let d = Durable {
@@ -231,7 +240,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         );
         assert!(cfg.batch >= 1, "a slot holds at least one command");
         assert!(
-            cfg.slot_bytes >= 1 && cfg.queue_bytes >= 1,
+            cfg.slot_bytes >= 1 && cfg.queue_bytes >= 1 && cfg.part_bytes >= 1,
             "byte budgets of zero"
         );
         assert!(
@@ -268,6 +277,9 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             synced_seq: 0,
             parked: Vec::new(),
             pending_install: d.snapshot.clone(),
+            outgoing: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            pull_armed: false,
         };
         node.snapshot = d.snapshot;
         assert_eq!(node.base(), base);
@@ -349,9 +361,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             out.push(Output::Install { snap });
         }
         self.advance_applied(out);
-        if let Some(msg) = self.rebuild_query() {
-            self.broadcast_others(msg, out);
-        }
+        self.ask_rebuild(out);
         self.arm_election(out);
         assert!(self.pending_install.is_none());
         self.assert_invariants();
@@ -369,6 +379,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             }
             Input::Timer(Timer::Election { epoch }) => self.on_election_timer(epoch, out),
             Input::Timer(Timer::Heartbeat) => self.heartbeat(true, out),
+            Input::Timer(Timer::Pull) => self.on_pull_timer(out),
             Input::Submit(cmd) => self.submit(cmd, out),
             Input::Synced { upto } => self.synced(upto, out),
             Input::Snapshot(snap) => self.take_snapshot(snap, out),
@@ -392,6 +403,18 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             out.push(Output::Refused { from, why });
             return;
         }
+        // Parts first: a rebuilding replica receives its peers' state in
+        // parts too; the whole, once assembled, comes back through here.
+        let msg = match msg {
+            Msg::Part {
+                id,
+                total,
+                offset,
+                bytes,
+            } => return self.on_part(from, id, total, offset, bytes, out),
+            Msg::Pull { id, offset } => return self.on_pull(from, id, offset, out),
+            msg => msg,
+        };
         if self.is_rebuilding() {
             // No votes, no leadership: only rebuild traffic and learning.
             if let Msg::RebuildState { state } = msg {
@@ -426,6 +449,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
             Msg::RebuildQuery { fence } => self.on_rebuild_query(from, fence, out),
             // A rebuilt replica ignores late answers.
             Msg::RebuildState { .. } => {}
+            Msg::Part { .. } | Msg::Pull { .. } => unreachable!("handled above"),
         }
     }
 
@@ -486,9 +510,23 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
     fn assert_outputs(&self, emitted: &[Output<C, S>]) {
         for o in emitted {
             match o {
-                Output::Send { to, after, .. } => {
+                Output::Send { to, after, msg } => {
                     assert!(*to < self.cfg.n, "a send outside the cluster");
                     assert!(*after <= self.synced_seq, "a send ahead of its sync");
+                    // Whatever can grow went through `whole_or_first_part`
+                    // (a message this check finds large is the bug it names).
+                    if matches!(
+                        msg,
+                        Msg::Promise { .. } | Msg::Snapshot { .. } | Msg::RebuildState { .. }
+                    ) && !self.cfg.bugs.send_state_whole
+                    {
+                        let size = postcard::experimental::serialized_size(msg)
+                            .expect("a message always encodes");
+                        assert!(
+                            size <= self.cfg.part_bytes,
+                            "a message of {size} bytes sent whole, not in parts"
+                        );
+                    }
                 }
                 Output::Persist { seq, .. } => {
                     assert!(*seq >= 1);
@@ -513,6 +551,7 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
     /// The node's state invariants, each checked in O(log n).
     fn assert_invariants(&self) {
         let n = self.cfg.n;
+        self.assert_transfers();
         assert!(
             self.synced_seq <= self.persist_seq,
             "synced a write never issued"

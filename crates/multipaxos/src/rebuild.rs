@@ -2,10 +2,9 @@
 //! durable state of a majority of the *others* before it votes again, and
 //! answers the same question for its peers.
 
-use crate::{bit, count, Ballot, Durable, Msg, Node, NodeId, Output, Role, Weight, Write};
-use std::fmt::Debug;
+use crate::{bit, count, Ballot, Command, Durable, Msg, Node, NodeId, Output, Role, State, Write};
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// What this replica holds durably (every write issued, once synced).
     pub(crate) fn durable_view(&self) -> Durable<C, S> {
         assert!(
@@ -21,12 +20,23 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
         }
     }
 
-    /// The query a rebuilding replica sends (again, on each timeout): for
-    /// promises first, then for the fence.
-    pub(crate) fn rebuild_query(&self) -> Option<Msg<C, S>> {
-        match &self.role {
-            Role::Rebuilding { fence, .. } => Some(Msg::RebuildQuery { fence: *fence }),
-            _ => None,
+    /// A rebuilding replica asks the others (again, on each timeout) for
+    /// their state: for promises first, then for the fence. A peer whose
+    /// state is arriving in parts is not asked again (that would restart
+    /// it); it is pulled again if it stalled.
+    pub(crate) fn ask_rebuild(&mut self, out: &mut Vec<Output<C, S>>) {
+        let Role::Rebuilding { fence, .. } = &self.role else {
+            return;
+        };
+        let msg = Msg::RebuildQuery { fence: *fence };
+        for to in 0..self.cfg.n {
+            if to != self.cfg.id && !self.transfer_alive(to, out) {
+                out.push(Output::Send {
+                    to,
+                    msg: msg.clone(),
+                    after: 0,
+                });
+            }
         }
     }
 

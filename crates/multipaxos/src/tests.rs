@@ -16,6 +16,7 @@ fn cfg(n: u8, id: NodeId) -> Config {
         batch: 1,
         slot_bytes: crate::SLOT_BYTES,
         queue_bytes: crate::QUEUE_BYTES,
+        part_bytes: crate::PART_BYTES,
         bugs: Bugs::default(),
         buggify: Buggify::OFF,
     }
@@ -27,6 +28,7 @@ fn cfg(n: u8, id: NodeId) -> Config {
 fn when(node: &N, input: &Input<u32, ()>) -> u64 {
     match input {
         Input::Timer(Timer::Election { .. }) => node.now + node.cfg.timing.election_us,
+        Input::Timer(Timer::Pull) => node.now + node.cfg.timing.heartbeat_us,
         _ => node.now,
     }
 }
@@ -361,7 +363,13 @@ struct Replica {
 /// order (some lost), timers fired at random, clients submitting commands,
 /// random crashes. Then heals and requires every replica to apply every
 /// submitted command. Returns the applied logs.
-fn simulate(seed: u64, n: u8, lossy: bool, knobs: Buggify) -> Vec<Vec<Entry<u32>>> {
+fn simulate(
+    seed: u64,
+    n: u8,
+    lossy: bool,
+    knobs: Buggify,
+    part_bytes: usize,
+) -> Vec<Vec<Entry<u32>>> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     // Every replica starts down and boots through the restart path below.
     let mut reps: Vec<Replica> = (0..n)
@@ -437,6 +445,7 @@ fn simulate(seed: u64, n: u8, lossy: bool, knobs: Buggify) -> Vec<Vec<Entry<u32>
                 // Boot from the durable state; the chosen prefix replays.
                 let c = Config {
                     buggify: knobs,
+                    part_bytes,
                     ..cfg(n, id as NodeId)
                 };
                 let mut node = N::recover(c, r.durable.clone(), 0);
@@ -516,25 +525,41 @@ fn simulate(seed: u64, n: u8, lossy: bool, knobs: Buggify) -> Vec<Vec<Entry<u32>
 
 #[test]
 fn a_seeded_cluster_agrees_on_the_log_through_loss_reordering_and_crashes() {
-    agree_and_converge(Buggify::OFF);
+    agree_and_converge(Buggify::OFF, crate::PART_BYTES);
+}
+
+/// Parts of 16 bytes: nearly every promise travels in parts, through the
+/// same loss, reordering and crashes; the cluster still agrees and converges.
+#[test]
+fn a_seeded_cluster_whose_promises_travel_in_tiny_parts_still_agrees_and_converges() {
+    agree_and_converge(Buggify::OFF, 16);
 }
 
 /// BUGGIFY's knobs pick legal behaviour: the same cluster, every knob on,
 /// still agrees and converges.
 #[test]
 fn a_seeded_cluster_with_every_buggify_knob_on_still_agrees_and_converges() {
-    agree_and_converge(Buggify {
-        window_of_one: true,
-        batch_of_one: true,
-        tight_elections: true,
-        short_lease: true,
-        catch_up_by_one: true,
-    });
+    agree_and_converge(
+        Buggify {
+            window_of_one: true,
+            batch_of_one: true,
+            tight_elections: true,
+            short_lease: true,
+            catch_up_by_one: true,
+        },
+        crate::PART_BYTES,
+    );
 }
 
-fn agree_and_converge(knobs: Buggify) {
+fn agree_and_converge(knobs: Buggify, part_bytes: usize) {
     for seed in 0..200 {
-        let logs = simulate(seed, 3 + (seed % 3) as u8 * 2, seed % 2 == 0, knobs);
+        let logs = simulate(
+            seed,
+            3 + (seed % 3) as u8 * 2,
+            seed % 2 == 0,
+            knobs,
+            part_bytes,
+        );
         let longest = logs.iter().max_by_key(|l| l.len()).unwrap();
         // No command applied twice.
         let mut cmds: Vec<u32> = longest

@@ -3,8 +3,10 @@
 //! [`Node`](crate::Node), its configuration, and the canaries.
 
 use crate::{Ballot, NodeId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 
 pub type Slot = u64;
@@ -95,6 +97,23 @@ pub enum Msg<C, S> {
     RebuildState {
         state: Box<Durable<C, S>>,
     },
+    /// One part of a message too large to send whole: a `Promise`,
+    /// `Snapshot` or `RebuildState` whose encoding is over
+    /// [`Config::part_bytes`] (see `transfer`). `bytes` is the encoding's
+    /// range from `offset`; `total` its length and `id` its CRC32C name the
+    /// whole. The receiver pulls each next part.
+    Part {
+        id: u32,
+        total: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// Asks for the part of transfer `id` that starts at `offset`; at
+    /// `offset == total` it says the whole arrived.
+    Pull {
+        id: u32,
+        offset: u64,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -103,6 +122,8 @@ pub enum Timer {
     Election { epoch: u64 },
     /// Leader: time to send heartbeats.
     Heartbeat,
+    /// A message is arriving in parts: pull again what stalled.
+    Pull,
 }
 
 /// One durable change. Each is one record on disk, written atomically or
@@ -379,13 +400,18 @@ pub struct Bugs {
     ///     commit index, as before issue 19: a distant one spins it.
     #[serde(default)]
     pub walk_to_commit_index: bool,
+    /// 16. (resources) Every message goes whole, however large, as before
+    ///     issue 19: state over the transport's frame limit is never
+    ///     delivered, and a replica that needs it never recovers (R1).
+    #[serde(default)]
+    pub send_state_whole: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 15] = [
+pub const CANARIES: [(&str, EnableBug); 16] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -413,6 +439,7 @@ pub const CANARIES: [(&str, EnableBug); 15] = [
     }),
     ("trust-peer-messages", |b| b.trust_peer_messages = true),
     ("walk-to-commit-index", |b| b.walk_to_commit_index = true),
+    ("send-state-whole", |b| b.send_state_whole = true),
 ];
 
 impl Bugs {
@@ -525,6 +552,12 @@ pub struct Config {
     /// not fit is refused with [`Output::Busy`] (unless the queue is empty:
     /// one command, however heavy, always gets through).
     pub queue_bytes: usize,
+    /// The largest message a node sends whole, encoded (postcard), in
+    /// bytes: a `Promise`, `Snapshot` or `RebuildState` over it travels in
+    /// parts of at most this many bytes ([`Msg::Part`]), so that state of
+    /// any size fits the transport's frames. Below the frame limit by the
+    /// part header's few dozen bytes (see [`PART_HEADROOM`]).
+    pub part_bytes: usize,
     pub bugs: Bugs,
     /// Rare-path knobs for simulation; [`Buggify::OFF`] outside it.
     pub buggify: Buggify,
@@ -547,6 +580,29 @@ pub const QUEUE_MAX: usize = 4096;
 pub const SLOT_BYTES: usize = 512 << 10;
 /// The default [`Config::queue_bytes`]: 16 MiB queued.
 pub const QUEUE_BYTES: usize = 16 << 20;
+
+/// The default [`Config::part_bytes`]: 1 MiB a part, so that a state
+/// transfer never holds a peer link for long (a heartbeat waits behind one
+/// part at most, not behind the whole state).
+pub const PART_BYTES: usize = 1 << 20;
+/// What a part's message adds to its bytes, at most: a frame limit of `F`
+/// takes `part_bytes = F - PART_HEADROOM` (the variant tag, id, total,
+/// offset and length, as postcard varints, and a transport's own tag).
+pub const PART_HEADROOM: usize = 64;
+/// The largest message a node accepts in parts (4 GiB): a peer's `total`
+/// beyond it is refused. Bytes are kept only as they arrive, never
+/// reserved from `total`.
+pub const TRANSFER_MAX: u64 = 1 << 32;
+
+/// What the core needs of a command: to copy, compare and show it, to weigh
+/// it, and to encode it (a message too large to send whole is sent as
+/// parts of its encoding).
+pub trait Command: Clone + Debug + PartialEq + Weight + Serialize + DeserializeOwned {}
+impl<T: Clone + Debug + PartialEq + Weight + Serialize + DeserializeOwned> Command for T {}
+
+/// What the core needs of a snapshot's state: the same, without a weight.
+pub trait State: Clone + Debug + PartialEq + Serialize + DeserializeOwned {}
+impl<T: Clone + Debug + PartialEq + Serialize + DeserializeOwned> State for T {}
 
 /// What a command weighs: about the bytes it takes on the wire and on disk.
 /// The leader's byte budgets ([`Config::slot_bytes`],

@@ -16,8 +16,7 @@
 //! about what they accepted or what was chosen. Those are kept out by
 //! authenticating peers, not by validation.
 
-use crate::{Ballot, Msg, Node, NodeId, Slot, Weight};
-use std::fmt::Debug;
+use crate::{Ballot, Command, Msg, Node, NodeId, Slot, State, TRANSFER_MAX};
 
 /// The highest slot (and commit index) a message may name. A log never
 /// gets near it (2^56 slots at a million a second take two thousand
@@ -37,7 +36,7 @@ pub use paxos::{ROUND_JUMP_MAX, ROUND_MAX};
 /// Why a message was refused: a short, fixed phrase (for counters and logs).
 pub type Refusal = &'static str;
 
-impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C, S> {
+impl<C: Command, S: State> Node<C, S> {
     /// A ballot some node of this cluster could own, in a usable round.
     fn ballot_ok(&self, b: Ballot) -> Result<(), Refusal> {
         if b.node >= self.cfg.n {
@@ -212,6 +211,27 @@ impl<C: Clone + Debug + PartialEq + Weight, S: Clone + Debug + PartialEq> Node<C
                 }
                 Ok(())
             }
+            Msg::Part {
+                total,
+                offset,
+                bytes,
+                ..
+            } => {
+                if bytes.is_empty() {
+                    return Err("an empty part");
+                }
+                if *total > TRANSFER_MAX {
+                    return Err("a message in parts over the transfer maximum");
+                }
+                if offset
+                    .checked_add(bytes.len() as u64)
+                    .is_none_or(|end| end > *total)
+                {
+                    return Err("a part beyond its message's end");
+                }
+                Ok(())
+            }
+            Msg::Pull { .. } => Ok(()),
         }
     }
 }

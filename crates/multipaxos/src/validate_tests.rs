@@ -23,6 +23,7 @@ fn cfg(id: NodeId, lease_us: u64) -> Config {
         batch: 2,
         slot_bytes: crate::SLOT_BYTES,
         queue_bytes: crate::QUEUE_BYTES,
+        part_bytes: crate::PART_BYTES,
         bugs: Bugs::default(),
         buggify: Buggify::OFF,
     }

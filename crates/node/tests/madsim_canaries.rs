@@ -130,13 +130,14 @@ fn every_canary_has_a_madsim_case() {
 }
 
 /// Canaries only the engine catches: it alone forges hostile messages
-/// (`hostile_permille`) and judges R2 on its disks; the madsim runner
+/// (`hostile_permille`), judges R2 on its disks and R1 on its sends; the madsim runner
 /// plays the engine's fault schedule, not these. Each is pinned to a seed
 /// in `tests/hostile.rs` and caught in `tests/log_canaries.rs`.
-const ENGINE_ONLY: [&str; 3] = [
+const ENGINE_ONLY: [&str; 4] = [
     "rewrite-resent-accepts",
     "trust-peer-messages",
     "walk-to-commit-index",
+    "send-state-whole",
 ];
 
 #[test]

@@ -35,6 +35,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -130,6 +132,7 @@ impl Options {
             batch: self.batch,
             slot_bytes: multipaxos::SLOT_BYTES,
             queue_bytes: multipaxos::QUEUE_BYTES,
+            part_bytes: multipaxos::PART_BYTES,
             bugs: self.bugs,
             buggify: multipaxos::Buggify::OFF,
         }
@@ -246,6 +249,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
             continue;
         }
         let (tx, rx) = mpsc::channel::<Bytes>(4096);
+        let tx = PeerQueue {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let rx = (rx, tx.bytes.clone());
         let hello = Hello::Peer {
             protocol: wire::PROTOCOL,
             cluster: opts.cluster,
@@ -313,7 +321,7 @@ struct Core {
     id: NodeId,
     server: Server,
     clock: Clock,
-    peers: Vec<Option<mpsc::Sender<Bytes>>>,
+    peers: Vec<Option<PeerQueue>>,
     wal: std::sync::mpsc::Sender<WalReq>,
     /// The highest write the writer reported durable.
     synced: u64,
@@ -453,7 +461,7 @@ impl Core {
                 } else if let Some(Some(tx)) = self.peers.get(to as usize) {
                     // A full queue (the peer is down or slow) drops the
                     // message, as a lossy network would: the protocol resends.
-                    let _ = tx.try_send(wire::encode(&msg));
+                    tx.send(wire::encode(&msg));
                 }
             }
             Output::Persist { seq, write } => {
@@ -559,10 +567,47 @@ fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<WalReq>, done: mpsc::S
     }
 }
 
+/// The most bytes of messages queued for one peer: a peer that is down or
+/// slow holds at most this much of our memory (plus one message), however
+/// large the messages (up to a part of a state transfer, 1 MiB, or an
+/// Accept of a full slot). Past it, messages are dropped, as a lossy
+/// network drops them; the protocol resends what matters, and a replica
+/// back after a long absence catches up by query and snapshot, not from a
+/// backlog of stale Accepts.
+pub const PEER_QUEUE_BYTES: usize = 32 << 20;
+
+/// The messages waiting for one peer's connection, bounded in count and in
+/// bytes ([`PEER_QUEUE_BYTES`]).
+struct PeerQueue {
+    tx: mpsc::Sender<Bytes>,
+    /// Bytes queued; the connection's writer takes off what it wrote.
+    bytes: Arc<AtomicUsize>,
+}
+
+impl PeerQueue {
+    /// Queues `b`, or drops it if the queue is full.
+    fn send(&self, b: Bytes) {
+        let len = b.len();
+        let queued = self.bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + len > PEER_QUEUE_BYTES {
+            return;
+        }
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        if self.tx.try_send(b).is_err() {
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Keeps a connection to peer `to` open and writes its messages onto it;
 /// reconnects with backoff. Messages queued while it is down wait (up to
-/// the queue's bound); the protocol tolerates their delay or loss.
-async fn dial(to: NodeId, addr: SocketAddr, hello: Hello, mut rx: mpsc::Receiver<Bytes>) {
+/// the queue's bounds); the protocol tolerates their delay or loss.
+async fn dial(
+    to: NodeId,
+    addr: SocketAddr,
+    hello: Hello,
+    (mut rx, queued): (mpsc::Receiver<Bytes>, Arc<AtomicUsize>),
+) {
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     loop {
@@ -572,6 +617,7 @@ async fn dial(to: NodeId, addr: SocketAddr, hello: Hello, mut rx: mpsc::Receiver
                 backoff = Duration::from_millis(50);
                 logged = false;
                 while let Some(b) = rx.recv().await {
+                    queued.fetch_sub(b.len(), Ordering::Relaxed);
                     if let Err(e) = framed.send(b).await {
                         info!(peer = to, "lost the connection to peer: {e}");
                         break;
@@ -787,6 +833,40 @@ async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that is down holds at most `PEER_QUEUE_BYTES` (plus one
+    /// message) of our memory, however large the messages; what its
+    /// connection writes frees room again.
+    #[test]
+    fn a_peer_queue_is_bounded_in_bytes_not_only_in_messages() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4096);
+        let q = PeerQueue {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let mib = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..100 {
+            q.send(mib.clone());
+        }
+        let queued = q.bytes.load(Ordering::Relaxed);
+        assert_eq!(queued, PEER_QUEUE_BYTES, "{queued} bytes queued");
+        let mut taken = 0;
+        while let Ok(b) = rx.try_recv() {
+            q.bytes.fetch_sub(b.len(), Ordering::Relaxed);
+            taken += 1;
+        }
+        assert_eq!(taken, PEER_QUEUE_BYTES >> 20);
+        q.send(mib.clone());
+        assert_eq!(q.bytes.load(Ordering::Relaxed), 1 << 20, "room again");
+        // One message larger than the whole budget still goes, alone.
+        let (tx, _rx) = mpsc::channel::<Bytes>(4096);
+        let q = PeerQueue {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        q.send(Bytes::from(vec![0u8; PEER_QUEUE_BYTES + 1]));
+        assert_eq!(q.bytes.load(Ordering::Relaxed), PEER_QUEUE_BYTES + 1);
+    }
 
     /// The real service never steers the cores down BUGGIFY's rare paths,
     /// whatever its options (`tests/tidy.rs` also checks that no paxkv

@@ -813,3 +813,97 @@ async fn large_values_under_load_keep_the_cluster_serving_within_bounded_bytes()
         assert!(rss_kb < 1_500_000, "n{i} holds {rss_kb} kB");
     }
 }
+
+impl Cluster {
+    /// Waits up to `secs` until replica `i`'s log says `what` `times` times.
+    fn await_log_n(&self, i: usize, what: &str, times: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.log_text(i).matches(what).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "n{i} never logged {what:?} {times} times:\n{}",
+                self.log_text(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Writes `keys` keys of `value` from `clients` clients at once.
+async fn fill(c: &Cluster, keys: u64, clients: u64, value: &Value) {
+    let tasks: Vec<_> = (0..clients)
+        .map(|id| {
+            let mut cl = c.client(id as u32 + 1);
+            let value = value.clone();
+            tokio::spawn(async move {
+                for k in (id..keys).step_by(clients as usize) {
+                    cl.put(k, value.clone()).await.expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+}
+
+/// Every key reads back as `value`, through whichever replicas are up.
+async fn every_key_reads(c: &Cluster, keys: u64, value: &Value) {
+    let mut cl = c.client(900);
+    for k in 0..keys {
+        let got = cl.get(k).await.expect("get");
+        assert_eq!(got.map(|g| g.0), Some(value.clone()), "key {k}");
+    }
+}
+
+/// Issue 19, failure 2, on the real cluster: 2,200 keys of 32,000 bytes,
+/// about 70 MB of state, more than one 64 MiB peer frame. A replica that
+/// was down while the others snapshotted catches up by that snapshot, and
+/// a replica whose WAL was lost rebuilds from its peers; in both the state
+/// travels in parts, and then, with another replica down, the cluster
+/// still takes writes and every key reads back (before, the leader logged
+/// "frame size too big" forever and the cluster stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_larger_than_a_peer_frame_is_caught_up_and_rebuilt_in_parts() {
+    const KEYS: u64 = 2_200;
+    let mut c = Cluster::new("frame", 3);
+    c.storage = ["--snapshot-every", "1000", "--compact-bytes", "67108864"];
+    c.start_all();
+    let value = Value::from(vec![b'x'; 32_000]);
+    let mut first = c.client(1_000);
+    assert_eq!(first.put(KEYS, 1u64).await, Ok(1));
+    // n2 misses every write, and the others snapshot past it.
+    c.kill(2);
+    fill(&c, KEYS, 16, &value).await;
+    // Overwrites until the next snapshot, which holds every key: a state
+    // of 2,200 x 32,000 bytes, more than a peer frame.
+    let state = KEYS * 32_000;
+    assert!(state > wire::PEER_FRAME_MAX as u64, "state fits one frame");
+    let taken = c.log_text(0).matches("snapshot taken").count();
+    while c.log_text(0).matches("snapshot taken").count() == taken {
+        fill(&c, 200, 16, &value).await;
+    }
+    c.start(2);
+    c.await_log_n(2, "installed a snapshot", 1, 120);
+    // n2 is needed now: with n0 down, n1 and n2 are the quorum.
+    c.kill(0);
+    assert!(first.put(KEYS + 1, 2u64).await.is_ok(), "no quorum with n2");
+    every_key_reads(&c, KEYS, &value).await;
+    // n2 loses its WAL: it rebuilds from n0 and n1, then n1 goes down.
+    c.start(0);
+    c.kill(2);
+    std::fs::remove_file(c.data(2).join("wal")).expect("remove the WAL");
+    c.start(2);
+    c.await_log_n(2, "rebuilt from the peers; voting again", 1, 120);
+    c.kill(1);
+    assert!(first.put(KEYS + 2, 3u64).await.is_ok(), "no quorum with n2");
+    every_key_reads(&c, KEYS, &value).await;
+    for i in [0, 2] {
+        assert!(alive(&mut c, i), "n{i} died:\n{}", c.log_text(i));
+        assert!(
+            !c.log_text(i).contains("frame size too big"),
+            "n{i}:\n{}",
+            c.log_text(i)
+        );
+    }
+}

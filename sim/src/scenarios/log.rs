@@ -128,6 +128,25 @@ pub struct Limits {
     pub slot_bytes: usize,
     /// Bytes a leader queues behind its window at most (then: Busy).
     pub queue_bytes: usize,
+    /// The seed's peer frame limit (R1), raised to what its largest Accept
+    /// needs ([`Limits::frame_for`]); messages over it travel in parts.
+    /// 0 (as in a repro file from before parts): the params' frame.
+    #[serde(default)]
+    pub frame_bytes: usize,
+}
+
+impl Limits {
+    /// The frame limit these limits give a run whose largest value is
+    /// `value_bytes`: the drawn one, but never below one Accept of a full
+    /// slot plus one command of two such values (a compare-and-set), which
+    /// no part can carry; and never above the params' `frame`.
+    pub fn frame_for(&self, value_bytes: usize, frame: usize) -> usize {
+        if self.frame_bytes == 0 {
+            return frame;
+        }
+        let accept = self.slot_bytes + 2 * value_bytes + 256;
+        self.frame_bytes.max(accept).min(frame)
+    }
 }
 
 /// A seed's scale: the largest value its clients write, and its keys.
@@ -173,14 +192,19 @@ impl Knobs {
         let snapshots = rng.gen_range(1..=3u64).min(snapshot_every);
         // Drawn after every older knob, so those stay as they were.
         let small = rng.gen_ratio(1, 4);
-        let limits = small.then(|| Limits {
+        let mut limits = small.then(|| Limits {
             slot_bytes: rng.gen_range(40..=400),
             queue_bytes: rng.gen_range(40..=2_000),
+            frame_bytes: 0,
         });
         let scale = (scale_one_in > 0 && rng.gen_ratio(1, scale_one_in)).then(|| Scale {
             value_bytes: rng.gen_range(1_000..=kv::VALUE_MAX as u32),
             keys: rng.gen_range(5..=200),
         });
+        // Drawn after the scale, so that it stays as it was.
+        if let Some(l) = &mut limits {
+            l.frame_bytes = rng.gen_range(300..=2_000);
+        }
         let k = Knobs {
             log: multipaxos::Buggify {
                 window_of_one,
@@ -219,8 +243,8 @@ impl Knobs {
         }
         if let Some(l) = self.limits {
             v.push(format!(
-                "slot_bytes={},queue_bytes={}",
-                l.slot_bytes, l.queue_bytes
+                "slot_bytes={},queue_bytes={},frame_bytes={}",
+                l.slot_bytes, l.queue_bytes, l.frame_bytes
             ));
         }
         if let Some(sc) = self.scale {
@@ -313,6 +337,9 @@ pub fn summarize(m: &LMsgFull) -> LMsg {
             None,
             state.accepted.len() as u32,
         ),
+        // `slot`: the part's offset; `len`: its bytes.
+        Msg::Part { offset, bytes, .. } => ("Part", None, Some(*offset), bytes.len() as u32),
+        Msg::Pull { offset, .. } => ("Pull", None, Some(*offset), 0),
     };
     LMsg {
         kind,
@@ -368,6 +395,13 @@ fn msg_digest(m: &LMsgFull) -> u64 {
         Msg::Query { from } => (6u8, from).hash(&mut h),
         Msg::Chosen { slot, entry } => (7u8, slot, entry).hash(&mut h),
         Msg::RebuildQuery { fence } => (8u8, fence).hash(&mut h),
+        Msg::Part {
+            id,
+            total,
+            offset,
+            bytes,
+        } => (9u8, id, total, offset, bytes).hash(&mut h),
+        Msg::Pull { id, offset } => (10u8, id, offset).hash(&mut h),
     }
     h.finish()
 }
@@ -844,7 +878,8 @@ impl Protocol for Replica {
             | Msg::Accept { .. }
             | Msg::Chosen { .. }
             | Msg::Snapshot { .. }
-            | Msg::RebuildState { .. } => {
+            | Msg::RebuildState { .. }
+            | Msg::Part { .. } => {
                 postcard::experimental::serialized_size(msg).expect("messages encode")
             }
             _ => 0,
@@ -941,7 +976,14 @@ pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFul
             ballot: stolen,
             round: rng.gen(),
         },
-        // A slot far out of range.
+        // A slot far out of range; at the farthest, a part past the end
+        // of its message (whose end would overflow).
+        8 if far == u64::MAX => Msg::Part {
+            id: rng.gen(),
+            total: 1 << 20,
+            offset: far,
+            bytes: vec![0; 16],
+        },
         8 => Msg::Query { from: far },
         // A rebuild fence in a ballot the sender does not own.
         9 => Msg::RebuildQuery { fence: stolen },
@@ -1056,7 +1098,7 @@ struct Marks {
     lease_reads: u64,
     dedup_hits: u64,
     /// Per BUGGIFY mark, in [`BUGGIFY_MARKS`] order.
-    buggified: [u64; 9],
+    buggified: [u64; 10],
 }
 
 const MARKS: [&str; 5] = [
@@ -1072,7 +1114,7 @@ type KnobOn = fn(&Knobs) -> bool;
 
 /// The rare path each BUGGIFY knob steers down, as a coverage mark, with the
 /// knob: a run reaches it only with its knob on.
-const BUGGIFY_MARKS: [(&str, KnobOn); 9] = [
+const BUGGIFY_MARKS: [(&str, KnobOn); 10] = [
     ("buggify: queued behind window of 1", |k| {
         k.log.window_of_one
     }),
@@ -1092,6 +1134,7 @@ const BUGGIFY_MARKS: [(&str, KnobOn); 9] = [
         k.limits.is_some()
     }),
     ("buggify: large value written", |k| k.scale.is_some()),
+    ("buggify: message arrived in parts", |k| k.limits.is_some()),
 ];
 
 /// A value is "large" (coverage) from this many bytes.
@@ -1151,6 +1194,18 @@ impl Checker<Replica> for LogChecker {
     }
 
     fn on_receive(&mut self, now: u64, from: NodeId, to: NodeId, msg: &LMsgFull) -> Check {
+        if let Msg::Part {
+            total,
+            offset,
+            bytes,
+            ..
+        } = msg
+        {
+            // The last of two or more parts.
+            if *offset > 0 && *offset + bytes.len() as u64 == *total {
+                self.marks.buggified[9] += 1;
+            }
+        }
         if let Msg::Accept {
             ballot,
             slot,
@@ -1677,7 +1732,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 15] = [
+const CANARIES: [Canary; 16] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -1731,6 +1786,10 @@ const CANARIES: [Canary; 15] = [
     (
         "walk-to-commit-index",
         "(hostile input) a follower walks every slot to the commit index (H1: spins)",
+    ),
+    (
+        "send-state-whole",
+        "(resources) state goes whole, over the frame limit (R1)",
     ),
 ];
 
@@ -1865,6 +1924,16 @@ impl Scenario for Log {
             bugs.enable(b).expect("validated");
         }
         let knobs = knobs(cfg, &p);
+        // The run's frame limit; a message over it (less a part's header)
+        // travels in parts.
+        // Without a scale a value is a number's decimal digits.
+        let values = knobs.scale.map_or(16, |s| s.value_bytes as usize);
+        let frame = knobs
+            .limits
+            .map_or(p.frame_bytes, |l| l.frame_for(values, p.frame_bytes));
+        let part_bytes = frame
+            .saturating_sub(multipaxos::PART_HEADROOM)
+            .min(multipaxos::PART_BYTES);
         (0..cfg.nodes)
             .map(|id| ReplicaConfig {
                 log: multipaxos::Config {
@@ -1879,6 +1948,7 @@ impl Scenario for Log {
                     queue_bytes: knobs
                         .limits
                         .map_or(multipaxos::QUEUE_BYTES, |l| l.queue_bytes),
+                    part_bytes,
                     bugs,
                     buggify: knobs.log,
                 },
@@ -1889,7 +1959,7 @@ impl Scenario for Log {
                     bugs,
                     buggify: knobs.server,
                 },
-                frame_bytes: p.frame_bytes,
+                frame_bytes: frame,
             })
             .collect()
     }
@@ -2177,10 +2247,13 @@ mod buggify_tests {
                 4 => k.log.catch_up_by_one = true,
                 5 => k.server.snapshot_every = 2,
                 6 => k.server.withhold_replies = true,
+                // The limits' second mark (parts) is checked with the first.
+                9 => continue,
                 7 => {
                     k.limits = Some(Limits {
                         slot_bytes: 60,
                         queue_bytes: 40,
+                        frame_bytes: 300,
                     })
                 }
                 _ => {
@@ -2192,7 +2265,7 @@ mod buggify_tests {
             }
             let mut cfg = short("kv");
             cfg.edit_params(|p: &mut LogParams| p.buggify = Some(k));
-            let mut reached = [0; 9];
+            let mut reached = [0; 10];
             for seed in 0..30 {
                 let r = run_seed(seed, &cfg, Keep::Recent);
                 assert!(r.violation.is_none(), "{mark} seed {seed}");

@@ -157,6 +157,10 @@ pub struct Scale {
     pub value_bytes: u32,
     /// Keys the clients use (the default is 5).
     pub keys: u64,
+    /// Clients at once, if more than the config's, sharing its operations
+    /// (0, as in a repro file from before: the config's).
+    #[serde(default)]
+    pub clients: u8,
 }
 
 impl Knobs {
@@ -197,13 +201,18 @@ impl Knobs {
             queue_bytes: rng.gen_range(40..=2_000),
             frame_bytes: 0,
         });
-        let scale = (scale_one_in > 0 && rng.gen_ratio(1, scale_one_in)).then(|| Scale {
+        let mut scale = (scale_one_in > 0 && rng.gen_ratio(1, scale_one_in)).then(|| Scale {
             value_bytes: rng.gen_range(1_000..=kv::VALUE_MAX as u32),
             keys: rng.gen_range(5..=200),
+            clients: 0,
         });
         // Drawn after the scale, so that it stays as it was.
         if let Some(l) = &mut limits {
             l.frame_bytes = rng.gen_range(300..=2_000);
+        }
+        // Many clients writing large values at once: failure 1's shape.
+        if let Some(sc) = &mut scale {
+            sc.clients = rng.gen_range(5..=16);
         }
         let k = Knobs {
             log: multipaxos::Buggify {
@@ -248,7 +257,10 @@ impl Knobs {
             ));
         }
         if let Some(sc) = self.scale {
-            v.push(format!("values<={}B,keys={}", sc.value_bytes, sc.keys));
+            v.push(format!(
+                "values<={}B,keys={},clients={}",
+                sc.value_bytes, sc.keys, sc.clients
+            ));
         }
         v
     }
@@ -1134,7 +1146,10 @@ const BUGGIFY_MARKS: [(&str, KnobOn); 10] = [
         k.limits.is_some()
     }),
     ("buggify: large value written", |k| k.scale.is_some()),
-    ("buggify: message arrived in parts", |k| k.limits.is_some()),
+    // A small frame, or state at scale over the 1 MiB part.
+    ("buggify: message arrived in parts", |k| {
+        k.limits.is_some() || k.scale.is_some()
+    }),
 ];
 
 /// A value is "large" (coverage) from this many bytes.
@@ -1971,20 +1986,24 @@ impl Scenario for Log {
         }
     }
     fn workload(&self, cfg: &RunConfig, _rng: &mut ChaCha8Rng) -> LogWorkload {
+        let scale = {
+            let p: LogParams = cfg.params().expect("validated");
+            knobs(cfg, &p).scale
+        };
+        let n_clients = cfg.clients.max(scale.map_or(0, |s| s.clients));
         LogWorkload {
             kv: self.kv,
             params: cfg.params().expect("validated"),
-            ops: cfg.ops,
+            // More clients at once, the same operations in all: the load's
+            // shape changes, not its size.
+            ops: (cfg.ops * cfg.clients as u32 / n_clients as u32).max(1),
             n: cfg.nodes,
             clients: Vec::new(),
-            n_clients: cfg.clients,
+            n_clients,
             last_done: 0,
             history: History::new(),
             buf: Vec::new(),
-            scale: {
-                let p: LogParams = cfg.params().expect("validated");
-                knobs(cfg, &p).scale
-            },
+            scale,
         }
     }
     /// The marks a campaign of `cfg` can reach: the lease marks only with
@@ -2247,7 +2266,7 @@ mod buggify_tests {
                 4 => k.log.catch_up_by_one = true,
                 5 => k.server.snapshot_every = 2,
                 6 => k.server.withhold_replies = true,
-                // The limits' second mark (parts) is checked with the first.
+                // Parts: checked with the limits and with the scale.
                 9 => continue,
                 7 => {
                     k.limits = Some(Limits {
@@ -2260,6 +2279,7 @@ mod buggify_tests {
                     k.scale = Some(Scale {
                         value_bytes: 20_000,
                         keys: 50,
+                        clients: 12,
                     })
                 }
             }

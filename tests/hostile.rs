@@ -53,7 +53,7 @@ fn failure_1_a_resent_accept_written_again_breaks_r2() {
 fn failure_3_a_prepare_in_a_stolen_ballot_breaks_h1() {
     pinned(
         "trust-peer-messages",
-        2,
+        13,
         H1,
         "a forged message made the node panic: assertion `left == right` failed: a Prepare \
          carries its sender's ballot",
@@ -68,7 +68,7 @@ fn failure_3_a_prepare_in_a_stolen_ballot_breaks_h1() {
 fn failure_3_an_accept_at_the_last_round_overflows_the_next_election() {
     pinned(
         "trust-peer-messages",
-        82,
+        126,
         Invariant::Assert,
         "a new ballot is above every one seen",
     );

@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 15] = [
+const CANARIES: [Canary; 17] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -73,6 +73,10 @@ const CANARIES: [Canary; 15] = [
     ("trust-peer-messages", None, 100, &[H1, Invariant::Assert]),
     // Issue 19: a seed that draws small limits sends state over its frame.
     ("send-state-whole", None, 200, &[R1]),
+    // Issue 20: paxkv's write path, which the replicas run, reports a
+    // write synced before its fsync: the first message revealing it (D1).
+    ("synced-before-fsync", None, 5, &[D1]),
+    ("pipelined-sync", None, 5, &[D1]),
 ];
 
 /// Canaries tested elsewhere: `walk-to-commit-index` hangs its run, which
@@ -172,6 +176,14 @@ fn canary_trust_peer_messages_is_caught() {
 #[test]
 fn canary_send_state_whole_is_caught() {
     check_canary("send-state-whole");
+}
+#[test]
+fn canary_synced_before_fsync_is_caught() {
+    check_canary("synced-before-fsync");
+}
+#[test]
+fn canary_pipelined_sync_is_caught() {
+    check_canary("pipelined-sync");
 }
 
 #[test]

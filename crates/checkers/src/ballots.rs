@@ -63,6 +63,11 @@ impl<K> Default for FirstValues<K> {
 }
 
 impl<K: Ord> FirstValues<K> {
+    /// The first value that arrived for `key`.
+    pub(crate) fn get(&self, key: &K) -> Option<u64> {
+        self.first.get(key).map(|f| f.0)
+    }
+
     /// `value` arrived at `to` for `key` at `at`. `Err` names the different
     /// value that arrived first: (value, receiver, time).
     pub(crate) fn arrived(

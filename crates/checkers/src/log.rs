@@ -37,6 +37,10 @@ struct Acceptor {
     wrote: BTreeMap<(Ballot, Slot), u64>,
     /// The highest ballot it promised or accepted in, this disk life.
     promised: Ballot,
+    /// Every slot below this is in a snapshot it wrote: decided there, so
+    /// a vote at such a slot needs no acceptance record of its own (a
+    /// write path may fold one into the snapshot's compacted file).
+    base: Slot,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -145,6 +149,13 @@ impl LogObserver {
             .insert((ballot, slot), entry);
     }
 
+    /// `node` wrote a snapshot (or a file of its whole state) covering
+    /// every slot below `base`.
+    pub fn on_snapshot_write(&mut self, node: NodeId, base: Slot) {
+        let a = &mut self.acceptors[node as usize];
+        a.base = a.base.max(base);
+    }
+
     /// `node` sent a Prepare or an Accept in `ballot` (P6): only the ballot's
     /// owner may, and only one incarnation of it. A replica that restarted
     /// with its disk stands in a ballot above every one it used; one whose
@@ -228,7 +239,18 @@ impl LogObserver {
             ));
         }
         a.promised = ballot;
-        let Some(&entry) = a.wrote.get(&(ballot, slot)) else {
+        // A write path may fold an acceptance into a compacted file of the
+        // acceptor's state, which keeps only what the acceptor must: the
+        // highest acceptance per slot, and no slot below its snapshot.
+        // Below the snapshot the slot is decided at this node; under a
+        // higher acceptance at the slot a vote in a lower ballot is implied
+        // (Paxos needs no more). Either way the ballot's one entry for the
+        // slot (P6) is what it voted for.
+        let superseded = || a.wrote.keys().any(|(b, s)| *s == slot && *b > ballot);
+        let folded = (slot < a.base || (!a.wrote.contains_key(&(ballot, slot)) && superseded()))
+            .then(|| self.proposals.get(&(ballot, slot)))
+            .flatten();
+        let Some(entry) = a.wrote.get(&(ballot, slot)).copied().or(folded) else {
             return Err(v(
                 Invariant::P2,
                 at,

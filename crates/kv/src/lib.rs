@@ -8,10 +8,14 @@
 //!   handling, lease reads, clock ticks and snapshots;
 //! - [`client`]: the client library (one request at a time, retries,
 //!   redirects);
-//! - [`value`]: a key's value, opaque bytes.
+//! - [`value`]: a key's value, opaque bytes;
+//! - [`write_path`]: a replica's write path to its WAL (group commit, when
+//!   a write counts as synced, compaction, recovery), shared by `paxkv` and
+//!   the simulator.
 
 pub mod client;
 pub mod machine;
 pub mod server;
 pub mod value;
+pub mod write_path;
 pub use machine::*;

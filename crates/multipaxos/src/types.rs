@@ -405,13 +405,22 @@ pub struct Bugs {
     ///     delivered, and a replica that needs it never recovers (R1).
     #[serde(default)]
     pub send_state_whole: bool,
+    /// 17. (durability, the service's write path `kv::write_path`) A batch
+    ///     of writes is reported durable when it is handed to the disk,
+    ///     before its fsync: a power loss loses what a reply revealed (D1).
+    #[serde(default)]
+    pub synced_before_fsync: bool,
+    /// 18. (durability, `kv::write_path`) "Pipelined sync": a sync counts
+    ///     as done once the writer has the writes (D1).
+    #[serde(default)]
+    pub pipelined_sync: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 16] = [
+pub const CANARIES: [(&str, EnableBug); 18] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -440,6 +449,8 @@ pub const CANARIES: [(&str, EnableBug); 16] = [
     ("trust-peer-messages", |b| b.trust_peer_messages = true),
     ("walk-to-commit-index", |b| b.walk_to_commit_index = true),
     ("send-state-whole", |b| b.send_state_whole = true),
+    ("synced-before-fsync", |b| b.synced_before_fsync = true),
+    ("pipelined-sync", |b| b.pipelined_sync = true),
 ];
 
 impl Bugs {

@@ -23,11 +23,12 @@
 //! (the leader's clock readings become the state machine's time, which
 //! expires sessions, so they should not restart at zero with the process).
 
-use crate::storage::{Boot, DataDir, LogWrite};
+use crate::storage::{Boot, DataDir};
 use crate::wire::{self, Hello, PeerMsg, Response, Welcome};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use kv::server::{Event, LogNode, Server, ServerConfig, ServerInput};
+use kv::write_path::{Batch, Step, WritePath};
 use kv::{ClientId, Command};
 use multipaxos::{Input, NodeId, Output, Timer, Write};
 use rand::{Rng, SeedableRng};
@@ -164,15 +165,10 @@ enum Inbound {
     ConnClosed {
         conn: u64,
     },
-    Synced {
+    /// The writer finished the write path's batch that ends at `upto`.
+    BatchDone {
         upto: u64,
     },
-}
-
-/// A request to the writer thread.
-enum WalReq {
-    Persist { seq: u64, write: Box<LogWrite> },
-    Sync { upto: u64 },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -189,21 +185,20 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let (dir, boot) = DataDir::open(
-        &opts.data_dir,
-        opts.cluster,
-        opts.id,
-        opts.rebuild,
-        opts.compact_bytes,
-    )?;
+    let (dir, boot) = DataDir::open(&opts.data_dir, opts.cluster, opts.id, opts.rebuild)?;
     let n = opts.peers.len() as u8;
     let cfg = opts.log_config();
     let clock = Clock::new();
     let now = clock.now_us();
     // The simulator's boot (`Replica::boot`): recover from what the disk
     // holds, or rebuild from the peers before voting again.
+    let file = match &boot {
+        Boot::Recover(state, len) => Some((state.clone(), *len)),
+        Boot::Rebuild { .. } => None,
+    };
+    let wp = WritePath::new(opts.cluster, opts.compact_bytes, opts.bugs, file);
     let node = match boot {
-        Boot::Recover(state) => {
+        Boot::Recover(state, _) => {
             info!(
                 id = opts.id,
                 promised = %state.promised,
@@ -233,7 +228,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     );
 
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(8192);
-    let (wal_tx, wal_rx) = std::sync::mpsc::channel::<WalReq>();
+    let (wal_tx, wal_rx) = std::sync::mpsc::channel::<Batch>();
     {
         let in_tx = in_tx.clone();
         std::thread::Builder::new()
@@ -276,7 +271,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         clock,
         peers,
         wal: wal_tx,
-        synced: 0,
+        wp,
+        synced: Vec::new(),
+        fed: 0,
         timers: BinaryHeap::new(),
         timer_seq: 0,
         local: VecDeque::new(),
@@ -322,9 +319,15 @@ struct Core {
     server: Server,
     clock: Clock,
     peers: Vec<Option<PeerQueue>>,
-    wal: std::sync::mpsc::Sender<WalReq>,
-    /// The highest write the writer reported durable.
-    synced: u64,
+    /// The writer thread, which executes the write path's batches.
+    wal: std::sync::mpsc::Sender<Batch>,
+    /// The write path: group commit, when a write counts as synced.
+    wp: WritePath,
+    /// Syncs the write path reported, for the core once the current step
+    /// is carried out.
+    synced: Vec<u64>,
+    /// The last sync the core was told of.
+    fed: u64,
     timers: BinaryHeap<Reverse<(u64, u64, TimerKind)>>,
     timer_seq: u64,
     /// Messages to this replica itself.
@@ -379,10 +382,11 @@ impl Core {
                 self.step(ServerInput::Request(cmd));
             }
             Inbound::ConnClosed { conn } => self.clients.retain(|_, (c, _)| *c != conn),
-            Inbound::Synced { upto } => {
-                assert!(upto >= self.synced, "syncs complete in order");
-                self.synced = upto;
-                self.step(ServerInput::Log(Input::Synced { upto }));
+            Inbound::BatchDone { upto } => {
+                let mut steps = Vec::new();
+                self.wp.done(upto, &mut steps);
+                self.wal_steps(steps);
+                self.feed_synced();
             }
         }
     }
@@ -408,6 +412,32 @@ impl Core {
         self.server.handle(now, input, &mut out);
         self.out = out;
         self.carry_out(now);
+        self.feed_synced();
+    }
+
+    /// Carries out the write path's steps: a batch goes to the writer; a
+    /// sync waits for the core (`feed_synced`).
+    fn wal_steps(&mut self, steps: Vec<Step>) {
+        for s in steps {
+            match s {
+                Step::Write(b) => {
+                    // The writer exits the process on an IO error; a
+                    // closed channel means it already did.
+                    let _ = self.wal.send(b);
+                }
+                Step::Synced(upto) => self.synced.push(upto),
+            }
+        }
+    }
+
+    /// Tells the core what the write path reported synced.
+    fn feed_synced(&mut self) {
+        while !self.synced.is_empty() {
+            for upto in std::mem::take(&mut self.synced) {
+                self.fed = upto;
+                self.step(ServerInput::Log(Input::Synced { upto }));
+            }
+        }
     }
 
     fn set_timer(&mut self, now: u64, kind: TimerKind, delay_us: u64, jitter_us: u64) {
@@ -452,9 +482,9 @@ impl Core {
             Output::Send { to, msg, after } => {
                 // D1: a message leaves only once the write it reveals is durable.
                 assert!(
-                    after <= self.synced,
+                    after <= self.fed,
                     "a message revealing write #{after} left before it was synced (synced: #{})",
-                    self.synced
+                    self.fed
                 );
                 if to == self.id {
                     self.local.push_back(msg);
@@ -470,11 +500,14 @@ impl Core {
                     Write::Rebuilt(d) => info!(base = d.base(), "writing the rebuilt state"),
                     _ => {}
                 }
-                let write = Box::new(write);
-                let _ = self.wal.send(WalReq::Persist { seq, write });
+                let mut steps = Vec::new();
+                self.wp.persist(seq, write, &mut steps);
+                self.wal_steps(steps);
             }
             Output::Sync { upto } => {
-                let _ = self.wal.send(WalReq::Sync { upto });
+                let mut steps = Vec::new();
+                self.wp.sync(upto, &mut steps);
+                self.wal_steps(steps);
             }
             Output::SetTimer {
                 timer,
@@ -532,37 +565,17 @@ impl Core {
 }
 
 /// The writer thread: group commit (see [`crate::storage`]).
-fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<WalReq>, done: mpsc::Sender<Inbound>) {
-    let mut written = 0u64;
-    while let Ok(first) = rx.recv() {
-        let mut writes = Vec::new();
-        let mut sync = 0u64;
-        let mut take = |r: WalReq| match r {
-            WalReq::Persist { seq, write } => {
-                assert_eq!(seq, written + 1, "writes arrive in order");
-                written = seq;
-                writes.push(*write);
-            }
-            WalReq::Sync { upto } => sync = sync.max(upto),
-        };
-        take(first);
-        while let Ok(r) = rx.try_recv() {
-            take(r);
-        }
-        if !writes.is_empty() {
-            let count = writes.len();
-            dir.write(writes);
-            debug!(writes = count, upto = written, "fsynced");
-        }
-        if sync > 0 {
-            assert!(sync <= written, "a sync of a write never issued");
-            // Every write so far is durable, the requested ones included.
-            if done
-                .blocking_send(Inbound::Synced { upto: written })
-                .is_err()
-            {
-                return;
-            }
+/// The writer thread: the thin shell that carries out the write path's
+/// batches, one at a time, and says when each is done (durable).
+fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<Batch>, done: mpsc::Sender<Inbound>) {
+    while let Ok(b) = rx.recv() {
+        dir.execute(&b.io);
+        debug!(upto = b.upto, "batch durable");
+        if done
+            .blocking_send(Inbound::BatchDone { upto: b.upto })
+            .is_err()
+        {
+            return;
         }
     }
 }

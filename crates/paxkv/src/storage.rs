@@ -15,34 +15,28 @@
 //!   new replica.
 //! - `wal.corrupt`: the last WAL found corrupt, kept for a post-mortem.
 //!
-//! **Group commit.** One writer thread owns the file. It takes every request
-//! queued since its last fsync, writes them with one `write`, issues one
-//! `fsync` (`File::sync_data`), and only then reports the highest sequence
-//! number written as synced: the core releases the messages (and so,
-//! eventually, the client replies) that waited on any of them. Under load,
-//! requests pile up while an fsync runs, so many writes share the next one.
-//!
-//! **Compaction.** A snapshot record drops the log below it (in the loaded
-//! state), but the file keeps the bytes. When the file has grown past a
-//! threshold, the writer rewrites it as the smallest file that loads to the
-//! same state (Init, the promise, the snapshot, the accepted and chosen
-//! entries above it), atomically as above.
+//! **What to write, and when it counts as durable, is not decided here.**
+//! Group commit, sync reporting, compaction and what recovery makes of the
+//! bytes are [`kv::write_path`], sans-IO and run by the simulator too under
+//! power loss; this module is the thin shell of system calls it drives: it
+//! reads the files at start-up and executes each [`Batch`] (append and
+//! `fsync`, or an atomic replace as above).
 //!
 //! Any IO error while writing ends the process: a write that did not reach
 //! the disk must never be reported synced, and a replica that cannot write
 //! is better stopped (it recovers, or rebuilds, when restarted).
 
 use kv::server::Snapshot;
+use kv::write_path::{self, BatchIo, Recovery, WritePath};
 use kv::Cmd;
-use multipaxos::storage::{self, Loaded};
-use multipaxos::{Ballot, Durable, NodeId, Write};
+use multipaxos::{NodeId, Write};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use tracing::{error, info, warn};
 
 pub type LogWrite = Write<Cmd, Snapshot>;
-pub type State = Durable<Cmd, Snapshot>;
+pub type State = write_path::State;
 
 const WAL: &str = "wal";
 const WAL_TMP: &str = "wal.tmp";
@@ -51,8 +45,9 @@ const MARKER: &str = "paxkv-node";
 
 /// How a replica starts from its data directory.
 pub enum Boot {
-    /// The state its files hold (a new replica's is just initialized).
-    Recover(State),
+    /// The state its files hold (a new replica's is just initialized), and
+    /// the WAL's length.
+    Recover(State, u64),
     /// Its state is lost (`why`): rebuild from the peers before voting.
     Rebuild { why: String },
 }
@@ -64,10 +59,6 @@ pub struct DataDir {
     /// The open WAL, None while a rebuilding replica has not written its
     /// rebuilt state yet.
     file: Option<File>,
-    len: u64,
-    /// What the WAL loads to, kept to write a compacted copy.
-    state: State,
-    compact_bytes: u64,
 }
 
 fn marker_text(cluster: u64, id: NodeId) -> String {
@@ -105,7 +96,6 @@ impl DataDir {
         cluster: u64,
         id: NodeId,
         rebuild: bool,
-        compact_bytes: u64,
     ) -> Result<(DataDir, Boot), String> {
         let ctx = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(|e| ctx("cannot create the data directory", e))?;
@@ -129,9 +119,6 @@ impl DataDir {
             dir: dir.to_path_buf(),
             cluster,
             file: None,
-            len: 0,
-            state: State::default(),
-            compact_bytes,
         };
         let path = dir.join(WAL);
         let bytes = match std::fs::read(&path) {
@@ -144,28 +131,26 @@ impl DataDir {
             None if rebuild => "--rebuild: a replaced disk".to_string(),
             None => {
                 info!(dir = %dir.display(), "a new replica: initializing the data directory");
-                let f = storage::new_file::<Cmd, Snapshot>(cluster, &Write::Init);
+                let f = WritePath::new_file(cluster);
                 write_atomic(dir, WAL, &f).map_err(|e| ctx("cannot create the WAL in", e))?;
                 d.write_marker(&expected)?;
                 return d.load_wal();
             }
-            Some(bytes) => match storage::load::<Cmd, Snapshot>(&bytes, cluster) {
-                Loaded::Ok { .. } => {
+            // What the bytes say is the write path's call, as in the
+            // simulator; the files are this module's.
+            Some(bytes) => match write_path::recover(Some(&bytes), cluster) {
+                Recovery::Recover { .. } => {
                     if !marked {
                         d.write_marker(&expected)?;
                     }
                     return d.load_wal();
                 }
-                l @ (Loaded::OtherCluster { .. }
-                | Loaded::NewerFormat { .. }
-                | Loaded::OlderFormat { .. }) => {
-                    return Err(format!("{}: {l}", path.display()));
-                }
-                l @ (Loaded::Wiped | Loaded::Corrupt { .. }) => {
+                Recovery::Refuse(why) => return Err(format!("{}: {why}", path.display())),
+                Recovery::Rebuild { why, .. } => {
                     std::fs::rename(&path, dir.join(WAL_CORRUPT))
                         .and_then(|_| sync_dir(dir))
                         .map_err(|e| ctx("cannot set the bad WAL aside in", e))?;
-                    format!("its WAL is unusable ({l}); kept as {WAL_CORRUPT}")
+                    format!("{why}; kept as {WAL_CORRUPT}")
                 }
             },
         };
@@ -187,131 +172,72 @@ impl DataDir {
         r.map_err(|e| format!("cannot write the marker in {}: {e}", self.dir.display()))
     }
 
-    /// Loads the WAL the simulator's way ([`storage::load`]), truncating a
-    /// torn tail, and opens it for appending.
+    /// Loads the WAL the simulator's way ([`write_path::recover`]),
+    /// truncating a torn tail, and opens it for appending.
     fn load_wal(mut self) -> Result<(DataDir, Boot), String> {
         let path = self.dir.join(WAL);
         let err = |e: io::Error| format!("{}: {e}", path.display());
         let bytes = std::fs::read(&path).map_err(err)?;
-        let Loaded::Ok { state, torn_bytes } = storage::load::<Cmd, Snapshot>(&bytes, self.cluster)
+        let Recovery::Recover { state, good } = write_path::recover(Some(&bytes), self.cluster)
         else {
             unreachable!("load_wal is called on a file that loaded");
         };
         let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
-        let len = (bytes.len() - torn_bytes) as u64;
-        if torn_bytes > 0 {
+        if good < bytes.len() as u64 {
             // A write cut short by a crash: never synced, so never
             // acknowledged. Drop it, as etcd's WAL drops a short tail.
-            warn!(torn_bytes, "dropping the torn last record of the WAL");
-            file.set_len(len).map_err(err)?;
+            warn!(
+                torn_bytes = bytes.len() as u64 - good,
+                "dropping the torn last record of the WAL"
+            );
+            file.set_len(good).map_err(err)?;
             file.sync_all().map_err(err)?;
         }
         self.file = Some(file);
-        self.len = len;
-        self.state = state.clone();
-        Ok((self, Boot::Recover(state)))
+        Ok((self, Boot::Recover(state, good)))
     }
 
-    /// Makes `writes` (each with its sequence number) durable, appended in
-    /// order; one fsync for all of them. Ends the process on an IO error.
-    pub fn write(&mut self, writes: Vec<LogWrite>) {
-        if let Err(e) = self.try_write(writes) {
+    /// Carries out one batch of the write path: append and fsync, or an
+    /// atomic replace. Ends the process on an IO error: a write that did
+    /// not reach the disk must never be reported synced.
+    pub fn execute(&mut self, io: &BatchIo) {
+        if let Err(e) = self.try_execute(io) {
             error!(dir = %self.dir.display(), "cannot write the WAL: {e}; stopping without acknowledging the write");
             std::process::exit(2);
         }
     }
 
-    fn try_write(&mut self, writes: Vec<LogWrite>) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let mut compact = false;
-        for w in writes {
-            if storage::starts_file(&w) {
-                // Only a rebuilt state starts a file (Init is written at
-                // initialization); whatever was buffered before it is
-                // superseded.
-                assert!(matches!(w, Write::Rebuilt(_)), "the core never writes Init");
-                buf.clear();
-                let bytes = storage::new_file(self.cluster, &w);
-                self.replace(&bytes)?;
-                self.state = State::default();
-                self.state.apply(&w);
-                info!(bytes = bytes.len(), "wrote the rebuilt state as a new WAL");
-                continue;
+    fn try_execute(&mut self, io: &BatchIo) -> io::Result<()> {
+        match io {
+            BatchIo::Append(recs) => {
+                let f = self
+                    .file
+                    .as_mut()
+                    .expect("a rebuilding replica writes its rebuilt state first");
+                let mut buf = Vec::with_capacity(recs.iter().map(|r| r.bytes.len()).sum());
+                for r in recs {
+                    buf.extend_from_slice(&r.bytes);
+                }
+                f.write_all(&buf)?;
+                f.sync_data()
             }
-            assert!(
-                self.file.is_some(),
-                "a rebuilding replica writes its rebuilt state first"
-            );
-            storage::encode_into(&w, &mut buf);
-            if matches!(w, Write::Snapshot(_)) {
-                compact = true;
+            BatchIo::Replace { bytes, .. } => {
+                let rebuilt = self.file.is_none();
+                self.file = None;
+                let mut f = write_atomic(&self.dir, WAL, bytes)?;
+                // write_atomic leaves the offset at the end: appends go there.
+                f.flush()?;
+                self.file = Some(f);
+                if rebuilt {
+                    info!(bytes = bytes.len(), "wrote the rebuilt state as a new WAL");
+                } else {
+                    info!(
+                        to_bytes = bytes.len(),
+                        "compacted the WAL: one record of the state"
+                    );
+                }
+                Ok(())
             }
-            self.state.apply(&w);
         }
-        if compact && self.len + buf.len() as u64 > self.compact_bytes {
-            // Every buffered write is in `state`: the compacted file holds them.
-            return self.compact();
-        }
-        let f = self.file.as_mut().expect("checked above");
-        f.write_all(&buf)?;
-        self.len += buf.len() as u64;
-        f.sync_data()
-    }
-
-    /// Replaces the WAL with `bytes`, atomically, and appends there from now on.
-    fn replace(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file = None;
-        let mut f = write_atomic(&self.dir, WAL, bytes)?;
-        // write_atomic leaves the offset at the end: appends go there.
-        f.flush()?;
-        self.file = Some(f);
-        self.len = bytes.len() as u64;
-        Ok(())
-    }
-
-    fn compact(&mut self) -> io::Result<()> {
-        let s = &self.state;
-        let mut bytes = storage::new_file::<Cmd, Snapshot>(self.cluster, &Write::Init);
-        if s.promised != Ballot::ZERO {
-            storage::encode_into(&LogWrite::Promise(s.promised), &mut bytes);
-        }
-        if let Some(snap) = &s.snapshot {
-            storage::encode_into(&LogWrite::Snapshot(snap.clone()), &mut bytes);
-        }
-        for (slot, (ballot, entry)) in &s.accepted {
-            let w = LogWrite::Accept {
-                slot: *slot,
-                ballot: *ballot,
-                entry: entry.clone(),
-            };
-            storage::encode_into(&w, &mut bytes);
-        }
-        for (slot, entry) in &s.chosen {
-            let w = LogWrite::Chosen {
-                slot: *slot,
-                entry: entry.clone(),
-            };
-            storage::encode_into(&w, &mut bytes);
-        }
-        // The compacted file must load to exactly the state it replaces.
-        match storage::load::<Cmd, Snapshot>(&bytes, self.cluster) {
-            Loaded::Ok { state, torn_bytes } => {
-                assert_eq!(torn_bytes, 0);
-                assert!(
-                    state == self.state,
-                    "a compacted WAL loads to another state"
-                );
-            }
-            l => panic!("a compacted WAL does not load: {l}"),
-        }
-        let was = self.len;
-        self.replace(&bytes)?;
-        info!(
-            from_bytes = was,
-            to_bytes = bytes.len(),
-            base = self.state.base(),
-            "compacted the WAL at a snapshot"
-        );
-        Ok(())
     }
 }

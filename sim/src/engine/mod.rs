@@ -1165,6 +1165,8 @@ impl<S: Scenario> Engine<S> {
             "a crash must settle unsynced writes"
         );
         let cfg = &self.configs[id as usize];
+        // A record that replaced all before it leaves no garbage to read.
+        slot.disk.compact();
         let (node, how) = S::P::boot(cfg, slot.inc, &mut slot.disk.durable, now);
         // Boot may have repaired or cleared the disk: its facts are what
         // is left on it.

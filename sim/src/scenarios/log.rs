@@ -26,6 +26,7 @@ use checkers::log::LogObserver;
 use checkers::{Invariant, Violation};
 use kv::client::{Client, ClientOut};
 use kv::server::{Event as SEvent, LogNode, Server, ServerConfig, ServerInput, Snapshot};
+use kv::write_path::{self, Batch, BatchIo, Recovery, Step, WritePath};
 use kv::{Cmd, Command, Op, Reply, Value};
 use linearizability::{History, KvModel, KvOp, KvRet, OpId};
 use multipaxos::storage::{self, load, Loaded};
@@ -83,6 +84,11 @@ pub struct LogParams {
     /// limit by default (64 MiB). Every send is checked against it (R1).
     #[serde(default = "frame_bytes")]
     pub frame_bytes: usize,
+    /// The write path compacts a replica's WAL at a snapshot once it is
+    /// larger than this (`paxkv --compact-bytes`; small here, so that runs
+    /// compact).
+    #[serde(default = "compact_bytes")]
+    pub compact_bytes: u64,
     /// Of the seeds that draw BUGGIFY knobs, one in this many also draws a
     /// scale (values up to `kv::VALUE_MAX`, up to 200 keys); 0: none. Each
     /// such seed costs about ten ordinary ones, so the default keeps the
@@ -102,6 +108,10 @@ fn scale_one_in() -> u32 {
 
 fn frame_bytes() -> usize {
     64 << 20
+}
+
+fn compact_bytes() -> u64 {
+    32 << 10
 }
 
 /// The BUGGIFY knobs of both cores of a replica, and of the run's scale.
@@ -285,6 +295,7 @@ impl Default for LogParams {
             op_bound_us: 3_000_000,
             scale_one_in: scale_one_in(),
             frame_bytes: frame_bytes(),
+            compact_bytes: compact_bytes(),
             buggify: None,
         }
     }
@@ -509,8 +520,20 @@ fn truncate(disk: &mut Vec<Record>, good: usize) {
 impl DiskRecord for Record {
     fn tear(&mut self, cut: u32) {
         assert!(!self.bytes.is_empty(), "every record has a frame");
+        if self.replaces_all() {
+            // A new file, written beside the WAL and renamed over it only
+            // once fsynced (`kv::write_path`): cut short, it was never the
+            // WAL, and recovery never reads it.
+            self.bytes.clear();
+            return;
+        }
         let keep = cut as usize % self.bytes.len();
         self.bytes.truncate(keep);
+    }
+    /// A rebuilt state, or a WAL compacted to one record of the state:
+    /// a file of its own, which replaces the WAL once durable.
+    fn replaces_all(&self) -> bool {
+        self.write.kind == "Rebuilt"
     }
     fn flip_bit(&mut self, bit: u32) {
         // A record a crash cut to nothing has no bit to flip.
@@ -521,7 +544,7 @@ impl DiskRecord for Record {
         self.bytes[bit / 8] ^= 1 << (bit % 8);
     }
     fn is_snapshot(&self) -> bool {
-        self.write.kind == "Snapshot"
+        matches!(self.write.kind, "Snapshot" | "Rebuilt")
     }
     /// A promise of a ballot, an acceptance (ballot, slot, entry), a chosen
     /// entry, a chosen mark, a snapshot's position: each belongs on a
@@ -651,6 +674,10 @@ impl fmt::Display for LNote {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Replica {
     server: Server,
+    /// `paxkv`'s write path to the WAL (`kv::write_path`): the core's
+    /// writes reach the disk in its batches, and the core hears a write is
+    /// synced when the write path says so.
+    wp: WritePath,
 }
 
 impl Replica {
@@ -688,6 +715,86 @@ pub struct ReplicaConfig {
     pub server: ServerConfig,
     /// The largest peer message, encoded, the transport carries (R1).
     pub frame_bytes: usize,
+    /// The write path compacts the WAL at a snapshot past this size.
+    pub compact_bytes: u64,
+}
+
+/// What a replica emits: the service's events, and the disk writes its
+/// write path made of the core's.
+#[derive(Debug)]
+pub enum ROut {
+    Event(SEvent),
+    Write { seq: u64, record: Record },
+}
+
+impl Replica {
+    /// Carries out the service's events `ev`, routing the core's writes
+    /// and syncs through the write path as `paxkv` does: each batch becomes
+    /// the disk's writes (appended records, or one record of the whole
+    /// state) and one sync, and each sync the write path reports is fed
+    /// back to the core, whose events go the same way. `steps` are the
+    /// write path's, already due.
+    fn through_write_path(
+        &mut self,
+        now: u64,
+        mut ev: Vec<SEvent>,
+        mut steps: Vec<Step>,
+        out: &mut Vec<ROut>,
+    ) {
+        loop {
+            for e in ev.drain(..) {
+                match e {
+                    SEvent::Log(multipaxos::Output::Persist { seq, write }) => {
+                        self.wp.persist(seq, write, &mut steps)
+                    }
+                    SEvent::Log(multipaxos::Output::Sync { upto }) => {
+                        self.wp.sync(upto, &mut steps)
+                    }
+                    e => out.push(ROut::Event(e)),
+                }
+            }
+            let mut synced = Vec::new();
+            for s in steps.drain(..) {
+                match s {
+                    Step::Write(b) => batch_effects(b, out),
+                    Step::Synced(upto) => synced.push(upto),
+                }
+            }
+            if synced.is_empty() {
+                return;
+            }
+            for upto in synced {
+                let input = ServerInput::Log(multipaxos::Input::Synced { upto });
+                self.server.handle(now, input, &mut ev);
+            }
+        }
+    }
+}
+
+/// The disk's writes for one batch of the write path: its records (or the
+/// one record of a replaced file), then one sync for all of them.
+fn batch_effects(b: Batch, out: &mut Vec<ROut>) {
+    match b.io {
+        BatchIo::Append(recs) => {
+            for r in recs {
+                let record = Record {
+                    write: summarize_write(&r.write),
+                    bytes: r.bytes,
+                };
+                out.push(ROut::Write { seq: r.seq, record });
+            }
+        }
+        BatchIo::Replace { write, bytes } => {
+            let write = summarize_write(&write);
+            let record = Record { bytes, write };
+            out.push(ROut::Write {
+                seq: b.upto,
+                record,
+            });
+        }
+    }
+    let sync = multipaxos::Output::Sync { upto: b.upto };
+    out.push(ROut::Event(SEvent::Log(sync)));
 }
 
 impl Protocol for Replica {
@@ -701,7 +808,7 @@ impl Protocol for Replica {
     type MsgSummary = LMsg;
     type WriteSummary = LMsg;
     type NoteSummary = LNote;
-    type Output = SEvent;
+    type Output = ROut;
 
     fn boot(cfg: &ReplicaConfig, inc: u32, disk: &mut Vec<Record>, now: u64) -> (Replica, Boot) {
         if inc == 0 {
@@ -709,42 +816,40 @@ impl Protocol for Replica {
             disk.push(Record::of(&Write::Init));
         }
         let file = file(disk);
-        let (node, how) = match load(&file, CLUSTER) {
-            Loaded::Ok { state, torn_bytes } => {
+        // What the bytes say is `paxkv`'s own call (`write_path::recover`).
+        let (node, how, wal) = match write_path::recover(Some(&file), CLUSTER) {
+            Recovery::Recover { state, good } => {
                 // Recovery repairs a torn tail, as a WAL truncates it.
-                truncate(disk, file.len() - torn_bytes);
-                (LogNode::recover(cfg.log, state, now), Boot::Recovered)
+                truncate(disk, good as usize);
+                let wal = Some((state.clone(), good));
+                (LogNode::recover(cfg.log, state, now), Boot::Recovered, wal)
             }
-            Loaded::Wiped => {
+            Recovery::Rebuild { corrupt, .. } => {
                 disk.clear();
-                let b = Boot::Rebuilding { corrupt: false };
-                (LogNode::rebuild(cfg.log, now), b)
-            }
-            Loaded::Corrupt { .. } => {
-                disk.clear();
-                let b = Boot::Rebuilding { corrupt: true };
-                (LogNode::rebuild(cfg.log, now), b)
+                let b = Boot::Rebuilding { corrupt };
+                (LogNode::rebuild(cfg.log, now), b, None)
             }
             // An operator's error in production; here, a bug: every file
             // is written by this build for `CLUSTER`, and flips fail the
             // header's checksum before its fields are read.
-            l @ (Loaded::OtherCluster { .. }
-            | Loaded::NewerFormat { .. }
-            | Loaded::OlderFormat { .. }) => {
-                panic!("n{}: the disk cannot be read: {l}", cfg.log.id)
+            Recovery::Refuse(why) => {
+                panic!("n{}: the disk cannot be read: {why}", cfg.log.id)
             }
         };
         let r = Replica {
             server: Server::new(node, cfg.server),
+            wp: WritePath::new(CLUSTER, cfg.compact_bytes, cfg.server.bugs, wal),
         };
         (r, how)
     }
 
-    fn start(&mut self, now: u64, out: &mut Vec<SEvent>) {
-        self.server.start(now, out);
+    fn start(&mut self, now: u64, out: &mut Vec<ROut>) {
+        let mut ev = Vec::new();
+        self.server.start(now, &mut ev);
+        self.through_write_path(now, ev, Vec::new(), out);
     }
 
-    fn handle(&mut self, now: u64, input: Input<Replica>, out: &mut Vec<SEvent>) {
+    fn handle(&mut self, now: u64, input: Input<Replica>, out: &mut Vec<ROut>) {
         let input = match input {
             Input::Receive { from, msg } => {
                 ServerInput::Log(multipaxos::Input::Receive { from, msg })
@@ -752,19 +857,30 @@ impl Protocol for Replica {
             Input::Timer(Timer::Log(t)) => ServerInput::Log(multipaxos::Input::Timer(t)),
             Input::Timer(Timer::Tick) => ServerInput::Tick,
             Input::Request { req, .. } => ServerInput::Request(req.0),
-            Input::Synced { upto } => ServerInput::Log(multipaxos::Input::Synced { upto }),
+            // The disk finished a batch: the write path decides what the
+            // core hears.
+            Input::Synced { upto } => {
+                let mut steps = Vec::new();
+                self.wp.done(upto, &mut steps);
+                return self.through_write_path(now, Vec::new(), steps, out);
+            }
         };
-        self.server.handle(now, input, out);
+        let mut ev = Vec::new();
+        self.server.handle(now, input, &mut ev);
+        self.through_write_path(now, ev, Vec::new(), out);
     }
 
-    fn effect(e: SEvent) -> Option<Effect<Replica>> {
+    fn effect(e: ROut) -> Option<Effect<Replica>> {
+        let e = match e {
+            ROut::Write { seq, record } => return Some(Effect::Persist { seq, write: record }),
+            ROut::Event(e) => e,
+        };
         Some(match e {
             SEvent::Log(o) => match o {
                 multipaxos::Output::Send { to, msg, after } => Effect::Send { to, msg, after },
-                multipaxos::Output::Persist { seq, write } => Effect::Persist {
-                    seq,
-                    write: Record::of(&write),
-                },
+                multipaxos::Output::Persist { .. } => {
+                    unreachable!("the core's writes go through the write path")
+                }
                 multipaxos::Output::Sync { upto } => Effect::Sync { upto },
                 multipaxos::Output::SetTimer {
                     timer,
@@ -1067,10 +1183,10 @@ pub fn feed_peer_bytes(data: &[u8]) -> (usize, usize) {
         let t = cfg.log.timing;
         now += t.election_us + t.election_jitter_us + t.lease_us + 1;
         let epochs = out.iter().filter_map(|o| match o {
-            SEvent::Log(multipaxos::Output::SetTimer {
+            ROut::Event(SEvent::Log(multipaxos::Output::SetTimer {
                 timer: multipaxos::Timer::Election { epoch },
                 ..
-            }) => Some(*epoch),
+            })) => Some(*epoch),
             _ => None,
         });
         let epoch = epochs.max().expect("a follower arms its election timer");
@@ -1239,15 +1355,25 @@ impl Checker<Replica> for LogChecker {
     fn on_persist(&mut self, _now: u64, node: NodeId, _seq: u64, w: &Record) -> Check {
         if w.write.kind == "Rebuilt" {
             // A rebuilt replica's acceptances are its own from here on (a
-            // resent Accept of one is answered without a second record):
-            // read them from the record's bytes, a file of its own.
+            // resent Accept of one is answered without a second record),
+            // and so are those of a WAL compacted to one record of its
+            // state: read them from the record's bytes, a file of its own.
             if let Loaded::Ok { state, .. } = load::<Cmd, Snapshot>(&w.bytes, CLUSTER) {
                 for (slot, (ballot, entry)) in &state.accepted {
                     self.obs
                         .on_accept_write(node, *ballot, *slot, digest(entry));
                 }
+                self.obs.on_snapshot_write(node, state.base());
             }
             return Ok(());
+        }
+        if let LMsg {
+            kind: "Snapshot",
+            slot: Some(upto),
+            ..
+        } = w.write
+        {
+            self.obs.on_snapshot_write(node, upto);
         }
         // The summary of an Accept names its ballot, slot and entry digest.
         if let LMsg {
@@ -1747,7 +1873,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 16] = [
+const CANARIES: [Canary; 18] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -1805,6 +1931,14 @@ const CANARIES: [Canary; 16] = [
     (
         "send-state-whole",
         "(resources) state goes whole, over the frame limit (R1)",
+    ),
+    (
+        "synced-before-fsync",
+        "(durability, paxkv's write path) a batch reported durable before its fsync (D1)",
+    ),
+    (
+        "pipelined-sync",
+        "(durability, paxkv's write path) a sync counted done once the writer has the writes (D1)",
     ),
 ];
 
@@ -1913,6 +2047,7 @@ impl Scenario for Log {
             ("op_bound_us", l.op_bound_us, 1_000, 600_000_000),
             ("scale_one_in", l.scale_one_in as u64, 0, 1_000_000),
             ("frame_bytes", l.frame_bytes as u64, 256, 1 << 30),
+            ("compact_bytes", l.compact_bytes, 0, 1 << 40),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("params.{name} is {v}, must be {lo} to {hi}"));
@@ -1975,6 +2110,7 @@ impl Scenario for Log {
                     buggify: knobs.server,
                 },
                 frame_bytes: frame,
+                compact_bytes: p.compact_bytes,
             })
             .collect()
     }

@@ -61,7 +61,11 @@ fn multi_one_command_one_crash_is_explored_completely_and_passes() {
     // Issue 19: 314,522 and depth 28 before; a repeated Prepare or a
     // resent Accept no longer writes a second record (the candidate's own
     // Prepare to itself was one), so fewer writes and syncs interleave.
-    assert_eq!((r.unique_states, r.max_depth), (189_314, 26));
+    // Issue 20: 189,314 before; the replicas' writes go through paxkv's
+    // write path, whose group commit keeps one sync in flight per replica
+    // (the writes behind it share the next), so a crash has fewer
+    // half-synced prefixes to choose from.
+    assert_eq!((r.unique_states, r.max_depth), (131_718, 26));
 }
 
 /// The bounds that find `prepare-before-promise` in four steps find nothing

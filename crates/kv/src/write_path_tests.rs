@@ -1,0 +1,211 @@
+//! Group commit, sync reporting, compaction and recovery, and the two
+//! planted mistakes of the write path.
+
+use super::*;
+use multipaxos::{Ballot, Entry, Snap};
+use std::sync::Arc;
+
+const CLUSTER: u64 = 7;
+
+fn init() -> (State, u64) {
+    let bytes = WritePath::new_file(CLUSTER);
+    let Recovery::Recover { state, good } = recover(Some(&bytes), CLUSTER) else {
+        panic!("a new file recovers");
+    };
+    (state, good)
+}
+
+fn path(bugs: Bugs, compact_bytes: u64) -> WritePath {
+    WritePath::new(CLUSTER, compact_bytes, bugs, Some(init()))
+}
+
+fn accept(slot: u64) -> LogWrite {
+    Write::Accept {
+        slot,
+        ballot: Ballot { round: 1, node: 0 },
+        entry: Entry::Noop,
+    }
+}
+
+/// Persist and sync `seq`, as the core issues a write.
+fn issue(p: &mut WritePath, seq: u64, w: LogWrite) -> Vec<Step> {
+    let mut steps = Vec::new();
+    p.persist(seq, w, &mut steps);
+    p.sync(seq, &mut steps);
+    steps
+}
+
+fn batch_seqs(s: &Step) -> Option<Vec<u64>> {
+    match s {
+        Step::Write(Batch {
+            io: BatchIo::Append(recs),
+            ..
+        }) => Some(recs.iter().map(|r| r.seq).collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn writes_behind_a_batch_in_flight_share_the_next_fsync_and_nothing_is_synced_before_done() {
+    let mut p = path(Bugs::default(), u64::MAX);
+    let s = issue(&mut p, 1, accept(0));
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(batch_seqs(&s[0]), Some(vec![1]));
+    // Two more while #1's fsync runs: queued, nothing reported.
+    assert!(issue(&mut p, 2, accept(1)).is_empty());
+    assert!(issue(&mut p, 3, accept(2)).is_empty());
+    let mut s = Vec::new();
+    p.done(1, &mut s);
+    assert!(matches!(s[0], Step::Synced(1)), "{s:?}");
+    assert_eq!(batch_seqs(&s[1]), Some(vec![2, 3]), "one batch, one fsync");
+    let mut s = Vec::new();
+    p.done(3, &mut s);
+    assert!(matches!(s[..], [Step::Synced(3)]), "{s:?}");
+    assert_eq!(p.state().accepted.len(), 3);
+}
+
+#[test]
+fn canary_synced_before_fsync_reports_a_batch_as_it_is_handed_over() {
+    let bugs = Bugs {
+        synced_before_fsync: true,
+        ..Bugs::default()
+    };
+    let mut p = path(bugs, u64::MAX);
+    let s = issue(&mut p, 1, accept(0));
+    assert!(matches!(s[..], [Step::Write(_), Step::Synced(1)]), "{s:?}");
+}
+
+#[test]
+fn canary_pipelined_sync_reports_a_sync_the_writer_merely_has() {
+    let bugs = Bugs {
+        pipelined_sync: true,
+        ..Bugs::default()
+    };
+    let mut p = path(bugs, u64::MAX);
+    issue(&mut p, 1, accept(0));
+    // #2 is only queued behind #1's batch, yet reported synced.
+    let s = issue(&mut p, 2, accept(1));
+    assert!(matches!(s[..], [Step::Synced(2)]), "{s:?}");
+}
+
+fn snapshot(upto: u64) -> LogWrite {
+    Write::Snapshot(Snap {
+        upto,
+        state: Arc::new(crate::Machine::default()),
+    })
+}
+
+#[test]
+fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_state() {
+    let mut p = path(Bugs::default(), 200);
+    let mut seq = 0;
+    let mut all = init().0;
+    let mut file = WritePath::new_file(CLUSTER);
+    for slot in 0..10 {
+        seq += 1;
+        let w = accept(slot);
+        all.apply(&w);
+        let s = issue(&mut p, seq, w);
+        let Some(Step::Write(Batch {
+            io: BatchIo::Append(recs),
+            ..
+        })) = s.first()
+        else {
+            panic!("{s:?}")
+        };
+        for r in recs {
+            file.extend_from_slice(&r.bytes);
+        }
+        p.done(seq, &mut Vec::new());
+    }
+    assert!(file.len() > 200);
+    seq += 1;
+    let w = snapshot(5);
+    all.apply(&w);
+    let s = issue(&mut p, seq, w);
+    let Some(Step::Write(Batch {
+        io: BatchIo::Replace { bytes, write },
+        upto,
+    })) = s.first()
+    else {
+        panic!("{s:?}")
+    };
+    assert_eq!(*upto, seq);
+    assert!(matches!(write, Write::Rebuilt(_)));
+    let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER) else {
+        panic!("the new file does not load")
+    };
+    assert_eq!(state, all, "the compacted file loads to another state");
+    assert_eq!(good, bytes.len() as u64);
+    assert!(
+        bytes.len() < file.len(),
+        "compaction did not shrink the file"
+    );
+    // And the appended file, as it stood, loads to the same state too.
+    let mut appended = file.clone();
+    appended.extend_from_slice(&storage::encode(&snapshot(5)));
+    let Recovery::Recover { state: before, .. } = recover(Some(&appended), CLUSTER) else {
+        panic!()
+    };
+    assert_eq!(before, all);
+}
+
+#[test]
+fn a_rebuilding_replica_starts_its_file_with_the_rebuilt_state() {
+    let mut p = WritePath::new(CLUSTER, u64::MAX, Bugs::default(), None);
+    let d = State {
+        initialized: true,
+        promised: Ballot { round: 3, node: 1 },
+        ..State::default()
+    };
+    let s = issue(&mut p, 1, Write::Rebuilt(Box::new(d.clone())));
+    let Some(Step::Write(Batch {
+        io: BatchIo::Replace { bytes, .. },
+        ..
+    })) = s.first()
+    else {
+        panic!("{s:?}")
+    };
+    let Recovery::Recover { state, .. } = recover(Some(bytes), CLUSTER) else {
+        panic!()
+    };
+    assert_eq!(state, d);
+    p.done(1, &mut Vec::new());
+    let s = issue(&mut p, 2, accept(0));
+    assert_eq!(batch_seqs(&s[0]), Some(vec![2]), "appends after it");
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters() {
+    let mut file = WritePath::new_file(CLUSTER);
+    let whole = file.len();
+    file.extend_from_slice(&storage::encode(&accept(0)));
+    let good = file.len() as u64;
+    let rec = storage::encode(&accept(1));
+    file.extend_from_slice(&rec[..rec.len() - 3]);
+    match recover(Some(&file), CLUSTER) {
+        Recovery::Recover { state, good: g } => {
+            assert_eq!(g, good);
+            assert_eq!(state.accepted.len(), 1);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        recover(None, CLUSTER),
+        Recovery::Rebuild { corrupt: false, .. }
+    ));
+    assert!(matches!(
+        recover(Some(&[]), CLUSTER),
+        Recovery::Rebuild { corrupt: false, .. }
+    ));
+    let mut flipped = file[..good as usize].to_vec();
+    flipped[whole + 2] ^= 0x10;
+    assert!(matches!(
+        recover(Some(&flipped), CLUSTER),
+        Recovery::Rebuild { corrupt: true, .. }
+    ));
+    assert!(matches!(
+        recover(Some(&file), CLUSTER + 1),
+        Recovery::Refuse(_)
+    ));
+}

@@ -35,6 +35,8 @@ pub type Slot = u64;
 struct Acceptor {
     /// (ballot, slot) -> entry fingerprint this acceptor wrote.
     wrote: BTreeMap<(Ballot, Slot), u64>,
+    /// slot -> the highest ballot it wrote an acceptance in there.
+    highest: BTreeMap<Slot, Ballot>,
     /// The highest ballot it promised or accepted in, this disk life.
     promised: Ballot,
     /// Every slot below this is in a snapshot it wrote: decided there, so
@@ -144,9 +146,10 @@ impl LogObserver {
 
     /// An acceptor issued the write "accept `entry` at (`ballot`, `slot`)".
     pub fn on_accept_write(&mut self, node: NodeId, ballot: Ballot, slot: Slot, entry: u64) {
-        self.acceptors[node as usize]
-            .wrote
-            .insert((ballot, slot), entry);
+        let a = &mut self.acceptors[node as usize];
+        a.wrote.insert((ballot, slot), entry);
+        let h = a.highest.entry(slot).or_insert(ballot);
+        *h = (*h).max(ballot);
     }
 
     /// `node` wrote a snapshot (or a file of its whole state) covering
@@ -246,11 +249,13 @@ impl LogObserver {
         // higher acceptance at the slot a vote in a lower ballot is implied
         // (Paxos needs no more). Either way the ballot's one entry for the
         // slot (P6) is what it voted for.
-        let superseded = || a.wrote.keys().any(|(b, s)| *s == slot && *b > ballot);
-        let folded = (slot < a.base || (!a.wrote.contains_key(&(ballot, slot)) && superseded()))
-            .then(|| self.proposals.get(&(ballot, slot)))
-            .flatten();
-        let Some(entry) = a.wrote.get(&(ballot, slot)).copied().or(folded) else {
+        let folded = || {
+            let superseded = || a.highest.get(&slot).is_some_and(|b| *b > ballot);
+            (slot < a.base || superseded())
+                .then(|| self.proposals.get(&(ballot, slot)))
+                .flatten()
+        };
+        let Some(entry) = a.wrote.get(&(ballot, slot)).copied().or_else(folded) else {
             return Err(v(
                 Invariant::P2,
                 at,

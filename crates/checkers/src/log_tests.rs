@@ -246,3 +246,31 @@ fn p6_a_restarted_replica_reusing_a_ballot() {
     o.on_disk_lost(1);
     o.on_ballot_sent(9, 1, b(3, 1)).unwrap();
 }
+
+/// Issue 20: a write path may fold an acceptance into a compacted file of
+/// the acceptor's state, which keeps only the highest acceptance per slot
+/// and nothing below its snapshot. A vote that such a file implies counts,
+/// with the ballot's one entry for the slot; a vote nothing implies is P2.
+#[test]
+fn p2_a_vote_needs_a_record_unless_a_compacted_file_implies_it() {
+    let mut o = LogObserver::new(3);
+    // Nothing written: caught.
+    let err = o.on_accepted(0, 0, b(1, 1), 4).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P2, "{err}");
+    // Folded under a higher acceptance at the slot: the vote counts, for
+    // the entry ballot 1.1 carried to slot 4.
+    o.on_accept_received(0, 1, 0, b(1, 1), 4, 7).unwrap();
+    o.on_accept_write(0, b(2, 2), 4, 7);
+    o.on_accepted(0, 0, b(1, 1), 4).unwrap();
+    accept(&mut o, 1, b(1, 1), 4, 7).unwrap();
+    assert_eq!(o.chosen(4), Some(7), "the folded vote counted");
+    // A higher acceptance at another slot implies nothing here.
+    let err = o.on_accepted(0, 0, b(1, 1), 5).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P2, "{err}");
+    // Below the acceptor's snapshot the slot is decided there.
+    o.on_accept_received(0, 1, 0, b(1, 1), 6, 8).unwrap();
+    let err = o.on_accepted(0, 0, b(1, 1), 6).unwrap_err();
+    assert_eq!(err.invariant, Invariant::P2, "{err}");
+    o.on_snapshot_write(0, 10);
+    o.on_accepted(0, 0, b(1, 1), 6).unwrap();
+}

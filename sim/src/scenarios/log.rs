@@ -678,6 +678,31 @@ pub struct Replica {
     /// writes reach the disk in its batches, and the core hears a write is
     /// synced when the write path says so.
     wp: WritePath,
+    /// Buffers reused across inputs (empty between them: not state).
+    scratch: Scratch,
+}
+
+/// A replica's reusable buffers: empty between inputs, so every replica's
+/// are equal and hash to nothing (they are not state).
+#[derive(Debug, Default)]
+struct Scratch {
+    ev: Vec<SEvent>,
+    steps: Vec<Step>,
+}
+
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
+}
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Scratch {}
+impl std::hash::Hash for Scratch {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Replica {
@@ -728,6 +753,13 @@ pub enum ROut {
 }
 
 impl Replica {
+    /// The reusable buffers, empty.
+    fn buffers(&mut self) -> (Vec<SEvent>, Vec<Step>) {
+        let s = std::mem::take(&mut self.scratch);
+        assert!(s.ev.is_empty() && s.steps.is_empty());
+        (s.ev, s.steps)
+    }
+
     /// Carries out the service's events `ev`, routing the core's writes
     /// and syncs through the write path as `paxkv` does: each batch becomes
     /// the disk's writes (appended records, or one record of the whole
@@ -761,6 +793,8 @@ impl Replica {
                 }
             }
             if synced.is_empty() {
+                // Hand the (empty) buffers back for the next input.
+                self.scratch = Scratch { ev, steps };
                 return;
             }
             for upto in synced {
@@ -839,14 +873,15 @@ impl Protocol for Replica {
         let r = Replica {
             server: Server::new(node, cfg.server),
             wp: WritePath::new(CLUSTER, cfg.compact_bytes, cfg.server.bugs, wal),
+            scratch: Scratch::default(),
         };
         (r, how)
     }
 
     fn start(&mut self, now: u64, out: &mut Vec<ROut>) {
-        let mut ev = Vec::new();
+        let (mut ev, steps) = self.buffers();
         self.server.start(now, &mut ev);
-        self.through_write_path(now, ev, Vec::new(), out);
+        self.through_write_path(now, ev, steps, out);
     }
 
     fn handle(&mut self, now: u64, input: Input<Replica>, out: &mut Vec<ROut>) {
@@ -860,14 +895,14 @@ impl Protocol for Replica {
             // The disk finished a batch: the write path decides what the
             // core hears.
             Input::Synced { upto } => {
-                let mut steps = Vec::new();
+                let (ev, mut steps) = self.buffers();
                 self.wp.done(upto, &mut steps);
-                return self.through_write_path(now, Vec::new(), steps, out);
+                return self.through_write_path(now, ev, steps, out);
             }
         };
-        let mut ev = Vec::new();
+        let (mut ev, steps) = self.buffers();
         self.server.handle(now, input, &mut ev);
-        self.through_write_path(now, ev, Vec::new(), out);
+        self.through_write_path(now, ev, steps, out);
     }
 
     fn effect(e: ROut) -> Option<Effect<Replica>> {

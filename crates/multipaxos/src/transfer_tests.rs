@@ -431,17 +431,14 @@ fn no_part_leaves_before_the_write_the_message_reveals_is_durable() {
         panic!("the promise is kept in parts")
     };
     let id = o.id;
-    let mut out = Vec::new();
-    a.handle(
-        0,
-        Input::Receive {
-            from: 0,
-            msg: Msg::Pull { id, offset: 100 },
-        },
-        &mut out,
-    );
+    let pull = |a: &mut N, id: u32, offset: u64| {
+        let mut out = Vec::new();
+        let msg = Msg::Pull { id, offset };
+        a.handle(0, Input::Receive { from: 0, msg }, &mut out);
+        out
+    };
     assert!(
-        out.is_empty(),
+        pull(&mut a, id, 100).is_empty(),
         "a pull answered before the write was durable"
     );
     let seq = a.persist_seq;
@@ -455,45 +452,17 @@ fn no_part_leaves_before_the_write_the_message_reveals_is_durable() {
             ..
         } if *after == seq
     )));
-    let mut out = Vec::new();
-    a.handle(
-        0,
-        Input::Receive {
-            from: 0,
-            msg: Msg::Pull { id, offset: 100 },
-        },
-        &mut out,
-    );
     assert!(matches!(
-        &out[..],
+        &pull(&mut a, id, 100)[..],
         [Output::Send {
             msg: Msg::Part { offset: 100, .. },
             ..
         }]
     ));
     // A pull for another transfer gets nothing; one at the end frees it.
-    let mut out = Vec::new();
-    a.handle(
-        0,
-        Input::Receive {
-            from: 0,
-            msg: Msg::Pull {
-                id: id ^ 1,
-                offset: 0,
-            },
-        },
-        &mut out,
-    );
-    assert!(out.is_empty());
+    assert!(pull(&mut a, id ^ 1, 0).is_empty());
     let total = a.outgoing[&0].bytes.len() as u64;
-    a.handle(
-        0,
-        Input::Receive {
-            from: 0,
-            msg: Msg::Pull { id, offset: total },
-        },
-        &mut out,
-    );
+    pull(&mut a, id, total);
     assert!(a.outgoing.is_empty());
 }
 

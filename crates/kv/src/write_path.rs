@@ -180,9 +180,14 @@ impl WritePath {
         &self.state
     }
 
+    /// The last write the core issued.
+    fn last_issued(&self) -> u64 {
+        self.queued.last().map_or(self.taken, |(s, _)| *s)
+    }
+
     /// The core issued write `seq`.
     pub fn persist(&mut self, seq: u64, write: LogWrite, steps: &mut Vec<Step>) {
-        let last = self.queued.last().map_or(self.taken, |(s, _)| *s);
+        let last = self.last_issued();
         assert!(
             seq > last,
             "write #{seq} after #{last}: writes arrive in order"
@@ -195,8 +200,10 @@ impl WritePath {
     /// are queued or in a batch already: the answer comes when their
     /// batch is done.
     pub fn sync(&mut self, upto: u64, steps: &mut Vec<Step>) {
-        let last = self.queued.last().map_or(self.taken, |(s, _)| *s);
-        assert!(upto <= last, "a sync of write #{upto}, never issued");
+        assert!(
+            upto <= self.last_issued(),
+            "a sync of write #{upto}, never issued"
+        );
         if self.bugs.pipelined_sync && upto > self.reported {
             // BUG (canary 18): the writer has the writes, so count them
             // synced now: in the page cache at best, not on the disk.
@@ -253,10 +260,10 @@ impl WritePath {
         for (seq, w) in writes {
             if storage::starts_file(&w) {
                 assert!(matches!(w, Write::Rebuilt(_)), "the core never writes Init");
-                // Whatever came before a rebuilt state is superseded.
+                // Whatever came before a rebuilt state is superseded (and
+                // applying it below replaces the whole state).
                 recs.clear();
                 added = 0;
-                self.state = State::default();
                 replace = true;
             } else {
                 assert!(
@@ -266,6 +273,11 @@ impl WritePath {
                 snapshot |= matches!(w, Write::Snapshot(_));
             }
             self.state.apply(&w);
+            if replace {
+                // The batch becomes one record of the state: no record of
+                // its own to encode.
+                continue;
+            }
             let bytes = storage::encode(&w);
             added += bytes.len() as u64;
             recs.push(Rec {

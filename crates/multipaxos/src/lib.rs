@@ -515,11 +515,7 @@ impl<C: Command, S: State> Node<C, S> {
                     assert!(*after <= self.synced_seq, "a send ahead of its sync");
                     // Whatever can grow went through `whole_or_first_part`
                     // (a message this check finds large is the bug it names).
-                    if matches!(
-                        msg,
-                        Msg::Promise { .. } | Msg::Snapshot { .. } | Msg::RebuildState { .. }
-                    ) && !self.cfg.bugs.send_state_whole
-                    {
+                    if msg.may_outgrow_a_frame() && !self.cfg.bugs.send_state_whole {
                         let size = postcard::experimental::serialized_size(msg)
                             .expect("a message always encodes");
                         assert!(

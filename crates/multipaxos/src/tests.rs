@@ -7,7 +7,7 @@ use super::*;
 type N = Node<u32, ()>;
 type Out = Vec<Output<u32, ()>>;
 
-fn cfg(n: u8, id: NodeId) -> Config {
+pub(crate) fn cfg(n: u8, id: NodeId) -> Config {
     Config {
         n,
         id,
@@ -37,7 +37,7 @@ fn cmd(c: u32) -> Entry<u32> {
     Entry::Cmds(vec![c].into())
 }
 
-fn b(round: u32, node: NodeId) -> Ballot {
+pub(crate) fn b(round: u32, node: NodeId) -> Ballot {
     Ballot { round, node }
 }
 

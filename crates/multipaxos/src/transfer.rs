@@ -89,11 +89,7 @@ impl<C: Command, S: State> Node<C, S> {
         msg: Msg<C, S>,
     ) -> Msg<C, S> {
         // (BUG, canary 16: everything goes whole.)
-        let grows = matches!(
-            msg,
-            Msg::Promise { .. } | Msg::Snapshot { .. } | Msg::RebuildState { .. }
-        );
-        if !grows || self.cfg.bugs.send_state_whole {
+        if !msg.may_outgrow_a_frame() || self.cfg.bugs.send_state_whole {
             return msg;
         }
         let snapshot = match &msg {

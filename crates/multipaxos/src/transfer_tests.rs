@@ -4,10 +4,8 @@
 //! receiver has the whole.
 
 use super::*;
-use crate::{
-    Ballot, Buggify, Bugs, Config, Durable, Entry, Input, Output, Slot, Snap, Timer, Timing,
-    PART_HEADROOM,
-};
+use crate::tests::b;
+use crate::{Ballot, Config, Durable, Entry, Input, Output, Slot, Snap, Timer, PART_HEADROOM};
 use std::collections::{BTreeMap, VecDeque};
 
 /// A state machine's state big enough to need parts: `len` numbers.
@@ -17,23 +15,12 @@ type Out = Vec<Output<u32, St>>;
 
 const PART: usize = 100;
 
+/// The handler tests' replica of three, with small parts.
 fn cfg(id: NodeId) -> Config {
     Config {
-        n: 3,
-        id,
-        timing: Timing::default(),
-        window: 4,
-        batch: 1,
-        slot_bytes: crate::SLOT_BYTES,
-        queue_bytes: crate::QUEUE_BYTES,
         part_bytes: PART,
-        bugs: Bugs::default(),
-        buggify: Buggify::OFF,
+        ..crate::tests::cfg(3, id)
     }
-}
-
-fn b(round: u32, node: NodeId) -> Ballot {
-    Ballot { round, node }
 }
 
 /// A snapshot of 2,000 numbers of three bytes each: about 60 parts.

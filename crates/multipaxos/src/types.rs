@@ -116,6 +116,18 @@ pub enum Msg<C, S> {
     },
 }
 
+impl<C, S> Msg<C, S> {
+    /// Whether this kind carries state the protocol does not bound (a
+    /// promise's report, a snapshot, a replica's whole state), so that it
+    /// may outgrow a frame and travel in parts (`transfer`).
+    pub fn may_outgrow_a_frame(&self) -> bool {
+        matches!(
+            self,
+            Msg::Promise { .. } | Msg::Snapshot { .. } | Msg::RebuildState { .. }
+        )
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Timer {
     /// Follower: no word from a leader; stand for election (`epoch` guards staleness).

@@ -5,7 +5,8 @@
 //! state reached, makes a node panic.
 
 use super::*;
-use crate::{Buggify, Bugs, Config, Durable, Entry, Input, Output, Snap, Timer, Timing};
+use crate::tests::b;
+use crate::{Config, Durable, Entry, Input, Output, Snap, Timer, Timing};
 use proptest::prelude::*;
 
 type N = Node<u32, ()>;
@@ -13,24 +14,13 @@ type Out = Vec<Output<u32, ()>>;
 
 fn cfg(id: NodeId, lease_us: u64) -> Config {
     Config {
-        n: 3,
-        id,
         timing: Timing {
             lease_us,
             ..Timing::default()
         },
-        window: 4,
         batch: 2,
-        slot_bytes: crate::SLOT_BYTES,
-        queue_bytes: crate::QUEUE_BYTES,
-        part_bytes: crate::PART_BYTES,
-        bugs: Bugs::default(),
-        buggify: Buggify::OFF,
+        ..crate::tests::cfg(3, id)
     }
-}
-
-fn b(round: u32, node: NodeId) -> Ballot {
-    Ballot { round, node }
 }
 
 fn cmd(c: u32) -> Entry<u32> {

@@ -5,9 +5,10 @@
 //! calls it, so the core sees one input at a time, as in the simulator. What
 //! it does with the core's outputs mirrors the simulator's binding
 //! (`sim/src/scenarios/log.rs`):
-//! - `Persist` and `Sync` go to the writer thread ([`crate::storage`]),
-//!   which reports `Synced { upto }` back only after an fsync covered
-//!   every write up to `upto`;
+//! - `Persist` and `Sync` go through the write path ([`kv::write_path`],
+//!   as in the simulator), whose batches the writer thread carries out
+//!   ([`crate::storage`]); the core hears `Synced { upto }` when the write
+//!   path says so, only after the fsync of the batch that ends at `upto`;
 //! - `Send { to, msg, after }` goes onto the TCP connection to `to` (or back
 //!   into the loop when `to` is this replica). The core parks every message
 //!   until its `after` write is synced; the loop asserts it (the simulator's
@@ -564,7 +565,6 @@ impl Core {
     }
 }
 
-/// The writer thread: group commit (see [`crate::storage`]).
 /// The writer thread: the thin shell that carries out the write path's
 /// batches, one at a time, and says when each is done (durable).
 fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<Batch>, done: mpsc::Sender<Inbound>) {

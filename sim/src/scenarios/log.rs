@@ -1022,9 +1022,10 @@ impl Protocol for Replica {
         self.server.node().is_rebuilding()
     }
     fn disk_intact(disk: &[Record]) -> bool {
+        // Whether boot would recover from it: the write path's call.
         matches!(
-            load::<Cmd, Snapshot>(&file(disk), CLUSTER),
-            Loaded::Ok { .. }
+            write_path::recover(Some(&file(disk)), CLUSTER),
+            Recovery::Recover { .. }
         )
     }
 

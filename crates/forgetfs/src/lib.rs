@@ -9,8 +9,16 @@
 //! - a file's contents become durable at its `fsync` (or `fdatasync`);
 //! - a directory's entries (a new file, a rename, an unlink) become durable
 //!   at the directory's `fsync`, as ext4 promises and no more;
-//! - writing anything to the file [`POWER_CUT`] at the root cuts the power:
-//!   every file and directory goes back to its durable version.
+//! - an fsync takes [`ForgetFs::fsync_delay`] (a disk's milliseconds) and
+//!   completes on its own thread; a power cut meanwhile voids it (`EIO`);
+//! - writing to the file [`POWER_CUT`] at the root cuts the power: every
+//!   file and directory goes back to its durable version. `off` leaves the
+//!   power off (every operation but the switch's fails with `EIO`) until
+//!   `on` is written; anything else is a cut and the power back at once.
+//!
+//! A harness cuts the power *before* it kills the process (`off`, `kill
+//! -9`, `on`): killed first, a process blocked in an fsync would wait for
+//! it to finish, and a real power cut does not wait.
 //!
 //! The kernel caches nothing (direct IO, no attribute or entry caching), so
 //! what a process reads after a cut is what the filesystem kept. Like
@@ -21,13 +29,125 @@ use fuser::{
     FileAttr, FileType, Filesystem, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, FUSE_ROOT_ID,
 };
-use libc::{EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY};
+use libc::{EEXIST, EINVAL, EIO, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Write to this file at the root to cut the power.
 pub const POWER_CUT: &str = ".forgetfs-power-cut";
+
+/// Mounts a new, empty filesystem at `mountpoint` whose fsyncs take
+/// `fsync_delay`, and serves it until it is unmounted.
+pub fn serve(mountpoint: &std::path::Path, fsync_delay: Duration) -> std::io::Result<()> {
+    let mut fs = ForgetFs::new();
+    fs.fsync_delay = fsync_delay;
+    let opts = [
+        fuser::MountOption::FSName("forgetfs".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    fuser::mount2(fs, mountpoint, &opts)
+}
+
+/// A `forgetfs` process serving a mount, as tests and the Jepsen-style
+/// harness use it: mounted by [`Mount::start`], power cut by
+/// [`Mount::power_cut`], unmounted (and its process ended) when dropped.
+pub struct Mount {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Mount {
+    /// Runs `exe` (the `forgetfs` binary) on the directory `dir` (created
+    /// if missing) and waits until the kernel lists the mount.
+    pub fn start(
+        exe: &std::path::Path,
+        dir: &std::path::Path,
+        fsync_delay: Duration,
+    ) -> Result<Mount, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let child = std::process::Command::new(exe)
+            .arg(dir)
+            .args(["--fsync-delay-ms", &fsync_delay.as_millis().to_string()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        let mut m = Mount {
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !m.mounted() {
+            if let Ok(Some(status)) = m.child.try_wait() {
+                return Err(format!(
+                    "forgetfs exited ({status}) without mounting {}",
+                    dir.display()
+                ));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("forgetfs never mounted {}", dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(m)
+    }
+
+    fn mounted(&self) -> bool {
+        let dir = self.dir.to_string_lossy();
+        std::fs::read_to_string("/proc/mounts")
+            .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(dir.as_ref())))
+    }
+
+    /// Where it is mounted.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Cuts the power and brings it back: what was not made durable is
+    /// gone.
+    pub fn power_cut(&self) -> std::io::Result<()> {
+        std::fs::write(self.dir.join(POWER_CUT), b"cut")
+    }
+
+    /// Cuts the power and leaves it off: what was not made durable is
+    /// gone, and every file operation fails until [`Mount::power_on`].
+    pub fn power_off(&self) -> std::io::Result<()> {
+        std::fs::write(self.dir.join(POWER_CUT), b"off")
+    }
+
+    /// Brings the power back.
+    pub fn power_on(&self) -> std::io::Result<()> {
+        std::fs::write(self.dir.join(POWER_CUT), b"on")
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // Lazily: a process still holding a file must not keep it mounted.
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why a FUSE filesystem cannot be mounted here, if it cannot: tests and
+/// the Jepsen-style harness say SKIPPED with this reason.
+pub fn unavailable() -> Option<String> {
+    if !std::path::Path::new("/dev/fuse").exists() {
+        return Some("no /dev/fuse (a container needs --device /dev/fuse)".into());
+    }
+    match std::process::Command::new("fusermount3").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("no fusermount3 (deploy/fuse/install.sh installs fuse3)".into()),
+    }
+}
 
 /// Nothing is cached by the kernel: every lookup and attribute comes here.
 const TTL: Duration = Duration::ZERO;
@@ -37,6 +157,9 @@ enum Kind {
     File {
         data: Vec<u8>,
         durable: Vec<u8>,
+        /// `data[..clean]` is `durable[..clean]`: an fsync copies only what
+        /// changed since (a WAL's appends), not the whole file.
+        clean: usize,
     },
     Dir {
         entries: BTreeMap<OsString, u64>,
@@ -52,14 +175,33 @@ struct Inode {
     perm: u16,
 }
 
-/// The filesystem: inodes by number; the root is [`FUSE_ROOT_ID`].
+/// The files, in their two versions: inodes by number; the root is
+/// [`FUSE_ROOT_ID`], the switch [`SWITCH`].
 #[derive(Debug)]
-pub struct ForgetFs {
+struct Tree {
     inodes: BTreeMap<u64, Inode>,
     next: u64,
     /// Power cuts so far.
-    pub cuts: u64,
+    cuts: u64,
+    /// The power is off: every operation but the switch's fails (EIO).
+    off: bool,
 }
+
+/// The filesystem as FUSE serves it. Its fsyncs complete on their own
+/// threads, after [`ForgetFs::fsync_delay`], so a power cut can overtake
+/// one in flight: then it never happened, as on a disk whose cache lost
+/// power mid-flush.
+#[derive(Debug)]
+pub struct ForgetFs {
+    tree: std::sync::Arc<std::sync::Mutex<Tree>>,
+    /// How long a fsync takes (zero: at once). A disk's fsync takes
+    /// milliseconds, this one microseconds; a delay gives a power cut the
+    /// window a real disk would, between a write and its durability.
+    pub fsync_delay: Duration,
+}
+
+/// The inode of the power switch.
+const SWITCH: u64 = FUSE_ROOT_ID + 1;
 
 impl Default for ForgetFs {
     fn default() -> Self {
@@ -69,9 +211,27 @@ impl Default for ForgetFs {
 
 impl ForgetFs {
     pub fn new() -> ForgetFs {
+        ForgetFs {
+            tree: std::sync::Arc::new(std::sync::Mutex::new(Tree::new())),
+            fsync_delay: Duration::ZERO,
+        }
+    }
+
+    /// Power cuts so far.
+    pub fn cuts(&self) -> u64 {
+        self.tree.lock().expect("no thread panics holding it").cuts
+    }
+
+    fn tree(&self) -> std::sync::MutexGuard<'_, Tree> {
+        self.tree.lock().expect("no thread panics holding it")
+    }
+}
+
+impl Tree {
+    fn new() -> Tree {
         let mut inodes = BTreeMap::new();
         let mut root = BTreeMap::new();
-        root.insert(OsString::from(POWER_CUT), FUSE_ROOT_ID + 1);
+        root.insert(OsString::from(POWER_CUT), SWITCH);
         inodes.insert(
             FUSE_ROOT_ID,
             Inode {
@@ -83,24 +243,37 @@ impl ForgetFs {
             },
         );
         inodes.insert(
-            FUSE_ROOT_ID + 1,
+            SWITCH,
             Inode {
                 kind: Kind::Switch,
                 perm: 0o222,
             },
         );
-        ForgetFs {
+        Tree {
             inodes,
-            next: FUSE_ROOT_ID + 2,
+            next: SWITCH + 1,
             cuts: 0,
+            off: false,
         }
     }
 
+    /// The power is off and `ino` is not the switch.
+    fn dark(&self, ino: u64) -> bool {
+        self.off && ino != SWITCH
+    }
+
     /// The power fails: everything goes back to what was made durable.
-    pub fn power_cut(&mut self) {
+    fn power_cut(&mut self) {
         for inode in self.inodes.values_mut() {
             match &mut inode.kind {
-                Kind::File { data, durable } => *data = durable.clone(),
+                Kind::File {
+                    data,
+                    durable,
+                    clean,
+                } => {
+                    *data = durable.clone();
+                    *clean = data.len();
+                }
                 Kind::Dir { entries, durable } => *entries = durable.clone(),
                 Kind::Switch => {}
             }
@@ -159,6 +332,25 @@ impl ForgetFs {
         Ok(ino)
     }
 
+    /// `ino`'s contents (a file) or entries (a directory) become durable.
+    fn make_durable(&mut self, ino: u64) -> Result<(), i32> {
+        match self.inodes.get_mut(&ino).map(|i| &mut i.kind) {
+            Some(Kind::File {
+                data,
+                durable,
+                clean,
+            }) => {
+                durable.truncate(*clean);
+                durable.extend_from_slice(&data[*clean..]);
+                *clean = data.len();
+            }
+            Some(Kind::Dir { entries, durable }) => *durable = entries.clone(),
+            Some(Kind::Switch) => {}
+            None => return Err(ENOENT),
+        }
+        Ok(())
+    }
+
     fn entry_reply(&self, ino: u64, reply: ReplyEntry) {
         match self.attr(ino) {
             Some(a) => reply.entry(&TTL, &a, 0),
@@ -179,12 +371,20 @@ macro_rules! or_reply {
 
 impl Filesystem for ForgetFs {
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        let ino = or_reply!(self.child(parent, name), reply);
-        self.entry_reply(ino, reply);
+        let mut t = self.tree();
+        if t.dark(parent) && !(parent == FUSE_ROOT_ID && name == POWER_CUT) {
+            return reply.error(EIO);
+        }
+        let ino = or_reply!(t.child(parent, name), reply);
+        t.entry_reply(ino, reply);
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyAttr) {
-        match self.attr(ino) {
+        let t = self.tree();
+        if t.dark(ino) && ino != FUSE_ROOT_ID {
+            return reply.error(EIO);
+        }
+        match t.attr(ino) {
             Some(a) => reply.attr(&TTL, &a),
             None => reply.error(ENOENT),
         }
@@ -208,7 +408,11 @@ impl Filesystem for ForgetFs {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
-        let Some(i) = self.inodes.get_mut(&ino) else {
+        let mut t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        let Some(i) = t.inodes.get_mut(&ino) else {
             return reply.error(ENOENT);
         };
         if let Some(m) = mode {
@@ -216,12 +420,18 @@ impl Filesystem for ForgetFs {
         }
         if let Some(len) = size {
             match &mut i.kind {
-                Kind::File { data, .. } => data.resize(len as usize, 0),
+                Kind::File { data, clean, .. } => {
+                    data.resize(len as usize, 0);
+                    *clean = (*clean).min(data.len());
+                }
                 Kind::Dir { .. } => return reply.error(EISDIR),
                 Kind::Switch => {}
             }
         }
-        self.getattr(_req, ino, reply);
+        match t.attr(ino) {
+            Some(a) => reply.attr(&TTL, &a),
+            None => reply.error(ENOENT),
+        }
     }
 
     fn mkdir(
@@ -233,12 +443,16 @@ impl Filesystem for ForgetFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let mut t = self.tree();
+        if t.dark(parent) {
+            return reply.error(EIO);
+        }
         let kind = Kind::Dir {
             entries: BTreeMap::new(),
             durable: BTreeMap::new(),
         };
-        let ino = or_reply!(self.make(parent, name, kind, (mode & 0o7777) as u16), reply);
-        self.entry_reply(ino, reply);
+        let ino = or_reply!(t.make(parent, name, kind, (mode & 0o7777) as u16), reply);
+        t.entry_reply(ino, reply);
     }
 
     fn create(
@@ -251,22 +465,32 @@ impl Filesystem for ForgetFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let mut t = self.tree();
+        if t.dark(parent) {
+            return reply.error(EIO);
+        }
         let kind = Kind::File {
             data: Vec::new(),
             durable: Vec::new(),
+            clean: 0,
         };
-        let ino = or_reply!(self.make(parent, name, kind, (mode & 0o7777) as u16), reply);
-        let a = self.attr(ino).expect("just made");
+        let ino = or_reply!(t.make(parent, name, kind, (mode & 0o7777) as u16), reply);
+        let a = t.attr(ino).expect("just made");
         reply.created(&TTL, &a, 0, 0, fuser::consts::FOPEN_DIRECT_IO);
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        let Some(i) = self.inodes.get_mut(&ino) else {
+        let mut t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        let Some(i) = t.inodes.get_mut(&ino) else {
             return reply.error(ENOENT);
         };
         if flags & libc::O_TRUNC != 0 {
-            if let Kind::File { data, .. } = &mut i.kind {
+            if let Kind::File { data, clean, .. } = &mut i.kind {
                 data.clear();
+                *clean = 0;
             }
         }
         reply.opened(0, fuser::consts::FOPEN_DIRECT_IO);
@@ -283,7 +507,11 @@ impl Filesystem for ForgetFs {
         _lock: Option<u64>,
         reply: ReplyData,
     ) {
-        match self.inodes.get(&ino).map(|i| &i.kind) {
+        let t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        match t.inodes.get(&ino).map(|i| &i.kind) {
             Some(Kind::File { data, .. }) => {
                 let start = (offset.max(0) as usize).min(data.len());
                 let end = (start + size as usize).min(data.len());
@@ -307,12 +535,17 @@ impl Filesystem for ForgetFs {
         _lock: Option<u64>,
         reply: ReplyWrite,
     ) {
-        let Some(i) = self.inodes.get_mut(&ino) else {
+        let mut t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        let Some(i) = t.inodes.get_mut(&ino) else {
             return reply.error(ENOENT);
         };
         match &mut i.kind {
-            Kind::File { data, .. } => {
+            Kind::File { data, clean, .. } => {
                 let at = offset.max(0) as usize;
+                *clean = (*clean).min(at);
                 if data.len() < at + bytes.len() {
                     data.resize(at + bytes.len(), 0);
                 }
@@ -320,7 +553,14 @@ impl Filesystem for ForgetFs {
                 reply.written(bytes.len() as u32);
             }
             Kind::Switch => {
-                self.power_cut();
+                match bytes.trim_ascii() {
+                    b"on" => t.off = false,
+                    b"off" => {
+                        t.power_cut();
+                        t.off = true;
+                    }
+                    _ => t.power_cut(),
+                }
                 reply.written(bytes.len() as u32);
             }
             Kind::Dir { .. } => reply.error(EISDIR),
@@ -335,18 +575,33 @@ impl Filesystem for ForgetFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.inodes.get_mut(&ino).map(|i| &mut i.kind) {
-            Some(Kind::File { data, durable }) => {
-                *durable = data.clone();
-                reply.ok();
-            }
-            Some(Kind::Dir { entries, durable }) => {
-                *durable = entries.clone();
-                reply.ok();
-            }
-            Some(Kind::Switch) => reply.ok(),
-            None => reply.error(ENOENT),
+        let mut t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
         }
+        if self.fsync_delay.is_zero() {
+            return match t.make_durable(ino) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
+        // The flush takes a while, on its own thread: the session goes on
+        // serving, and a power cut meanwhile (a later `cuts`) voids it.
+        let began = t.cuts;
+        drop(t);
+        let tree = self.tree.clone();
+        let delay = self.fsync_delay;
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let mut t = tree.lock().expect("no thread panics holding it");
+            if t.cuts != began {
+                return reply.error(EIO);
+            }
+            match t.make_durable(ino) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn fsyncdir(
@@ -361,7 +616,11 @@ impl Filesystem for ForgetFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let entries = or_reply!(self.entries(parent), reply);
+        let mut t = self.tree();
+        if t.dark(parent) {
+            return reply.error(EIO);
+        }
+        let entries = or_reply!(t.entries(parent), reply);
         match entries.remove(name) {
             Some(_) => reply.ok(),
             None => reply.error(ENOENT),
@@ -369,11 +628,15 @@ impl Filesystem for ForgetFs {
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let ino = or_reply!(self.child(parent, name), reply);
-        match self.inodes.get(&ino).map(|i| &i.kind) {
+        let mut t = self.tree();
+        if t.dark(parent) {
+            return reply.error(EIO);
+        }
+        let ino = or_reply!(t.child(parent, name), reply);
+        match t.inodes.get(&ino).map(|i| &i.kind) {
             Some(Kind::Dir { entries, .. }) if !entries.is_empty() => reply.error(ENOTEMPTY),
             Some(Kind::Dir { .. }) => {
-                or_reply!(self.entries(parent), reply).remove(name);
+                or_reply!(t.entries(parent), reply).remove(name);
                 reply.ok()
             }
             _ => reply.error(ENOTDIR),
@@ -390,20 +653,28 @@ impl Filesystem for ForgetFs {
         flags: u32,
         reply: ReplyEmpty,
     ) {
+        let mut t = self.tree();
+        if t.dark(parent) {
+            return reply.error(EIO);
+        }
         if flags != 0 {
             return reply.error(EINVAL);
         }
-        let ino = or_reply!(self.child(parent, name), reply);
-        or_reply!(self.entries(newparent), reply);
-        self.entries(parent).expect("found above").remove(name);
-        self.entries(newparent)
+        let ino = or_reply!(t.child(parent, name), reply);
+        or_reply!(t.entries(newparent), reply);
+        t.entries(parent).expect("found above").remove(name);
+        t.entries(newparent)
             .expect("found above")
             .insert(newname.to_os_string(), ino);
         reply.ok();
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.inodes.get(&ino).map(|i| &i.kind) {
+        let t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        match t.inodes.get(&ino).map(|i| &i.kind) {
             Some(Kind::Dir { .. }) => reply.opened(0, 0),
             Some(_) => reply.error(ENOTDIR),
             None => reply.error(ENOENT),
@@ -418,13 +689,17 @@ impl Filesystem for ForgetFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = or_reply!(self.entries(ino), reply).clone();
+        let mut t = self.tree();
+        if t.dark(ino) {
+            return reply.error(EIO);
+        }
+        let entries = or_reply!(t.entries(ino), reply).clone();
         let mut all = vec![
             (ino, FileType::Directory, OsString::from(".")),
             (ino, FileType::Directory, OsString::from("..")),
         ];
         for (name, child) in entries {
-            let kind = self.attr(child).map_or(FileType::RegularFile, |a| a.kind);
+            let kind = t.attr(child).map_or(FileType::RegularFile, |a| a.kind);
             all.push((child, kind, name));
         }
         for (i, (child, kind, name)) in all.into_iter().enumerate().skip(offset.max(0) as usize) {
@@ -443,10 +718,11 @@ mod tests {
     /// The model, without the kernel: what a power cut keeps.
     #[test]
     fn a_power_cut_keeps_only_fsynced_contents_and_fsynced_directory_entries() {
-        let mut fs = ForgetFs::new();
+        let mut fs = Tree::new();
         let file = |data: &[u8], durable: &[u8]| Kind::File {
             data: data.to_vec(),
             durable: durable.to_vec(),
+            clean: 0,
         };
         let a = fs
             .make(FUSE_ROOT_ID, OsStr::new("a"), file(b"", b""), 0o644)

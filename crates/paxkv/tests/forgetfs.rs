@@ -6,53 +6,23 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-/// Why FUSE cannot be used here, if it cannot.
-fn unavailable() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse".into());
-    }
-    match Command::new("fusermount3").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("no fusermount3 (deploy/fuse/install.sh installs fuse3)".into()),
-    }
-}
+use std::time::Duration;
 
 struct Mount {
-    dir: PathBuf,
-    child: Child,
+    m: forgetfs::Mount,
 }
 
 impl Mount {
     fn new(name: &str) -> Mount {
         let dir = std::env::temp_dir().join(format!("forgetfs-{}-{name}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_forgetfs"))
-            .arg(&dir)
-            .spawn()
-            .expect("spawn forgetfs");
-        let mut m = Mount { dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let dir = m.dir.to_string_lossy().to_string();
-        while !fs::read_to_string("/proc/mounts")
-            .unwrap()
-            .lines()
-            .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
-        {
-            assert!(Instant::now() < deadline, "forgetfs never mounted {dir}");
-            // FUSE is here (checked above): a mount that fails is a failure.
-            if let Some(status) = m.child.try_wait().unwrap() {
-                panic!("forgetfs exited ({status}) without mounting {dir}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exe = Path::new(env!("CARGO_BIN_EXE_forgetfs"));
+        Mount {
+            m: forgetfs::Mount::start(exe, &dir, Duration::ZERO).expect("mount forgetfs"),
         }
-        m
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
+        self.m.dir().join(p)
     }
 
     fn sync_dir(&self, p: &str) {
@@ -60,24 +30,13 @@ impl Mount {
     }
 
     fn power_cut(&self) {
-        fs::write(self.path(forgetfs::POWER_CUT), b"1").unwrap();
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.dir)
-            .status();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir(&self.dir);
+        self.m.power_cut().unwrap();
     }
 }
 
 #[test]
 fn a_power_cut_forgets_unsynced_writes_new_files_and_renames() {
-    if let Some(why) = unavailable() {
+    if let Some(why) = forgetfs::unavailable() {
         println!("SKIPPED: {why}");
         return;
     }

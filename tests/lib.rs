@@ -81,6 +81,16 @@ impl Script {
         let side = side.iter().fold(0u16, |m, &n| m | 1 << n);
         self.at(ms, Fault::Partition { side })
     }
+    /// Stops `node`'s process for `for_ms` (SIGSTOP, a long GC pause).
+    pub fn pause(self, ms: u64, node: NodeId, for_ms: u64) -> Self {
+        self.at(
+            ms,
+            Fault::Pause {
+                node,
+                us: for_ms * 1000,
+            },
+        )
+    }
     pub fn heal(self, ms: u64) -> Self {
         self.at(ms, Fault::Heal)
     }

@@ -45,6 +45,40 @@ fn basic_r5_minority_partitioned_for_the_whole_fault_phase_learns_once_healed() 
     }
 }
 
+/// Issue 21: a message that reached a paused process's host waits in its
+/// socket buffer and is handed over at the resume, even if a partition
+/// began meanwhile (it crossed before the cut); one that would cross after
+/// the cut is dropped.
+#[test]
+fn a_paused_process_receives_at_resume_what_reached_it_before_a_cut() {
+    use paxsim::trace::{DropReason, Kind};
+    // n1 is stopped from 0 to 30 ms and cut off from 10 ms to the end of
+    // the fault phase. The proposers' first messages reach it before 10 ms.
+    let s = Script::new().nodes(3).pause(0, 1, 30).partition(10, &[1]);
+    let mut handed_over = 0;
+    for seed in 0..20 {
+        let r = s.run_basic(seed);
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+        for e in r.trace.as_ref().unwrap() {
+            let cut = (10_000..s.config.fault_phase_us).contains(&e.at_us);
+            match &e.kind {
+                Kind::Receive { from, .. } if e.node == 1 && *from != 1 && cut => {
+                    // Only at the resume, with what crossed before the cut.
+                    assert_eq!(e.at_us, 30_000, "seed {seed}: n1 received through the cut");
+                    handed_over += 1;
+                }
+                Kind::Drop {
+                    to,
+                    reason: DropReason::Partition,
+                    ..
+                } if *to == 1 => assert!(e.at_us >= 10_000, "seed {seed}: dropped before the cut"),
+                _ => {}
+            }
+        }
+    }
+    assert!(handed_over > 0, "no message waited for the resume");
+}
+
 #[test]
 fn basic_r5_majority_partitioned_away_from_every_proposer_chooses_nothing_until_healed() {
     // Proposers are n0..n2; cut {n0,n1} off: n2's side {n2,n3,n4} is a majority.

@@ -118,6 +118,17 @@ enum Ev<P: Protocol> {
         /// Its trace summary, computed once at the send.
         sum: P::MsgSummary,
     },
+    /// A message that reached `to`'s host while its process was paused:
+    /// it waits in the socket buffer and is handed over at the resume, cut
+    /// link or not (it crossed before the cut); only a crash loses it
+    /// (`inc` is the process it reached).
+    Arrived {
+        from: NodeId,
+        to: NodeId,
+        inc: u32,
+        msg: P::Msg,
+        sum: P::MsgSummary,
+    },
     Timer {
         node: NodeId,
         inc: u32,
@@ -168,7 +179,10 @@ impl<P: Protocol> Ev<P> {
     /// The node whose pause holds this event back, if any.
     fn target(&self) -> Option<NodeId> {
         match self {
-            Ev::Deliver { to, .. } | Ev::ToNode { to, .. } | Ev::Forged { to, .. } => Some(*to),
+            Ev::Deliver { to, .. }
+            | Ev::Arrived { to, .. }
+            | Ev::ToNode { to, .. }
+            | Ev::Forged { to, .. } => Some(*to),
             Ev::Timer { node, .. } | Ev::SyncDone { node, .. } => Some(*node),
             _ => None,
         }
@@ -726,7 +740,7 @@ impl<S: Scenario> Engine<S> {
         match step {
             Step::Deliver { from, to, msg } => {
                 let (from, to, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                self.deliver(from, to, msg, sum);
+                self.deliver(from, to, msg, sum, true);
             }
             Step::Lose { from, to, msg } => {
                 let (from, to, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
@@ -916,11 +930,39 @@ impl<S: Scenario> Engine<S> {
         // A paused node handles nothing: its events wait for the pause's end.
         if self.core.pauses {
             if let Some(until) = self.core.paused(&ev) {
+                let ev = match ev {
+                    // The message reaches the host now: the link is judged
+                    // now, and what crossed waits for the process.
+                    Ev::Deliver { from, to, msg, sum } => {
+                        if self.core.cut(from, to) {
+                            return self.core.drop_msg(from, to, sum, DropReason::Partition);
+                        }
+                        let inc = self.core.slots[to as usize].inc;
+                        Ev::Arrived {
+                            from,
+                            to,
+                            inc,
+                            msg,
+                            sum,
+                        }
+                    }
+                    ev => ev,
+                };
                 return self.core.push(until, ev);
             }
         }
         match ev {
-            Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum),
+            Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum, true),
+            Ev::Arrived {
+                from,
+                to,
+                inc,
+                msg,
+                sum,
+            } => match self.live(to, inc) {
+                true => self.deliver(from, to, msg, sum, false),
+                false => self.core.drop_msg(from, to, sum, DropReason::Down),
+            },
             Ev::Forged { from, to } => self.deliver_forged(from, to),
             Ev::Timer { node, inc, timer } => {
                 if self.live(node, inc) {
@@ -974,7 +1016,8 @@ impl<S: Scenario> Engine<S> {
         }
     }
 
-    /// A message reaches `to`: dropped if `to` is down or the link is cut.
+    /// A message reaches `to`: dropped if `to` is down or (if `crossing`,
+    /// not yet in `to`'s socket buffer) the link is cut.
     #[inline]
     fn deliver(
         &mut self,
@@ -982,10 +1025,11 @@ impl<S: Scenario> Engine<S> {
         to: NodeId,
         msg: <S::P as Protocol>::Msg,
         sum: <S::P as Protocol>::MsgSummary,
+        crossing: bool,
     ) {
         if self.core.nodes[to as usize].is_none() {
             self.core.drop_msg(from, to, sum, DropReason::Down);
-        } else if self.core.cut(from, to) {
+        } else if crossing && self.core.cut(from, to) {
             self.core.drop_msg(from, to, sum, DropReason::Partition);
         } else {
             self.core.stats.deliveries += 1;

@@ -67,6 +67,10 @@ type KvModel = linearizability::KvModel<Value>;
 pub const OPS_PER_KEY: u64 = 120;
 /// Keys in use at any time.
 const ACTIVE_KEYS: u64 = 6;
+/// How long an fsync takes on `forgetfs` by default: a disk's, not RAM's.
+pub const FSYNC_DELAY_MS: u64 = 2;
+/// What a server logs when it initializes an empty data directory.
+const NEW_REPLICA: &str = "a new replica: initializing";
 /// Locks the clients contend for.
 const LOCKS: u64 = 2;
 /// The client id of the final reads.
@@ -92,10 +96,18 @@ pub enum FaultKind {
     IsolateNode,
     /// Cut the leader off from its peers, then heal.
     IsolateLeader,
+    /// Cut the power to a random minority: `kill -9`, and what its
+    /// filesystem did not make durable is gone (see `forgetfs`); restart.
+    PowerCutMinority,
+    /// Cut the power to the leader, restart it.
+    PowerCutLeader,
+    /// Cut the power to every replica at once (a data centre's outage),
+    /// restart them all.
+    PowerCutAll,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::KillMinority,
         FaultKind::KillLeader,
         FaultKind::PauseNode,
@@ -104,6 +116,9 @@ impl FaultKind {
         FaultKind::Truncate,
         FaultKind::IsolateNode,
         FaultKind::IsolateLeader,
+        FaultKind::PowerCutMinority,
+        FaultKind::PowerCutLeader,
+        FaultKind::PowerCutAll,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,7 +131,29 @@ impl FaultKind {
             FaultKind::Truncate => "truncate",
             FaultKind::IsolateNode => "isolate-node",
             FaultKind::IsolateLeader => "isolate-leader",
+            FaultKind::PowerCutMinority => "power-cut-minority",
+            FaultKind::PowerCutLeader => "power-cut-leader",
+            FaultKind::PowerCutAll => "power-cut-all",
         }
+    }
+
+    /// A power cut: the replicas' data directories must live on `forgetfs`.
+    pub fn cuts_power(self) -> bool {
+        matches!(
+            self,
+            FaultKind::PowerCutMinority | FaultKind::PowerCutLeader | FaultKind::PowerCutAll
+        )
+    }
+
+    /// Aimed at whoever leads.
+    fn at_leader(self) -> bool {
+        matches!(
+            self,
+            FaultKind::KillLeader
+                | FaultKind::PauseLeader
+                | FaultKind::IsolateLeader
+                | FaultKind::PowerCutLeader
+        )
     }
 
     pub fn parse(s: &str) -> Result<FaultKind, String> {
@@ -153,6 +190,11 @@ pub struct Config {
     pub lin_budget: u64,
     /// Print each fault as it happens.
     pub verbose: bool,
+    /// The `forgetfs` binary (default: beside `exe`), mounted under every
+    /// replica's data directory when a power-cut fault is drawn.
+    pub forgetfs: PathBuf,
+    /// How long an fsync takes on `forgetfs` (a real disk's milliseconds).
+    pub fsync_delay: Duration,
     /// How to rerun this configuration (printed on failure); `{seed}` is
     /// replaced by the seed.
     pub rerun: String,
@@ -161,7 +203,6 @@ pub struct Config {
 impl Config {
     pub fn new(exe: PathBuf, nodes: usize, duration: Duration, seed: u64) -> Config {
         Config {
-            exe,
             nodes,
             duration,
             clients: 8,
@@ -172,6 +213,9 @@ impl Config {
             op_timeout: Duration::from_secs(4),
             lin_budget: 2_000_000,
             verbose: true,
+            forgetfs: exe.with_file_name("forgetfs"),
+            fsync_delay: Duration::from_millis(FSYNC_DELAY_MS),
+            exe,
             rerun: String::new(),
         }
     }
@@ -194,6 +238,9 @@ impl Config {
         }
         for b in &self.bugs {
             let _ = write!(s, " --bug {b}");
+        }
+        if self.fsync_delay != Duration::from_millis(FSYNC_DELAY_MS) {
+            let _ = write!(s, " --fsync-delay-ms {}", self.fsync_delay.as_millis());
         }
         s
     }
@@ -240,7 +287,10 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[FaultKind], duration: Duration
         };
         let hold = Duration::from_millis(hold);
         let size = match kind {
-            FaultKind::KillMinority => rng.gen_range(1..=minority.max(1)),
+            FaultKind::KillMinority | FaultKind::PowerCutMinority => {
+                rng.gen_range(1..=minority.max(1))
+            }
+            FaultKind::PowerCutAll => nodes,
             _ => 1,
         };
         let mut all: Vec<usize> = (0..nodes).collect();
@@ -275,6 +325,8 @@ pub struct Summary {
     pub keys: (usize, usize, usize),
     /// Every violation found (empty: none).
     pub violations: Vec<String>,
+    /// Fault kinds asked for that could not run here, and why.
+    pub skipped: Vec<String>,
     /// Where the logs, the history and the nemesis's log are (kept unless
     /// the run passed).
     pub dir: PathBuf,
@@ -320,6 +372,9 @@ impl Summary {
                 faults.join(", ")
             }
         );
+        for why in &self.skipped {
+            let _ = writeln!(s, "  SKIPPED: {why}");
+        }
         let _ = writeln!(
             s,
             "  linearizability: {} keys, {} linearizable, {} undecided (search budget exhausted)",
@@ -379,16 +434,31 @@ struct Cluster {
     cluster: u64,
     bugs: Vec<String>,
     procs: Vec<Option<Child>>,
+    /// Each replica's own `forgetfs` (a power cut is per machine), when the
+    /// run cuts power; the data directory is a subdirectory of it.
+    mounts: Vec<forgetfs::Mount>,
     paused: Vec<bool>,
     /// Processes that exited without the nemesis killing them.
     crashed: Vec<String>,
 }
 
 impl Cluster {
-    fn new(cfg: &Config, dir: PathBuf) -> Cluster {
+    /// Starts the proxies, and mounts a `forgetfs` per replica if
+    /// `forget`. `Err`: a mount failed.
+    fn new(cfg: &Config, dir: PathBuf, forget: bool) -> Result<Cluster, String> {
         let n = cfg.nodes;
+        let mut mounts = Vec::new();
         for i in 0..n {
-            std::fs::create_dir_all(dir.join(format!("n{i}"))).expect("create a data directory");
+            let machine = dir.join(format!("n{i}"));
+            match forget {
+                true => mounts.push(forgetfs::Mount::start(
+                    &cfg.forgetfs,
+                    &machine,
+                    cfg.fsync_delay,
+                )?),
+                false => std::fs::create_dir_all(&machine)
+                    .map_err(|e| format!("{}: {e}", machine.display()))?,
+            }
         }
         let mut ports = bind_ports(n * n);
         let proxies = ports.split_off(n);
@@ -399,7 +469,7 @@ impl Cluster {
         // The servers' ports are free again once the proxies hold theirs.
         let links = Links::start(&peers, proxies);
         drop(ports);
-        Cluster {
+        Ok(Cluster {
             exe: cfg.exe.clone(),
             dir,
             links,
@@ -407,17 +477,23 @@ impl Cluster {
             cluster: 0x7e57,
             bugs: cfg.bugs.clone(),
             procs: (0..n).map(|_| None).collect(),
+            mounts,
             paused: vec![false; n],
             crashed: Vec::new(),
-        }
+        })
     }
 
     fn n(&self) -> usize {
         self.peers.len()
     }
 
+    /// Replica i's data directory: on its `forgetfs`, a directory the
+    /// server creates itself (and must make durable).
     fn data(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("n{i}"))
+        match self.mounts.is_empty() {
+            true => self.dir.join(format!("n{i}")),
+            false => self.dir.join(format!("n{i}")).join("data"),
+        }
     }
 
     fn log(&self, i: usize) -> PathBuf {
@@ -479,6 +555,25 @@ impl Cluster {
         self.paused[i] = false;
     }
 
+    /// Cuts the power to `targets` at once: their filesystems forget what
+    /// was not made durable (an fsync in flight included) and go dark,
+    /// then `kill -9`; the power is back for the restart.
+    fn power_cut(&mut self, targets: &[usize]) {
+        let off: Vec<_> = targets
+            .iter()
+            .map(|&i| self.mounts[i].power_off())
+            .collect();
+        for &i in targets {
+            self.kill(i);
+        }
+        for (&i, off) in targets.iter().zip(off) {
+            if let Err(e) = off.and_then(|_| self.mounts[i].power_on()) {
+                self.crashed
+                    .push(format!("n{i}'s forgetfs refused a power cut: {e}"));
+            }
+        }
+    }
+
     fn signal(&mut self, i: usize, sig: &str) {
         if let Some(pid) = self.pid(i) {
             let ok = std::process::Command::new("kill")
@@ -538,6 +633,8 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Unmounted only now that no server holds a file on them.
+        self.mounts.clear();
         if std::thread::panicking() {
             for i in 0..self.n() {
                 eprintln!("---- n{i}'s log (last 40 lines) ----\n{}", self.tail(i, 40));
@@ -938,7 +1035,25 @@ pub async fn run(cfg: &Config) -> Summary {
         dir: dir.clone(),
         ..Summary::default()
     };
-    let steps = schedule(cfg.seed, cfg.nodes, &cfg.faults, cfg.duration);
+    let mut kinds = cfg.faults.clone();
+    let forget = kinds.iter().any(|k| k.cuts_power());
+    let forget = match forgetfs::unavailable() {
+        Some(why) if forget => {
+            let cuts: Vec<_> = kinds
+                .iter()
+                .filter(|k| k.cuts_power())
+                .map(|k| k.name())
+                .collect();
+            summary.skipped.push(format!(
+                "{}: FUSE is unavailable here: {why}",
+                cuts.join(", ")
+            ));
+            kinds.retain(|k| !k.cuts_power());
+            false
+        }
+        _ => forget,
+    };
+    let steps = schedule(cfg.seed, cfg.nodes, &kinds, cfg.duration);
     let mut nemesis_log = String::new();
     let say = |log: &mut String, line: String| {
         if cfg.verbose {
@@ -960,7 +1075,15 @@ pub async fn run(cfg: &Config) -> Summary {
         ),
     );
 
-    let mut cluster = Cluster::new(cfg, dir.clone());
+    let mut cluster = match Cluster::new(cfg, dir.clone(), forget) {
+        Ok(c) => c,
+        Err(e) => {
+            summary
+                .violations
+                .push(format!("cannot set up the machines: {e}"));
+            return summary;
+        }
+    };
     for i in 0..cfg.nodes {
         cluster.start(i);
     }
@@ -1005,18 +1128,13 @@ pub async fn run(cfg: &Config) -> Summary {
             break;
         }
         let t = start.elapsed().as_secs_f64();
-        let leader = match step.kind {
-            FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader => {
-                find_leader(&cluster).await
-            }
-            _ => None,
+        let leader = match step.kind.at_leader() {
+            true => find_leader(&cluster).await,
+            false => None,
         };
-        let targets: Vec<usize> = match (step.kind, leader) {
-            (
-                FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader,
-                Some(l),
-            ) => vec![l],
-            _ => step.targets.clone(),
+        let targets: Vec<usize> = match leader {
+            Some(l) => vec![l],
+            None => step.targets.clone(),
         };
         let who = if leader.is_some() {
             format!("leader n{}", targets[0])
@@ -1034,6 +1152,20 @@ pub async fn run(cfg: &Config) -> Summary {
                 for &i in &targets {
                     cluster.kill(i);
                 }
+                tokio::time::sleep(step.hold).await;
+                for &i in &targets {
+                    cluster.start(i);
+                }
+            }
+            FaultKind::PowerCutMinority | FaultKind::PowerCutLeader | FaultKind::PowerCutAll => {
+                say(
+                    &mut nemesis_log,
+                    format!(
+                        "{t:7.2}s power cut to {who} (kill -9, unsynced writes dropped) for {} ms",
+                        step.hold.as_millis()
+                    ),
+                );
+                cluster.power_cut(&targets);
                 tokio::time::sleep(step.hold).await;
                 for &i in &targets {
                     cluster.start(i);
@@ -1174,6 +1306,14 @@ pub async fn run(cfg: &Config) -> Summary {
                 .violations
                 .push(format!("n{i} panicked: {}", line.trim()));
         }
+        // Initialized once; a second time means it forgot it ever was (a
+        // data directory that a power cut took), and voted again as new.
+        let inits = log.matches(NEW_REPLICA).count();
+        if inits > 1 {
+            summary.violations.push(format!(
+                "n{i} started as a new replica {inits} times: its data directory did not survive a restart"
+            ));
+        }
     }
     for i in 0..cluster.n() {
         cluster.kill(i);
@@ -1199,6 +1339,12 @@ pub async fn run(cfg: &Config) -> Summary {
 
     if !summary.passed() {
         let _ = std::fs::write(dir.join("nemesis.log"), &nemesis_log);
+        // What the forgetting filesystems held goes with them: keep a copy.
+        if forget {
+            for i in 0..cluster.n() {
+                let _ = copy_dir(&cluster.data(i), &dir.join(format!("n{i}-data")));
+            }
+        }
         if let Ok(json) = serde_json::to_string(&rec.history) {
             let _ = std::fs::write(dir.join("history.json"), json);
         }
@@ -1215,6 +1361,18 @@ pub async fn run(cfg: &Config) -> Summary {
         let _ = std::fs::remove_dir_all(&dir);
     }
     summary
+}
+
+/// Copies the files of `from` (not its subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Corrupts a stopped replica's WAL as `step` says; describes what it did.

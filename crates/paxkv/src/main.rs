@@ -150,7 +150,10 @@ struct JepsenArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Fault kinds (comma-separated): kill-minority, kill-leader,
-    /// pause-node, pause-leader, flip-bit, truncate; `none` for none.
+    /// pause-node, pause-leader, flip-bit, truncate, isolate-node,
+    /// isolate-leader, power-cut-minority, power-cut-leader, power-cut-all;
+    /// `none` for none. Power cuts mount `forgetfs` (beside this binary)
+    /// under each replica and are SKIPPED where FUSE is unavailable.
     #[arg(long, value_delimiter = ',')]
     faults: Option<Vec<String>>,
     /// Pass `--bug NAME` to every server (a known-buggy variant).
@@ -165,6 +168,9 @@ struct JepsenArgs {
     /// Linearizability search steps per key.
     #[arg(long, default_value_t = 2_000_000)]
     budget: u64,
+    /// How long an fsync takes on the power-cut filesystem.
+    #[arg(long, default_value_t = paxkv::jepsen::FSYNC_DELAY_MS)]
+    fsync_delay_ms: u64,
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -301,6 +307,7 @@ async fn jepsen(a: &JepsenArgs) -> ExitCode {
     cfg.dir = a.dir.clone();
     cfg.op_timeout = Duration::from_millis(a.op_timeout_ms);
     cfg.lin_budget = a.budget;
+    cfg.fsync_delay = Duration::from_millis(a.fsync_delay_ms);
     if let Some(f) = &a.faults {
         cfg.faults = Vec::new();
         for name in f.iter().filter(|n| n.as_str() != "none") {

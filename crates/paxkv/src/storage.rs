@@ -69,6 +69,24 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and any missing parents, each made durable in its parent:
+/// a directory that a power cut can take would boot as a new replica that
+/// forgot its votes.
+fn create_durably(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && !d.exists() {
+        missing.push(d);
+        d = d.parent().unwrap_or(Path::new(""));
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing {
+        let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
+        sync_dir(parent.unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `dir/name` atomically: a temporary file written in
 /// full and fsynced, renamed over `name`, then the directory fsynced.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<File> {
@@ -98,7 +116,7 @@ impl DataDir {
         rebuild: bool,
     ) -> Result<(DataDir, Boot), String> {
         let ctx = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
-        std::fs::create_dir_all(dir).map_err(|e| ctx("cannot create the data directory", e))?;
+        create_durably(dir).map_err(|e| ctx("cannot create the data directory", e))?;
         let marker = dir.join(MARKER);
         let expected = marker_text(cluster, id);
         let marked = match std::fs::read_to_string(&marker) {

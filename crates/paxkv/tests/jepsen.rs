@@ -1,6 +1,7 @@
 //! The Jepsen-style test, short form (see `paxkv::jepsen`): real server
 //! processes on loopback, concurrent clients, a nemesis of kills, pauses,
-//! partitions and corrupted WALs, then a linearizability check, a
+//! partitions, corrupted WALs and power cuts (on `forgetfs`, SKIPPED where
+//! FUSE is unavailable), then a linearizability check, a
 //! lost-write check and a fencing-token check. And the same harness must
 //! catch a known-buggy server (a checker that cannot fail is a defect).
 //!
@@ -76,4 +77,74 @@ async fn jepsen_catches_reads_without_a_lease() {
         s.render()
     );
     let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// The power cuts need a FUSE mount for `forgetfs`: without one, say so.
+fn no_fuse(test: &str) -> bool {
+    match forgetfs::unavailable() {
+        Some(why) => {
+            println!("SKIPPED {test}: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+const POWER_CUTS: [FaultKind; 3] = [
+    FaultKind::PowerCutMinority,
+    FaultKind::PowerCutLeader,
+    FaultKind::PowerCutAll,
+];
+
+/// Power cuts to a minority, to the leader and to everyone, on a disk that
+/// forgets what was not fsynced: the correct server loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jepsen_power_cuts_on_a_forgetting_disk_lose_nothing() {
+    if no_fuse("jepsen_power_cuts_on_a_forgetting_disk_lose_nothing") {
+        return;
+    }
+    let mut cfg = config("jepsen_power_cuts_on_a_forgetting_disk", 3, 14, 1);
+    cfg.faults = POWER_CUTS.to_vec();
+    let s = run(cfg).await;
+    assert_passed(&s);
+    assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+}
+
+/// A planted durability bug in the binding (`--bug NAME`) that `kill -9`
+/// cannot see (the page cache survives it) must be caught by cutting the
+/// power to every replica at once.
+async fn power_cuts_catch(bug: &str, test: &str) {
+    if no_fuse(test) {
+        return;
+    }
+    let mut cfg = config(test, 3, 8, 1);
+    cfg.bugs = vec![bug.into()];
+    cfg.faults = vec![FaultKind::PowerCutAll];
+    let s = run(cfg).await;
+    assert!(
+        s.violations.iter().any(|v| v.contains("not linearizable")
+            || v.contains("fencing token")
+            || v.contains("final read")),
+        "the power cuts missed --bug {bug}:\n{}",
+        s.render()
+    );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// `synced-before-fsync`: the write path reports a batch durable when it
+/// hands it to the disk, before its fsync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jepsen_power_cuts_catch_a_sync_reported_before_fsync() {
+    power_cuts_catch(
+        "synced-before-fsync",
+        "jepsen_power_cuts_catch_a_sync_reported_before_fsync",
+    )
+    .await;
+}
+
+/// `pipelined-sync`: the write path counts a sync done once the writer
+/// has the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jepsen_power_cuts_catch_a_pipelined_sync() {
+    power_cuts_catch("pipelined-sync", "jepsen_power_cuts_catch_a_pipelined_sync").await;
 }

@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod ballots;
+pub mod lease;
 pub mod log;
 
 /// Which invariant a violation broke.
@@ -75,6 +76,9 @@ pub enum Invariant {
     P5,
     /// Every ballot has one owner and carries one entry per slot.
     P6,
+    /// A leader counts on its lease only while a quorum's grants, each on
+    /// its granter's own clock, still hold in real time.
+    P7,
     /// Fencing tokens increase per lock; one holder per token.
     K1,
     /// No client command is executed twice.
@@ -121,6 +125,7 @@ impl Invariant {
             Invariant::P4 => "at most one leader per ballot",
             Invariant::P5 => "promises are monotone per acceptor across crashes",
             Invariant::P6 => "every ballot has one owner and one entry per slot",
+            Invariant::P7 => "a leader's lease ends before a quorum's grants do",
             Invariant::K1 => "fencing tokens are monotone and lock holders exclusive",
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",

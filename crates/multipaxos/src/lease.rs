@@ -156,7 +156,13 @@ impl<C: Command, S: State> Node<C, S> {
 
     /// A follower granted our lease in heartbeat `round`: a quorum of grants
     /// holds the lease from when that round was sent.
-    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, round: u64) {
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+        out: &mut Vec<Output<C, S>>,
+    ) {
         assert!(
             !self.is_rebuilding(),
             "a rebuilding replica sends no heartbeats"
@@ -186,7 +192,18 @@ impl<C: Command, S: State> Node<C, S> {
             *acks |= bit(from);
             if count(*acks) >= quorum {
                 // Every acker granted from after `sent` on its own clock.
-                *lease_until = (*lease_until).max(*sent + span);
+                let from_time = if self.cfg.bugs.lease_from_ack {
+                    now // BUG (canary 19): they granted before now
+                } else {
+                    *sent
+                };
+                if from_time + span > *lease_until {
+                    *lease_until = from_time + span;
+                    out.push(Output::Lease {
+                        ballot,
+                        until: *lease_until,
+                    });
+                }
             }
         }
         assert!(

@@ -442,7 +442,7 @@ impl<C: Command, S: State> Node<C, S> {
                 commit,
                 round,
             } => self.on_heartbeat(from, ballot, commit, round, out),
-            Msg::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round),
+            Msg::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round, out),
             Msg::Query { from: slot } => self.on_query(from, slot, out),
             Msg::Chosen { slot, entry } => self.on_chosen(from, slot, entry, out),
             Msg::Snapshot { snap } => self.on_snapshot(from, snap, out),
@@ -532,6 +532,13 @@ impl<C: Command, S: State> Node<C, S> {
                 Output::Apply { slot, .. } => assert!(*slot < self.applied),
                 Output::Install { snap } => assert!(snap.upto <= self.applied),
                 Output::Elected { ballot } => assert_eq!(ballot.node, self.cfg.id),
+                Output::Lease { ballot, .. } => {
+                    assert!(self.cfg.timing.lease_us > 0, "a lease with leases off");
+                    assert!(
+                        matches!(&self.role, Role::Leader { ballot: b, .. } if b == ballot),
+                        "a lease counted on by a node not leading in its ballot"
+                    );
+                }
                 Output::NotLeader { leader, .. } => {
                     assert!(leader.is_none_or(|l| l != self.cfg.id));
                 }

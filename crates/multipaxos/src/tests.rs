@@ -415,6 +415,7 @@ fn simulate(
                 Output::Elected { .. }
                 | Output::Install { .. }
                 | Output::Rebuilt
+                | Output::Lease { .. }
                 | Output::Buggified(_) => {}
                 Output::Refused { from, why } => {
                     panic!("n{id} refused a correct peer's message from n{from}: {why}")
@@ -1014,7 +1015,14 @@ fn a_replica_barred_by_its_own_lease_stands_again_right_after_it_ends() {
 /// Node 0 of 3 with leases, elected in ballot 1.0 at 150 ms (its election
 /// heartbeat, round 1, leaves then).
 fn leader_with_leases() -> N {
-    let mut l = N::new(lease_cfg(3, 0));
+    leader_with_leases_and(Bugs::default())
+}
+
+fn leader_with_leases_and(bugs: Bugs) -> N {
+    let mut l = N::new(Config {
+        bugs,
+        ..lease_cfg(3, 0)
+    });
     let mut out = Vec::new();
     l.start(0, &mut out);
     at(&mut l, 150_000, Input::Timer(Timer::Election { epoch: 1 }));
@@ -1105,11 +1113,31 @@ fn a_lease_counts_from_the_send_time_of_the_heartbeat_a_quorum_acknowledged() {
             ballot: b(1, 0),
             round,
         };
-        at(&mut l, 181_000, Input::Receive { from: 1, msg });
+        let out = at(&mut l, 181_000, Input::Receive { from: 1, msg });
         let end = sent + l.lease_span();
         assert!(l.lease_read_ok(end - 1), "round {round}");
         assert!(!l.lease_read_ok(end), "round {round}");
+        // The harness's lease check (P7) hears what the leader counts on.
+        let lease = Output::Lease {
+            ballot: b(1, 0),
+            until: end,
+        };
+        assert!(out.contains(&lease), "round {round}: {out:?}");
     }
+    // Canary 19 counts from the ack's arrival: past what was granted.
+    let mut l = {
+        let mut bugs = Bugs::default();
+        bugs.enable("lease-from-ack").unwrap();
+        let mut l = leader_with_leases_and(bugs);
+        at(&mut l, 180_000, Input::Timer(Timer::Heartbeat));
+        l
+    };
+    let msg = Msg::HeartbeatAck {
+        ballot: b(1, 0),
+        round: 1,
+    };
+    at(&mut l, 181_000, Input::Receive { from: 1, msg });
+    assert!(l.lease_read_ok(150_000 + l.lease_span()));
     // An ack of another ballot counts for nothing.
     let mut l = elected();
     let other = Msg::HeartbeatAck {

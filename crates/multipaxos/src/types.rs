@@ -327,6 +327,13 @@ pub enum Output<C, S> {
         from: NodeId,
         why: crate::Refusal,
     },
+    /// This leader now counts on its lease, in `ballot`, until its local
+    /// time `until` (it rose). For a harness's lease check (the
+    /// simulator's P7); a driver may ignore it.
+    Lease {
+        ballot: Ballot,
+        until: u64,
+    },
     /// A [`Buggify`] knob just steered this node down the rare path it
     /// names. For coverage (a simulator counts the runs that got there);
     /// it changes nothing, and a node whose knobs are all off never emits it.
@@ -426,13 +433,18 @@ pub struct Bugs {
     ///     as done once the writer has the writes (D1).
     #[serde(default)]
     pub pipelined_sync: bool,
+    /// 19. (leases) A leader times its lease from when a quorum's
+    ///     acknowledgements arrived, not from when it sent the heartbeat
+    ///     they acknowledge: it counts on grants past their end (P7).
+    #[serde(default)]
+    pub lease_from_ack: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 18] = [
+pub const CANARIES: [(&str, EnableBug); 19] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -463,6 +475,7 @@ pub const CANARIES: [(&str, EnableBug); 18] = [
     ("send-state-whole", |b| b.send_state_whole = true),
     ("synced-before-fsync", |b| b.synced_before_fsync = true),
     ("pipelined-sync", |b| b.pipelined_sync = true),
+    ("lease-from-ack", |b| b.lease_from_ack = true),
 ];
 
 impl Bugs {

@@ -957,9 +957,13 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
             faults_done[t.fault.kind_index()] += 1;
         }
     }
+    let mut checker = scenario.checker(&cfg);
+    for (id, clock) in clocks.iter().enumerate() {
+        checker.on_clock(id as NodeId, *clock);
+    }
     let world = World::<S> {
         configs: scenario.node_configs(&cfg),
-        checker: scenario.checker(&cfg),
+        checker,
         workload,
         core: Core {
             faults,

@@ -190,7 +190,7 @@ impl<P: Protocol> Ev<P> {
 }
 
 /// A node's clock: `skew + t * (1 + rate_ppm / 10^6)`.
-#[derive(Copy, Clone, Debug, Default)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Clock {
     pub skew_us: u64,
     pub rate_ppm: i32,
@@ -849,6 +849,10 @@ impl<S: Scenario> Engine<S> {
                 self.core.slots[node as usize].clock = Clock { skew_us, rate_ppm };
                 self.core.stats.faults[t.fault.kind_index()] += 1;
             }
+        }
+        for id in 0..n {
+            self.checker
+                .on_clock(id, self.core.slots[id as usize].clock);
         }
         for id in 0..n {
             self.boot(id);

@@ -263,6 +263,10 @@ pub trait Checker<P: Protocol> {
     fn on_crash(&mut self, node: NodeId) {}
     fn on_restart(&mut self, node: NodeId) {}
     fn on_disk_lost(&mut self, node: NodeId) {}
+    /// `node`'s true clock, told once before anything runs (the simulator
+    /// only: the model checker's clocks are unrelated to real time). Nodes
+    /// never see it; a checker may, to judge real-time promises (leases).
+    fn on_clock(&mut self, node: NodeId, clock: crate::engine::Clock) {}
     /// Whether the cluster has settled (everyone learned, replicas agree):
     /// with the workload done, the run may end early in the quiet period.
     fn settled(&self, nodes: &[Option<P>]) -> bool {

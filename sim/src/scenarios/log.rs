@@ -20,8 +20,10 @@
 
 use crate::config::RunConfig;
 use crate::engine::{
-    Boot, Canary, Caps, Check, Checker, Cx, DiskRecord, Effect, Input, Protocol, Scenario, Workload,
+    Boot, Canary, Caps, Check, Checker, Clock, Cx, DiskRecord, Effect, Input, Protocol, Scenario,
+    Workload,
 };
+use checkers::lease::LeaseObserver;
 use checkers::log::LogObserver;
 use checkers::{Invariant, Violation};
 use kv::client::{Client, ClientOut};
@@ -632,6 +634,11 @@ pub enum Note {
     /// A BUGGIFY knob steered the replica down the rare path of coverage
     /// mark `BUGGIFY_MARKS[i]` (not traced).
     Buggified(usize),
+    /// The leader counts on its lease until its local time `until` (not
+    /// traced: one per heartbeat round; for P7).
+    Lease {
+        until: u64,
+    },
 }
 
 /// The traced part of a [`Note`].
@@ -933,6 +940,7 @@ impl Protocol for Replica {
                     Effect::Note(Note::Install { upto: snap.upto })
                 }
                 multipaxos::Output::Elected { ballot } => Effect::Note(Note::Elected { ballot }),
+                multipaxos::Output::Lease { until, .. } => Effect::Note(Note::Lease { until }),
                 multipaxos::Output::Rebuilt => Effect::Note(Note::Rebuilt),
                 multipaxos::Output::Refused { from, why } => Effect::Refused { from, why },
                 // Load shedding, which only the small byte budgets reach.
@@ -1007,7 +1015,10 @@ impl Protocol for Replica {
             Note::Install { upto } => LNote::Install { upto: *upto },
             Note::Elected { ballot } => LNote::Elected { ballot: *ballot },
             Note::Rebuilt => LNote::Rebuilt,
-            Note::Executed { .. } | Note::Ticked { .. } | Note::Buggified(_) => return None,
+            Note::Executed { .. }
+            | Note::Ticked { .. }
+            | Note::Buggified(_)
+            | Note::Lease { .. } => return None,
         })
     }
 
@@ -1313,12 +1324,29 @@ const LARGE_VALUE: usize = 1_000;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogChecker {
     obs: LogObserver,
+    /// P7, with each node's true clock and the lease its grants last (on
+    /// the granter's clock). Off until the engine tells the clocks (the
+    /// model checker never does: its clocks are not real time).
+    lease: LeaseObserver,
+    clocks: Vec<Option<Clock>>,
+    lease_us: u64,
     /// Every command a client sent: (client, seq) -> op.
     submitted: BTreeMap<(u32, u64), Op>,
     marks: Marks,
 }
 
 impl LogChecker {
+    /// `granter` grants `leader` a lease now, for `lease_us` of its clock.
+    fn grant(&mut self, now: u64, granter: NodeId, leader: NodeId) -> Check {
+        if let Some(clock) = self.clocks[granter as usize] {
+            if self.lease_us > 0 {
+                let end = now + clock.real(self.lease_us);
+                self.lease.on_grant(granter, leader, end);
+            }
+        }
+        Ok(())
+    }
+
     /// Feeds one executed command, in log order, to the checker's model of
     /// sessions and lock holders.
     fn lock_model(
@@ -1349,8 +1377,12 @@ impl LogChecker {
 }
 
 impl Checker<Replica> for LogChecker {
-    fn on_send(&mut self, now: u64, from: NodeId, _to: NodeId, msg: &LMsgFull) -> Check {
+    fn on_send(&mut self, now: u64, from: NodeId, to: NodeId, msg: &LMsgFull) -> Check {
         match msg {
+            // A follower acknowledges a heartbeat only with a grant just
+            // made or renewed; a leader grants itself as it sends one.
+            Msg::HeartbeatAck { .. } => self.grant(now, from, to),
+            Msg::Heartbeat { .. } => self.grant(now, from, from),
             Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
                 self.obs.on_ballot_sent(now, from, *ballot)
             }
@@ -1489,7 +1521,22 @@ impl Checker<Replica> for LogChecker {
                 self.marks.buggified[*i] += 1;
                 Ok(())
             }
+            Note::Lease { until } => {
+                let Some(clock) = self.clocks[id as usize] else {
+                    return Ok(());
+                };
+                let local = clock.local(now);
+                if *until <= local {
+                    return Ok(());
+                }
+                self.lease
+                    .on_lease(now, id, now + clock.real(*until - local))
+            }
         }
+    }
+
+    fn on_clock(&mut self, node: NodeId, clock: Clock) {
+        self.clocks[node as usize] = Some(clock);
     }
 
     fn on_reply(&mut self, _now: u64, _node: NodeId, _client: u32, reply: &Resp) -> Check {
@@ -1909,7 +1956,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 18] = [
+const CANARIES: [Canary; 19] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -1975,6 +2022,10 @@ const CANARIES: [Canary; 18] = [
     (
         "pipelined-sync",
         "(durability, paxkv's write path) a sync counted done once the writer has the writes (D1)",
+    ),
+    (
+        "lease-from-ack",
+        "a lease timed from its acknowledgements, not the heartbeat",
     ),
 ];
 
@@ -2151,8 +2202,12 @@ impl Scenario for Log {
             .collect()
     }
     fn checker(&self, cfg: &RunConfig) -> LogChecker {
+        let p: LogParams = cfg.params().expect("validated");
         LogChecker {
             obs: LogObserver::new(cfg.nodes as usize),
+            lease: LeaseObserver::new(cfg.nodes as usize),
+            clocks: vec![None; cfg.nodes as usize],
+            lease_us: p.timing.lease_us,
             submitted: BTreeMap::new(),
             marks: Marks::default(),
         }

@@ -14,12 +14,28 @@
 #
 #   bench/etcd-vs-paxkv.sh                          # the README's figures (~10 min)
 #   bench/etcd-vs-paxkv.sh --secs 2 --warmup 1 --runs 1   # a quick look (~1 min)
+#   bench/etcd-vs-paxkv.sh --paxkv-base HEAD~1      # etcd, paxkv and paxkv@<HEAD~1>
 #
 # Options: --secs N (measuring window per cell, default 10), --warmup N
 # (default 3), --runs N (default 3), --clients 1,16,64, --systems etcd,paxkv,
 # --data-dir DIR (default: target/etcd-vs-paxkv/ in the repository, which is
 # on the disk the repository is on; not /tmp, which may be a tmpfs that makes
-# fsync free), --keep (keep the data directories and logs).
+# fsync free), --keep (keep the data directories and logs), --paxkv-base REV.
+#
+# --paxkv-base REV (a git revision: 6e57de4, HEAD~3, a branch) measures a
+# third system beside the two: paxkv as built at REV, labelled paxkv@<short
+# hash> in the results and the table (paxkv is the working tree, uncommitted
+# changes included), to show whether a change moved paxkv against etcd. REV
+# is exported with `git archive` (no worktree to register or remove) to
+# DATA/paxkv-base/<full hash>/src and built there into its own target
+# directory beside it, never the repository's target/; a later run at the
+# same commit reuses that build. It runs with the same flags and ports as
+# paxkv, and the load generator is the working tree's (so REV must speak the
+# same client protocol). It is added to the end of --systems, or where
+# --systems names it `base`. The systems take turns going first: run r
+# starts at the r-th of the list and wraps around (with two, the order
+# flips every run). The table then ends with each paxkv row's ops/s and p99
+# as a multiple of etcd's in the same cell.
 #
 # Needs: etcd (Debian's etcd-server, 3.4) and protoc (protobuf-compiler, to
 # build the etcd-client crate); installed with apt-get if missing. The load
@@ -39,6 +55,7 @@ CLIENTS=1,16,64
 SYSTEMS=etcd,paxkv
 DATA=
 KEEP=0
+BASE_REV=
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) SECS=$2; shift 2 ;;
@@ -48,7 +65,10 @@ while [ $# -gt 0 ]; do
         --systems) SYSTEMS=$2; shift 2 ;;
         --data-dir) DATA=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --paxkv-base) BASE_REV=$2; shift 2 ;;
+        # The header: every comment line from line 2 up to the first line
+        # that is not one.
+        -h|--help) sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,10 +87,47 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+DATA=${DATA:-$REPO/target/etcd-vs-paxkv}
+IFS=, read -ra SYSTEM_LIST <<<"$SYSTEMS"
+BASE_LABEL=
+if [ -n "$BASE_REV" ]; then
+    BASE_COMMIT=$(git -C "$REPO" rev-parse --verify --quiet "$BASE_REV^{commit}") \
+        || die "--paxkv-base: unknown revision '$BASE_REV' (not a commit in $REPO)"
+    BASE_LABEL=paxkv@$(git -C "$REPO" rev-parse --short "$BASE_COMMIT")
+    # `base` in --systems is where it goes; else it goes last.
+    found=0
+    for k in "${!SYSTEM_LIST[@]}"; do
+        if [ "${SYSTEM_LIST[$k]}" = base ]; then SYSTEM_LIST[k]=$BASE_LABEL; found=1; fi
+    done
+    [ $found = 1 ] || SYSTEM_LIST+=("$BASE_LABEL")
+else
+    for sys in "${SYSTEM_LIST[@]}"; do
+        [ "$sys" != base ] || die "--systems names base, but no --paxkv-base REV was given"
+    done
+fi
 say "building paxkv and kvbench (release)"
 (cd "$REPO" && cargo build --release -q -p paxkv)
 cargo build --release -q --manifest-path "$REPO/bench/kvbench/Cargo.toml"
 PAXKV=$REPO/target/release/paxkv
+if [ -n "$BASE_REV" ]; then
+    # REV's tree, exported (git archive registers nothing in the
+    # repository) and built apart, both keyed by the full commit hash, so a
+    # later run at the same commit finds it built. The export is complete
+    # once renamed into place; cargo then rebuilds only what is missing.
+    mkdir -p "$DATA/paxkv-base"
+    BASE_DIR=$(cd "$DATA/paxkv-base" && pwd)/$BASE_COMMIT
+    if [ ! -d "$BASE_DIR/src" ]; then
+        say "exporting $BASE_REV ($BASE_COMMIT) to $BASE_DIR/src"
+        rm -rf "$BASE_DIR/src.partial"
+        mkdir -p "$BASE_DIR/src.partial"
+        git -C "$REPO" archive "$BASE_COMMIT" | tar -x -C "$BASE_DIR/src.partial"
+        mv "$BASE_DIR/src.partial" "$BASE_DIR/src"
+    fi
+    say "building $BASE_LABEL (release, into $BASE_DIR/target; the first time takes minutes)"
+    (cd "$BASE_DIR/src" && CARGO_TARGET_DIR=$BASE_DIR/target cargo build --release -q -p paxkv) \
+        || die "building paxkv at $BASE_REV failed (in $BASE_DIR/src)"
+    PAXKV_BASE=$BASE_DIR/target/release/paxkv
+fi
 KVBENCH=$REPO/bench/kvbench/target/release/kvbench
 CLK_TCK=$(getconf CLK_TCK)
 export CLK_TCK
@@ -123,7 +180,6 @@ for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${PAXKV_PORT[@]}"; do
     port_free "$p" || die "port $p is in use (another benchmark running?)"
 done
 
-DATA=${DATA:-$REPO/target/etcd-vs-paxkv}
 mkdir -p "$DATA"
 RUNDIR=$(mktemp -d "$DATA/run-$(date +%Y%m%d-%H%M%S)-XXXX")
 RESULTS=$RUNDIR/results.jsonl
@@ -137,7 +193,7 @@ machine() {
     model=$(lsblk -dno MODEL "/dev/$disk" 2>/dev/null | sed 's/ *$//')
     echo "machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/{print $2}') GiB RAM"
     echo "disk: $src ($fstype; ${model:-no model name}, $(cat "/sys/block/$disk/queue/rotational" 2>/dev/null | sed 's/1/rotational flag set/; s/0/non-rotational/'))"
-    echo "versions: $(etcd --version | head -1 | sed 's/etcd Version: /etcd /'); paxkv at $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD || echo ' with uncommitted changes')"
+    echo "versions: $(etcd --version | head -1 | sed 's/etcd Version: /etcd /'); paxkv at $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD || echo ' with uncommitted changes')${BASE_LABEL:+; $BASE_LABEL at $BASE_COMMIT ($BASE_REV)}"
 }
 
 join() { local IFS=,; echo "$*"; }
@@ -160,19 +216,20 @@ start_etcd() {
     done
 }
 
+# paxkv, from the binary given (the working tree's or the base's): the same
+# flags and ports for both.
 start_paxkv() {
-    local d=$1 peers=() i
+    local d=$1 bin=$2 peers=() i
     for i in 0 1 2; do peers+=("127.0.0.1:${PAXKV_PORT[$i]}"); done
     ENDPOINTS=("${peers[@]}") MEMBERS=()
     for i in 0 1 2; do
-        "$PAXKV" server --id "$i" --peers "$(join "${peers[@]}")" \
+        "$bin" server --id "$i" --peers "$(join "${peers[@]}")" \
             --data-dir "$d/paxkv$i" --cluster-id 1 >"$d/paxkv$i.log" 2>&1 &
         PIDS+=($!) MEMBERS+=($!)
     done
 }
 
 IFS=, read -ra CLIENT_LIST <<<"$CLIENTS"
-IFS=, read -ra SYSTEM_LIST <<<"$SYSTEMS"
 machine | tee "$RUNDIR/machine.txt" >&2
 # The disk's fsync latency moves a lot on a shared machine; the table is
 # read against it (measured again after the runs).
@@ -180,27 +237,30 @@ machine | tee "$RUNDIR/machine.txt" >&2
 echo "before: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee "$RUNDIR/fsync.txt" >&2
 say "$RUNS run(s) of ${SYSTEM_LIST[*]} x {put, get} x {${CLIENT_LIST[*]}} clients, ${WARMUP}s warm-up + ${SECS}s per cell; results in $RESULTS"
 for run in $(seq "$RUNS"); do
-    # Alternate which system goes first, so neither always runs on a
-    # warmer (or more tired) machine.
-    order=("${SYSTEM_LIST[@]}")
-    if [ $((run % 2)) = 0 ]; then
-        order=(); for ((k=${#SYSTEM_LIST[@]}-1; k>=0; k--)); do order+=("${SYSTEM_LIST[$k]}"); done
-    fi
+    # Rotate which system goes first, so none always runs on a warmer (or
+    # more tired) machine: run r starts at the r-th system and wraps
+    # around (with two systems, the order flips every run).
+    n=${#SYSTEM_LIST[@]}
+    order=()
+    for ((k=0; k<n; k++)); do order+=("${SYSTEM_LIST[$(((run - 1 + k) % n))]}"); done
     for sys in "${order[@]}"; do
         d=$RUNDIR/$sys-run$run
         mkdir -p "$d"
+        # kind: the CLI kvbench drives (--system); sys: the label.
         case $sys in
-            etcd) start_etcd "$d" ;;
-            paxkv) start_paxkv "$d" ;;
-            *) die "unknown system $sys" ;;
+            etcd) kind=etcd; start_etcd "$d" ;;
+            paxkv) kind=paxkv; start_paxkv "$d" "$PAXKV" ;;
+            *)
+                [ -n "$BASE_LABEL" ] && [ "$sys" = "$BASE_LABEL" ] || die "unknown system $sys"
+                kind=paxkv; start_paxkv "$d" "$PAXKV_BASE" ;;
         esac
-        run_fg "$KVBENCH" wait --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
+        run_fg "$KVBENCH" wait --system "$kind" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
             || die "$sys did not come up; logs in $d"
         sleep 1
         for op in put get; do
             for c in "${CLIENT_LIST[@]}"; do
                 say "run $run: $sys $op, $c clients"
-                run_fg "$KVBENCH" run --system "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
+                run_fg "$KVBENCH" run --system "$kind" --label "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
                     --pids "$(join "${MEMBERS[@]}")" --op "$op" --clients "$c" \
                     --warmup-secs "$WARMUP" --secs "$SECS" --run "$run" >>"$RESULTS" \
                     || die "kvbench failed on $sys $op $c; logs in $d"

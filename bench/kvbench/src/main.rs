@@ -20,9 +20,13 @@
 //! one JSON line on stdout.
 //!
 //! `kvbench table FILES` reads such lines (several runs of each cell) and
-//! prints one Markdown table: per system, operation and client count, the
-//! median over runs of each figure. `kvbench wait` waits until a cluster
-//! takes a write (the script's readiness check).
+//! prints one Markdown table: per label, operation and client count, the
+//! median over runs of each figure. A cell's label names what was measured:
+//! the system (`etcd`, `paxkv`) by default, or what `run --label` says,
+//! e.g. the script's `paxkv@6e57de4` for a paxkv built at another revision
+//! beside the current one; lines written before labels count under their
+//! system. `kvbench wait` waits until a cluster takes a write (the script's
+//! readiness check).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
@@ -75,6 +79,16 @@ enum System {
     Paxkv,
 }
 
+impl System {
+    /// Its name on the command line, and its cells' default label.
+    fn name(self) -> &'static str {
+        match self {
+            System::Etcd => "etcd",
+            System::Paxkv => "paxkv",
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Op {
@@ -107,12 +121,21 @@ struct RunArgs {
     /// A label copied into the output (the run number).
     #[arg(long, default_value_t = 0)]
     run: u32,
+    /// The name the table shows this cell under (default: the system's,
+    /// `etcd` or `paxkv`), to tell apart two builds of one system: the
+    /// script's `paxkv@<commit>` for paxkv built at another revision.
+    #[arg(long)]
+    label: Option<String>,
 }
 
 /// One cell's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cell {
     system: System,
+    /// What the table shows the cell under (`run --label`, by default the
+    /// system's name); absent from lines written before labels.
+    #[serde(default)]
+    label: Option<String>,
     op: Op,
     clients: usize,
     run: u32,
@@ -321,6 +344,9 @@ async fn run(a: RunArgs) -> Result<Cell, String> {
     if a.clients == 0 || a.keys == 0 || a.secs <= 0.0 {
         return Err("--clients, --keys and --secs must be positive".into());
     }
+    if a.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        return Err("--label must not be empty".into());
+    }
     let leader = match a.system {
         System::Etcd => etcd_leader(&a.endpoints).await?,
         System::Paxkv => 0, // learned from the clients below
@@ -454,6 +480,7 @@ async fn run(a: RunArgs) -> Result<Cell, String> {
     };
     Ok(Cell {
         system: a.system,
+        label: Some(a.label.unwrap_or_else(|| a.system.name().to_string())),
         op: a.op,
         clients: a.clients,
         run: a.run,
@@ -547,8 +574,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// A row's system as the table shows it: `None` for the system's default
+/// label (or none, in a line from before labels), shown as the system's
+/// name as it always was; else the label given to `run --label`. The
+/// default sorts first, so the current build's row stays above the others.
+fn shown_label(c: &Cell) -> Option<String> {
+    c.label.clone().filter(|l| l != c.system.name())
+}
+
 fn table(files: &[PathBuf]) -> Result<(), String> {
-    let mut cells: BTreeMap<(Op, usize, System), Vec<Cell>> = BTreeMap::new();
+    type Key = (Op, usize, System, Option<String>);
+    let mut cells: BTreeMap<Key, Vec<Cell>> = BTreeMap::new();
     for f in files {
         let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
         for line in std::io::BufReader::new(file).lines() {
@@ -559,16 +595,19 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
             let c: Cell =
                 serde_json::from_str(&line).map_err(|e| format!("{}: {e}: {line}", f.display()))?;
             cells
-                .entry((c.op, c.clients, c.system))
+                .entry((c.op, c.clients, c.system, shown_label(&c)))
                 .or_default()
                 .push(c);
         }
     }
+    let name = |system: &System, label: &Option<String>| {
+        label.clone().unwrap_or_else(|| format!("{system:?}"))
+    };
     println!(
         "| op | clients | system | ops/s | p50 ms | p99 ms | p99.9 ms | CPU leader | CPU followers | CPU load gen | runs |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for ((op, clients, system), cs) in &cells {
+    for ((op, clients, system, label), cs) in &cells {
         let m = |f: &dyn Fn(&Cell) -> f64| median(cs.iter().map(f).collect());
         let lead = m(&|c: &Cell| c.cpu_members[c.leader]);
         // The followers' CPU, busier first.
@@ -584,7 +623,8 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
         };
         let errors: u64 = cs.iter().map(|c| c.errors).sum();
         println!(
-            "| {op:?} | {clients} | {system:?} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} + {:.2} | {:.2} | {}{} |",
+            "| {op:?} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} + {:.2} | {:.2} | {}{} |",
+            name(system, label),
             m(&|c: &Cell| c.ops_per_s),
             m(&|c: &Cell| c.p50_ms),
             m(&|c: &Cell| c.p99_ms),
@@ -603,7 +643,7 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
     }
     // etcd's group commit, for the record.
     let mut fsyncs = Vec::new();
-    for ((op, clients, system), cs) in &cells {
+    for ((op, clients, system, _), cs) in &cells {
         if *system != System::Etcd || *op != Op::Put {
             continue;
         }
@@ -620,6 +660,44 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
             "\netcd puts per leader WAL fsync (from its /metrics, median): {}",
             fsyncs.join(", ")
         );
+    }
+    // With a labelled build beside (the script's --paxkv-base), each
+    // non-etcd row against etcd's in the same cell, label by label: the
+    // ratios to compare, since the runs' machine moves under all of them.
+    let labelled = cells
+        .keys()
+        .any(|(_, _, system, label)| *system != System::Etcd && label.is_some());
+    if labelled {
+        let med = |cs: &[Cell], f: fn(&Cell) -> f64| median(cs.iter().map(f).collect());
+        let mut lines: BTreeMap<(System, Option<String>), Vec<String>> = BTreeMap::new();
+        for ((op, clients, system, label), cs) in &cells {
+            if *system == System::Etcd {
+                continue;
+            }
+            // etcd's row of the same cell: its default label's, else any.
+            let Some(etcd) = cells
+                .range((*op, *clients, System::Etcd, None)..)
+                .next()
+                .filter(|((o, n, s, _), _)| (o, n, s) == (op, clients, &System::Etcd))
+                .map(|(_, cs)| cs)
+            else {
+                continue;
+            };
+            lines
+                .entry((*system, label.clone()))
+                .or_default()
+                .push(format!(
+                    "{op:?} {clients}: {:.2}x ops/s, {:.2}x p99",
+                    med(cs, |c| c.ops_per_s) / med(etcd, |c| c.ops_per_s),
+                    med(cs, |c| c.p99_ms) / med(etcd, |c| c.p99_ms),
+                ));
+        }
+        if !lines.is_empty() {
+            println!("\nagainst etcd in the same cell (median over median):");
+            for ((system, label), cells) in &lines {
+                println!("{}: {}", name(system, label), cells.join("; "));
+            }
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 18] = [
+const CANARIES: [Canary; 20] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -76,7 +76,23 @@ const CANARIES: [Canary; 18] = [
     // Issue 21: a lease timed from its acknowledgements counts past the
     // grants (P7) in the default swarm.
     ("lease-from-ack", None, 100, &[P7]),
+    // Issue 21: recovery drops a corrupt last record as if torn: a synced
+    // vote forgotten, so a restarted replica reuses its ballot (P6) or
+    // promises below what it promised (P5). Bit flips aim at the tail.
+    ("corrupt-tail-as-torn", None, 500, &[P5, P6, P1, P2, R2]),
+    // Issue 21: a rebuild without its fence; a leader's lost disk with its
+    // Accepts still in flight (bit flips aimed at the leader, restarted at
+    // once), long delays, on 3 replicas (`NODES`).
+    (
+        "rebuild-without-fence",
+        Some("bit_flips=6,long_delay_permille=300"),
+        200,
+        &[P1, P2, P3],
+    ),
 ];
+
+/// Canaries run on another cluster size than the default.
+const NODES: [(&str, u8); 1] = [("rebuild-without-fence", 3)];
 
 /// Canaries tested elsewhere: `walk-to-commit-index` hangs its run, which
 /// only a watched run (a thread of its own, left spinning) can report; it
@@ -88,6 +104,9 @@ fn check_canary(name: &str) {
     let mut cfg = RunConfig::for_scenario("kv");
     cfg.enable_bug(name).unwrap();
     cfg.faults = faults.map(|f| Faults::parse(f).unwrap());
+    if let Some((_, n)) = NODES.iter().find(|c| c.0 == name) {
+        cfg.nodes = *n;
+    }
     let Some(report) = first_failure(&cfg, 0, bound) else {
         panic!("canary {name} survived {bound} seeds: the harness missed it");
     };
@@ -133,6 +152,14 @@ fn canary_truncate_on_restart_is_caught() {
 #[test]
 fn canary_read_without_lease_is_caught() {
     check_canary("read-without-lease");
+}
+#[test]
+fn canary_corrupt_tail_as_torn_is_caught() {
+    check_canary("corrupt-tail-as-torn");
+}
+#[test]
+fn canary_rebuild_without_fence_is_caught() {
+    check_canary("rebuild-without-fence");
 }
 #[test]
 fn canary_lease_from_ack_is_caught() {

@@ -524,8 +524,9 @@ pub enum Fault {
         skew_us: u64,
         rate_ppm: i32,
     },
-    /// Flip bit `bit` of a durable record (`record` modulo their number),
-    /// then crash the node so that recovery meets it.
+    /// Flip bit `bit` of a durable record ([`flip_target`]: aimed at the
+    /// last or the first record, or any), then crash the node so that
+    /// recovery meets it.
     BitFlip {
         node: NodeId,
         record: u32,
@@ -535,6 +536,32 @@ pub enum Fault {
     Wipe {
         node: NodeId,
     },
+}
+
+/// A bit flip's `record` with this bit set is aimed where recovery decides
+/// rather than anywhere: at the last durable record (a torn write is
+/// dropped, a corrupt one must not be: the difference matters only there),
+/// or, with [`AT_HEAD`] set too, at the first (the file's first record: a
+/// new replica's `Init`, or the whole state of a compacted or rebuilt
+/// file). A random `record` is aimed half the time.
+pub const AIMED: u32 = 1 << 31;
+/// See [`AIMED`].
+pub const AT_HEAD: u32 = 1 << 30;
+/// A bit flip's `record` with this bit set hits whoever leads when it
+/// comes (none leading: no flip), and the crashed node restarts within
+/// 50 ms: a leader's disk lost with its Accepts still in flight, where a
+/// rebuild decides which state to take (its fence keeps those Accepts out).
+pub const AT_LEADER: u32 = 1 << 29;
+
+/// The index of the durable record, of `records`, that a bit flip's
+/// `record` names.
+pub fn flip_target(record: u32, records: usize) -> usize {
+    assert!(records > 0, "a flip needs a record");
+    match (record & AIMED != 0, record & AT_HEAD != 0) {
+        (true, false) => records - 1,
+        (true, true) => 0,
+        (false, _) => record as usize % records,
+    }
 }
 
 impl Fault {
@@ -553,6 +580,11 @@ impl Fault {
     ) -> Option<Fault> {
         let fault = match self {
             Fault::CrashLeader => Fault::Crash { node: leader()? },
+            Fault::BitFlip { record, bit, .. } if record & AT_LEADER != 0 => Fault::BitFlip {
+                node: leader()?,
+                record,
+                bit,
+            },
             f => f,
         };
         let applies = match fault {
@@ -666,10 +698,12 @@ impl Schedule {
         let mut out = Vec::new();
         let t = fault_phase_us.max(1);
         let mut episode = |rng: &mut ChaCha8Rng, start: Fault, end: Option<Fault>| {
+            let at_leader =
+                matches!(start, Fault::BitFlip { record, .. } if record & AT_LEADER != 0);
             // Half the faults land in the first sixteenth of the phase, where
             // the proposers are busy; the rest anywhere in it. (Not faults
             // aimed at the leader: there is none that early.)
-            let early = !matches!(start, Fault::CrashLeader | Fault::IsolateLeader);
+            let early = !matches!(start, Fault::CrashLeader | Fault::IsolateLeader) && !at_leader;
             let window = if early && rng.gen_bool(0.5) {
                 (t / 16).max(1)
             } else {
@@ -683,6 +717,8 @@ impl Schedule {
             if let Some(end) = end {
                 // Most repairs come within the phase; the rest wait for the quiet period.
                 let dur = rng.gen_range(1..=t / 2 + 1);
+                // A leader's lost disk comes back at once (see AT_LEADER).
+                let dur = if at_leader { 1 + dur % 50_000 } else { dur };
                 if at + dur < t {
                     out.push(Timed {
                         at_us: at + dur,
@@ -735,11 +771,13 @@ impl Schedule {
         for _ in 0..faults.bit_flips {
             let node = rng.gen_range(0..n);
             let (record, bit) = (rng.gen(), rng.gen());
-            episode(
-                rng,
-                Fault::BitFlip { node, record, bit },
-                Some(Fault::Restart { node }),
-            );
+            // Aimed at the leader, the node is known only when the flip
+            // comes: every node down is restarted.
+            let end = match record & AT_LEADER != 0 {
+                true => Fault::RestartDown,
+                false => Fault::Restart { node },
+            };
+            episode(rng, Fault::BitFlip { node, record, bit }, Some(end));
         }
         for _ in 0..faults.wipes {
             let node = rng.gen_range(0..n);
@@ -840,7 +878,16 @@ impl std::fmt::Display for Fault {
                 rate_ppm,
             } => write!(f, "clock n{node}: +{skew_us} us, {rate_ppm:+} ppm"),
             Fault::BitFlip { node, record, bit } => {
-                write!(f, "flip bit {bit} of record {record} on n{node}, crash it")
+                let which = match (record & AIMED != 0, record & AT_HEAD != 0) {
+                    (true, false) => "the last record".to_string(),
+                    (true, true) => "the first record".to_string(),
+                    (false, _) => format!("record {}", record & !AT_LEADER),
+                };
+                let whom = match record & AT_LEADER != 0 {
+                    true => "the leader".to_string(),
+                    false => format!("n{node}"),
+                };
+                write!(f, "flip bit {bit} of {which} on {whom}, crash it")
             }
             Fault::Wipe { node } => write!(f, "crash n{node} and wipe its disk"),
         }

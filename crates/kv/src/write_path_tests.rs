@@ -9,7 +9,7 @@ const CLUSTER: u64 = 7;
 
 fn init() -> (State, u64) {
     let bytes = WritePath::new_file(CLUSTER);
-    let Recovery::Recover { state, good } = recover(Some(&bytes), CLUSTER) else {
+    let Recovery::Recover { state, good } = recover(Some(&bytes), CLUSTER, &Bugs::default()) else {
         panic!("a new file recovers");
     };
     (state, good)
@@ -132,7 +132,7 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     };
     assert_eq!(*upto, seq);
     assert!(matches!(write, Write::Rebuilt(_)));
-    let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER) else {
+    let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER, &Bugs::default()) else {
         panic!("the new file does not load")
     };
     assert_eq!(state, all, "the compacted file loads to another state");
@@ -144,7 +144,9 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     // And the appended file, as it stood, loads to the same state too.
     let mut appended = file.clone();
     appended.extend_from_slice(&storage::encode(&snapshot(5)));
-    let Recovery::Recover { state: before, .. } = recover(Some(&appended), CLUSTER) else {
+    let Recovery::Recover { state: before, .. } =
+        recover(Some(&appended), CLUSTER, &Bugs::default())
+    else {
         panic!()
     };
     assert_eq!(before, all);
@@ -166,7 +168,7 @@ fn a_rebuilding_replica_starts_its_file_with_the_rebuilt_state() {
     else {
         panic!("{s:?}")
     };
-    let Recovery::Recover { state, .. } = recover(Some(bytes), CLUSTER) else {
+    let Recovery::Recover { state, .. } = recover(Some(bytes), CLUSTER, &Bugs::default()) else {
         panic!()
     };
     assert_eq!(state, d);
@@ -183,7 +185,7 @@ fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters()
     let good = file.len() as u64;
     let rec = storage::encode(&accept(1));
     file.extend_from_slice(&rec[..rec.len() - 3]);
-    match recover(Some(&file), CLUSTER) {
+    match recover(Some(&file), CLUSTER, &Bugs::default()) {
         Recovery::Recover { state, good: g } => {
             assert_eq!(g, good);
             assert_eq!(state.accepted.len(), 1);
@@ -191,21 +193,53 @@ fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters()
         r => panic!("{r:?}"),
     }
     assert!(matches!(
-        recover(None, CLUSTER),
+        recover(None, CLUSTER, &Bugs::default()),
         Recovery::Rebuild { corrupt: false, .. }
     ));
     assert!(matches!(
-        recover(Some(&[]), CLUSTER),
+        recover(Some(&[]), CLUSTER, &Bugs::default()),
         Recovery::Rebuild { corrupt: false, .. }
     ));
     let mut flipped = file[..good as usize].to_vec();
     flipped[whole + 2] ^= 0x10;
     assert!(matches!(
-        recover(Some(&flipped), CLUSTER),
+        recover(Some(&flipped), CLUSTER, &Bugs::default()),
         Recovery::Rebuild { corrupt: true, .. }
     ));
     assert!(matches!(
-        recover(Some(&file), CLUSTER + 1),
+        recover(Some(&file), CLUSTER + 1, &Bugs::default()),
         Recovery::Refuse(_)
+    ));
+}
+
+/// A last record written whole but failing its checksum is corrupt, not
+/// torn: it may be a synced vote. Canary 20 takes it for torn.
+#[test]
+fn a_corrupt_last_record_is_not_a_torn_one_unless_the_canary_says_so() {
+    let mut file = WritePath::new_file(CLUSTER);
+    file.extend_from_slice(&storage::encode(&accept(0)));
+    let good = file.len();
+    file.extend_from_slice(&storage::encode(&accept(1)));
+    let mut flipped = file.clone();
+    *flipped.last_mut().unwrap() ^= 0x01;
+    assert!(matches!(
+        recover(Some(&flipped), CLUSTER, &Bugs::default()),
+        Recovery::Rebuild { corrupt: true, .. }
+    ));
+    let mut bugs = Bugs::default();
+    bugs.enable("corrupt-tail-as-torn").unwrap();
+    match recover(Some(&flipped), CLUSTER, &bugs) {
+        Recovery::Recover { state, good: g } => {
+            assert_eq!(g, good as u64, "the whole last record dropped");
+            assert_eq!(state.accepted.len(), 1, "the synced vote forgotten");
+        }
+        r => panic!("{r:?}"),
+    }
+    // A flip before the last record is corrupt even for the canary.
+    let mut early = file.clone();
+    early[good - 1] ^= 0x01;
+    assert!(matches!(
+        recover(Some(&early), CLUSTER, &bugs),
+        Recovery::Rebuild { corrupt: true, .. }
     ));
 }

@@ -114,7 +114,8 @@ impl<C: Command, S: State> Node<C, S> {
             "replies from the others only"
         );
         state.promised = state.promised.max(peer.promised);
-        if *fence == Ballot::ZERO {
+        // BUG (canary 21): no fence; the first majority's state is final.
+        if *fence == Ballot::ZERO && !self.cfg.bugs.rebuild_without_fence {
             if count(*replies) < quorum {
                 return;
             }

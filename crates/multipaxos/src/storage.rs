@@ -118,6 +118,9 @@ impl<C, S> fmt::Display for Loaded<C, S> {
     }
 }
 
+/// A record's frame (length, its checksum, the payload's checksum).
+pub const FRAME_LEN: usize = wal::FRAME_LEN;
+
 /// Reads the file `bytes` of `cluster` back into the durable state its
 /// records describe.
 pub fn load<C, S>(bytes: &[u8], cluster: u64) -> Loaded<C, S>

@@ -438,13 +438,23 @@ pub struct Bugs {
     ///     they acknowledge: it counts on grants past their end (P7).
     #[serde(default)]
     pub lease_from_ack: bool,
+    /// 20. (durability, recovery: `kv::write_path::recover`) A last record
+    ///     that fails its checksum is taken for a torn write and dropped,
+    ///     though it was written whole: a synced vote is forgotten.
+    #[serde(default)]
+    pub corrupt_tail_as_torn: bool,
+    /// 21. (recovery) A replica rebuilding from its peers takes the state
+    ///     of the first majority that answers, without fencing: an Accept
+    ///     its lost incarnation sent can still land after they answered.
+    #[serde(default)]
+    pub rebuild_without_fence: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 19] = [
+pub const CANARIES: [(&str, EnableBug); 21] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -476,6 +486,8 @@ pub const CANARIES: [(&str, EnableBug); 19] = [
     ("synced-before-fsync", |b| b.synced_before_fsync = true),
     ("pipelined-sync", |b| b.pipelined_sync = true),
     ("lease-from-ack", |b| b.lease_from_ack = true),
+    ("corrupt-tail-as-torn", |b| b.corrupt_tail_as_torn = true),
+    ("rebuild-without-fence", |b| b.rebuild_without_fence = true),
 ];
 
 impl Bugs {

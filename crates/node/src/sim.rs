@@ -22,10 +22,13 @@
 //! - **bit flip** and **disk wipe**: a crash, then the disk damaged, for at
 //!   most a minority of replicas at a time (as the engine bounds them);
 //! - **slow node**: its syncs take `slow_factor` times longer, and its
-//!   messages (to or from it) wait that much more before they leave;
+//!   messages (to or from it) are held that much longer on the wire;
 //! - per message: **loss** is madsim's `packet_loss_rate` (clients' messages
 //!   too), **reordering** is madsim's latency range widened by `jitter_us`,
-//!   **long delays** are drawn here per send, and **duplication** per message
+//!   **long delays** are drawn here per send and held by the receiver (so a
+//!   message already sent survives its sender's crash, as on a real network:
+//!   a sleep before the send would die with the sender's tasks), and
+//!   **duplication** per message
 //!   between nodes (not for clients' requests, which the engine also
 //!   duplicates); per sync:
 //!   **fsync spikes**, **power loss during a sync**, and **power loss during a
@@ -117,9 +120,14 @@ impl<P> Node for P where
 
 /// What travels between endpoints.
 enum Wire<P: Protocol> {
+    /// A peer message, held `hold_us` on the wire (a long delay, a slow
+    /// node) beyond madsim's latency. The receiver holds it, not the
+    /// sender: a message already sent survives its sender's crash, as on a
+    /// real network (a sender-side sleep would die with the sender's tasks).
     Peer {
         from: NodeId,
         msg: P::Msg,
+        hold_us: u64,
     },
     Request {
         client: u32,
@@ -129,6 +137,7 @@ enum Wire<P: Protocol> {
         client: u32,
         from: NodeId,
         reply: P::Reply,
+        hold_us: u64,
     },
 }
 
@@ -424,12 +433,12 @@ impl<S: Runnable> World<S> {
                     1
                 };
                 for _ in 0..copies {
-                    let delay = core.extra_delay(id, Some(to));
                     let wire = Wire::<S::P>::Peer {
                         from: id,
                         msg: msg.clone(),
+                        hold_us: core.extra_delay(id, Some(to)),
                     };
-                    transmit(&ep, addr(to), delay, wire);
+                    transmit(&ep, addr(to), 0, wire);
                 }
             }
             Effect::Persist { seq, write } => {
@@ -475,13 +484,13 @@ impl<S: Runnable> World<S> {
                 let r = self.checker.on_reply(now, id, client, &reply);
                 core.check(r);
                 core.note(id, ("reply", client, &reply));
-                let delay = core.extra_delay(id, None);
                 let wire = Wire::<S::P>::Reply {
                     client,
                     from: id,
                     reply,
+                    hold_us: core.extra_delay(id, None),
                 };
-                transmit(&ep, clients_addr(), delay, wire);
+                transmit(&ep, clients_addr(), 0, wire);
             }
             Effect::Note(note) => {
                 if let Some(s) = S::P::summarize_note(&note) {
@@ -763,7 +772,12 @@ impl<S: Runnable> Sim<S> {
         madsim::task::spawn_local(async move {
             while let Ok((payload, _)) = ep2.recv_from_raw(TAG).await {
                 let input = match *payload.downcast::<Wire<S::P>>().expect("only Wire travels") {
-                    Wire::Peer { from, msg } => Input::Receive { from, msg },
+                    Wire::Peer { from, msg, hold_us } if hold_us > 0 => {
+                        // Held on the wire; lost if this node dies first.
+                        later(tx2.clone(), hold_us, Input::Receive { from, msg });
+                        continue;
+                    }
+                    Wire::Peer { from, msg, .. } => Input::Receive { from, msg },
                     Wire::Request { client, req } => Input::Request { client, req },
                     Wire::Reply { .. } => continue,
                 };
@@ -798,8 +812,21 @@ impl<S: Runnable> Sim<S> {
                 client,
                 from,
                 reply,
+                hold_us,
             } = wire
             {
+                if hold_us > 0 {
+                    // Held on the wire, without holding up the replies
+                    // behind it (the clients' machine never dies).
+                    let sim = self.clone();
+                    madsim::task::spawn_local(async move {
+                        sleep(us(hold_us)).await;
+                        sim.with(None, |w| {
+                            w.workload.on_reply(&mut w.core, client, from, reply);
+                        });
+                    });
+                    continue;
+                }
                 let stop = !self.with(None, |w| {
                     w.workload.on_reply(&mut w.core, client, from, reply);
                 });

@@ -1,5 +1,5 @@
 //! The checkers have teeth under madsim too: every known-buggy variant of
-//! Basic Paxos (7) and of the replicated log and service (15 here; the
+//! Basic Paxos (7) and of the replicated log and service (17 here; the
 //! hostile-input ones are the engine's) is caught
 //! within a bounded number of madsim seeds, by an invariant it breaks, and
 //! its first failing seed replays to the same violation and trace.
@@ -44,7 +44,7 @@ const BASIC: [Case; 7] = [
     case("volatile-round", 300, &[S5]),
 ];
 
-const KV_CASES: [Case; 15] = [
+const KV_CASES: [Case; 17] = [
     case("deposed-leader-writes", 100, &[P5, P1, P2]),
     case("assume-reported-chosen", 100, &[P2, P1, P3]),
     case("commit-without-entry", 100, &[P2, K2, K3, Assert]),
@@ -91,6 +91,18 @@ const KV_CASES: [Case; 15] = [
     case("pipelined-sync", 20, &[D1]),
     // Issue 21: a lease timed from its acknowledgements (P7).
     case("lease-from-ack", 100, &[P7]),
+    // Issue 21: recovery's two decisions, with bit flips aimed at them
+    // (the tail; a leader's disk with its Accepts in flight).
+    Case {
+        ops: 200,
+        ..case("corrupt-tail-as-torn", 1_000, &[P5, P6, P1, P2, R2, Assert])
+    },
+    Case {
+        faults: Some("bit_flips=6,long_delay_permille=300"),
+        nodes: Some(3),
+        ops: 200,
+        ..case("rebuild-without-fence", 1_000, &[P1, P2, P3])
+    },
 ];
 
 fn check<S: Runnable>(s: &'static S, c: &Case) {
@@ -235,6 +247,14 @@ fn kv_synced_before_fsync() {
 #[test]
 fn kv_pipelined_sync() {
     kv("pipelined-sync");
+}
+#[test]
+fn kv_corrupt_tail_as_torn() {
+    kv("corrupt-tail-as-torn");
+}
+#[test]
+fn kv_rebuild_without_fence() {
+    kv("rebuild-without-fence");
 }
 #[test]
 fn kv_lease_from_ack() {

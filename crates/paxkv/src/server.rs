@@ -186,7 +186,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let (dir, boot) = DataDir::open(&opts.data_dir, opts.cluster, opts.id, opts.rebuild)?;
+    let (dir, boot) = DataDir::open(
+        &opts.data_dir,
+        opts.cluster,
+        opts.id,
+        opts.rebuild,
+        opts.bugs,
+    )?;
     let n = opts.peers.len() as u8;
     let cfg = opts.log_config();
     let clock = Clock::new();

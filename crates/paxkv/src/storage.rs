@@ -29,7 +29,7 @@
 use kv::server::Snapshot;
 use kv::write_path::{self, BatchIo, Recovery, WritePath};
 use kv::Cmd;
-use multipaxos::{NodeId, Write};
+use multipaxos::{Bugs, NodeId, Write};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub enum Boot {
 pub struct DataDir {
     dir: PathBuf,
     cluster: u64,
+    /// Recovery's canaries (`--bug`), which the write path reads.
+    bugs: Bugs,
     /// The open WAL, None while a rebuilding replica has not written its
     /// rebuilt state yet.
     file: Option<File>,
@@ -114,6 +116,7 @@ impl DataDir {
         cluster: u64,
         id: NodeId,
         rebuild: bool,
+        bugs: Bugs,
     ) -> Result<(DataDir, Boot), String> {
         let ctx = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
         create_durably(dir).map_err(|e| ctx("cannot create the data directory", e))?;
@@ -136,6 +139,7 @@ impl DataDir {
         let d = DataDir {
             dir: dir.to_path_buf(),
             cluster,
+            bugs,
             file: None,
         };
         let path = dir.join(WAL);
@@ -156,7 +160,7 @@ impl DataDir {
             }
             // What the bytes say is the write path's call, as in the
             // simulator; the files are this module's.
-            Some(bytes) => match write_path::recover(Some(&bytes), cluster) {
+            Some(bytes) => match write_path::recover(Some(&bytes), cluster, &bugs) {
                 Recovery::Recover { .. } => {
                     if !marked {
                         d.write_marker(&expected)?;
@@ -196,7 +200,8 @@ impl DataDir {
         let path = self.dir.join(WAL);
         let err = |e: io::Error| format!("{}: {e}", path.display());
         let bytes = std::fs::read(&path).map_err(err)?;
-        let Recovery::Recover { state, good } = write_path::recover(Some(&bytes), self.cluster)
+        let Recovery::Recover { state, good } =
+            write_path::recover(Some(&bytes), self.cluster, &self.bugs)
         else {
             unreachable!("load_wal is called on a file that loaded");
         };

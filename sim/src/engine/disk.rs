@@ -99,7 +99,7 @@ impl<W: DiskRecord> Disk<W> {
 
     pub fn flip_bit(&mut self, record: u32, bit: u32) {
         if !self.durable.is_empty() {
-            let i = record as usize % self.durable.len();
+            let i = crate::nemesis::flip_target(record, self.durable.len());
             self.durable[i].flip_bit(bit);
         }
     }

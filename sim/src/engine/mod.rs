@@ -33,8 +33,8 @@ pub mod script;
 
 pub use disk::Disk;
 pub use protocol::{
-    Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Cx, DiskRecord, Effect, Input, Never,
-    Protocol, Scenario, Search, Workload,
+    Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Clock, Cx, DiskRecord, Effect, Input,
+    Never, Protocol, Scenario, Search, Workload,
 };
 pub use script::{Script, Step};
 
@@ -186,30 +186,6 @@ impl<P: Protocol> Ev<P> {
             Ev::Timer { node, .. } | Ev::SyncDone { node, .. } => Some(*node),
             _ => None,
         }
-    }
-}
-
-/// A node's clock: `skew + t * (1 + rate_ppm / 10^6)`.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Clock {
-    pub skew_us: u64,
-    pub rate_ppm: i32,
-}
-
-impl Clock {
-    pub fn local(&self, t: u64) -> u64 {
-        if self.rate_ppm == 0 {
-            return self.skew_us + t;
-        }
-        let drift = (t as i128 * self.rate_ppm as i128) / 1_000_000;
-        (self.skew_us as i128 + t as i128 + drift) as u64
-    }
-    /// Real time for `d` of local time to pass.
-    pub fn real(&self, d: u64) -> u64 {
-        if self.rate_ppm == 0 {
-            return d;
-        }
-        ((d as u128 * 1_000_000).div_ceil((1_000_000 + self.rate_ppm as i64) as u128)) as u64
     }
 }
 

@@ -266,7 +266,7 @@ pub trait Checker<P: Protocol> {
     /// `node`'s true clock, told once before anything runs (the simulator
     /// only: the model checker's clocks are unrelated to real time). Nodes
     /// never see it; a checker may, to judge real-time promises (leases).
-    fn on_clock(&mut self, node: NodeId, clock: crate::engine::Clock) {}
+    fn on_clock(&mut self, node: NodeId, clock: Clock) {}
     /// Whether the cluster has settled (everyone learned, replicas agree):
     /// with the workload done, the run may end early in the quiet period.
     fn settled(&self, nodes: &[Option<P>]) -> bool {
@@ -489,4 +489,28 @@ pub struct CheckReport {
     /// engine replays (`paxsim replay` of the repro file `paxsim check`
     /// saves).
     pub violation: Option<(Violation, crate::engine::script::Script)>,
+}
+
+/// A node's clock: `skew + t * (1 + rate_ppm / 10^6)`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Clock {
+    pub skew_us: u64,
+    pub rate_ppm: i32,
+}
+
+impl Clock {
+    pub fn local(&self, t: u64) -> u64 {
+        if self.rate_ppm == 0 {
+            return self.skew_us + t;
+        }
+        let drift = (t as i128 * self.rate_ppm as i128) / 1_000_000;
+        (self.skew_us as i128 + t as i128 + drift) as u64
+    }
+    /// Real time for `d` of local time to pass.
+    pub fn real(&self, d: u64) -> u64 {
+        if self.rate_ppm == 0 {
+            return d;
+        }
+        ((d as u128 * 1_000_000).div_ceil((1_000_000 + self.rate_ppm as i64) as u128)) as u64
+    }
 }

@@ -858,7 +858,8 @@ impl Protocol for Replica {
         }
         let file = file(disk);
         // What the bytes say is `paxkv`'s own call (`write_path::recover`).
-        let (node, how, wal) = match write_path::recover(Some(&file), CLUSTER) {
+        let bugs = &cfg.server.bugs;
+        let (node, how, wal) = match write_path::recover(Some(&file), CLUSTER, bugs) {
             Recovery::Recover { state, good } => {
                 // Recovery repairs a torn tail, as a WAL truncates it.
                 truncate(disk, good as usize);
@@ -1033,9 +1034,10 @@ impl Protocol for Replica {
         self.server.node().is_rebuilding()
     }
     fn disk_intact(disk: &[Record]) -> bool {
-        // Whether boot would recover from it: the write path's call.
+        // Whether boot would recover from it: the write path's call (a
+        // correct one's: the nemesis counts lost disks by it).
         matches!(
-            write_path::recover(Some(&file(disk)), CLUSTER),
+            write_path::recover(Some(&file(disk)), CLUSTER, &multipaxos::Bugs::default()),
             Recovery::Recover { .. }
         )
     }
@@ -1956,7 +1958,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 19] = [
+const CANARIES: [Canary; 21] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -2026,6 +2028,14 @@ const CANARIES: [Canary; 19] = [
     (
         "lease-from-ack",
         "a lease timed from its acknowledgements, not the heartbeat",
+    ),
+    (
+        "corrupt-tail-as-torn",
+        "(recovery) a corrupt last record taken for a torn one and dropped",
+    ),
+    (
+        "rebuild-without-fence",
+        "(recovery) a rebuild takes the first majority's state, unfenced",
     ),
 ];
 

@@ -43,7 +43,7 @@ fn failure_1_a_resent_accept_written_again_breaks_r2() {
         "rewrite-resent-accepts",
         0,
         R2,
-        "made Accept(1.4, slot 24, 1 entries, #1fed) durable a second time",
+        "made Accept(1.4, slot 4, 2 entries, #7295) durable a second time",
     );
 }
 
@@ -53,7 +53,7 @@ fn failure_1_a_resent_accept_written_again_breaks_r2() {
 fn failure_3_a_prepare_in_a_stolen_ballot_breaks_h1() {
     pinned(
         "trust-peer-messages",
-        13,
+        19,
         H1,
         "a forged message made the node panic: assertion `left == right` failed: a Prepare \
          carries its sender's ballot",
@@ -68,7 +68,7 @@ fn failure_3_a_prepare_in_a_stolen_ballot_breaks_h1() {
 fn failure_3_an_accept_at_the_last_round_overflows_the_next_election() {
     pinned(
         "trust-peer-messages",
-        126,
+        25,
         Invariant::Assert,
         "a new ballot is above every one seen",
     );

@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 20] = [
+const CANARIES: [Canary; 21] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -89,6 +89,10 @@ const CANARIES: [Canary; 20] = [
         200,
         &[P1, P2, P3],
     ),
+    // Issue 21, section 5: a plain write that keeps an ephemeral key's
+    // owner loses the write when that session ends: the service's
+    // specification (K4) gives another reply to the next command on it.
+    ("plain-write-keeps-owner", None, 20, &[K4]),
 ];
 
 /// Canaries run on another cluster size than the default.
@@ -160,6 +164,10 @@ fn canary_corrupt_tail_as_torn_is_caught() {
 #[test]
 fn canary_rebuild_without_fence_is_caught() {
     check_canary("rebuild-without-fence");
+}
+#[test]
+fn canary_plain_write_keeps_owner_is_caught() {
+    check_canary("plain-write-keeps-owner");
 }
 #[test]
 fn canary_lease_from_ack_is_caught() {

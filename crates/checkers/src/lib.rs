@@ -85,6 +85,9 @@ pub enum Invariant {
     K2,
     /// The client history is linearizable.
     K3,
+    /// Every command the service executed got the reply its specification
+    /// gives, replayed in log order (sessions, ephemeral keys, locks).
+    K4,
     /// After faults heal, every client operation completes within the bound
     /// and the replicas converge.
     L2,
@@ -129,6 +132,9 @@ impl Invariant {
             Invariant::K1 => "fencing tokens are monotone and lock holders exclusive",
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",
+            Invariant::K4 => {
+                "every executed command got the reply the service's specification gives"
+            }
             Invariant::L2 => "after faults heal, operations complete and replicas converge",
             Invariant::R1 => "every message fits the protocol's wire limit",
             Invariant::R2 => "no fact is made durable twice",

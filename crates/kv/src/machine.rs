@@ -216,12 +216,19 @@ impl Machine {
     /// Applies one log command: a tick advances the clock (and returns
     /// `None`); a client command goes through the dedup table first.
     pub fn apply(&mut self, cmd: &Cmd) -> Option<Applied> {
+        self.apply_with(cmd, false)
+    }
+
+    /// [`Machine::apply`], or with `keep_owner` canary 22
+    /// (`plain-write-keeps-owner`): a Put or Cas on an ephemeral key keeps
+    /// its owner, so the key still vanishes with that session.
+    pub fn apply_with(&mut self, cmd: &Cmd, keep_owner: bool) -> Option<Applied> {
         let applied = match cmd {
             Cmd::Tick { now_us } => {
                 self.tick(*now_us);
                 None
             }
-            Cmd::Client(c) => Some(self.client(c)),
+            Cmd::Client(c) => Some(self.client(c, keep_owner)),
         };
         self.check_invariants();
         applied
@@ -273,7 +280,7 @@ impl Machine {
         self.sessions.contains_key(&client)
     }
 
-    fn client(&mut self, c: &Command) -> Applied {
+    fn client(&mut self, c: &Command, keep_owner: bool) -> Applied {
         if let Some((last, reply)) = self.dedup.get(&c.client) {
             let last = *last;
             if c.seq == last {
@@ -290,7 +297,7 @@ impl Machine {
             }
             assert!(c.seq > last);
         }
-        let reply = self.execute(c.client, &c.op);
+        let reply = self.execute(c.client, &c.op, keep_owner);
         assert_ne!(reply, Reply::Stale, "only the dedup table answers Stale");
         self.dedup.insert(c.client, (c.seq, reply.clone()));
         Applied {
@@ -299,10 +306,15 @@ impl Machine {
         }
     }
 
-    fn execute(&mut self, client: ClientId, op: &Op) -> Reply {
+    fn execute(&mut self, client: ClientId, op: &Op, keep_owner: bool) -> Reply {
+        // BUG (canary 22): a plain write leaves an ephemeral key's owner.
+        let plain = |m: &Machine, key: Key| match keep_owner {
+            true => m.data.get(&key).and_then(|i| i.owner),
+            false => None,
+        };
         match *op {
             Op::Get { key } => self.read(key),
-            Op::Put { key, ref value } => Reply::Version(self.write(key, value, None)),
+            Op::Put { key, ref value } => Reply::Version(self.write(key, value, plain(self, key))),
             Op::Delete { key } => Reply::Deleted(self.data.remove(&key).is_some()),
             Op::Cas {
                 key,
@@ -313,7 +325,7 @@ impl Machine {
                 if version == expected {
                     // Like Put: a successful Cas leaves a persistent key (as
                     // an etcd txn put without a lease detaches the key).
-                    Reply::Cas(Ok(self.write(key, value, None)))
+                    Reply::Cas(Ok(self.write(key, value, plain(self, key))))
                 } else {
                     Reply::Cas(Err(version))
                 }

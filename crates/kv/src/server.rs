@@ -231,7 +231,8 @@ impl Server {
                     if let multipaxos::Entry::Cmds(cmds) = entry {
                         for (index, c) in cmds.iter().enumerate() {
                             let index = index as u32;
-                            let Some(applied) = self.machine.apply(c) else {
+                            let keep_owner = self.cfg.bugs.plain_write_keeps_owner;
+                            let Some(applied) = self.machine.apply_with(c, keep_owner) else {
                                 if let Cmd::Tick { now_us } = *c {
                                     out.push(Event::Ticked {
                                         slot: *slot,

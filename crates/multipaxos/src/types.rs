@@ -448,13 +448,18 @@ pub struct Bugs {
     ///     its lost incarnation sent can still land after they answered.
     #[serde(default)]
     pub rebuild_without_fence: bool,
+    /// 22. (service) A Put or Cas on an ephemeral key keeps its owner, so
+    ///     the key still vanishes when that session ends: a plain write
+    ///     lost (K4).
+    #[serde(default)]
+    pub plain_write_keeps_owner: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 21] = [
+pub const CANARIES: [(&str, EnableBug); 22] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -488,6 +493,9 @@ pub const CANARIES: [(&str, EnableBug); 21] = [
     ("lease-from-ack", |b| b.lease_from_ack = true),
     ("corrupt-tail-as-torn", |b| b.corrupt_tail_as_torn = true),
     ("rebuild-without-fence", |b| b.rebuild_without_fence = true),
+    ("plain-write-keeps-owner", |b| {
+        b.plain_write_keeps_owner = true
+    }),
 ];
 
 impl Bugs {

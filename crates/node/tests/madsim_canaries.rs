@@ -1,5 +1,5 @@
 //! The checkers have teeth under madsim too: every known-buggy variant of
-//! Basic Paxos (7) and of the replicated log and service (17 here; the
+//! Basic Paxos (7) and of the replicated log and service (18 here; the
 //! hostile-input ones are the engine's) is caught
 //! within a bounded number of madsim seeds, by an invariant it breaks, and
 //! its first failing seed replays to the same violation and trace.
@@ -44,7 +44,7 @@ const BASIC: [Case; 7] = [
     case("volatile-round", 300, &[S5]),
 ];
 
-const KV_CASES: [Case; 17] = [
+const KV_CASES: [Case; 18] = [
     case("deposed-leader-writes", 100, &[P5, P1, P2]),
     case("assume-reported-chosen", 100, &[P2, P1, P3]),
     case("commit-without-entry", 100, &[P2, K2, K3, Assert]),
@@ -103,6 +103,8 @@ const KV_CASES: [Case; 17] = [
         ops: 200,
         ..case("rebuild-without-fence", 1_000, &[P1, P2, P3])
     },
+    // Issue 21: the service's specification in log order (K4).
+    case("plain-write-keeps-owner", 100, &[K4]),
 ];
 
 fn check<S: Runnable>(s: &'static S, c: &Case) {
@@ -255,6 +257,10 @@ fn kv_corrupt_tail_as_torn() {
 #[test]
 fn kv_rebuild_without_fence() {
     kv("rebuild-without-fence");
+}
+#[test]
+fn kv_plain_write_keeps_owner() {
+    kv("plain-write-keeps-owner");
 }
 #[test]
 fn kv_lease_from_ack() {

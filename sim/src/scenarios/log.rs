@@ -18,6 +18,7 @@
 //! params (a repro file holds them); the cores only read them, and report
 //! each rare path a knob steered them down, which becomes a coverage mark.
 
+use super::service_spec::{self, Spec};
 use crate::config::RunConfig;
 use crate::engine::{
     Boot, Canary, Caps, Check, Checker, Clock, Cx, DiskRecord, Effect, Input, Protocol, Scenario,
@@ -1332,6 +1333,8 @@ pub struct LogChecker {
     lease: LeaseObserver,
     clocks: Vec<Option<Clock>>,
     lease_us: u64,
+    /// K4: the service's specification, fed what it executed in log order.
+    spec: Spec,
     /// Every command a client sent: (client, seq) -> op.
     submitted: BTreeMap<(u32, u64), Op>,
     marks: Marks,
@@ -1504,6 +1507,18 @@ impl Checker<Replica> for LogChecker {
                 self.obs
                     .on_executed(now, id, cmd.client, cmd.seq, slot, index)?;
                 if self.obs.service_turn(id, slot) {
+                    let owed = self.spec.execute(cmd.client, &cmd.op);
+                    if owed != applied.reply {
+                        return Err(Violation {
+                            invariant: Invariant::K4,
+                            at_us: now,
+                            node: Some(id),
+                            detail: format!(
+                                "c{} #{} {:?} at slot {slot} #{index} got {:?}; the specification gives {owed:?}",
+                                cmd.client, cmd.seq, cmd.op, applied.reply
+                            ),
+                        });
+                    }
                     self.lock_model(now, id, slot, cmd, &applied.reply)?;
                 }
                 if let (Op::Acquire { lock }, Reply::Lock(Ok(token))) = (&cmd.op, &applied.reply) {
@@ -1516,6 +1531,7 @@ impl Checker<Replica> for LogChecker {
             Note::Ticked { slot, now_us } => {
                 if self.obs.service_turn(id, *slot) {
                     self.obs.on_tick(*now_us);
+                    self.spec.tick(*now_us);
                 }
                 Ok(())
             }
@@ -1605,6 +1621,7 @@ impl Checker<Replica> for LogChecker {
             .into_iter()
             .zip(counts)
             .chain(buggify.zip(m.buggified))
+            .chain(service_spec::MARKS.into_iter().zip(self.spec.seen))
             .collect()
     }
 }
@@ -1691,10 +1708,19 @@ impl LogWorkload {
         if client == 0 && self.n_clients > 1 {
             return Op::Get { key };
         }
+        let n_clients = self.n_clients.max(1) as u64;
         let cl = &self.clients[client as usize];
         if !cl.has_session {
-            return Op::OpenSession {
-                ttl_us: self.params.session_ttl_us,
+            // Mostly a new session; sometimes what needs one, without it
+            // (a session that expired or was closed under the client).
+            return match cx.rng().gen_range(0..10) {
+                0 => Op::KeepAlive,
+                1 => Op::Acquire {
+                    lock: cx.rng().gen_range(0..LOCKS),
+                },
+                _ => Op::OpenSession {
+                    ttl_us: self.params.session_ttl_us,
+                },
             };
         }
         let held = cl.token.iter().next().map(|(l, t)| (*l, *t));
@@ -1706,6 +1732,17 @@ impl LogWorkload {
             _ => Value::from(value),
         };
         let rng = cx.rng();
+        // A plain operation hits an ephemeral key one time in eight (K4
+        // judges it; the history keeps to the plain keys); an ephemeral
+        // write goes to another client's key half the time.
+        let ephemeral = |rng: &mut ChaCha8Rng, own: bool| match own {
+            true => EPHEMERAL_BASE + client as u64,
+            false => EPHEMERAL_BASE + rng.gen_range(0..n_clients),
+        };
+        let key = match pick {
+            0..=71 if rng.gen_range(0..8) == 0 => ephemeral(rng, false),
+            _ => key,
+        };
         match pick {
             0..=34 => Op::Get { key },
             35..=54 => Op::Put { key, value },
@@ -1718,11 +1755,15 @@ impl LogWorkload {
                 }
             }
             67..=71 => Op::Delete { key },
-            72..=79 => Op::KeepAlive,
-            80..=84 => Op::PutEphemeral {
-                key: EPHEMERAL_BASE + client as u64,
-                value,
-            },
+            72..=77 => Op::KeepAlive,
+            78..=79 => Op::CloseSession,
+            80..=84 => {
+                let own = rng.gen_bool(0.5);
+                Op::PutEphemeral {
+                    key: ephemeral(rng, own),
+                    value,
+                }
+            }
             85..=92 => Op::Acquire {
                 lock: rng.gen_range(0..LOCKS),
             },
@@ -1741,6 +1782,13 @@ impl LogWorkload {
         let now = cx.now();
         let mut buf = std::mem::take(&mut self.buf);
         let kop = match &op {
+            // Ephemeral keys vanish with sessions, at ticks no history can
+            // place: K4 judges those, K3 the plain keys.
+            Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. }
+                if *key >= EPHEMERAL_BASE =>
+            {
+                None
+            }
             Op::Get { key } => Some((*key, KvOp::Get)),
             Op::Put { key, value } => Some((*key, KvOp::Put(value.clone()))),
             Op::Delete { key } => Some((*key, KvOp::Delete)),
@@ -1823,7 +1871,9 @@ impl Workload<Replica> for LogWorkload {
         self.last_done = now;
         match (&cmd.op, &reply) {
             (Op::OpenSession { .. }, Reply::Session(Ok(_))) => cl.has_session = true,
-            (_, Reply::Session(Err(_))) | (_, Reply::Lock(Err(kv::LockError::NoSession))) => {
+            (Op::CloseSession, _)
+            | (_, Reply::Session(Err(_)))
+            | (_, Reply::Lock(Err(kv::LockError::NoSession))) => {
                 cl.has_session = false;
                 cl.token.clear();
             }
@@ -1958,7 +2008,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 21] = [
+const CANARIES: [Canary; 22] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -2036,6 +2086,10 @@ const CANARIES: [Canary; 21] = [
     (
         "rebuild-without-fence",
         "(recovery) a rebuild takes the first majority's state, unfenced",
+    ),
+    (
+        "plain-write-keeps-owner",
+        "kv: a Put or Cas on an ephemeral key keeps its owner",
     ),
 ];
 
@@ -2217,6 +2271,7 @@ impl Scenario for Log {
             obs: LogObserver::new(cfg.nodes as usize),
             lease: LeaseObserver::new(cfg.nodes as usize),
             clocks: vec![None; cfg.nodes as usize],
+            spec: Spec::default(),
             lease_us: p.timing.lease_us,
             submitted: BTreeMap::new(),
             marks: Marks::default(),
@@ -2255,10 +2310,13 @@ impl Scenario for Log {
             .into_iter()
             .filter(|(_, on)| cfg.buggify && p.buggify.is_none_or(|k| on(&k)))
             .map(|(name, _)| name);
+        // The service's marks: only `kv`'s workload uses sessions.
+        let service = service_spec::MARKS.into_iter().filter(|_| self.kv);
         MARKS
             .into_iter()
             .chain(buggify)
             .filter(|m| leases || !m.contains("lease"))
+            .chain(service)
             .collect()
     }
     /// Draws the seed's knobs into the params, unless they are set there.

@@ -4,3 +4,4 @@
 
 pub mod basic;
 pub mod log;
+pub mod service_spec;

@@ -132,6 +132,13 @@ struct ServerArgs {
     /// Compact the WAL at a snapshot once it is larger than this.
     #[arg(long)]
     compact_bytes: Option<u64>,
+    /// At most this many connections at once (kept below the descriptor
+    /// limit, which the server raises to its hard limit at start).
+    #[arg(long, default_value_t = 4_096)]
+    max_conns: usize,
+    /// Close a client connection that sends nothing for this long.
+    #[arg(long, default_value_t = 60_000)]
+    client_idle_ms: u64,
     /// Switch on a known-buggy variant of the log core (for testing tests).
     #[arg(long = "bug")]
     bugs: Vec<String>,
@@ -254,6 +261,11 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
     if let Some(b) = a.compact_bytes {
         o.compact_bytes = b;
     }
+    if a.max_conns == 0 || a.client_idle_ms == 0 {
+        return Err("--max-conns and --client-idle-ms must be at least 1".into());
+    }
+    o.max_conns = a.max_conns;
+    o.client_idle = Duration::from_millis(a.client_idle_ms);
     for b in &a.bugs {
         o.bugs.enable(b)?;
     }

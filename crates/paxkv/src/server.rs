@@ -64,6 +64,13 @@ pub struct Options {
     pub tick_us: u64,
     /// Compact the WAL at a snapshot once it is larger than this.
     pub compact_bytes: u64,
+    /// At most this many connections (clients, peers and strangers) at
+    /// once; also kept below the descriptor limit, so that the WAL and
+    /// snapshots always have descriptors left.
+    pub max_conns: usize,
+    /// A client connection that sends nothing for this long is closed
+    /// (the client library reconnects when it needs to).
+    pub client_idle: Duration,
     pub bugs: multipaxos::Bugs,
 }
 
@@ -94,6 +101,8 @@ impl Options {
             snapshot_every: 1_000,
             tick_us: 500_000,
             compact_bytes: 4 << 20,
+            max_conns: 4_096,
+            client_idle: Duration::from_secs(60),
             bugs: multipaxos::Bugs::default(),
         }
     }
@@ -270,6 +279,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         n,
         cluster: opts.cluster,
         tx: in_tx,
+        open: Arc::new(AtomicUsize::new(0)),
+        max_conns: conn_budget(opts.max_conns),
+        client_idle: opts.client_idle,
     };
     tokio::spawn(accept(listener, ctx));
     let mut core = Core {
@@ -695,16 +707,75 @@ struct ConnCtx {
     n: u8,
     cluster: u64,
     tx: mpsc::Sender<Inbound>,
+    /// Connections open now, and the most there may be.
+    open: Arc<AtomicUsize>,
+    max_conns: usize,
+    client_idle: Duration,
+}
+
+/// Descriptors kept for the WAL, snapshots, the peers' outgoing
+/// connections and the runtime, whatever the connections take.
+const FD_RESERVE: usize = 64;
+
+/// Raises the descriptor limit to its hard limit, and returns how many
+/// connections fit below it (at most `wanted`).
+fn conn_budget(wanted: usize) -> usize {
+    // Soft up to hard (and on macOS, to what the kernel allows).
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!("cannot read the descriptor limit: {e}");
+            return wanted;
+        }
+    };
+    let fit = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(FD_RESERVE);
+    if fit < wanted {
+        warn!(
+            descriptors = soft,
+            connections = fit,
+            "the descriptor limit allows fewer connections than --max-conns"
+        );
+    }
+    wanted.min(fit).max(1)
+}
+
+/// Counts a connection open until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn accept(listener: TcpListener, ctx: ConnCtx) {
     let mut next = 0u64;
+    let mut refused = 0u64;
     loop {
         match listener.accept().await {
             Ok((s, addr)) => {
                 next += 1;
+                if ctx.open.fetch_add(1, Ordering::Relaxed) >= ctx.max_conns {
+                    ctx.open.fetch_sub(1, Ordering::Relaxed);
+                    // Closed at once: a full server answers nothing, and
+                    // its descriptors stay for the WAL. Logged, but not
+                    // every one.
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        warn!(%addr, open = ctx.max_conns, refused, "too many connections; closing a new one");
+                    }
+                    drop(s);
+                    continue;
+                }
+                let slot = Slot(ctx.open.clone());
                 let _ = s.set_nodelay(true);
-                tokio::spawn(serve_conn(s, addr, next, ctx.clone()));
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    serve_conn(s, addr, next, ctx).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 warn!("accept failed: {e}");
@@ -823,7 +894,15 @@ async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
             }
         }
     });
-    while let Some(frame) = stream.next().await {
+    loop {
+        let frame = match tokio::time::timeout(ctx.client_idle, stream.next()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                debug!(%addr, "an idle client connection; closing");
+                break;
+            }
+        };
         let why = match frame.map_err(|e| e.to_string()) {
             Ok(f) => match wire::decode_command(&f) {
                 Ok(cmd) => {

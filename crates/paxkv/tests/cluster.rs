@@ -45,6 +45,8 @@ struct Cluster {
     procs: Vec<Option<Child>>,
     /// Snapshot and compaction settings (small by default, so tests cross them).
     storage: [&'static str; 4],
+    /// More flags for every server.
+    extra: Vec<String>,
 }
 
 impl Cluster {
@@ -55,6 +57,7 @@ impl Cluster {
             cluster: 0xc1,
             procs: (0..n).map(|_| None).collect(),
             storage: ["--snapshot-every", "16", "--compact-bytes", "0"],
+            extra: Vec::new(),
         };
         for i in 0..n {
             std::fs::create_dir_all(c.data(i)).expect("data dir");
@@ -97,6 +100,7 @@ impl Cluster {
         .arg("--data-dir")
         .arg(self.data(i))
         .args(self.storage)
+        .args(&self.extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log);
@@ -442,6 +446,71 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
         r => panic!("an oversized value was not refused: {r:?}"),
     }
     assert_eq!(a.get(3).await, Ok(None));
+}
+
+/// Issue 22: a connection that says hello as a client and then nothing
+/// used to stay open for good, and about 1,010 of them took every
+/// descriptor of the common soft limit: the leader refused every new
+/// client and exited at its next compaction. Now connections are capped
+/// below the descriptor limit (which the server raises to its hard limit),
+/// one over the cap is closed at once, and a silent client is closed after
+/// `--client-idle-ms`; the cluster serves throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_are_capped_and_closed_and_the_cluster_keeps_serving() {
+    let mut c = Cluster::new("silent", 3);
+    c.extra = ["--max-conns", "40", "--client-idle-ms", "1500"]
+        .map(String::from)
+        .to_vec();
+    c.start_all();
+    c.await_log(0, "serving");
+    let hello = wire::encode(&Hello::Client {
+        protocol: wire::PROTOCOL,
+        cluster: Some(c.cluster),
+    });
+    let mut welcomed = Vec::new();
+    let mut closed = 0;
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(c.peers[0]).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&(hello.len() as u32).to_be_bytes());
+        let _ = s.write_all(&hello);
+        let mut len = [0u8; 4];
+        match s.read_exact(&mut len) {
+            Ok(()) => welcomed.push(s),
+            Err(_) => closed += 1,
+        }
+    }
+    assert!(
+        !welcomed.is_empty() && welcomed.len() <= 40,
+        "{} of 60 silent clients welcomed with a cap of 40",
+        welcomed.len()
+    );
+    assert_eq!(welcomed.len() + closed, 60);
+    // Served while the silent ones hold their places: the client library
+    // goes to another replica, or here once they are gone.
+    let mut a = c.client(1);
+    assert_eq!(a.put(1, 1).await, Ok(1));
+    // The idle timeout closes every silent one.
+    std::thread::sleep(Duration::from_millis(2_500));
+    for mut s in welcomed {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap_or(0), 0, "a silent client kept open");
+    }
+    // Room again at n0, and the cluster serves.
+    match hello_and_answer(c.peers[0], &hello) {
+        Some(Welcome::Ok { id: 0, .. }) => {}
+        w => panic!("n0 did not welcome a client once the silent ones were gone: {w:?}"),
+    }
+    assert_eq!(
+        c.client(2).get(1).await.map(|v| v.map(|(_, ver)| ver)),
+        Ok(Some(1))
+    );
+    assert!(c.log_text(0).contains("too many connections"));
+    for i in 0..3 {
+        assert!(alive(&mut c, i), "n{i} stopped");
+    }
 }
 
 /// Says hello as a client, sends `cmd` and reads the answer.

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod jepsen;
+pub mod lock;
 pub mod server;
 pub mod storage;
 pub mod wire;

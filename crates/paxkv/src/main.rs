@@ -448,6 +448,25 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
     ExitCode::SUCCESS
 }
 
+/// A value as a terminal may show it: text as text, but every control
+/// character (an escape sequence, a carriage return) and every byte that is
+/// not UTF-8 escaped, so that a stored value cannot drive the terminal.
+fn printable(v: &kv::Value) -> String {
+    match v.as_str() {
+        Some(s) => {
+            let mut out = String::with_capacity(s.len());
+            for c in s.chars() {
+                match c.is_control() {
+                    true => out.extend(c.escape_default()),
+                    false => out.push(c),
+                }
+            }
+            out
+        }
+        None => v.as_bytes().escape_ascii().to_string(),
+    }
+}
+
 async fn client(cli: Cli) -> ExitCode {
     let id = cli.client_id.unwrap_or_else(rand::random);
     let mut c = Client::new(cli.peers.clone(), id)
@@ -458,7 +477,7 @@ async fn client(cli: Cli) -> ExitCode {
         Ok(match cli.cmd {
             Cmd::Get { key } => match c.get(key).await? {
                 Some((v, ver)) => {
-                    println!("{v} (version {ver})");
+                    println!("{} (version {ver})", printable(&v));
                     true
                 }
                 None => {
@@ -561,5 +580,18 @@ async fn client(cli: Cli) -> ExitCode {
             eprintln!("paxkv: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_value_printed_to_a_terminal_cannot_drive_it() {
+        let v = kv::Value::from("red \u{1b}[31m\r\nend é".as_bytes());
+        assert_eq!(printable(&v), "red \\u{1b}[31m\\r\\nend é");
+        let bytes = kv::Value::from(&[0xff, b'a', 0x1b][..]);
+        assert_eq!(printable(&bytes), "\\xffa\\x1b");
     }
 }

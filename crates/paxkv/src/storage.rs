@@ -26,6 +26,7 @@
 //! the disk must never be reported synced, and a replica that cannot write
 //! is better stopped (it recovers, or rebuilds, when restarted).
 
+use crate::lock::DirLock;
 use kv::server::Snapshot;
 use kv::write_path::{self, BatchIo, Recovery, WritePath};
 use kv::Cmd;
@@ -58,6 +59,8 @@ pub struct DataDir {
     cluster: u64,
     /// Recovery's canaries (`--bug`), which the write path reads.
     bugs: Bugs,
+    /// No other process opens the directory while this one runs.
+    _lock: DirLock,
     /// The open WAL, None while a rebuilding replica has not written its
     /// rebuilt state yet.
     file: Option<File>,
@@ -120,6 +123,7 @@ impl DataDir {
     ) -> Result<(DataDir, Boot), String> {
         let ctx = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
         create_durably(dir).map_err(|e| ctx("cannot create the data directory", e))?;
+        let lock = DirLock::take(dir)?;
         let marker = dir.join(MARKER);
         let expected = marker_text(cluster, id);
         let marked = match std::fs::read_to_string(&marker) {
@@ -140,6 +144,7 @@ impl DataDir {
             dir: dir.to_path_buf(),
             cluster,
             bugs,
+            _lock: lock,
             file: None,
         };
         let path = dir.join(WAL);

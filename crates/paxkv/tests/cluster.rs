@@ -513,6 +513,35 @@ async fn silent_clients_are_capped_and_closed_and_the_cluster_keeps_serving() {
     }
 }
 
+/// Issue 22: two servers on one data directory both ran and appended to
+/// one WAL. The directory is locked now: a second process is refused with
+/// a clear error while the first runs, and the lock goes with the first
+/// (here by `kill -9`), so a restart is not refused.
+#[test]
+fn a_second_process_on_a_data_directory_is_refused() {
+    let mut c = Cluster::new("lock", 3);
+    c.start(0);
+    c.await_log(0, "serving");
+    let mut second = Command::new(EXE);
+    second
+        .args(["server", "--id", "1", "--peers", &c.peers_arg()])
+        .args(["--cluster-id", &c.cluster.to_string()])
+        .arg("--data-dir")
+        .arg(c.data(0));
+    let (status, text) = run_refused(second);
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("another paxkv process"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    c.kill(0);
+    c.start(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.log_text(0).matches("serving").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", c.log_text(0));
+        assert!(alive(&mut c, 0), "the restart was refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Says hello as a client, sends `cmd` and reads the answer.
 fn command_and_answer(addr: SocketAddr, cmd: &kv::Command) -> Option<wire::Response> {
     let mut s = TcpStream::connect(addr).expect("connect");

@@ -38,7 +38,7 @@
 use crate::machine::Cmd;
 use crate::server::Snapshot;
 use multipaxos::storage::{self, Loaded};
-use multipaxos::{Bugs, Durable, Write};
+use multipaxos::{Bugs, Durable, NodeId, Write};
 
 pub type LogWrite = Write<Cmd, Snapshot>;
 pub type State = Durable<Cmd, Snapshot>;
@@ -87,6 +87,8 @@ pub enum Step {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WritePath {
     cluster: u64,
+    /// The replica whose file it is (named in every file it starts).
+    replica: NodeId,
     compact_bytes: u64,
     bugs: Bugs,
     /// Writes issued by the core and not yet in a batch.
@@ -122,13 +124,20 @@ pub enum Recovery {
 }
 
 /// Reads a replica's WAL bytes (`None`: no file) as recovery must.
-pub fn recover(bytes: Option<&[u8]>, cluster: u64, bugs: &Bugs) -> Recovery {
+pub fn recover(bytes: Option<&[u8]>, cluster: u64, replica: NodeId, bugs: &Bugs) -> Recovery {
     let Some(bytes) = bytes else {
         return Recovery::Rebuild {
             corrupt: false,
             why: "its WAL is missing".into(),
         };
     };
+    // Another replica's file (restored from a peer's backup, copied by
+    // mistake) holds votes this replica never cast: an operator's error.
+    if let Some(owner) = storage::replica_of(bytes).filter(|o| *o != replica) {
+        return Recovery::Refuse(format!(
+            "the WAL belongs to replica {owner}, not to this replica {replica} (restored from another replica's files?)"
+        ));
+    }
     match storage::load::<Cmd, Snapshot>(bytes, cluster) {
         Loaded::Ok { state, torn_bytes } => Recovery::Recover {
             state,
@@ -178,11 +187,18 @@ impl WritePath {
     /// length), or none yet (`None`: a rebuilding replica, whose rebuilt
     /// state starts the file). A new replica's file holds just `Init`
     /// ([`WritePath::new_file`]).
-    pub fn new(cluster: u64, compact_bytes: u64, bugs: Bugs, file: Option<(State, u64)>) -> Self {
+    pub fn new(
+        cluster: u64,
+        replica: NodeId,
+        compact_bytes: u64,
+        bugs: Bugs,
+        file: Option<(State, u64)>,
+    ) -> Self {
         let open = file.is_some();
         let (state, len) = file.unwrap_or_default();
         WritePath {
             cluster,
+            replica,
             compact_bytes,
             bugs,
             queued: Vec::new(),
@@ -195,9 +211,9 @@ impl WritePath {
         }
     }
 
-    /// A new replica's WAL: the header and `Init`.
-    pub fn new_file(cluster: u64) -> Vec<u8> {
-        storage::new_file::<Cmd, Snapshot>(cluster, &Write::Init)
+    /// A new replica's WAL: the header (naming it) and `Init`.
+    pub fn new_file(cluster: u64, replica: NodeId) -> Vec<u8> {
+        storage::new_file_of::<Cmd, Snapshot>(cluster, Some(replica), &Write::Init)
     }
 
     /// What the file loads to once every batch issued so far is durable.
@@ -320,7 +336,7 @@ impl WritePath {
         // write of this batch included.
         self.open = true;
         let write = Write::Rebuilt(Box::new(self.state.clone()));
-        let bytes = storage::new_file(self.cluster, &write);
+        let bytes = storage::new_file_of(self.cluster, Some(self.replica), &write);
         // The new file must load to exactly the state it replaces.
         assert!(
             matches!(

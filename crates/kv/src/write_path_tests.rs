@@ -8,15 +8,16 @@ use std::sync::Arc;
 const CLUSTER: u64 = 7;
 
 fn init() -> (State, u64) {
-    let bytes = WritePath::new_file(CLUSTER);
-    let Recovery::Recover { state, good } = recover(Some(&bytes), CLUSTER, &Bugs::default()) else {
+    let bytes = WritePath::new_file(CLUSTER, 0);
+    let Recovery::Recover { state, good } = recover(Some(&bytes), CLUSTER, 0, &Bugs::default())
+    else {
         panic!("a new file recovers");
     };
     (state, good)
 }
 
 fn path(bugs: Bugs, compact_bytes: u64) -> WritePath {
-    WritePath::new(CLUSTER, compact_bytes, bugs, Some(init()))
+    WritePath::new(CLUSTER, 0, compact_bytes, bugs, Some(init()))
 }
 
 fn accept(slot: u64) -> LogWrite {
@@ -100,7 +101,7 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     let mut p = path(Bugs::default(), 200);
     let mut seq = 0;
     let mut all = init().0;
-    let mut file = WritePath::new_file(CLUSTER);
+    let mut file = WritePath::new_file(CLUSTER, 0);
     for slot in 0..10 {
         seq += 1;
         let w = accept(slot);
@@ -132,7 +133,8 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     };
     assert_eq!(*upto, seq);
     assert!(matches!(write, Write::Rebuilt(_)));
-    let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER, &Bugs::default()) else {
+    let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER, 0, &Bugs::default())
+    else {
         panic!("the new file does not load")
     };
     assert_eq!(state, all, "the compacted file loads to another state");
@@ -145,7 +147,7 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     let mut appended = file.clone();
     appended.extend_from_slice(&storage::encode(&snapshot(5)));
     let Recovery::Recover { state: before, .. } =
-        recover(Some(&appended), CLUSTER, &Bugs::default())
+        recover(Some(&appended), CLUSTER, 0, &Bugs::default())
     else {
         panic!()
     };
@@ -154,7 +156,7 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
 
 #[test]
 fn a_rebuilding_replica_starts_its_file_with_the_rebuilt_state() {
-    let mut p = WritePath::new(CLUSTER, u64::MAX, Bugs::default(), None);
+    let mut p = WritePath::new(CLUSTER, 0, u64::MAX, Bugs::default(), None);
     let d = State {
         initialized: true,
         promised: Ballot { round: 3, node: 1 },
@@ -168,7 +170,7 @@ fn a_rebuilding_replica_starts_its_file_with_the_rebuilt_state() {
     else {
         panic!("{s:?}")
     };
-    let Recovery::Recover { state, .. } = recover(Some(bytes), CLUSTER, &Bugs::default()) else {
+    let Recovery::Recover { state, .. } = recover(Some(bytes), CLUSTER, 0, &Bugs::default()) else {
         panic!()
     };
     assert_eq!(state, d);
@@ -179,13 +181,13 @@ fn a_rebuilding_replica_starts_its_file_with_the_rebuilt_state() {
 
 #[test]
 fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters() {
-    let mut file = WritePath::new_file(CLUSTER);
+    let mut file = WritePath::new_file(CLUSTER, 0);
     let whole = file.len();
     file.extend_from_slice(&storage::encode(&accept(0)));
     let good = file.len() as u64;
     let rec = storage::encode(&accept(1));
     file.extend_from_slice(&rec[..rec.len() - 3]);
-    match recover(Some(&file), CLUSTER, &Bugs::default()) {
+    match recover(Some(&file), CLUSTER, 0, &Bugs::default()) {
         Recovery::Recover { state, good: g } => {
             assert_eq!(g, good);
             assert_eq!(state.accepted.len(), 1);
@@ -193,21 +195,21 @@ fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters()
         r => panic!("{r:?}"),
     }
     assert!(matches!(
-        recover(None, CLUSTER, &Bugs::default()),
+        recover(None, CLUSTER, 0, &Bugs::default()),
         Recovery::Rebuild { corrupt: false, .. }
     ));
     assert!(matches!(
-        recover(Some(&[]), CLUSTER, &Bugs::default()),
+        recover(Some(&[]), CLUSTER, 0, &Bugs::default()),
         Recovery::Rebuild { corrupt: false, .. }
     ));
     let mut flipped = file[..good as usize].to_vec();
     flipped[whole + 2] ^= 0x10;
     assert!(matches!(
-        recover(Some(&flipped), CLUSTER, &Bugs::default()),
+        recover(Some(&flipped), CLUSTER, 0, &Bugs::default()),
         Recovery::Rebuild { corrupt: true, .. }
     ));
     assert!(matches!(
-        recover(Some(&file), CLUSTER + 1, &Bugs::default()),
+        recover(Some(&file), CLUSTER + 1, 0, &Bugs::default()),
         Recovery::Refuse(_)
     ));
 }
@@ -216,19 +218,19 @@ fn recovery_cuts_a_torn_tail_rebuilds_a_lost_file_and_refuses_another_clusters()
 /// torn: it may be a synced vote. Canary 20 takes it for torn.
 #[test]
 fn a_corrupt_last_record_is_not_a_torn_one_unless_the_canary_says_so() {
-    let mut file = WritePath::new_file(CLUSTER);
+    let mut file = WritePath::new_file(CLUSTER, 0);
     file.extend_from_slice(&storage::encode(&accept(0)));
     let good = file.len();
     file.extend_from_slice(&storage::encode(&accept(1)));
     let mut flipped = file.clone();
     *flipped.last_mut().unwrap() ^= 0x01;
     assert!(matches!(
-        recover(Some(&flipped), CLUSTER, &Bugs::default()),
+        recover(Some(&flipped), CLUSTER, 0, &Bugs::default()),
         Recovery::Rebuild { corrupt: true, .. }
     ));
     let mut bugs = Bugs::default();
     bugs.enable("corrupt-tail-as-torn").unwrap();
-    match recover(Some(&flipped), CLUSTER, &bugs) {
+    match recover(Some(&flipped), CLUSTER, 0, &bugs) {
         Recovery::Recover { state, good: g } => {
             assert_eq!(g, good as u64, "the whole last record dropped");
             assert_eq!(state.accepted.len(), 1, "the synced vote forgotten");
@@ -239,7 +241,30 @@ fn a_corrupt_last_record_is_not_a_torn_one_unless_the_canary_says_so() {
     let mut early = file.clone();
     early[good - 1] ^= 0x01;
     assert!(matches!(
-        recover(Some(&early), CLUSTER, &bugs),
+        recover(Some(&early), CLUSTER, 0, &bugs),
         Recovery::Rebuild { corrupt: true, .. }
+    ));
+}
+
+/// Issue 22: a WAL names its replica; another replica's (restored from a
+/// peer's files) is refused, never recovered as this one's votes.
+#[test]
+fn another_replicas_wal_is_refused() {
+    let mut file = WritePath::new_file(CLUSTER, 1);
+    file.extend_from_slice(&storage::encode(&accept(0)));
+    assert_eq!(storage::replica_of(&file), Some(1));
+    assert!(matches!(
+        recover(Some(&file), CLUSTER, 1, &Bugs::default()),
+        Recovery::Recover { .. }
+    ));
+    match recover(Some(&file), CLUSTER, 0, &Bugs::default()) {
+        Recovery::Refuse(why) => assert!(why.contains("belongs to replica 1"), "{why}"),
+        r => panic!("{r:?}"),
+    }
+    // A file from before replicas were named is anyone's.
+    let old = storage::new_file::<Cmd, Snapshot>(CLUSTER, &Write::Init);
+    assert!(matches!(
+        recover(Some(&old), CLUSTER, 0, &Bugs::default()),
+        Recovery::Recover { .. }
     ));
 }

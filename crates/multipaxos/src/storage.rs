@@ -68,11 +68,26 @@ pub fn encode<C: Serialize, S: Serialize>(w: &Write<C, S>) -> Vec<u8> {
 /// A new file of `cluster` holding `first` ([`Write::Init`] or
 /// [`Write::Rebuilt`]): the header, then its record.
 pub fn new_file<C: Serialize, S: Serialize>(cluster: u64, first: &Write<C, S>) -> Vec<u8> {
+    new_file_of(cluster, None, first)
+}
+
+/// [`new_file`], naming the replica whose file it is (`wal::header_of`).
+pub fn new_file_of<C: Serialize, S: Serialize>(
+    cluster: u64,
+    replica: Option<u8>,
+    first: &Write<C, S>,
+) -> Vec<u8> {
     assert!(starts_file(first), "a file starts with Init or Rebuilt");
     let mut out = Vec::with_capacity(wal::HEADER_LEN + 64);
-    out.extend_from_slice(&wal::header(cluster));
+    out.extend_from_slice(&wal::header_of(cluster, replica));
     encode_into(first, &mut out);
     out
+}
+
+/// The replica a file names, if any (files before replicas were named
+/// name none).
+pub fn replica_of(bytes: &[u8]) -> Option<u8> {
+    wal::replica(bytes)
 }
 
 /// What [`load`] found in a file (see the module docs for what each means).

@@ -212,7 +212,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         Boot::Recover(state, len) => Some((state.clone(), *len)),
         Boot::Rebuild { .. } => None,
     };
-    let wp = WritePath::new(opts.cluster, opts.compact_bytes, opts.bugs, file);
+    let wp = WritePath::new(opts.cluster, opts.id, opts.compact_bytes, opts.bugs, file);
     let node = match boot {
         Boot::Recover(state, _) => {
             info!(

@@ -57,6 +57,7 @@ pub enum Boot {
 pub struct DataDir {
     dir: PathBuf,
     cluster: u64,
+    id: NodeId,
     /// Recovery's canaries (`--bug`), which the write path reads.
     bugs: Bugs,
     /// No other process opens the directory while this one runs.
@@ -78,18 +79,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// a directory that a power cut can take would boot as a new replica that
 /// forgot its votes.
 fn create_durably(dir: &Path) -> io::Result<()> {
-    let mut missing = Vec::new();
-    let mut d = dir;
-    while !d.as_os_str().is_empty() && !d.exists() {
-        missing.push(d);
-        d = d.parent().unwrap_or(Path::new(""));
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
     }
-    std::fs::create_dir_all(dir)?;
-    for d in missing {
-        let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
-        sync_dir(parent.unwrap_or(Path::new(".")))?;
-    }
-    Ok(())
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent.unwrap_or(Path::new("."));
+    create_durably(parent)?;
+    std::fs::create_dir(dir)?;
+    sync_dir(parent)
 }
 
 /// Writes `bytes` to `dir/name` atomically: a temporary file written in
@@ -143,6 +140,7 @@ impl DataDir {
         let d = DataDir {
             dir: dir.to_path_buf(),
             cluster,
+            id,
             bugs,
             _lock: lock,
             file: None,
@@ -158,14 +156,14 @@ impl DataDir {
             None if rebuild => "--rebuild: a replaced disk".to_string(),
             None => {
                 info!(dir = %dir.display(), "a new replica: initializing the data directory");
-                let f = WritePath::new_file(cluster);
+                let f = WritePath::new_file(cluster, id);
                 write_atomic(dir, WAL, &f).map_err(|e| ctx("cannot create the WAL in", e))?;
                 d.write_marker(&expected)?;
                 return d.load_wal();
             }
             // What the bytes say is the write path's call, as in the
             // simulator; the files are this module's.
-            Some(bytes) => match write_path::recover(Some(&bytes), cluster, &bugs) {
+            Some(bytes) => match write_path::recover(Some(&bytes), cluster, id, &bugs) {
                 Recovery::Recover { .. } => {
                     if !marked {
                         d.write_marker(&expected)?;
@@ -206,7 +204,7 @@ impl DataDir {
         let err = |e: io::Error| format!("{}: {e}", path.display());
         let bytes = std::fs::read(&path).map_err(err)?;
         let Recovery::Recover { state, good } =
-            write_path::recover(Some(&bytes), self.cluster, &self.bugs)
+            write_path::recover(Some(&bytes), self.cluster, self.id, &self.bugs)
         else {
             unreachable!("load_wal is called on a file that loaded");
         };

@@ -513,6 +513,32 @@ async fn silent_clients_are_capped_and_closed_and_the_cluster_keeps_serving() {
     }
 }
 
+/// Issue 22: restoring a replica from a peer's files (its WAL copied in,
+/// the marker absent) was accepted silently, and with one other replica
+/// down every acknowledged put could be lost. The WAL names its replica
+/// now: the copy is refused, with a clear error, before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_wal_copied_in_is_refused() {
+    let mut c = Cluster::new("copied", 3);
+    c.start_all();
+    let mut a = c.client(1);
+    for k in 0..20 {
+        assert_eq!(a.put(k, k).await, Ok(1));
+    }
+    c.kill(0);
+    c.kill(1);
+    let d0 = c.data(0);
+    std::fs::remove_file(d0.join("paxkv-node")).unwrap();
+    std::fs::copy(c.data(1).join("wal"), d0.join("wal")).unwrap();
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("the WAL belongs to replica 1, not to this replica 0"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+}
+
 /// Issue 22: two servers on one data directory both ran and appended to
 /// one WAL. The directory is locked now: a second process is refused with
 /// a clear error while the first runs, and the lock goes with the first

@@ -40,12 +40,20 @@ pub const FRAME_LEN: usize = 12;
 /// The largest payload a record may carry (a snapshot included).
 pub const MAX_RECORD: usize = 256 << 20;
 
-/// The file header for `cluster`.
+/// The file header for `cluster`, naming no replica.
 pub fn header(cluster: u64) -> [u8; HEADER_LEN] {
+    header_of(cluster, None)
+}
+
+/// The file header for `cluster` and, if given, the replica whose file it
+/// is (bytes 12..16: the replica's id plus one; 0 names none, as files
+/// written before replicas were named do).
+pub fn header_of(cluster: u64, replica: Option<u8>) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&0u32.to_le_bytes());
+    let owner = replica.map_or(0, |r| u32::from(r) + 1);
+    h[12..16].copy_from_slice(&owner.to_le_bytes());
     h[16..24].copy_from_slice(&cluster.to_le_bytes());
     let crc = crc32c::crc32c(&h[..24]);
     h[24..28].copy_from_slice(&crc.to_le_bytes());
@@ -135,6 +143,18 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// The replica a file's header names, if its header is intact and names
+/// one.
+pub fn replica(bytes: &[u8]) -> Option<u8> {
+    let h = bytes.get(..HEADER_LEN)?;
+    if crc32c::crc32c(&h[..24]) != u32_at(h, 24) || h[..8] != MAGIC {
+        return None;
+    }
+    u32_at(h, 12)
+        .checked_sub(1)
+        .and_then(|r| u8::try_from(r).ok())
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
@@ -216,6 +236,21 @@ pub fn read(bytes: &[u8], cluster: u64) -> Result<Contents<'_>, ReadError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_header_names_its_replica_or_none() {
+        assert_eq!(replica(&header_of(7, Some(3))), Some(3));
+        assert_eq!(replica(&header_of(7, Some(0))), Some(0));
+        assert_eq!(replica(&header(7)), None);
+        let mut h = header_of(7, Some(3));
+        h[12] ^= 1;
+        assert_eq!(
+            replica(&h),
+            None,
+            "a header failing its checksum names no one"
+        );
+        assert!(read(&header_of(7, Some(3)), 7).is_ok());
+    }
 
     const CLUSTER: u64 = 0x5eed;
 

@@ -372,6 +372,18 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
     let peers: Vec<String> = (0..nodes as u16)
         .map(|i| format!("127.0.0.1:{}", base_port + i))
         .collect();
+    // A port already taken is most often a replica of an earlier `local`
+    // still running: joining it would carry on with another cluster's
+    // replica (or with fewer replicas than asked). Refuse instead.
+    for p in &peers {
+        if let Err(e) = std::net::TcpListener::bind(p) {
+            eprintln!(
+                "paxkv local: {p} is taken ({e}): is a replica of an earlier `paxkv local` still running? \
+                 Stop it, or choose other ports with --base-port"
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let peers = peers.join(",");
     let mut children = Vec::new();
     for i in 0..nodes {
@@ -422,14 +434,23 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
     let mut waits =
         futures_util::future::select_all(children.iter_mut().map(|c| Box::pin(c.wait())));
     let mut live = nodes as usize;
+    let started = std::time::Instant::now();
+    let mut failed = false;
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             (r, i, rest) = &mut waits, if live > 0 => {
-                println!("replica {i} exited: {}", r.map_or_else(|e| e.to_string(), |s| s.to_string()));
+                println!("replica {i} exited: {}", r.as_ref().map_or_else(|e| e.to_string(), |s| s.to_string()));
                 live -= 1;
+                // One that fails as it starts (a bad directory, a port):
+                // the cluster was never whole; stop the rest and say so.
+                if started.elapsed() < Duration::from_secs(3) && !r.is_ok_and(|s| s.success()) {
+                    eprintln!("paxkv local: replica {i} failed to start; stopping the others");
+                    failed = true;
+                    break;
+                }
                 if rest.is_empty() {
                     break;
                 }
@@ -445,7 +466,10 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
         let _ = c.wait().await;
     }
     println!("stopped");
-    ExitCode::SUCCESS
+    match failed {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    }
 }
 
 /// A value as a terminal may show it: text as text, but every control

@@ -1031,3 +1031,56 @@ async fn state_larger_than_a_peer_frame_is_caught_up_and_rebuilt_in_parts() {
         );
     }
 }
+
+/// Issue 22: `paxkv local` carried on with a half-taken port range (a
+/// leftover replica of an earlier run joined the new cluster) and never
+/// stopped when a replica failed to start. It refuses a taken port, and
+/// stops every replica and exits non-zero when one fails as it starts.
+#[test]
+fn local_refuses_a_taken_port_and_stops_when_a_replica_cannot_start() {
+    let dir = temp_dir("local");
+    // Three consecutive free ports: a free one and the two after it, if
+    // they are free too (else another run of the test picks others).
+    let base = free_ports(1)[0].port();
+    if (1..3).any(|i| TcpListener::bind(("127.0.0.1", base + i)).is_err()) {
+        println!("SKIPPED: ports {base}..{} are not all free here", base + 2);
+        return;
+    }
+    let _taken = TcpListener::bind(("127.0.0.1", base + 2)).expect("free a moment ago");
+    let local = |data: &Path| {
+        let out = Command::new(EXE)
+            .args(["local", "--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(data)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run paxkv local");
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (status, text) = local(&dir.join("a"));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{} is taken", base + 2)),
+        "{text}"
+    );
+    drop(_taken);
+    // Replica 1's directory belongs to another cluster: it cannot start.
+    let data = dir.join("b");
+    std::fs::create_dir_all(data.join("n1")).unwrap();
+    std::fs::write(
+        data.join("n1").join("paxkv-node"),
+        "paxkv data directory\ncluster 99\nnode 1\n",
+    )
+    .unwrap();
+    let (status, text) = local(&data);
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("replica 1 failed to start"), "{text}");
+    // Every replica it started is gone: the ports are free again.
+    for i in 0..3 {
+        assert!(
+            TcpListener::bind(("127.0.0.1", base + i)).is_ok(),
+            "replica {i} still holds its port"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

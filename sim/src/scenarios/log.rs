@@ -486,6 +486,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// The first record of replica `id`'s file: `w` ([`Write::Init`]) with
+    /// the file header naming the replica.
+    pub fn first(id: NodeId, w: &Write<Cmd, Snapshot>) -> Record {
+        Record {
+            bytes: storage::new_file_of(CLUSTER, Some(id), w),
+            write: summarize_write(w),
+        }
+    }
+
     /// The record of `w`, encoded as [`storage`] lays it on disk.
     pub fn of(w: &Write<Cmd, Snapshot>) -> Record {
         let bytes = if storage::starts_file(w) {
@@ -855,12 +864,13 @@ impl Protocol for Replica {
     fn boot(cfg: &ReplicaConfig, inc: u32, disk: &mut Vec<Record>, now: u64) -> (Replica, Boot) {
         if inc == 0 {
             assert!(disk.is_empty(), "a first boot finds an empty disk");
-            disk.push(Record::of(&Write::Init));
+            let id = cfg.log.id;
+            disk.push(Record::first(id, &Write::Init));
         }
         let file = file(disk);
         // What the bytes say is `paxkv`'s own call (`write_path::recover`).
         let bugs = &cfg.server.bugs;
-        let (node, how, wal) = match write_path::recover(Some(&file), CLUSTER, bugs) {
+        let (node, how, wal) = match write_path::recover(Some(&file), CLUSTER, cfg.log.id, bugs) {
             Recovery::Recover { state, good } => {
                 // Recovery repairs a torn tail, as a WAL truncates it.
                 truncate(disk, good as usize);
@@ -881,7 +891,7 @@ impl Protocol for Replica {
         };
         let r = Replica {
             server: Server::new(node, cfg.server),
-            wp: WritePath::new(CLUSTER, cfg.compact_bytes, cfg.server.bugs, wal),
+            wp: WritePath::new(CLUSTER, cfg.log.id, cfg.compact_bytes, cfg.server.bugs, wal),
             scratch: Scratch::default(),
         };
         (r, how)
@@ -1036,9 +1046,12 @@ impl Protocol for Replica {
     }
     fn disk_intact(disk: &[Record]) -> bool {
         // Whether boot would recover from it: the write path's call (a
-        // correct one's: the nemesis counts lost disks by it).
+        // correct one's: the nemesis counts lost disks by it), as its own
+        // replica (the file names it).
+        let file = file(disk);
+        let owner = storage::replica_of(&file).unwrap_or(0);
         matches!(
-            write_path::recover(Some(&file(disk)), CLUSTER, &multipaxos::Bugs::default()),
+            write_path::recover(Some(&file), CLUSTER, owner, &multipaxos::Bugs::default()),
             Recovery::Recover { .. }
         )
     }
@@ -2651,8 +2664,13 @@ mod disk_tests {
     fn a_first_boot_writes_the_header_and_init() {
         let mut disk = Vec::new();
         assert_eq!(Replica::boot(&cfg(), 0, &mut disk, 0).1, Boot::Recovered);
-        assert_eq!(disk, records()[..1]);
+        assert_eq!(disk, [Record::first(cfg().log.id, &Write::Init)]);
         assert!(disk[0].bytes.starts_with(b"PAXSIMWL"), "the file header");
+        assert_eq!(
+            storage::replica_of(&disk[0].bytes),
+            Some(cfg().log.id),
+            "named"
+        );
     }
 
     #[test]

@@ -276,6 +276,17 @@ impl Client {
             .ok_or(None)?
             .map_err(|_| None)?;
         match wire::decode::<Welcome>(&welcome).map_err(|_| None)? {
+            // A list that is not the cluster's (one replica given of
+            // three, or out of order) would only send redirects to
+            // replicas this client cannot name: say so instead of timing
+            // out.
+            Welcome::Ok { id, n } if n as usize != self.peers.len() || id != to => {
+                return Err(Some(Error::Refused(format!(
+                    "{addr} is replica {id} of a cluster of {n}, but this client was given {} address(es) with {addr} as replica {to}: \
+                     give every replica's address, in id order",
+                    self.peers.len()
+                ))));
+            }
             Welcome::Ok { .. } => {}
             Welcome::Refused(why) => return Err(Some(Error::Refused(why))),
         }

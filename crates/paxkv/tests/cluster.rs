@@ -539,6 +539,37 @@ async fn another_replicas_wal_copied_in_is_refused() {
     assert!(!text.contains("panicked"), "{text}");
 }
 
+/// Issue 22: a client given one replica's address of three timed out
+/// (its redirects named replicas it could not reach). The server's welcome
+/// says how many replicas there are and which one it is: a list that does
+/// not match is refused at once, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_part_of_the_cluster_says_why_instead_of_timing_out() {
+    let mut c = Cluster::new("partial", 3);
+    c.start_all();
+    c.await_log(0, "serving");
+    let mut one = Client::new(vec![c.peers[0]], 5)
+        .cluster(c.cluster)
+        .timeout(Duration::from_secs(10));
+    match one.put(1, 1).await {
+        Err(paxkv::client::Error::Refused(why)) => {
+            assert!(why.contains("a cluster of 3"), "{why}");
+            assert!(why.contains("give every replica's address"), "{why}");
+        }
+        r => panic!("not refused: {r:?}"),
+    }
+    // The same addresses out of order.
+    let swapped = vec![c.peers[1], c.peers[0], c.peers[2]];
+    let mut wrong = Client::new(swapped, 6)
+        .cluster(c.cluster)
+        .timeout(Duration::from_secs(10));
+    match wrong.put(1, 1).await {
+        Err(paxkv::client::Error::Refused(why)) => assert!(why.contains("in id order"), "{why}"),
+        r => panic!("not refused: {r:?}"),
+    }
+    assert_eq!(c.client(7).put(1, 1).await, Ok(1));
+}
+
 /// Issue 22: two servers on one data directory both ran and appended to
 /// one WAL. The directory is locked now: a second process is refused with
 /// a clear error while the first runs, and the lock goes with the first

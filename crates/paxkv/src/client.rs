@@ -129,6 +129,19 @@ impl Client {
         self
     }
 
+    /// Try the next replica after `t` without an answer (default 300 ms).
+    pub fn retry(mut self, t: Duration) -> Client {
+        self.retry = t;
+        self.core = kv::client::Client::resume(
+            self.id,
+            self.peers.len() as u8,
+            0,
+            t.as_micros() as u64,
+            self.last_seq,
+        );
+        self
+    }
+
     /// Give up on a command after `t` (default 10 s).
     pub fn timeout(mut self, t: Duration) -> Client {
         self.timeout = t;
@@ -174,13 +187,18 @@ impl Client {
         self.last_seq = cmd.seq;
         let deadline = Instant::now() + self.timeout;
         let mut timer: Option<(Instant, u64)> = None;
+        // Replicas found unreachable in a row: each is passed at once, not
+        // after the retry interval, until every one was tried.
+        let mut skipped = 0;
         let result = loop {
             let mut refused = None;
+            let mut unreachable = false;
             for o in out.drain(..) {
                 match o {
                     kv::client::ClientOut::Send { to, cmd } => {
-                        if let Err(e) = self.send(to, wire::encode(&cmd)).await {
-                            refused = Some(e);
+                        match self.send(to, wire::encode(&cmd)).await {
+                            Ok(sent) => unreachable |= !sent,
+                            Err(e) => refused = Some(e),
                         }
                     }
                     kv::client::ClientOut::SetTimer { delay_us, epoch } => {
@@ -191,10 +209,18 @@ impl Client {
             if let Some(e) = refused {
                 break Err(e);
             }
+            if unreachable && skipped < self.peers.len() {
+                if let Some((_, epoch)) = timer.take() {
+                    skipped += 1;
+                    self.core.on_timer(epoch, &mut out);
+                    continue;
+                }
+            }
             let retry_at = timer.map_or(deadline, |(at, _)| at.min(deadline));
             tokio::select! {
                 r = self.rx.recv() => {
                     let (from, gen, r) = r.expect("the client holds a sender");
+                    skipped = 0;
                     match r {
                         FromConn::Response(Response::Reply { seq, reply }) => {
                             if let Some((_, reply)) = self.core.on_reply(from, seq, reply) {
@@ -238,23 +264,24 @@ impl Client {
         result
     }
 
-    /// Sends a frame to replica `to`, connecting first if need be. A
-    /// replica that cannot be reached is skipped (the retry timer moves on
-    /// to the next); one that refuses the client is an error.
-    async fn send(&mut self, to: NodeId, frame: Bytes) -> Result<(), Error> {
+    /// Sends a frame to replica `to`, connecting first if need be:
+    /// `Ok(false)` if it cannot be reached (the caller moves on to the
+    /// next); one that refuses the client is an error.
+    async fn send(&mut self, to: NodeId, frame: Bytes) -> Result<bool, Error> {
         let i = to as usize;
         if self.conns[i].is_none() {
             match self.connect(to).await {
                 Ok(c) => self.conns[i] = Some(c),
                 Err(Some(e)) => return Err(e),
-                Err(None) => return Ok(()),
+                Err(None) => return Ok(false),
             }
         }
         let c = self.conns[i].as_mut().expect("connected above");
         if c.sink.send(frame).await.is_err() {
             self.conns[i] = None;
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn connect(&mut self, to: NodeId) -> Result<Conn, Option<Error>> {

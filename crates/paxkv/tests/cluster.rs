@@ -570,6 +570,24 @@ async fn a_client_given_part_of_the_cluster_says_why_instead_of_timing_out() {
     assert_eq!(c.client(7).put(1, 1).await, Ok(1));
 }
 
+/// Issue 22: with replica 0 down, every CLI command first waited out the
+/// retry interval on it. An unreachable replica is passed at once now:
+/// with a retry interval longer than the whole timeout, a command still
+/// succeeds through the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_passes_a_dead_replica_at_once() {
+    let mut c = Cluster::new("dead0", 3);
+    c.start_all();
+    assert_eq!(c.client(1).put(1, 1).await, Ok(1));
+    c.kill(0);
+    let mut a = Client::new(c.peers.clone(), 8)
+        .cluster(c.cluster)
+        .retry(Duration::from_secs(30))
+        .timeout(Duration::from_secs(10));
+    assert_eq!(a.put(1, 2).await, Ok(2));
+    assert_eq!(a.get(1).await.map(|v| v.map(|(_, ver)| ver)), Ok(Some(2)));
+}
+
 /// Issue 22: two servers on one data directory both ran and appended to
 /// one WAL. The directory is locked now: a second process is refused with
 /// a clear error while the first runs, and the lock goes with the first

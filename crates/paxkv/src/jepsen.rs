@@ -1337,7 +1337,10 @@ pub async fn run(cfg: &Config) -> Summary {
     summary.keys = keys;
     summary.violations.extend(lin);
 
-    if !summary.passed() {
+    // Kept on a failure, and on a pass too when the files were asked for
+    // (`--dir`): a passing history is input for other checkers.
+    let keep = !summary.passed() || cfg.dir.is_some();
+    if keep {
         let _ = std::fs::write(dir.join("nemesis.log"), &nemesis_log);
         // What the forgetting filesystems held goes with them: keep a copy.
         if forget {
@@ -1348,6 +1351,8 @@ pub async fn run(cfg: &Config) -> Summary {
         if let Ok(json) = serde_json::to_string(&rec.history) {
             let _ = std::fs::write(dir.join("history.json"), json);
         }
+    }
+    if !summary.passed() {
         if cfg.verbose {
             for i in 0..cluster.n() {
                 println!(
@@ -1356,7 +1361,7 @@ pub async fn run(cfg: &Config) -> Summary {
                 );
             }
         }
-    } else if cfg.dir.is_none() {
+    } else if !keep {
         drop(cluster);
         let _ = std::fs::remove_dir_all(&dir);
     }

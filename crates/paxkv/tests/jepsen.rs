@@ -148,3 +148,21 @@ async fn jepsen_power_cuts_catch_a_sync_reported_before_fsync() {
 async fn jepsen_power_cuts_catch_a_pipelined_sync() {
     power_cuts_catch("pipelined-sync", "jepsen_power_cuts_catch_a_pipelined_sync").await;
 }
+
+/// Issue 22: `--dir` keeps the history on a pass too (it was written only
+/// on a failure): a passing history is input for other checkers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jepsen_keeps_the_history_of_a_pass_when_asked_for_the_files() {
+    let dir = std::env::temp_dir().join(format!("paxkv-jepsen-keep-{}", std::process::id()));
+    let mut cfg = config("jepsen_keeps_the_history", 3, 3, 1);
+    cfg.faults = Vec::new();
+    cfg.dir = Some(dir.clone());
+    let s = run(cfg).await;
+    assert!(s.passed(), "{}", s.render());
+    let history = std::fs::read_to_string(dir.join("history.json")).expect("history.json kept");
+    let v: serde_json::Value = serde_json::from_str(&history).expect("the history is JSON");
+    assert!(v.is_object() || v.is_array(), "{history:.200}");
+    assert!(history.len() > 1_000, "a history of a few operations only");
+    assert!(dir.join("nemesis.log").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

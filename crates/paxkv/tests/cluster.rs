@@ -580,6 +580,12 @@ async fn a_client_passes_a_dead_replica_at_once() {
     c.start_all();
     assert_eq!(c.client(1).put(1, 1).await, Ok(1));
     c.kill(0);
+    // Served again (a new leader, if n0 led) before the client under test
+    // starts: a redirect that names no leader yet waits for the retry.
+    assert_eq!(
+        c.client(2).get(1).await.map(|v| v.map(|(_, ver)| ver)),
+        Ok(Some(1))
+    );
     let mut a = Client::new(c.peers.clone(), 8)
         .cluster(c.cluster)
         .retry(Duration::from_secs(30))

@@ -553,14 +553,30 @@ pub const AT_HEAD: u32 = 1 << 30;
 /// rebuild decides which state to take (its fence keeps those Accepts out).
 pub const AT_LEADER: u32 = 1 << 29;
 
+/// Where a bit flip lands, as its `record` says.
+enum FlipAt {
+    Last,
+    First,
+    /// Any record: `record` modulo their number.
+    Any,
+}
+
+fn flip_at(record: u32) -> FlipAt {
+    match (record & AIMED != 0, record & AT_HEAD != 0) {
+        (true, false) => FlipAt::Last,
+        (true, true) => FlipAt::First,
+        (false, _) => FlipAt::Any,
+    }
+}
+
 /// The index of the durable record, of `records`, that a bit flip's
 /// `record` names.
 pub fn flip_target(record: u32, records: usize) -> usize {
     assert!(records > 0, "a flip needs a record");
-    match (record & AIMED != 0, record & AT_HEAD != 0) {
-        (true, false) => records - 1,
-        (true, true) => 0,
-        (false, _) => record as usize % records,
+    match flip_at(record) {
+        FlipAt::Last => records - 1,
+        FlipAt::First => 0,
+        FlipAt::Any => record as usize % records,
     }
 }
 
@@ -878,10 +894,10 @@ impl std::fmt::Display for Fault {
                 rate_ppm,
             } => write!(f, "clock n{node}: +{skew_us} us, {rate_ppm:+} ppm"),
             Fault::BitFlip { node, record, bit } => {
-                let which = match (record & AIMED != 0, record & AT_HEAD != 0) {
-                    (true, false) => "the last record".to_string(),
-                    (true, true) => "the first record".to_string(),
-                    (false, _) => format!("record {}", record & !AT_LEADER),
+                let which = match flip_at(record) {
+                    FlipAt::Last => "the last record".to_string(),
+                    FlipAt::First => "the first record".to_string(),
+                    FlipAt::Any => format!("record {}", record & !AT_LEADER),
                 };
                 let whom = match record & AT_LEADER != 0 {
                     true => "the leader".to_string(),

@@ -47,10 +47,13 @@ impl LeaseObserver {
     /// At real time `at`, `leader` counts on its lease until real time
     /// `until`: a quorum's grants must last at least that long.
     pub fn on_lease(&self, at: u64, leader: NodeId, until: u64) -> Result<(), Violation> {
-        let mut ends: Vec<u64> = (0..self.n).map(|g| self.ends[g][leader as usize]).collect();
+        let mut ends = [0; MAX_NODES];
+        for (g, e) in ends[..self.n].iter_mut().enumerate() {
+            *e = self.ends[g][leader as usize];
+        }
+        let ends = &mut ends[..self.n];
         ends.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum = majority(self.n);
-        let held = ends[quorum - 1];
+        let held = ends[majority(self.n) - 1];
         if until <= held + SLACK_US {
             return Ok(());
         }

@@ -351,6 +351,21 @@ impl Tree {
         Ok(())
     }
 
+    /// Makes `ino` durable and answers its fsync.
+    fn sync_reply(&mut self, ino: u64, reply: ReplyEmpty) {
+        match self.make_durable(ino) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn attr_reply(&self, ino: u64, reply: ReplyAttr) {
+        match self.attr(ino) {
+            Some(a) => reply.attr(&TTL, &a),
+            None => reply.error(ENOENT),
+        }
+    }
+
     fn entry_reply(&self, ino: u64, reply: ReplyEntry) {
         match self.attr(ino) {
             Some(a) => reply.entry(&TTL, &a, 0),
@@ -384,10 +399,7 @@ impl Filesystem for ForgetFs {
         if t.dark(ino) && ino != FUSE_ROOT_ID {
             return reply.error(EIO);
         }
-        match t.attr(ino) {
-            Some(a) => reply.attr(&TTL, &a),
-            None => reply.error(ENOENT),
-        }
+        t.attr_reply(ino, reply);
     }
 
     fn setattr(
@@ -428,10 +440,7 @@ impl Filesystem for ForgetFs {
                 Kind::Switch => {}
             }
         }
-        match t.attr(ino) {
-            Some(a) => reply.attr(&TTL, &a),
-            None => reply.error(ENOENT),
-        }
+        t.attr_reply(ino, reply);
     }
 
     fn mkdir(
@@ -580,10 +589,7 @@ impl Filesystem for ForgetFs {
             return reply.error(EIO);
         }
         if self.fsync_delay.is_zero() {
-            return match t.make_durable(ino) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            };
+            return t.sync_reply(ino, reply);
         }
         // The flush takes a while, on its own thread: the session goes on
         // serving, and a power cut meanwhile (a later `cuts`) voids it.
@@ -597,10 +603,7 @@ impl Filesystem for ForgetFs {
             if t.cuts != began {
                 return reply.error(EIO);
             }
-            match t.make_durable(ino) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
+            t.sync_reply(ino, reply);
         });
     }
 

@@ -26,8 +26,9 @@
 //! - per message: **loss** is madsim's `packet_loss_rate` (clients' messages
 //!   too), **reordering** is madsim's latency range widened by `jitter_us`,
 //!   **long delays** are drawn here per send and held by the receiver (so a
-//!   message already sent survives its sender's crash, as on a real network:
-//!   a sleep before the send would die with the sender's tasks), and
+//!   long-delayed message survives its sender's crash, as on a real network:
+//!   a sleep before the send would die with the sender's tasks; madsim's own
+//!   send, about a millisecond, still does), and
 //!   **duplication** per message
 //!   between nodes (not for clients' requests, which the engine also
 //!   duplicates); per sync:
@@ -122,8 +123,8 @@ impl<P> Node for P where
 enum Wire<P: Protocol> {
     /// A peer message, held `hold_us` on the wire (a long delay, a slow
     /// node) beyond madsim's latency. The receiver holds it, not the
-    /// sender: a message already sent survives its sender's crash, as on a
-    /// real network (a sender-side sleep would die with the sender's tasks).
+    /// sender: the held part survives its sender's crash, as on a real
+    /// network (a sender-side sleep would die with the sender's tasks).
     Peer {
         from: NodeId,
         msg: P::Msg,
@@ -438,7 +439,7 @@ impl<S: Runnable> World<S> {
                         msg: msg.clone(),
                         hold_us: core.extra_delay(id, Some(to)),
                     };
-                    transmit(&ep, addr(to), 0, wire);
+                    transmit(&ep, addr(to), wire);
                 }
             }
             Effect::Persist { seq, write } => {
@@ -490,7 +491,7 @@ impl<S: Runnable> World<S> {
                     reply,
                     hold_us: core.extra_delay(id, None),
                 };
-                transmit(&ep, clients_addr(), 0, wire);
+                transmit(&ep, clients_addr(), wire);
             }
             Effect::Note(note) => {
                 if let Some(s) = S::P::summarize_note(&note) {
@@ -654,17 +655,14 @@ fn latency(cfg: &RunConfig, jitter_us: u64) -> std::ops::Range<Duration> {
     us(cfg.latency_us)..us(cfg.latency_us + jitter_us + 1)
 }
 
-/// Sends `wire` from `ep` after `delay_us`, as its own task: madsim spends
+/// Sends `wire` from `ep`, as its own task: madsim spends
 /// at least a millisecond of simulated time inside every send, and awaiting
 /// sends in the node's loop would stall it for n ms per broadcast and release
 /// its messages one by one in id order. A send still in flight when the node
 /// is killed dies with it; a send to a dead or cut-off node is lost.
-fn transmit<P: Node>(ep: &Arc<Endpoint>, to: SocketAddr, delay_us: u64, wire: Wire<P>) {
+fn transmit<P: Node>(ep: &Arc<Endpoint>, to: SocketAddr, wire: Wire<P>) {
     let ep = ep.clone();
     madsim::task::spawn_local(async move {
-        if delay_us > 0 {
-            sleep(us(delay_us)).await;
-        }
         let _ = ep.send_to_raw(to, TAG, Box::new(wire)).await;
     });
 }

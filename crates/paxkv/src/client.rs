@@ -132,14 +132,20 @@ impl Client {
     /// Try the next replica after `t` without an answer (default 300 ms).
     pub fn retry(mut self, t: Duration) -> Client {
         self.retry = t;
-        self.core = kv::client::Client::resume(
+        self.core = self.fresh_core(0, self.last_seq);
+        self
+    }
+
+    /// The sans-IO client afresh: first to replica `target`, numbering
+    /// above `seq`, retrying after `self.retry`.
+    fn fresh_core(&self, target: NodeId, seq: u64) -> kv::client::Client {
+        kv::client::Client::resume(
             self.id,
             self.peers.len() as u8,
-            0,
-            t.as_micros() as u64,
-            self.last_seq,
-        );
-        self
+            target,
+            self.retry.as_micros() as u64,
+            seq,
+        )
     }
 
     /// Give up on a command after `t` (default 10 s).
@@ -175,13 +181,7 @@ impl Client {
         }
         let mut out = Vec::new();
         if let Some(home) = self.home {
-            self.core = kv::client::Client::resume(
-                self.id,
-                self.peers.len() as u8,
-                home,
-                self.retry.as_micros() as u64,
-                self.last_seq,
-            );
+            self.core = self.fresh_core(home, self.last_seq);
         }
         let cmd = self.core.invoke(op, &mut out);
         self.last_seq = cmd.seq;
@@ -253,13 +253,7 @@ impl Client {
         if self.core.current().is_some() {
             // Abandoned (timeout or refusal): the next command gets a fresh
             // number, and this one executes at most once, if at all.
-            self.core = kv::client::Client::resume(
-                self.id,
-                self.peers.len() as u8,
-                0,
-                self.retry.as_micros() as u64,
-                cmd.seq,
-            );
+            self.core = self.fresh_core(0, cmd.seq);
         }
         result
     }

@@ -1355,14 +1355,13 @@ pub struct LogChecker {
 
 impl LogChecker {
     /// `granter` grants `leader` a lease now, for `lease_us` of its clock.
-    fn grant(&mut self, now: u64, granter: NodeId, leader: NodeId) -> Check {
+    fn grant(&mut self, now: u64, granter: NodeId, leader: NodeId) {
         if let Some(clock) = self.clocks[granter as usize] {
             if self.lease_us > 0 {
                 let end = now + clock.real(self.lease_us);
                 self.lease.on_grant(granter, leader, end);
             }
         }
-        Ok(())
     }
 
     /// Feeds one executed command, in log order, to the checker's model of
@@ -1399,8 +1398,14 @@ impl Checker<Replica> for LogChecker {
         match msg {
             // A follower acknowledges a heartbeat only with a grant just
             // made or renewed; a leader grants itself as it sends one.
-            Msg::HeartbeatAck { .. } => self.grant(now, from, to),
-            Msg::Heartbeat { .. } => self.grant(now, from, from),
+            Msg::HeartbeatAck { .. } => {
+                self.grant(now, from, to);
+                Ok(())
+            }
+            Msg::Heartbeat { .. } => {
+                self.grant(now, from, from);
+                Ok(())
+            }
             Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
                 self.obs.on_ballot_sent(now, from, *ballot)
             }

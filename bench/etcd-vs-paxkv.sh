@@ -15,10 +15,18 @@
 #   bench/etcd-vs-paxkv.sh                          # the README's figures (~10 min)
 #   bench/etcd-vs-paxkv.sh --secs 2 --warmup 1 --runs 1   # a quick look (~1 min)
 #   bench/etcd-vs-paxkv.sh --paxkv-base HEAD~1      # etcd, paxkv and paxkv@<HEAD~1>
+#   bench/etcd-vs-paxkv.sh --peer-tls on            # peer TLS on in both only
+#
+# --peer-tls on,off (the default: both, side by side) runs every system
+# with mutual TLS between its peers (etcd: https peer URLs with
+# --peer-client-cert-auth; paxkv: its --peer-*-file flags), labelled
+# `<system>+tls`, and with plain TCP between peers (paxkv's
+# --insecure-plaintext-peers), labelled as the system. One throwaway CA made
+# by `paxkv certs` serves both systems. Clients talk plain TCP to both.
 #
 # Options: --secs N (measuring window per cell, default 10), --warmup N
 # (default 3), --runs N (default 3), --clients 1,16,64, --systems etcd,paxkv,
-# --data-dir DIR (default: target/etcd-vs-paxkv/ in the repository, which is
+# --peer-tls on,off, --data-dir DIR (default: target/etcd-vs-paxkv/ in the repository, which is
 # on the disk the repository is on; not /tmp, which may be a tmpfs that makes
 # fsync free), --keep (keep the data directories and logs), --paxkv-base REV.
 #
@@ -56,6 +64,7 @@ SYSTEMS=etcd,paxkv
 DATA=
 KEEP=0
 BASE_REV=
+PEER_TLS=on,off
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) SECS=$2; shift 2 ;;
@@ -66,6 +75,7 @@ while [ $# -gt 0 ]; do
         --data-dir) DATA=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --paxkv-base) BASE_REV=$2; shift 2 ;;
+        --peer-tls) PEER_TLS=$2; shift 2 ;;
         # The header: every comment line from line 2 up to the first line
         # that is not one.
         -h|--help) sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -89,6 +99,10 @@ fi
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 DATA=${DATA:-$REPO/target/etcd-vs-paxkv}
 IFS=, read -ra SYSTEM_LIST <<<"$SYSTEMS"
+IFS=, read -ra TLS_LIST <<<"$PEER_TLS"
+for t in "${TLS_LIST[@]}"; do
+    case $t in on|off) ;; *) die "--peer-tls: '$t' is neither on nor off" ;; esac
+done
 BASE_LABEL=
 if [ -n "$BASE_REV" ]; then
     BASE_COMMIT=$(git -C "$REPO" rev-parse --verify --quiet "$BASE_REV^{commit}") \
@@ -176,7 +190,8 @@ port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
 ETCD_CLIENT=(23791 23792 23793)
 ETCD_PEER=(23801 23802 23803)
 PAXKV_PORT=(24001 24002 24003)
-for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${PAXKV_PORT[@]}"; do
+PAXKV_PEER=(24101 24102 24103)
+for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${PAXKV_PORT[@]}" "${PAXKV_PEER[@]}"; do
     port_free "$p" || die "port $p is in use (another benchmark running?)"
 done
 
@@ -184,6 +199,10 @@ mkdir -p "$DATA"
 RUNDIR=$(mktemp -d "$DATA/run-$(date +%Y%m%d-%H%M%S)-XXXX")
 RESULTS=$RUNDIR/results.jsonl
 : > "$RESULTS"
+# One throwaway CA for both systems' peers: each replica's certificate names
+# 127.0.0.1 (etcd checks that) and paxkv's replica name.
+CERTS=$RUNDIR/certs
+"$PAXKV" certs --cluster-id 1 --nodes 3 --dir "$CERTS" --ip 127.0.0.1 >/dev/null
 
 machine() {
     local src fstype disk model
@@ -198,33 +217,55 @@ machine() {
 
 join() { local IFS=,; echo "$*"; }
 
+# start_etcd DIR TLS (on|off)
 start_etcd() {
-    local d=$1 cluster=() i
-    for i in 0 1 2; do cluster+=("e$i=http://127.0.0.1:${ETCD_PEER[$i]}"); done
+    local d=$1 tls=$2 cluster=() i scheme=http tls_flags=()
+    [ "$tls" = on ] && scheme=https
+    for i in 0 1 2; do cluster+=("e$i=$scheme://127.0.0.1:${ETCD_PEER[$i]}"); done
     ENDPOINTS=() MEMBERS=()
     for i in 0 1 2; do
+        tls_flags=()
+        [ "$tls" = on ] && tls_flags=(--peer-cert-file "$CERTS/replica-$i.pem"
+            --peer-key-file "$CERTS/replica-$i.key" --peer-trusted-ca-file "$CERTS/ca.pem"
+            --peer-client-cert-auth)
         etcd --name "e$i" --data-dir "$d/etcd$i" \
             --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
             --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
-            --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
-            --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+            --listen-peer-urls "$scheme://127.0.0.1:${ETCD_PEER[$i]}" \
+            --initial-advertise-peer-urls "$scheme://127.0.0.1:${ETCD_PEER[$i]}" \
             --initial-cluster "$(join "${cluster[@]}")" \
             --initial-cluster-token kvbench --initial-cluster-state new \
-            >"$d/etcd$i.log" 2>&1 &
+            "${tls_flags[@]}" >"$d/etcd$i.log" 2>&1 &
         PIDS+=($!) MEMBERS+=($!)
         ENDPOINTS+=("127.0.0.1:${ETCD_CLIENT[$i]}")
     done
 }
 
 # paxkv, from the binary given (the working tree's or the base's): the same
-# flags and ports for both.
+# flags and ports for both. start_paxkv DIR BINARY TLS (on|off). A binary
+# from before separate peer addresses (no --endpoints) takes its client
+# addresses as --peers and has no TLS.
 start_paxkv() {
-    local d=$1 bin=$2 peers=() i
-    for i in 0 1 2; do peers+=("127.0.0.1:${PAXKV_PORT[$i]}"); done
-    ENDPOINTS=("${peers[@]}") MEMBERS=()
+    local d=$1 bin=$2 tls=$3 clients=() peers=() i tls_flags=()
     for i in 0 1 2; do
-        "$bin" server --id "$i" --peers "$(join "${peers[@]}")" \
-            --data-dir "$d/paxkv$i" --cluster-id 1 >"$d/paxkv$i.log" 2>&1 &
+        clients+=("127.0.0.1:${PAXKV_PORT[$i]}")
+        peers+=("127.0.0.1:${PAXKV_PEER[$i]}")
+    done
+    ENDPOINTS=("${clients[@]}") MEMBERS=()
+    local split=0
+    "$bin" server --help | grep -q -- --insecure-plaintext-peers && split=1
+    for i in 0 1 2; do
+        if [ $split = 1 ]; then
+            tls_flags=(--insecure-plaintext-peers)
+            [ "$tls" = on ] && tls_flags=(--peer-cert-file "$CERTS/replica-$i.pem"
+                --peer-key-file "$CERTS/replica-$i.key" --peer-trusted-ca-file "$CERTS/ca.pem")
+            "$bin" server --id "$i" --endpoints "$(join "${clients[@]}")" --peers "$(join "${peers[@]}")" \
+                "${tls_flags[@]}" --data-dir "$d/paxkv$i" --cluster-id 1 >"$d/paxkv$i.log" 2>&1 &
+        else
+            [ "$tls" = off ] || die "$bin has no peer TLS"
+            "$bin" server --id "$i" --peers "$(join "${clients[@]}")" \
+                --data-dir "$d/paxkv$i" --cluster-id 1 >"$d/paxkv$i.log" 2>&1 &
+        fi
         PIDS+=($!) MEMBERS+=($!)
     done
 }
@@ -235,7 +276,7 @@ machine | tee "$RUNDIR/machine.txt" >&2
 # read against it (measured again after the runs).
 # So is the load others put on a shared machine: the 1-minute load average.
 echo "before: $("$KVBENCH" fsync-probe "$RUNDIR"); load average $(cut -d' ' -f1 /proc/loadavg)" | tee "$RUNDIR/fsync.txt" >&2
-say "$RUNS run(s) of ${SYSTEM_LIST[*]} x {put, get} x {${CLIENT_LIST[*]}} clients, ${WARMUP}s warm-up + ${SECS}s per cell; results in $RESULTS"
+say "$RUNS run(s) of ${SYSTEM_LIST[*]} x peer TLS {${TLS_LIST[*]}} x {put, get} x {${CLIENT_LIST[*]}} clients, ${WARMUP}s warm-up + ${SECS}s per cell; results in $RESULTS"
 for run in $(seq "$RUNS"); do
     # Rotate which system goes first, so none always runs on a warmer (or
     # more tired) machine: run r starts at the r-th system and wraps
@@ -244,31 +285,41 @@ for run in $(seq "$RUNS"); do
     order=()
     for ((k=0; k<n; k++)); do order+=("${SYSTEM_LIST[$(((run - 1 + k) % n))]}"); done
     for sys in "${order[@]}"; do
-        d=$RUNDIR/$sys-run$run
+      for tls in "${TLS_LIST[@]}"; do
+        label=$sys
+        [ "$tls" = on ] && label=$sys+tls
+        # A base build from before peer TLS runs plain TCP only.
+        if [ "$tls" = on ] && [ "$sys" = "$BASE_LABEL" ] \
+            && ! "$PAXKV_BASE" server --help | grep -q -- --insecure-plaintext-peers; then
+            say "run $run: $label skipped: $BASE_LABEL has no peer TLS"
+            continue
+        fi
+        d=$RUNDIR/$label-run$run
         mkdir -p "$d"
-        # kind: the CLI kvbench drives (--system); sys: the label.
+        # kind: the CLI kvbench drives (--system); label: the row.
         case $sys in
-            etcd) kind=etcd; start_etcd "$d" ;;
-            paxkv) kind=paxkv; start_paxkv "$d" "$PAXKV" ;;
+            etcd) kind=etcd; start_etcd "$d" "$tls" ;;
+            paxkv) kind=paxkv; start_paxkv "$d" "$PAXKV" "$tls" ;;
             *)
                 [ -n "$BASE_LABEL" ] && [ "$sys" = "$BASE_LABEL" ] || die "unknown system $sys"
-                kind=paxkv; start_paxkv "$d" "$PAXKV_BASE" ;;
+                kind=paxkv; start_paxkv "$d" "$PAXKV_BASE" "$tls" ;;
         esac
         run_fg "$KVBENCH" wait --system "$kind" --endpoints "$(join "${ENDPOINTS[@]}")" --timeout-secs 30 \
-            || die "$sys did not come up; logs in $d"
+            || die "$label did not come up; logs in $d"
         sleep 1
         for op in put get; do
             for c in "${CLIENT_LIST[@]}"; do
-                say "run $run: $sys $op, $c clients"
-                run_fg "$KVBENCH" run --system "$kind" --label "$sys" --endpoints "$(join "${ENDPOINTS[@]}")" \
+                say "run $run: $label $op, $c clients"
+                run_fg "$KVBENCH" run --system "$kind" --label "$label" --endpoints "$(join "${ENDPOINTS[@]}")" \
                     --pids "$(join "${MEMBERS[@]}")" --op "$op" --clients "$c" \
                     --warmup-secs "$WARMUP" --secs "$SECS" --run "$run" >>"$RESULTS" \
-                    || die "kvbench failed on $sys $op $c; logs in $d"
+                    || die "kvbench failed on $label $op $c; logs in $d"
             done
         done
         stop_all
         # What the data directories hold after the run (fsync'd bytes).
-        say "$sys: $(du -sh "$d" | cut -f1) on disk"
+        say "$label: $(du -sh "$d" | cut -f1) on disk"
+      done
     done
 done
 

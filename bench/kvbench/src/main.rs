@@ -674,11 +674,13 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
             if *system == System::Etcd {
                 continue;
             }
-            // etcd's row of the same cell: its default label's, else any.
+            // etcd's row of the same cell and the same peer TLS (the
+            // script labels a TLS run `<system>+tls`).
+            let tls = |l: &Option<String>| l.as_deref().is_some_and(|l| l.ends_with("+tls"));
             let Some(etcd) = cells
                 .range((*op, *clients, System::Etcd, None)..)
-                .next()
-                .filter(|((o, n, s, _), _)| (o, n, s) == (op, clients, &System::Etcd))
+                .take_while(|((o, n, s, _), _)| (o, n, s) == (op, clients, &System::Etcd))
+                .find(|((_, _, _, l), _)| tls(l) == tls(label))
                 .map(|(_, cs)| cs)
             else {
                 continue;

@@ -5,14 +5,15 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), paxkv::client::Error> {
-//! let peers = vec!["127.0.0.1:7001".parse().unwrap()];
-//! let mut c = paxkv::Client::new(peers, 42);
+//! let endpoints = vec!["127.0.0.1:7001".parse().unwrap()];
+//! let mut c = paxkv::Client::new(endpoints, 42);
 //! c.put(1, "hello").await?;
 //! let (value, version) = c.get(1).await?.expect("just written");
 //! assert_eq!((value.as_bytes(), version), (&b"hello"[..], 1));
 //! # Ok(()) }
 //! ```
 
+use crate::tls::{BoxStream, ClientTls};
 use crate::wire::{self, Hello, Response, Welcome};
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
@@ -59,7 +60,7 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-type Sink = SplitSink<Framed<TcpStream, LengthDelimitedCodec>, Bytes>;
+type Sink = SplitSink<Framed<BoxStream, LengthDelimitedCodec>, Bytes>;
 
 /// A connection to one replica, numbered so that a reader's end is not
 /// mistaken for a newer connection's.
@@ -78,6 +79,7 @@ pub struct Client {
     id: ClientId,
     peers: Vec<SocketAddr>,
     cluster: Option<u64>,
+    tls: Option<ClientTls>,
     conns: Vec<Option<Conn>>,
     gen: u64,
     tx: mpsc::UnboundedSender<(NodeId, u64, FromConn)>,
@@ -91,8 +93,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client `id` of the cluster at `peers` (every replica's address, by
-    /// id). Its request numbers start above the wall clock in microseconds,
+    /// A client `id` of the cluster at `peers` (every replica's client
+    /// address, by id). Its request numbers start above the wall clock in microseconds,
     /// so that a later program reusing `id` numbers above this one.
     pub fn new(peers: Vec<SocketAddr>, id: ClientId) -> Client {
         assert!(!peers.is_empty() && peers.len() <= multipaxos::MAX_NODES);
@@ -113,6 +115,7 @@ impl Client {
             conns: peers.iter().map(|_| None).collect(),
             peers,
             cluster: None,
+            tls: None,
             gen: 0,
             tx,
             rx,
@@ -126,6 +129,12 @@ impl Client {
     /// Refuse servers of any other cluster.
     pub fn cluster(mut self, cluster: u64) -> Client {
         self.cluster = Some(cluster);
+        self
+    }
+
+    /// Talk TLS to the servers (their client addresses must serve it).
+    pub fn tls(mut self, tls: ClientTls) -> Client {
+        self.tls = Some(tls);
         self
     }
 
@@ -285,6 +294,20 @@ impl Client {
             .map_err(|_| None)?
             .map_err(|_| None)?;
         let _ = s.set_nodelay(true);
+        let s: BoxStream = match &self.tls {
+            None => Box::new(s),
+            Some(tls) => {
+                let shake = tokio::time::timeout(Duration::from_secs(2), tls.connect(s, addr.ip()));
+                match shake.await.map_err(|_| None)? {
+                    Ok(s) => s,
+                    // A certificate refused is no passing trouble.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(Some(Error::Refused(format!("TLS with {addr}: {e}"))))
+                    }
+                    Err(_) => return Err(None),
+                }
+            }
+        };
         let mut framed = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
         let hello = Hello::Client {
             protocol: wire::PROTOCOL,

@@ -427,8 +427,13 @@ pub fn bind_ports(n: usize) -> Vec<TcpListener> {
 struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
-    /// Where each replica listens (and clients connect).
+    /// Where each replica serves clients.
+    endpoints: Vec<SocketAddr>,
+    /// Where each replica listens for its peers (they dial it through the
+    /// proxies of `links`).
     peers: Vec<SocketAddr>,
+    /// The run's throwaway CA and the replicas' certificates (peer TLS).
+    tls: crate::tls::Generated,
     /// The links between replicas, through the harness's proxies.
     links: Arc<Links>,
     cluster: u64,
@@ -460,12 +465,15 @@ impl Cluster {
                     .map_err(|e| format!("{}: {e}", machine.display()))?,
             }
         }
-        let mut ports = bind_ports(n * n);
-        let proxies = ports.split_off(n);
-        let peers: Vec<SocketAddr> = ports
+        let cluster = 0x7e57;
+        let tls = crate::tls::generate(&dir.join("tls"), cluster, n as u8, &[])?;
+        let mut ports = bind_ports(n * n + n);
+        let proxies = ports.split_off(2 * n);
+        let addrs: Vec<SocketAddr> = ports
             .iter()
             .map(|l| l.local_addr().expect("addr"))
             .collect();
+        let (endpoints, peers) = (addrs[..n].to_vec(), addrs[n..].to_vec());
         // The servers' ports are free again once the proxies hold theirs.
         let links = Links::start(&peers, proxies);
         drop(ports);
@@ -473,8 +481,10 @@ impl Cluster {
             exe: cfg.exe.clone(),
             dir,
             links,
+            endpoints,
             peers,
-            cluster: 0x7e57,
+            tls,
+            cluster,
             bugs: cfg.bugs.clone(),
             procs: (0..n).map(|_| None).collect(),
             mounts,
@@ -518,6 +528,8 @@ impl Cluster {
                 false => self.links.proxy[i][j].to_string(),
             })
             .collect();
+        let endpoints: Vec<String> = self.endpoints.iter().map(|a| a.to_string()).collect();
+        let files = &self.tls.replicas[i];
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.args([
             "server",
@@ -525,8 +537,16 @@ impl Cluster {
             &i.to_string(),
             "--peers",
             &peers.join(","),
+            "--endpoints",
+            &endpoints.join(","),
         ])
         .args(["--cluster-id", &self.cluster.to_string()])
+        .arg("--peer-cert-file")
+        .arg(&files.cert)
+        .arg("--peer-key-file")
+        .arg(&files.key)
+        .arg("--peer-trusted-ca-file")
+        .arg(&files.ca)
         .arg("--data-dir")
         .arg(self.data(i))
         // Snapshots and WAL compactions happen within a short run.
@@ -782,7 +802,7 @@ async fn find_leader(c: &Cluster) -> Option<usize> {
         if !c.running(i) {
             continue;
         }
-        match ask_leader(c.peers[i], i as u8, c.cluster).await {
+        match ask_leader(c.endpoints[i], i as u8, c.cluster).await {
             Some(l) if l as usize == i => return Some(i),
             Some(l) => *named.entry(l).or_default() += 1,
             None => {}
@@ -1096,7 +1116,7 @@ pub async fn run(cfg: &Config) -> Summary {
     });
     // Wait until the cluster serves before the clock starts.
     {
-        let mut c = Client::new(cluster.peers.clone(), 999_998)
+        let mut c = Client::new(cluster.endpoints.clone(), 999_998)
             .cluster(cluster.cluster)
             .timeout(Duration::from_secs(20));
         if let Err(e) = c.get(u64::MAX - 1).await {
@@ -1111,7 +1131,7 @@ pub async fn run(cfg: &Config) -> Summary {
     for i in 0..cfg.clients {
         // Each client is bound to a node, as Jepsen's are: it asks that
         // node first, and is redirected from there.
-        let c = Client::new(cluster.peers.clone(), 1 + i as u32)
+        let c = Client::new(cluster.endpoints.clone(), 1 + i as u32)
             .cluster(cluster.cluster)
             .timeout(cfg.op_timeout)
             .home((i % cfg.nodes) as u8);
@@ -1259,7 +1279,7 @@ pub async fn run(cfg: &Config) -> Summary {
             .map(|o| o.key)
             .collect()
     };
-    let mut reader = Client::new(cluster.peers.clone(), FINAL_READER)
+    let mut reader = Client::new(cluster.endpoints.clone(), FINAL_READER)
         .cluster(cluster.cluster)
         .timeout(Duration::from_secs(10));
     let mut finals: BTreeMap<u64, Option<(Value, u64)>> = BTreeMap::new();

@@ -9,6 +9,8 @@
 //! - [`client`]: the client library ([`kv::client::Client`]'s retries,
 //!   redirects and exactly-once tags over TCP);
 //! - [`wire`]: the frames on the connections;
+//! - [`tls`]: mutual TLS between replicas, a replica's id bound to its
+//!   certificate, optional TLS for clients, throwaway certificates;
 //! - [`jepsen`]: Jepsen-style tests of real server processes (clients, a
 //!   nemesis of kills, pauses and corrupted files, a linearizability check).
 //!
@@ -19,6 +21,7 @@ pub mod jepsen;
 pub mod lock;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod wire;
 
 pub use client::Client;

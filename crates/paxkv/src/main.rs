@@ -10,22 +10,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
-const DEFAULT_PEERS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+const DEFAULT_PEERS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
+/// `paxkv local`'s peer addresses are its client ports plus this.
+const LOCAL_PEER_OFFSET: u16 = 100;
 
 #[derive(Parser)]
 #[command(
     name = "paxkv",
     about = "A Paxos-replicated coordination service: keys with versions, compare-and-set, sessions, ephemeral keys, locks with fencing tokens.",
-    after_help = "Try it: `paxkv local` starts 3 replicas on 127.0.0.1:7001-7003; then `paxkv put 1 42`, `paxkv get 1`.\nLogs: RUST_LOG=debug for more, RUST_LOG=warn for less."
+    after_help = "Try it: `paxkv local` starts 3 replicas serving clients on 127.0.0.1:7001-7003; then `paxkv put 1 42`, `paxkv get 1`.\nLogs: RUST_LOG=debug for more, RUST_LOG=warn for less."
 )]
 struct Cli {
-    /// Every replica's address, in replica-id order.
-    #[arg(long, global = true, default_value = DEFAULT_PEERS, value_delimiter = ',')]
-    peers: Vec<SocketAddr>,
+    /// Every replica's client address, in replica-id order.
+    #[arg(long, global = true, default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    endpoints: Vec<SocketAddr>,
     /// The cluster's id (decimal or 0x-hex): replicas and data directories
-    /// of another cluster are refused.
-    #[arg(long, global = true, default_value = "1", value_parser = parse_u64)]
-    cluster_id: u64,
+    /// of another cluster are refused. A server needs it; a client given
+    /// one refuses servers of another cluster.
+    #[arg(long, global = true, value_parser = parse_u64)]
+    cluster_id: Option<u64>,
+    /// Talk TLS to the servers, trusting this CA to sign their certificates
+    /// (which must name the IP address dialed).
+    #[arg(long, global = true)]
+    cacert: Option<PathBuf>,
     /// Client id: sessions, ephemeral keys and locks belong to it, so reuse
     /// it across commands (default: a random one).
     #[arg(long, global = true)]
@@ -40,17 +48,34 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run replica --id of the cluster --peers.
-    Server(ServerArgs),
-    /// Start a local cluster of server processes on 127.0.0.1 (stopped on Ctrl-C).
+    Server(Box<ServerArgs>),
+    /// Start a local cluster of server processes on 127.0.0.1, with a
+    /// throwaway CA for peer TLS; it restarts a replica that is killed and
+    /// stops them all on Ctrl-C.
     Local {
         #[arg(long, default_value_t = 3)]
         nodes: u8,
-        /// The replicas' data directories go under this one (n0, n1, ...).
+        /// The replicas' data directories go under this one (n0, n1, ...),
+        /// with the cluster's id and certificates.
         #[arg(long, default_value = "./paxkv-data")]
         data_dir: PathBuf,
-        /// Replica i listens on base-port + i.
+        /// Replica i serves clients on base-port + i and its peers on
+        /// base-port + 100 + i.
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
+    },
+    /// Make a CA and a certificate and key for each replica of cluster
+    /// --cluster-id (peer TLS, and client TLS for the addresses --ip), for
+    /// trying out a deployment: production signs with its own CA.
+    Certs {
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Where the files go (ca.pem, replica-<i>.pem, replica-<i>.key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The replicas' client IP addresses the certificates also name.
+        #[arg(long, default_value = "127.0.0.1", value_delimiter = ',')]
+        ip: Vec<std::net::IpAddr>,
     },
     /// Jepsen-style test: start a cluster of server processes on loopback,
     /// run clients against it while a nemesis kills, pauses and corrupts
@@ -110,9 +135,35 @@ struct ServerArgs {
     /// This replica's id: its index in --peers.
     #[arg(long)]
     id: u8,
-    /// Listen here instead of at this replica's --peers entry.
+    /// Every replica's peer address (where replicas dial each other), in
+    /// replica-id order; clients use --endpoints.
+    #[arg(long, default_value = DEFAULT_PEERS, value_delimiter = ',')]
+    peers: Vec<SocketAddr>,
+    /// Listen for peers here instead of at this replica's --peers entry.
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    listen_peer: Option<SocketAddr>,
+    /// Listen for clients here instead of at this replica's --endpoints entry.
+    #[arg(long)]
+    listen_client: Option<SocketAddr>,
+    /// This replica's certificate for peer TLS (PEM); it must name
+    /// replica-<id>.cluster-<cluster id in hex>.paxkv.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// This replica's private key for peer TLS (PEM).
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// The CA that signs every replica's certificate (PEM).
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Talk to peers in plain TCP, unauthenticated: anything that reaches
+    /// the peer address can then speak as a replica.
+    #[arg(long)]
+    insecure_plaintext_peers: bool,
+    /// Serve clients TLS with this certificate (PEM; with --key-file).
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
     #[arg(long)]
     data_dir: PathBuf,
     /// Rebuild an empty data directory from the peers instead of
@@ -232,6 +283,17 @@ async fn run(cli: Cli) -> ExitCode {
             local(&cli, nodes, data_dir, base_port).await
         }
         Cmd::Jepsen(ref a) => jepsen(a).await,
+        Cmd::Certs {
+            nodes,
+            ref dir,
+            ref ip,
+        } => match certs(cli.cluster_id, nodes, dir, ip) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("paxkv certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             init_logs("warn");
             client(cli).await
@@ -240,9 +302,61 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
-    let mut o = Options::new(a.id, cli.peers.clone(), a.data_dir.clone(), cli.cluster_id);
-    if let Some(l) = a.listen {
-        o.listen = l;
+    let cluster = cli.cluster_id.ok_or(
+        "--cluster-id is required: it is written into the data directory and refuses replicas of other clusters",
+    )?;
+    let client_listen = match (a.listen_client, cli.endpoints.get(a.id as usize)) {
+        (Some(l), _) | (None, Some(&l)) => l,
+        (None, None) => {
+            return Err(format!(
+                "--endpoints has no entry for replica {} (give every replica's client address, or --listen-client)",
+                a.id
+            ))
+        }
+    };
+    let mut o = Options::new(
+        a.id,
+        a.peers.clone(),
+        client_listen,
+        a.data_dir.clone(),
+        cluster,
+    );
+    if let Some(l) = a.listen_peer {
+        o.peer_listen = l;
+    }
+    o.peer_tls = match (
+        &a.peer_cert_file,
+        &a.peer_key_file,
+        &a.peer_trusted_ca_file,
+        a.insecure_plaintext_peers,
+    ) {
+        (Some(cert), Some(key), Some(ca), false) => {
+            let files = paxkv::tls::PeerFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            };
+            Some(paxkv::tls::PeerTls::load(&files, cluster, a.id)?)
+        }
+        (None, None, None, true) => None,
+        // One replica has no peers to authenticate.
+        (None, None, None, false) if a.peers.len() == 1 => None,
+        (None, None, None, false) => {
+            return Err("peers authenticate with mutual TLS: give --peer-cert-file, --peer-key-file and --peer-trusted-ca-file \
+                 (`paxkv local` shows how), or ask for unauthenticated plain TCP with --insecure-plaintext-peers"
+                .into())
+        }
+        (_, _, _, true) => {
+            return Err("--insecure-plaintext-peers and the --peer-*-file flags exclude each other".into())
+        }
+        _ => {
+            return Err(
+                "peer TLS needs all three of --peer-cert-file, --peer-key-file and --peer-trusted-ca-file".into(),
+            )
+        }
+    };
+    if let (Some(cert), Some(key)) = (&a.cert_file, &a.key_file) {
+        o.client_tls = Some(paxkv::tls::ServerTls::load(cert, key)?);
     }
     o.rebuild = a.rebuild;
     if let Some(ms) = a.election_ms {
@@ -357,48 +471,228 @@ async fn jepsen(a: &JepsenArgs) -> ExitCode {
 }
 
 async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16) -> ExitCode {
-    use tokio::io::AsyncBufReadExt;
-    if !(1..=7).contains(&nodes) {
-        eprintln!("paxkv local: --nodes {nodes}: 1 to 7");
-        return ExitCode::FAILURE;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
+    match local_cluster(cli, nodes, data_dir, base_port).await {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("paxkv local: cannot find my own binary: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("paxkv local: {e}");
+            ExitCode::FAILURE
         }
-    };
-    let peers: Vec<String> = (0..nodes as u16)
-        .map(|i| format!("127.0.0.1:{}", base_port + i))
+    }
+}
+
+/// What `local` hears from the task supervising one replica.
+enum Supervised {
+    /// The replica failed as it started (a bad directory, a port): the
+    /// cluster was never whole.
+    StartFailed(u8),
+    /// It exited on its own (not killed); `local` does not restart it.
+    Exited,
+}
+
+async fn local_cluster(
+    cli: &Cli,
+    nodes: u8,
+    data_dir: &std::path::Path,
+    base_port: u16,
+) -> Result<ExitCode, String> {
+    if !(1..=multipaxos::MAX_NODES as u8).contains(&nodes) {
+        return Err(format!("--nodes {nodes}: 1 to {}", multipaxos::MAX_NODES));
+    }
+    if base_port as u32 + LOCAL_PEER_OFFSET as u32 + nodes as u32 > u16::MAX as u32 {
+        return Err(format!(
+            "--base-port {base_port} leaves no room for {nodes} replicas' ports"
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let addr = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
+    let endpoints: Vec<SocketAddr> = (0..nodes as u16).map(|i| addr(base_port + i)).collect();
+    let peers: Vec<SocketAddr> = (0..nodes as u16)
+        .map(|i| addr(base_port + LOCAL_PEER_OFFSET + i))
         .collect();
     // A port already taken is most often a replica of an earlier `local`
     // still running: joining it would carry on with another cluster's
     // replica (or with fewer replicas than asked). Refuse instead.
-    for p in &peers {
+    for p in endpoints.iter().chain(&peers) {
         if let Err(e) = std::net::TcpListener::bind(p) {
-            eprintln!(
-                "paxkv local: {p} is taken ({e}): is a replica of an earlier `paxkv local` still running? \
+            return Err(format!(
+                "{p} is taken ({e}): is a replica of an earlier `paxkv local` still running? \
                  Stop it, or choose other ports with --base-port"
-            );
-            return ExitCode::FAILURE;
+            ));
         }
     }
-    let peers = peers.join(",");
-    let mut children = Vec::new();
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let cluster = local_cluster_id(data_dir, cli.cluster_id)?;
+    // The throwaway CA and certificates live with the data: a restarted
+    // `local` on the same directory is the same cluster with the same keys.
+    let tls_dir = data_dir.join("tls");
+    let files = paxkv::tls::Generated::paths(&tls_dir, nodes);
+    if !files
+        .replicas
+        .iter()
+        .all(|r| r.cert.exists() && r.key.exists())
+        || !files.ca.exists()
+    {
+        paxkv::tls::generate(&tls_dir, cluster, nodes, &[addr(0).ip()])?;
+    }
+    let join = |a: &[SocketAddr]| {
+        a.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Supervised>(16);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
     for i in 0..nodes {
-        let dir = data_dir.join(format!("n{i}"));
-        let args = [
-            "server".to_string(),
+        let r = &files.replicas[i as usize];
+        let args: Vec<String> = vec![
+            "server".into(),
             "--id".into(),
             i.to_string(),
+            "--endpoints".into(),
+            join(&endpoints),
             "--peers".into(),
-            peers.clone(),
+            join(&peers),
             "--cluster-id".into(),
-            cli.cluster_id.to_string(),
+            format!("{cluster:#x}"),
             "--data-dir".into(),
-            dir.display().to_string(),
+            data_dir.join(format!("n{i}")).display().to_string(),
+            "--peer-cert-file".into(),
+            r.cert.display().to_string(),
+            "--peer-key-file".into(),
+            r.key.display().to_string(),
+            "--peer-trusted-ca-file".into(),
+            r.ca.display().to_string(),
         ];
+        tasks.push(tokio::spawn(supervise(
+            i,
+            data_dir.join(format!("n{i}")),
+            exe.clone(),
+            args,
+            tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    drop(tx);
+    println!(
+        "a {nodes}-replica cluster {cluster:#x}: clients on {}, peers on {} with mutual TLS \
+         (throwaway CA in {}); data in {}",
+        join(&endpoints),
+        join(&peers),
+        tls_dir.display(),
+        data_dir.display()
+    );
+    println!(
+        "try: paxkv put 1 42 && paxkv get 1. A replica killed is restarted after {} s; Ctrl-C stops them all",
+        LOCAL_RESTART.as_secs()
+    );
+    let mut failed = false;
+    let mut live = nodes;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            ev = rx.recv() => match ev {
+                Some(Supervised::StartFailed(i)) => {
+                    eprintln!("paxkv local: replica {i} failed to start; stopping the others");
+                    failed = true;
+                    break;
+                }
+                Some(Supervised::Exited) => {
+                    live -= 1;
+                    if live == 0 {
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    // A replica someone restarted by hand serves this cluster's data too:
+    // `local` owns the cluster, so it stops that one as well.
+    for i in 0..nodes {
+        let dir = data_dir.join(format!("n{i}"));
+        if let Some(pid) = paxkv::lock::holder(&dir) {
+            println!(
+                "replica {i} (pid {pid}) was started outside `local` on {}: stopping it",
+                dir.display()
+            );
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            for _ in 0..50 {
+                if paxkv::lock::holder(&dir).is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    println!("stopped");
+    Ok(match failed {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    })
+}
+
+fn certs(
+    cluster: Option<u64>,
+    nodes: u8,
+    dir: &std::path::Path,
+    ips: &[std::net::IpAddr],
+) -> Result<(), String> {
+    let cluster = cluster.ok_or("--cluster-id is required: the certificates name it")?;
+    if !(1..=multipaxos::MAX_NODES as u8).contains(&nodes) {
+        return Err(format!("--nodes {nodes}: 1 to {}", multipaxos::MAX_NODES));
+    }
+    // Never overwrite a key: a cluster's replicas would lose their identity.
+    let g = paxkv::tls::Generated::paths(dir, nodes);
+    let files = std::iter::once(&g.ca).chain(g.replicas.iter().flat_map(|r| [&r.cert, &r.key]));
+    for f in files {
+        if f.exists() {
+            return Err(format!(
+                "{} exists; remove it or choose another --dir",
+                f.display()
+            ));
+        }
+    }
+    let g = paxkv::tls::generate(dir, cluster, nodes, ips)?;
+    println!("CA: {}", g.ca.display());
+    for (i, r) in g.replicas.iter().enumerate() {
+        println!(
+            "replica {i}: --peer-cert-file {} --peer-key-file {} --peer-trusted-ca-file {} \
+             (names {})",
+            r.cert.display(),
+            r.key.display(),
+            r.ca.display(),
+            paxkv::tls::replica_name(cluster, i as u8)
+        );
+    }
+    Ok(())
+}
+
+/// How long `local` waits before restarting a replica that was killed.
+const LOCAL_RESTART: Duration = Duration::from_secs(3);
+
+/// Runs replica `i` until `stop`: restarts it when a signal killed it,
+/// reports when it failed to start or exited by itself.
+async fn supervise(
+    i: u8,
+    dir: PathBuf,
+    exe: PathBuf,
+    args: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<Supervised>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::os::unix::process::ExitStatusExt;
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let started = std::time::Instant::now();
         let mut child = match tokio::process::Command::new(&exe)
             .args(&args)
             .stderr(std::process::Stdio::piped())
@@ -408,14 +702,11 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
             Ok(c) => c,
             Err(e) => {
                 eprintln!("paxkv local: cannot start replica {i}: {e}");
-                return ExitCode::FAILURE;
+                let _ = tx.send(Supervised::StartFailed(i)).await;
+                return;
             }
         };
-        println!(
-            "replica {i}: pid {}, restart it with: paxkv {}",
-            child.id().unwrap_or(0),
-            args.join(" ")
-        );
+        println!("replica {i}: pid {}", child.id().unwrap_or(0));
         if let Some(err) = child.stderr.take() {
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(err).lines();
@@ -424,51 +715,69 @@ async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16)
                 }
             });
         }
-        children.push(child);
-    }
-    println!(
-        "a {nodes}-replica cluster on --peers {peers} (data in {}); Ctrl-C stops it",
-        data_dir.display()
-    );
-    println!("try: paxkv put 1 42 && paxkv get 1");
-    let mut waits =
-        futures_util::future::select_all(children.iter_mut().map(|c| Box::pin(c.wait())));
-    let mut live = nodes as usize;
-    let started = std::time::Instant::now();
-    let mut failed = false;
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            (r, i, rest) = &mut waits, if live > 0 => {
-                println!("replica {i} exited: {}", r.as_ref().map_or_else(|e| e.to_string(), |s| s.to_string()));
-                live -= 1;
-                // One that fails as it starts (a bad directory, a port):
-                // the cluster was never whole; stop the rest and say so.
-                if started.elapsed() < Duration::from_secs(3) && !r.is_ok_and(|s| s.success()) {
-                    eprintln!("paxkv local: replica {i} failed to start; stopping the others");
-                    failed = true;
-                    break;
-                }
-                if rest.is_empty() {
-                    break;
-                }
-                waits = futures_util::future::select_all(rest);
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = stop.changed() => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return;
             }
+        };
+        let shown = status
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |s| s.to_string());
+        println!("replica {i} exited: {shown}");
+        let status = match status {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        if !status.success() && status.signal().is_none() && started.elapsed() < LOCAL_RESTART {
+            let _ = tx.send(Supervised::StartFailed(i)).await;
+            return;
+        }
+        if status.signal().is_none() {
+            let _ = tx.send(Supervised::Exited).await;
+            return;
+        }
+        println!("replica {i}: restarting in {} s", LOCAL_RESTART.as_secs());
+        tokio::select! {
+            _ = tokio::time::sleep(LOCAL_RESTART) => {}
+            _ = stop.changed() => return,
+        }
+        // Someone restarted it by hand meanwhile: leave it be (and stop it
+        // with the others at the end).
+        if let Some(pid) = paxkv::lock::holder(&dir) {
+            println!("replica {i} was restarted outside `local` (pid {pid}); `local` stops it at the end");
+            let _ = stop.changed().await;
+            return;
         }
     }
-    drop(waits);
-    for c in &mut children {
-        let _ = c.start_kill();
-    }
-    for c in &mut children {
-        let _ = c.wait().await;
-    }
-    println!("stopped");
-    match failed {
-        true => ExitCode::FAILURE,
-        false => ExitCode::SUCCESS,
+}
+
+/// The cluster id of `local`'s data directory: the one it was made with,
+/// or a fresh random one for a fresh directory (so that a replica left over
+/// from a deleted cluster is refused by the new one's replicas).
+fn local_cluster_id(data_dir: &std::path::Path, asked: Option<u64>) -> Result<u64, String> {
+    let path = data_dir.join("cluster-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = parse_u64(text.trim())
+                .map_err(|e| format!("{}: not a cluster id: {e}", path.display()))?;
+            match asked {
+                Some(a) if a != id => Err(format!(
+                    "{} holds cluster {id:#x}, not --cluster-id {a:#x}",
+                    data_dir.display()
+                )),
+                _ => Ok(id),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = asked.unwrap_or_else(rand::random);
+            std::fs::write(&path, format!("{id:#x}\n"))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
@@ -493,9 +802,20 @@ fn printable(v: &kv::Value) -> String {
 
 async fn client(cli: Cli) -> ExitCode {
     let id = cli.client_id.unwrap_or_else(rand::random);
-    let mut c = Client::new(cli.peers.clone(), id)
-        .cluster(cli.cluster_id)
-        .timeout(Duration::from_millis(cli.timeout_ms));
+    let mut c =
+        Client::new(cli.endpoints.clone(), id).timeout(Duration::from_millis(cli.timeout_ms));
+    if let Some(cluster) = cli.cluster_id {
+        c = c.cluster(cluster);
+    }
+    if let Some(ca) = &cli.cacert {
+        match paxkv::tls::ClientTls::load(ca) {
+            Ok(tls) => c = c.tls(tls),
+            Err(e) => {
+                eprintln!("paxkv: --cacert: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // Ok(true): done; Ok(false): the service said no (exit status 3).
     let r: Result<bool, paxkv::client::Error> = async {
         Ok(match cli.cmd {
@@ -591,7 +911,7 @@ async fn client(cli: Cli) -> ExitCode {
                 );
                 r
             }
-            Cmd::Server(_) | Cmd::Local { .. } | Cmd::Jepsen(_) => {
+            Cmd::Server(_) | Cmd::Local { .. } | Cmd::Jepsen(_) | Cmd::Certs { .. } => {
                 unreachable!("not a client command")
             }
         })

@@ -25,6 +25,7 @@
 //! expires sessions, so they should not restart at zero with the process).
 
 use crate::storage::{Boot, DataDir};
+use crate::tls::{BoxStream, PeerTls, ServerTls};
 use crate::wire::{self, Hello, PeerMsg, Response, Welcome};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -49,9 +50,17 @@ use tracing::{debug, info, warn};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub id: NodeId,
-    /// Every replica's address, by id.
+    /// Every replica's peer address (where replicas dial each other), by id.
     pub peers: Vec<SocketAddr>,
-    pub listen: SocketAddr,
+    /// Where this replica listens for its peers.
+    pub peer_listen: SocketAddr,
+    /// Where this replica listens for clients.
+    pub client_listen: SocketAddr,
+    /// Mutual TLS between peers; `None` is plain TCP, which the operator
+    /// must ask for by name (`--insecure-plaintext-peers`) and the log says.
+    pub peer_tls: Option<PeerTls>,
+    /// TLS on the client address, if any.
+    pub client_tls: Option<ServerTls>,
     pub data_dir: PathBuf,
     pub cluster: u64,
     /// Rebuild an empty data directory from the peers instead of
@@ -75,17 +84,28 @@ pub struct Options {
 }
 
 impl Options {
-    /// The production defaults for replica `id` (timings a few times the
-    /// simulator's, for real networks and disks).
-    pub fn new(id: NodeId, peers: Vec<SocketAddr>, data_dir: PathBuf, cluster: u64) -> Options {
-        let listen = peers
+    /// The production defaults for replica `id` of the replicas at `peers`
+    /// serving clients at `client_listen` (timings a few times the
+    /// simulator's, for real networks and disks), peers in plain TCP until
+    /// `peer_tls` is set.
+    pub fn new(
+        id: NodeId,
+        peers: Vec<SocketAddr>,
+        client_listen: SocketAddr,
+        data_dir: PathBuf,
+        cluster: u64,
+    ) -> Options {
+        let peer_listen = peers
             .get(id as usize)
             .copied()
             .unwrap_or(([0, 0, 0, 0], 0).into());
         Options {
             id,
             peers,
-            listen,
+            peer_listen,
+            client_listen,
+            peer_tls: None,
+            client_tls: None,
             data_dir,
             cluster,
             rebuild: false,
@@ -192,9 +212,12 @@ enum TimerKind {
 /// exits non-zero).
 pub async fn run(opts: Options) -> Result<(), String> {
     opts.validate()?;
-    let listener = TcpListener::bind(opts.listen)
+    let peer_listener = TcpListener::bind(opts.peer_listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+        .map_err(|e| format!("cannot listen for peers on {}: {e}", opts.peer_listen))?;
+    let client_listener = TcpListener::bind(opts.client_listen)
+        .await
+        .map_err(|e| format!("cannot listen for clients on {}: {e}", opts.client_listen))?;
     let (dir, boot) = DataDir::open(
         &opts.data_dir,
         opts.cluster,
@@ -234,9 +257,18 @@ pub async fn run(opts: Options) -> Result<(), String> {
         }
     };
     let server = Server::new(node, opts.server_config());
+    if opts.peer_tls.is_none() {
+        warn!(
+            "peers in PLAIN TCP (--insecure-plaintext-peers): anything that can reach {} can speak as a replica",
+            opts.peer_listen
+        );
+    }
     info!(
         id = opts.id,
-        listen = %opts.listen,
+        peers = %opts.peer_listen,
+        peer_tls = opts.peer_tls.is_some(),
+        clients = %opts.client_listen,
+        client_tls = opts.client_tls.is_some(),
         cluster = opts.cluster,
         replicas = n,
         data_dir = %opts.data_dir.display(),
@@ -271,7 +303,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
             from: opts.id,
             to: p,
         };
-        tokio::spawn(dial(p, *addr, hello, rx));
+        tokio::spawn(dial(p, *addr, hello, opts.peer_tls.clone(), rx));
         peers.push(Some(tx));
     }
     let ctx = ConnCtx {
@@ -282,8 +314,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
         open: Arc::new(AtomicUsize::new(0)),
         max_conns: conn_budget(opts.max_conns),
         client_idle: opts.client_idle,
+        peer_tls: opts.peer_tls.clone(),
+        client_tls: opts.client_tls.clone(),
     };
-    tokio::spawn(accept(listener, ctx));
+    tokio::spawn(accept(peer_listener, ctx.clone(), Side::Peer));
+    tokio::spawn(accept(client_listener, ctx, Side::Client));
     let mut core = Core {
         id: opts.id,
         server,
@@ -639,12 +674,13 @@ async fn dial(
     to: NodeId,
     addr: SocketAddr,
     hello: Hello,
+    tls: Option<PeerTls>,
     (mut rx, queued): (mpsc::Receiver<Bytes>, Arc<AtomicUsize>),
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     loop {
-        match connect_peer(addr, &hello).await {
+        match connect_peer(addr, &hello, tls.as_ref(), to).await {
             Ok(mut framed) => {
                 info!(peer = to, %addr, "connected to peer");
                 backoff = Duration::from_millis(50);
@@ -681,13 +717,29 @@ enum DialError {
     Refused(String),
 }
 
-async fn connect_peer(addr: SocketAddr, hello: &Hello) -> Result<Conn, DialError> {
+async fn connect_peer(
+    addr: SocketAddr,
+    hello: &Hello,
+    tls: Option<&PeerTls>,
+    to: NodeId,
+) -> Result<Conn, DialError> {
     let io = |e: std::io::Error| DialError::Io(e.to_string());
     let s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
         .await
         .map_err(|_| DialError::Io("timed out".into()))?
         .map_err(io)?;
     s.set_nodelay(true).map_err(io)?;
+    let s: BoxStream = match tls {
+        None => Box::new(s),
+        Some(tls) => tokio::time::timeout(Duration::from_secs(5), tls.dial(s, to))
+            .await
+            .map_err(|_| DialError::Io("no TLS handshake".into()))?
+            .map_err(|e| match e.kind() {
+                // A certificate refused, on either side.
+                std::io::ErrorKind::InvalidData => DialError::Refused(format!("TLS: {e}")),
+                _ => DialError::Io(format!("TLS: {e}")),
+            })?,
+    };
     let mut framed = Framed::new(s, wire::codec(wire::PEER_FRAME_MAX));
     framed.send(wire::encode(hello)).await.map_err(io)?;
     let answer = tokio::time::timeout(Duration::from_secs(5), framed.next())
@@ -711,6 +763,15 @@ struct ConnCtx {
     open: Arc<AtomicUsize>,
     max_conns: usize,
     client_idle: Duration,
+    peer_tls: Option<PeerTls>,
+    client_tls: Option<ServerTls>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Side {
+    Peer,
+    Client,
 }
 
 /// Descriptors kept for the WAL, snapshots, the peers' outgoing
@@ -750,7 +811,7 @@ impl Drop for Slot {
     }
 }
 
-async fn accept(listener: TcpListener, ctx: ConnCtx) {
+async fn accept(listener: TcpListener, ctx: ConnCtx, side: Side) {
     let mut next = 0u64;
     let mut refused = 0u64;
     loop {
@@ -773,7 +834,25 @@ async fn accept(listener: TcpListener, ctx: ConnCtx) {
                 let _ = s.set_nodelay(true);
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    serve_conn(s, addr, next, ctx).await;
+                    // The handshake and the hello come within 10 s, or the
+                    // connection is closed.
+                    let first = tokio::time::timeout(HELLO_WITHIN, greet(s, addr, &ctx, side));
+                    match first.await {
+                        Ok(Some((framed, Hello::Peer { from, .. }))) => {
+                            let parts = framed.into_parts();
+                            let mut framed =
+                                Framed::new(parts.io, wire::codec(wire::PEER_FRAME_MAX));
+                            debug!(peer = from, %addr, "peer connected");
+                            peer_reader(&mut framed, from, &ctx).await;
+                        }
+                        Ok(Some((framed, Hello::Client { .. }))) => {
+                            client_conn(framed, addr, next, ctx).await
+                        }
+                        Ok(None) => {}
+                        Err(_) => {
+                            warn!(%addr, ?side, "no handshake and hello within {HELLO_WITHIN:?}; closing")
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -785,82 +864,113 @@ async fn accept(listener: TcpListener, ctx: ConnCtx) {
     }
 }
 
-/// One incoming connection: its hello decides whether it is a peer or a
-/// client, or is refused.
-async fn serve_conn(s: TcpStream, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
+/// How long a new connection has for its TLS handshake and its hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+
+/// A new connection's TLS handshake (if its side has TLS) and hello: the
+/// connection and its hello, welcomed, or `None` (refused, with a log line
+/// and, where the handshake got that far, a `Welcome::Refused`).
+async fn greet(s: TcpStream, addr: SocketAddr, ctx: &ConnCtx, side: Side) -> Option<(Conn, Hello)> {
+    let mut cert = None;
+    let s: BoxStream = match (side, &ctx.peer_tls, &ctx.client_tls) {
+        (Side::Peer, Some(tls), _) => match tls.accept(s).await {
+            Ok((s, c)) => {
+                cert = c;
+                s
+            }
+            Err(e) => {
+                warn!(%addr, "refusing a peer connection: TLS handshake failed: {e}");
+                return None;
+            }
+        },
+        (Side::Client, _, Some(tls)) => match tls.accept(s).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%addr, "refusing a client connection: TLS handshake failed: {e}");
+                return None;
+            }
+        },
+        _ => Box::new(s),
+    };
     // The hello frame is small: read it under the client limit, so that a
     // stranger cannot make us buffer a peer-sized frame.
     let mut framed = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
-    let first = match tokio::time::timeout(Duration::from_secs(10), framed.next()).await {
-        Ok(Some(Ok(b))) => b,
-        Ok(Some(Err(e))) => return warn!(%addr, "bad first frame: {e}; closing"),
-        Ok(None) => return,
-        Err(_) => return warn!(%addr, "no hello within 10 s; closing"),
+    let first = match framed.next().await {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            warn!(%addr, "bad first frame: {e}; closing");
+            return None;
+        }
+        None => return None,
     };
     let hello = match wire::decode::<Hello>(&first) {
         Ok(h) => h,
-        Err(e) => return refuse(&mut framed, addr, format!("its hello is not one: {e}")).await,
+        Err(e) => {
+            refuse(&mut framed, addr, format!("its hello is not one: {e}")).await;
+            return None;
+        }
     };
-    match hello {
+    if let Err(why) = admit(&hello, ctx, side, cert.as_ref()) {
+        refuse(&mut framed, addr, why).await;
+        return None;
+    }
+    let welcome = Welcome::Ok {
+        id: ctx.id,
+        n: ctx.n,
+    };
+    framed.send(wire::encode(&welcome)).await.ok()?;
+    Some((framed, hello))
+}
+
+/// Whether a hello may go on: `Err` is why not.
+fn admit(
+    hello: &Hello,
+    ctx: &ConnCtx,
+    side: Side,
+    cert: Option<&rustls::pki_types::CertificateDer<'_>>,
+) -> Result<(), String> {
+    match *hello {
         Hello::Peer { protocol, .. } | Hello::Client { protocol, .. }
             if protocol != wire::PROTOCOL =>
         {
-            let why = format!(
+            Err(format!(
                 "it speaks protocol {protocol}, this server {}",
                 wire::PROTOCOL
-            );
-            refuse(&mut framed, addr, why).await
+            ))
         }
-        Hello::Peer { cluster, .. } if cluster != ctx.cluster => {
-            let why = format!(
-                "a peer of another cluster (id {cluster}, this is {})",
-                ctx.cluster
-            );
-            refuse(&mut framed, addr, why).await
-        }
+        Hello::Peer { .. } if side == Side::Client => Err(
+            "a replica's hello on the client address: replicas dial each other's --peers addresses"
+                .into(),
+        ),
+        Hello::Client { .. } if side == Side::Peer => Err(
+            "a client's hello on the peer address: clients dial the --endpoints addresses".into(),
+        ),
+        Hello::Peer { cluster, .. } if cluster != ctx.cluster => Err(format!(
+            "a peer of another cluster (id {cluster}, this is {})",
+            ctx.cluster
+        )),
         Hello::Peer { from, to, .. } if from >= ctx.n || from == ctx.id || to != ctx.id => {
-            let why = format!(
+            Err(format!(
                 "an unknown peer: it says it is replica {from} dialing replica {to}; this is replica {} of {}",
                 ctx.id, ctx.n
-            );
-            refuse(&mut framed, addr, why).await
+            ))
         }
+        // Only a holder of replica `from`'s key speaks as replica `from`.
+        Hello::Peer { from, .. } => match &ctx.peer_tls {
+            Some(tls) => tls.verify_peer(cert, from),
+            None => Ok(()),
+        },
         Hello::Client {
             cluster: Some(c), ..
-        } if c != ctx.cluster => {
-            let why = format!(
-                "a client of another cluster (id {c}, this is {})",
-                ctx.cluster
-            );
-            refuse(&mut framed, addr, why).await
-        }
-        Hello::Peer { from, .. } => {
-            let welcome = Welcome::Ok {
-                id: ctx.id,
-                n: ctx.n,
-            };
-            if framed.send(wire::encode(&welcome)).await.is_err() {
-                return;
-            }
-            let parts = framed.into_parts();
-            let mut framed = Framed::new(parts.io, wire::codec(wire::PEER_FRAME_MAX));
-            debug!(peer = from, %addr, "peer connected");
-            peer_reader(&mut framed, from, &ctx).await;
-        }
-        Hello::Client { .. } => {
-            let welcome = Welcome::Ok {
-                id: ctx.id,
-                n: ctx.n,
-            };
-            if framed.send(wire::encode(&welcome)).await.is_err() {
-                return;
-            }
-            client_conn(framed, addr, conn, ctx).await;
-        }
+        } if c != ctx.cluster => Err(format!(
+            "a client of another cluster (id {c}, this is {})",
+            ctx.cluster
+        )),
+        Hello::Client { .. } => Ok(()),
     }
 }
 
-type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
+type Conn = Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>;
 
 async fn refuse(framed: &mut Conn, addr: SocketAddr, why: String) {
     warn!(%addr, "refusing a connection: {why}");
@@ -975,7 +1085,7 @@ mod tests {
     fn the_real_service_runs_the_cores_with_every_buggify_knob_off() {
         let peers: Vec<SocketAddr> = (0..3).map(|i| ([127, 0, 0, 1], 7001 + i).into()).collect();
         for id in 0..3 {
-            let mut o = Options::new(id, peers.clone(), PathBuf::from("d"), 7);
+            let mut o = Options::new(id, peers.clone(), peers[0], PathBuf::from("d"), 7);
             o.bugs.read_without_lease = id == 1;
             o.snapshot_every = 1 + id as u64;
             assert_eq!(o.log_config().buggify, multipaxos::Buggify::OFF);

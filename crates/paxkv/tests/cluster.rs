@@ -40,7 +40,12 @@ fn temp_dir(name: &str) -> PathBuf {
 /// test passed, removes their files (on failure it prints their logs).
 struct Cluster {
     dir: PathBuf,
+    /// Each replica's client address.
+    endpoints: Vec<SocketAddr>,
+    /// Each replica's peer address.
     peers: Vec<SocketAddr>,
+    /// The cluster's throwaway CA and the replicas' certificates.
+    tls: paxkv::tls::Generated,
     cluster: u64,
     procs: Vec<Option<Child>>,
     /// Snapshot and compaction settings (small by default, so tests cross them).
@@ -51,9 +56,21 @@ struct Cluster {
 
 impl Cluster {
     fn new(name: &str, n: usize) -> Cluster {
+        let dir = temp_dir(name);
+        let mut ports = free_ports(2 * n);
+        let peers = ports.split_off(n);
+        let tls = paxkv::tls::generate(
+            &dir.join("tls"),
+            0xc1,
+            n as u8,
+            &["127.0.0.1".parse().unwrap()],
+        )
+        .expect("certificates");
         let c = Cluster {
-            dir: temp_dir(name),
-            peers: free_ports(n),
+            dir,
+            endpoints: ports,
+            peers,
+            tls,
             cluster: 0xc1,
             procs: (0..n).map(|_| None).collect(),
             storage: ["--snapshot-every", "16", "--compact-bytes", "0"],
@@ -82,6 +99,25 @@ impl Cluster {
         p.join(",")
     }
 
+    fn endpoints_arg(&self) -> String {
+        let p: Vec<String> = self.endpoints.iter().map(|a| a.to_string()).collect();
+        p.join(",")
+    }
+
+    /// Replica `i`'s peer TLS flags.
+    fn tls_args(&self, i: usize) -> Vec<String> {
+        let f = &self.tls.replicas[i];
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--peer-cert-file".into(),
+            path(&f.cert),
+            "--peer-key-file".into(),
+            path(&f.key),
+            "--peer-trusted-ca-file".into(),
+            path(&f.ca),
+        ]
+    }
+
     fn command(&self, i: usize, cluster: u64) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -95,7 +131,14 @@ impl Cluster {
             &i.to_string(),
             "--peers",
             &self.peers_arg(),
+            "--endpoints",
+            &self.endpoints_arg(),
         ])
+        // A lone replica has no peers to authenticate.
+        .args(match self.peers.len() {
+            1 => Vec::new(),
+            _ => self.tls_args(i),
+        })
         .args(["--cluster-id", &cluster.to_string()])
         .arg("--data-dir")
         .arg(self.data(i))
@@ -127,7 +170,7 @@ impl Cluster {
     }
 
     fn client(&self, id: u32) -> Client {
-        Client::new(self.peers.clone(), id)
+        Client::new(self.endpoints.clone(), id)
             .cluster(self.cluster)
             .timeout(Duration::from_secs(15))
     }
@@ -340,11 +383,16 @@ fn another_clusters_or_another_formats_data_directory_is_refused() {
 #[test]
 fn a_port_in_use_is_refused() {
     let c = Cluster::new("port", 1);
-    let _squatter = TcpListener::bind(c.peers[0]).expect("bind");
+    let squatter = TcpListener::bind(c.peers[0]).expect("bind");
     let (status, text) = run_refused(c.command(0, c.cluster));
     assert!(!status.success());
-    assert!(text.contains("cannot listen on"), "{text}");
+    assert!(text.contains("cannot listen for peers on"), "{text}");
     assert!(text.contains("in use"), "{text}");
+    drop(squatter);
+    let _squatter = TcpListener::bind(c.endpoints[0]).expect("bind");
+    let (status, text) = run_refused(c.command(0, c.cluster));
+    assert!(!status.success());
+    assert!(text.contains("cannot listen for clients on"), "{text}");
 }
 
 /// Sends one frame and reads the answer, as a stranger would.
@@ -364,7 +412,7 @@ fn hello_and_answer(addr: SocketAddr, payload: &[u8]) -> Option<Welcome> {
 async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
     let mut c = Cluster::new("strangers", 3);
     c.start_all();
-    let addr = c.peers[0];
+    let addr = c.endpoints[0];
     let peer = |cluster, from, to| {
         wire::encode(&Hello::Peer {
             protocol: wire::PROTOCOL,
@@ -378,22 +426,18 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
         w => panic!("not refused: {w:?}"),
     };
     c.await_log(0, "serving");
+    // A replica's hello on the client address: replicas have their own.
     refused(
-        hello_and_answer(addr, &peer(0xbad, 1, 0)),
-        "another cluster",
-    );
-    refused(
-        hello_and_answer(addr, &peer(c.cluster, 5, 0)),
-        "unknown peer",
-    );
-    refused(
-        hello_and_answer(addr, &peer(c.cluster, 1, 2)),
-        "unknown peer",
+        hello_and_answer(addr, &peer(c.cluster, 1, 0)),
+        "a replica's hello on the client address",
     );
     refused(
         hello_and_answer(addr, b"\xff\xfe garbage"),
         "hello is not one",
     );
+    // On the peer address, plain TCP gets no further than the TLS
+    // handshake: no welcome, whatever it says.
+    assert_eq!(hello_and_answer(c.peers[0], &peer(c.cluster, 1, 0)), None);
     // A frame longer than the limit: closed without an answer.
     {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -402,7 +446,7 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
         let mut b = [0u8; 1];
         assert_eq!(s.read(&mut b).unwrap_or(0), 0, "closed");
     }
-    let mut other = Client::new(c.peers.clone(), 9)
+    let mut other = Client::new(c.endpoints.clone(), 9)
         .cluster(0xbad)
         .timeout(Duration::from_secs(5));
     match other.put(1, 1).await {
@@ -410,8 +454,7 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
         r => panic!("a client of another cluster was served: {r:?}"),
     }
     let log = c.log_text(0);
-    assert!(log.contains("a peer of another cluster"), "{log}");
-    assert!(log.contains("an unknown peer"), "{log}");
+    assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(log.contains("frame size too big"), "{log}");
     let mut a = c.client(1);
     assert_eq!(a.put(1, 1).await, Ok(1));
@@ -429,7 +472,7 @@ async fn strangers_on_the_port_are_refused_and_the_cluster_keeps_serving() {
         })
     );
     let answer = command_and_answer(
-        c.peers[0],
+        c.endpoints[0],
         &kv::Command {
             client: 77,
             seq: 1,
@@ -470,7 +513,7 @@ async fn silent_clients_are_capped_and_closed_and_the_cluster_keeps_serving() {
     let mut welcomed = Vec::new();
     let mut closed = 0;
     for _ in 0..60 {
-        let mut s = TcpStream::connect(c.peers[0]).expect("connect");
+        let mut s = TcpStream::connect(c.endpoints[0]).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let _ = s.write_all(&(hello.len() as u32).to_be_bytes());
         let _ = s.write_all(&hello);
@@ -499,7 +542,7 @@ async fn silent_clients_are_capped_and_closed_and_the_cluster_keeps_serving() {
         assert_eq!(s.read(&mut b).unwrap_or(0), 0, "a silent client kept open");
     }
     // Room again at n0, and the cluster serves.
-    match hello_and_answer(c.peers[0], &hello) {
+    match hello_and_answer(c.endpoints[0], &hello) {
         Some(Welcome::Ok { id: 0, .. }) => {}
         w => panic!("n0 did not welcome a client once the silent ones were gone: {w:?}"),
     }
@@ -548,7 +591,7 @@ async fn a_client_given_part_of_the_cluster_says_why_instead_of_timing_out() {
     let mut c = Cluster::new("partial", 3);
     c.start_all();
     c.await_log(0, "serving");
-    let mut one = Client::new(vec![c.peers[0]], 5)
+    let mut one = Client::new(vec![c.endpoints[0]], 5)
         .cluster(c.cluster)
         .timeout(Duration::from_secs(10));
     match one.put(1, 1).await {
@@ -559,7 +602,7 @@ async fn a_client_given_part_of_the_cluster_says_why_instead_of_timing_out() {
         r => panic!("not refused: {r:?}"),
     }
     // The same addresses out of order.
-    let swapped = vec![c.peers[1], c.peers[0], c.peers[2]];
+    let swapped = vec![c.endpoints[1], c.endpoints[0], c.endpoints[2]];
     let mut wrong = Client::new(swapped, 6)
         .cluster(c.cluster)
         .timeout(Duration::from_secs(10));
@@ -586,7 +629,7 @@ async fn a_client_passes_a_dead_replica_at_once() {
         c.client(2).get(1).await.map(|v| v.map(|(_, ver)| ver)),
         Ok(Some(1))
     );
-    let mut a = Client::new(c.peers.clone(), 8)
+    let mut a = Client::new(c.endpoints.clone(), 8)
         .cluster(c.cluster)
         .retry(Duration::from_secs(30))
         .timeout(Duration::from_secs(10));
@@ -606,6 +649,8 @@ fn a_second_process_on_a_data_directory_is_refused() {
     let mut second = Command::new(EXE);
     second
         .args(["server", "--id", "1", "--peers", &c.peers_arg()])
+        .args(["--endpoints", &c.endpoints_arg()])
+        .args(c.tls_args(1))
         .args(["--cluster-id", &c.cluster.to_string()])
         .arg("--data-dir")
         .arg(c.data(0));
@@ -745,33 +790,64 @@ fn alive(c: &mut Cluster, i: usize) -> bool {
     p.try_wait().expect("try_wait").is_none()
 }
 
-/// Dials replica `to` as replica `from` would, and returns the connection
-/// once welcomed: what a buggy or hostile peer can do without credentials.
-fn dial_as_peer(c: &Cluster, from: u8, to: usize) -> TcpStream {
-    let mut s = TcpStream::connect(c.peers[to]).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let hello = wire::encode(&Hello::Peer {
+type PeerConn =
+    tokio_util::codec::Framed<paxkv::tls::BoxStream, tokio_util::codec::LengthDelimitedCodec>;
+
+/// Dials replica `to`'s peer address over TLS, presenting the certificate
+/// and key of `files`, says hello as replica `from` and returns the answer
+/// with the connection (`Err`: the handshake failed, or the connection was
+/// closed without an answer).
+async fn peer_hello(
+    c: &Cluster,
+    files: &paxkv::tls::PeerFiles,
+    from: u8,
+    to: usize,
+) -> Result<(Welcome, PeerConn), String> {
+    use futures_util::{SinkExt, StreamExt};
+    // Loaded as the replica the certificate names, whatever the hello says.
+    let named = (0..8u8)
+        .find(|&i| paxkv::tls::PeerTls::load(files, c.cluster, i).is_ok())
+        .ok_or("the certificate names no replica")?;
+    let tls = paxkv::tls::PeerTls::load(files, c.cluster, named)?;
+    let tcp = tokio::net::TcpStream::connect(c.peers[to])
+        .await
+        .map_err(|e| e.to_string())?;
+    let s = tls
+        .dial(tcp, to as u8)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut f = tokio_util::codec::Framed::new(s, wire::codec(wire::PEER_FRAME_MAX));
+    let hello = Hello::Peer {
         protocol: wire::PROTOCOL,
         cluster: c.cluster,
         from,
         to: to as u8,
-    });
-    s.write_all(&(hello.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(&hello).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).unwrap();
-    match wire::decode::<Welcome>(&buf) {
-        Ok(Welcome::Ok { .. }) => s,
-        w => panic!("not welcomed as a peer: {w:?}"),
+    };
+    f.send(wire::encode(&hello))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), f.next())
+        .await
+        .map_err(|_| "no answer")?
+        .ok_or("closed without an answer")?
+        .map_err(|e| e.to_string())?;
+    Ok((wire::decode(&answer)?, f))
+}
+
+/// Dials replica `to` as replica `from`, with `from`'s own credentials,
+/// and returns the connection once welcomed: what a buggy peer of the
+/// cluster can do.
+async fn dial_as_peer(c: &Cluster, from: u8, to: usize) -> PeerConn {
+    match peer_hello(c, &c.tls.replicas[from as usize], from, to).await {
+        Ok((Welcome::Ok { .. }, f)) => f,
+        Ok((w, _)) => panic!("not welcomed as a peer: {w:?}"),
+        Err(e) => panic!("not welcomed as a peer: {e}"),
     }
 }
 
-fn send_peer_msg(s: &mut TcpStream, m: &wire::PeerMsg) {
-    let b = wire::encode(m);
-    s.write_all(&(b.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(&b).unwrap();
+async fn send_peer_msg(s: &mut PeerConn, m: &wire::PeerMsg) {
+    use futures_util::SinkExt;
+    s.send(wire::encode(m)).await.expect("send");
 }
 
 /// A peer message of any shape with fields from the edges of their ranges,
@@ -874,7 +950,7 @@ async fn hostile_peer_messages_are_refused_and_no_replica_stops() {
     ];
     for i in 0..3 {
         let from = ((i + 1) % 3) as u8;
-        let mut s = dial_as_peer(&c, from, i);
+        let mut s = dial_as_peer(&c, from, i).await;
         for m in &named {
             let mut m = m.clone();
             // Each in the sender's own ballot where the message needs one.
@@ -883,14 +959,14 @@ async fn hostile_peer_messages_are_refused_and_no_replica_stops() {
                 Msg::Prepare { ballot, .. } => ballot.node = (from + 1) % 3,
                 _ => {}
             }
-            send_peer_msg(&mut s, &m);
+            send_peer_msg(&mut s, &m).await;
         }
     }
     // Random well-formed messages, seeded, to replica 0 as replica 1.
     let mut rng = rand::rngs::StdRng::seed_from_u64(19);
-    let mut s = dial_as_peer(&c, 1, 0);
+    let mut s = dial_as_peer(&c, 1, 0).await;
     for _ in 0..2_000 {
-        send_peer_msg(&mut s, &random_peer_msg(&mut rng));
+        send_peer_msg(&mut s, &random_peer_msg(&mut rng)).await;
     }
     drop(s);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1138,4 +1214,411 @@ fn local_refuses_a_taken_port_and_stops_when_a_replica_cannot_start() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 22: the hello was self-declared, so any process that could open a
+/// TCP connection could speak as a replica: a stray claiming to be replica
+/// 1 sent Accepts of a put nobody issued and `paxkv get` returned it; sent
+/// to one follower, its log forked for good. Peers now authenticate with
+/// mutual TLS, and a replica's id is bound to its certificate. Refused, each
+/// with a log line, and without effect on what the cluster serves:
+/// plain TCP; a certificate of another CA that names replica 1; replica 2's
+/// own certificate with a hello claiming replica 1; a client's hello on the
+/// peer address, and a replica's on the client address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_one_without_the_clusters_keys_can_speak_as_a_replica() {
+    use multipaxos::{Ballot, Entry, Msg};
+    let mut c = Cluster::new("impersonate", 3);
+    c.start_all();
+    let mut a = c.client(1);
+    assert_eq!(a.put(1, 10).await, Ok(1));
+    // The forged message the issue's stray process sent: an Accept of a
+    // put nobody issued, with a commit index past it.
+    let forged = |slot| -> wire::PeerMsg {
+        Msg::Accept {
+            ballot: Ballot {
+                round: 1 << 20,
+                node: 1,
+            },
+            slot,
+            entry: Entry::Cmds(
+                vec![kv::Cmd::Client(kv::Command {
+                    client: 666,
+                    seq: 1,
+                    op: kv::Op::Put {
+                        key: 1,
+                        value: Value::from(666),
+                    },
+                })]
+                .into(),
+            ),
+            commit: slot + 1,
+        }
+    };
+    // Plain TCP on the peer address: no welcome.
+    assert_eq!(
+        hello_and_answer(
+            c.peers[0],
+            &wire::encode(&Hello::Peer {
+                protocol: wire::PROTOCOL,
+                cluster: c.cluster,
+                from: 1,
+                to: 0,
+            })
+        ),
+        None
+    );
+    // A certificate of another CA, naming replica 1 of this very cluster.
+    let other = paxkv::tls::generate(&c.dir.join("stray-ca"), c.cluster, 3, &[]).unwrap();
+    let mut stray = other.replicas[1].clone();
+    stray.ca = c.tls.ca.clone();
+    for to in [0, 2] {
+        match peer_hello(&c, &stray, 1, to).await {
+            Err(_) => {}
+            Ok((w, _)) => panic!("n{to} answered a stray's certificate with {w:?}"),
+        }
+    }
+    // Replica 2's own key, claiming to be replica 1 (or 0): refused by
+    // name, and nothing sent after the refusal is read.
+    for (claim, to) in [(1u8, 0usize), (0, 1)] {
+        let (w, mut f) = peer_hello(&c, &c.tls.replicas[2], claim, to)
+            .await
+            .unwrap_or_else(|e| panic!("n{to}: replica 2's certificate not even heard: {e}"));
+        match w {
+            Welcome::Refused(why) => assert!(
+                why.contains(&format!("does not name replica-{claim}.cluster-c1.paxkv")),
+                "{why}"
+            ),
+            w => panic!("n{to} took replica 2 for replica {claim}: {w:?}"),
+        }
+        for slot in 0..20 {
+            use futures_util::SinkExt;
+            if f.send(wire::encode(&forged(slot))).await.is_err() {
+                break;
+            }
+        }
+    }
+    // A client's hello on the peer address, with a valid certificate.
+    {
+        use futures_util::{SinkExt, StreamExt};
+        let tls = paxkv::tls::PeerTls::load(&c.tls.replicas[1], c.cluster, 1).unwrap();
+        let tcp = tokio::net::TcpStream::connect(c.peers[0]).await.unwrap();
+        let s = tls.dial(tcp, 0).await.expect("TLS");
+        let mut f = tokio_util::codec::Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
+        let hello = Hello::Client {
+            protocol: wire::PROTOCOL,
+            cluster: None,
+        };
+        f.send(wire::encode(&hello)).await.unwrap();
+        let w = f.next().await.expect("an answer").expect("a frame");
+        match wire::decode::<Welcome>(&w) {
+            Ok(Welcome::Refused(why)) => {
+                assert!(why.contains("client's hello on the peer address"), "{why}")
+            }
+            w => panic!("{w:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        assert_eq!(a.get(1).await, Ok(Some((Value::from(10), 1))), "read {i}");
+    }
+    assert_eq!(a.put(1, 11).await, Ok(2));
+    let logs: String = (0..3).map(|i| c.log_text(i)).collect();
+    assert!(logs.contains("TLS handshake failed"), "{logs}");
+    assert!(
+        logs.contains("its certificate does not name replica-1.cluster-c1.paxkv"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("refused a peer message"),
+        "a forged message reached a core:\n{logs}"
+    );
+    // Restarted, every replica still holds the cluster's true history: no
+    // forged entry made it into any log.
+    for i in 0..3 {
+        c.kill(i);
+    }
+    c.start_all();
+    assert_eq!(a.get(1).await, Ok(Some((Value::from(11), 2))));
+    for i in 0..3 {
+        assert!(alive(&mut c, i), "n{i}:\n{}", c.log_text(i));
+    }
+}
+
+/// Plain TCP between peers only when asked for by name: a server given
+/// neither the peer TLS files nor `--insecure-plaintext-peers` refuses to
+/// start and says how; given the flag, the cluster serves and every
+/// replica's log says its peers are unauthenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_talk_plain_tcp_only_when_asked_for_by_name() {
+    let mut c = Cluster::new("plaintext", 3);
+    let mut bare = Command::new(EXE);
+    bare.args(["server", "--id", "0", "--peers", &c.peers_arg()])
+        .args(["--endpoints", &c.endpoints_arg()])
+        .args(["--cluster-id", &c.cluster.to_string()])
+        .arg("--data-dir")
+        .arg(c.data(0));
+    let (status, text) = run_refused(bare);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("peers authenticate with mutual TLS"),
+        "{text}"
+    );
+    assert!(text.contains("--insecure-plaintext-peers"), "{text}");
+    // A replica's certificate given as another replica's.
+    let mut wrong = Command::new(EXE);
+    wrong
+        .args(["server", "--id", "0", "--peers", &c.peers_arg()])
+        .args(["--endpoints", &c.endpoints_arg()])
+        .args(["--cluster-id", &c.cluster.to_string()])
+        .args(c.tls_args(1))
+        .arg("--data-dir")
+        .arg(c.data(0));
+    let (status, text) = run_refused(wrong);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("does not name replica-0.cluster-c1.paxkv"),
+        "{text}"
+    );
+    for i in 0..3 {
+        let mut cmd = Command::new(EXE);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(c.log(i))
+            .unwrap();
+        cmd.args(["server", "--id", &i.to_string(), "--peers", &c.peers_arg()])
+            .args(["--endpoints", &c.endpoints_arg()])
+            .args([
+                "--cluster-id",
+                &c.cluster.to_string(),
+                "--insecure-plaintext-peers",
+            ])
+            .arg("--data-dir")
+            .arg(c.data(i))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        c.procs[i] = Some(cmd.spawn().unwrap());
+    }
+    assert_eq!(c.client(1).put(1, 1).await, Ok(1));
+    for i in 0..3 {
+        assert!(
+            c.log_text(i).contains("peers in PLAIN TCP"),
+            "{}",
+            c.log_text(i)
+        );
+    }
+}
+
+/// `paxkv local` as a child, its output gathered as it comes.
+struct Local {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Local {
+    fn start(base: u16, data: &Path) -> Local {
+        let mut child = Command::new(EXE)
+            .args(["local", "--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run paxkv local");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let lines = out.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(l);
+            }
+        });
+        Local { child, out }
+    }
+
+    /// The first output line after the first `skip` that starts with
+    /// `prefix`, waiting up to 20 s.
+    fn line(&self, prefix: &str, skip: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(l) = self
+                .out
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with(prefix))
+                .nth(skip)
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line {prefix:?} (#{skip}):\n{}",
+                self.out.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self, i: usize, nth: usize) -> u32 {
+        let l = self.line(&format!("replica {i}: pid "), nth);
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// Ctrl-C, and its exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 22's walk-through warts: `local` makes a throwaway CA and a fresh
+/// cluster id for a fresh data directory, restarts a replica that is
+/// killed, and on Ctrl-C stops every replica serving its directories, one
+/// restarted by hand included (it used to keep running, and a later
+/// `local` after `rm -rf paxkv-data` carried on with it and served a value
+/// of the deleted cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_owns_its_cluster_and_a_fresh_directory_is_a_fresh_cluster() {
+    let dir = temp_dir("local-owns");
+    let base = free_ports(1)[0].port();
+    let ports: Vec<u16> = (0..3).flat_map(|i| [base + i, base + 100 + i]).collect();
+    if ports
+        .iter()
+        .any(|&p| TcpListener::bind(("127.0.0.1", p)).is_err())
+    {
+        println!("SKIPPED: ports of base {base} are not all free here");
+        return;
+    }
+    let endpoints: Vec<SocketAddr> = (0..3).map(|i| ([127, 0, 0, 1], base + i).into()).collect();
+    let data = dir.join("paxkv-data");
+    let local = Local::start(base, &data);
+    let client = |id| Client::new(endpoints.clone(), id).timeout(Duration::from_secs(15));
+    assert_eq!(client(1).put(1, 42).await, Ok(1));
+    let first_id = std::fs::read_to_string(data.join("cluster-id")).unwrap();
+    assert!(data.join("tls").join("ca.pem").exists());
+    // Killed: `local` restarts it.
+    let pid0 = local.pid(0, 0);
+    Command::new("kill")
+        .args(["-9", &pid0.to_string()])
+        .status()
+        .unwrap();
+    local.line("replica 0: restarting in", 0);
+    let pid0b = local.pid(0, 1);
+    assert_ne!(pid0, pid0b);
+    // Killed, and restarted by hand before `local` would: left be.
+    let pid2 = local.pid(2, 0);
+    Command::new("kill")
+        .args(["-9", &pid2.to_string()])
+        .status()
+        .unwrap();
+    while paxkv::lock::holder(&data.join("n2")).is_some() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tls = data.join("tls");
+    let mut by_hand = Command::new(EXE)
+        .args(["server", "--id", "2", "--data-dir"])
+        .arg(data.join("n2"))
+        .args(["--cluster-id", first_id.trim()])
+        .args([
+            "--endpoints",
+            &endpoints
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ])
+        .args([
+            "--peers",
+            &(0..3)
+                .map(|i| format!("127.0.0.1:{}", base + 100 + i))
+                .collect::<Vec<_>>()
+                .join(","),
+        ])
+        .arg("--peer-cert-file")
+        .arg(tls.join("replica-2.pem"))
+        .arg("--peer-key-file")
+        .arg(tls.join("replica-2.key"))
+        .arg("--peer-trusted-ca-file")
+        .arg(tls.join("ca.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    local.line("replica 2 was restarted outside `local`", 0);
+    assert_eq!(client(2).get(1).await, Ok(Some((Value::from(42), 1))));
+    assert!(local.interrupt().success());
+    // The replica started by hand was stopped with the others.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while by_hand.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the replica started by hand still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &p in &ports {
+        assert!(
+            TcpListener::bind(("127.0.0.1", p)).is_ok(),
+            "port {p} still held"
+        );
+    }
+    // `rm -rf paxkv-data`, then `local` again: a new cluster, which knows
+    // nothing of the old one.
+    std::fs::remove_dir_all(&data).unwrap();
+    let again = Local::start(base, &data);
+    assert_eq!(client(3).get(1).await, Ok(None));
+    let second_id = std::fs::read_to_string(data.join("cluster-id")).unwrap();
+    assert_ne!(first_id, second_id);
+    assert!(again.interrupt().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Clients may use TLS too: with `--cert-file`/`--key-file` the client
+/// address serves TLS; a client trusting the CA is served, one that speaks
+/// plain TCP gets no welcome, and one trusting another CA is refused with
+/// a TLS error, not a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_may_use_tls() {
+    let mut c = Cluster::new("client-tls", 3);
+    let f = c.tls.replicas[0].clone();
+    c.extra = vec![
+        "--cert-file".into(),
+        f.cert.display().to_string(),
+        "--key-file".into(),
+        f.key.display().to_string(),
+    ];
+    c.start_all();
+    let tls = paxkv::tls::ClientTls::load(&c.tls.ca).unwrap();
+    let mut a = c.client(1).tls(tls);
+    assert_eq!(a.put(1, 5).await, Ok(1));
+    assert_eq!(a.get(1).await, Ok(Some((Value::from(5), 1))));
+    let hello = wire::encode(&Hello::Client {
+        protocol: wire::PROTOCOL,
+        cluster: None,
+    });
+    assert_eq!(hello_and_answer(c.endpoints[0], &hello), None);
+    let other = paxkv::tls::generate(&c.dir.join("other-ca"), 1, 1, &[]).unwrap();
+    let wrong = paxkv::tls::ClientTls::load(&other.ca).unwrap();
+    match c.client(2).tls(wrong).put(1, 6).await {
+        Err(paxkv::client::Error::Refused(why)) => assert!(why.contains("TLS"), "{why}"),
+        r => panic!("a client trusting another CA: {r:?}"),
+    }
 }

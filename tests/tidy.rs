@@ -410,7 +410,8 @@ fn paxkvs_durability_shell_stays_small_and_decides_nothing() {
     let shell = std::fs::read_to_string(root.join("crates/paxkv/src/storage.rs")).unwrap();
     let lines = code_lines(&shell);
     assert!(
-        (50..=200).contains(&lines),
+        // 200 until issue 22 added the WAL's mark, a third file.
+        (50..=210).contains(&lines),
         "crates/paxkv/src/storage.rs has {lines} lines of code: move decisions to kv::write_path"
     );
     // The write path encodes, loads, compacts and reports syncs; the shell

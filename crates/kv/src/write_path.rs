@@ -29,6 +29,25 @@
 //! wiped or corrupt), or refuses to start (another cluster's file, another
 //! format: an operator's error).
 //!
+//! **The mark** ([`mark`], [`recover_marked`]; issue 22). A torn last
+//! record, from a crash during an append, was never synced, so never
+//! acknowledged: recovery cuts it off. A file cut short *after* it was
+//! synced (truncated mid-file by hand, restored from an old copy) looks the
+//! same from its bytes alone, and cutting it off forgets votes a quorum
+//! counted. So after every batch is durable the driver records, in a small
+//! side file it never fsyncs, how long the file then was, with the identity
+//! of the file (its first record's frame: a compaction or rebuild starts a
+//! new file, and an old mark does not vouch for it). The mark is written
+//! only after the fsync, so on any disk, after any crash or power loss, a
+//! mark that names the file vouches for no more than the file durably
+//! held: a file whose good bytes end before its mark lost what it had
+//! synced, and the replica rebuilds from a majority of the others before it
+//! votes again (Protocol-Aware Recovery, FAST '18, for the case a crash
+//! cannot cause). A mark that is lost, stale or torn vouches for less, and
+//! recovery is as without it. The simulator's replicas lose their page
+//! cache at every crash (every crash is a power loss there), so an unsynced
+//! mark never survives one and the simulator runs [`recover`] alone.
+//!
 //! Two canaries (issue 20) plant the mistakes this code exists to rule out:
 //! `synced-before-fsync` (a batch reported durable as soon as it is handed
 //! to the disk, before its fsync) and `pipelined-sync` (a sync counted done
@@ -65,11 +84,70 @@ pub enum BatchIo {
 }
 
 /// A batch for the driver: do `io`, then call [`WritePath::done`] with
-/// `upto`, its last write's number.
+/// `upto`, its last write's number. `len` is the file's length once the
+/// batch is durable (what the driver's [`mark`] vouches for).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Batch {
     pub upto: u64,
     pub io: BatchIo,
+    pub len: u64,
+}
+
+/// Bytes in a mark: the length it vouches for (8), the file's identity
+/// (its first record's frame, 12), and a CRC32C of those (4).
+pub const MARK_LEN: usize = 24;
+
+/// Where a file's identity is: its first record's frame.
+const IDENTITY: std::ops::Range<usize> =
+    storage::HEADER_LEN..storage::HEADER_LEN + storage::FRAME_LEN;
+
+/// The mark of a file that starts with `head` (at least its header and its
+/// first record's frame: [`IDENTITY`]) once `len` of its bytes are durable.
+pub fn mark(head: &[u8], len: u64) -> [u8; MARK_LEN] {
+    let mut m = [0u8; MARK_LEN];
+    m[..8].copy_from_slice(&len.to_le_bytes());
+    if let Some(id) = head.get(IDENTITY) {
+        m[8..20].copy_from_slice(id);
+    }
+    let crc = crc32c::crc32c(&m[..20]);
+    m[20..].copy_from_slice(&crc.to_le_bytes());
+    m
+}
+
+/// The length `mark` vouches for, if it is intact and names the file whose
+/// bytes are `bytes`.
+fn marked_len(mark: &[u8], bytes: &[u8]) -> Option<u64> {
+    let m: &[u8; MARK_LEN] = mark.try_into().ok()?;
+    let crc = u32::from_le_bytes(m[20..].try_into().expect("4 bytes"));
+    let id = bytes.get(IDENTITY)?;
+    (crc == crc32c::crc32c(&m[..20]) && m[8..20] == *id)
+        .then(|| u64::from_le_bytes(m[..8].try_into().expect("8 bytes")))
+}
+
+/// [`recover`], and a file whose good bytes end before what its mark
+/// vouches for was synced (`mark`: the side file's bytes, if any) rebuilds:
+/// it was cut or damaged after it was written, and what it lost may have
+/// been counted in a quorum.
+pub fn recover_marked(
+    bytes: Option<&[u8]>,
+    mark: Option<&[u8]>,
+    cluster: u64,
+    replica: NodeId,
+    bugs: &Bugs,
+) -> Recovery {
+    let vouched = bytes.zip(mark).and_then(|(b, m)| marked_len(m, b));
+    match recover(bytes, cluster, replica, bugs) {
+        Recovery::Recover { good, .. } if vouched.is_some_and(|v| good < v) => {
+            Recovery::Rebuild {
+                corrupt: true,
+                why: format!(
+                    "its WAL holds {good} good bytes, but {} had been synced: it was cut or damaged after it was written",
+                    vouched.expect("checked")
+                ),
+            }
+        }
+        r => r,
+    }
 }
 
 /// What the driver must do next, in order.
@@ -283,7 +361,11 @@ impl WritePath {
         let io = self.batch(writes);
         self.taken = upto;
         self.in_flight = Some(upto);
-        steps.push(Step::Write(Batch { upto, io }));
+        steps.push(Step::Write(Batch {
+            upto,
+            io,
+            len: self.len,
+        }));
         if self.bugs.synced_before_fsync {
             // BUG (canary 17): the batch is handed to the disk, so report
             // it durable before its fsync has even started.

@@ -127,11 +127,13 @@ fn a_snapshot_past_the_threshold_replaces_the_file_with_one_record_of_the_same_s
     let Some(Step::Write(Batch {
         io: BatchIo::Replace { bytes, write },
         upto,
+        len,
     })) = s.first()
     else {
         panic!("{s:?}")
     };
     assert_eq!(*upto, seq);
+    assert_eq!(*len, bytes.len() as u64, "the new file's length");
     assert!(matches!(write, Write::Rebuilt(_)));
     let Recovery::Recover { state, good } = recover(Some(bytes), CLUSTER, 0, &Bugs::default())
     else {
@@ -265,6 +267,83 @@ fn another_replicas_wal_is_refused() {
     let old = storage::new_file::<Cmd, Snapshot>(CLUSTER, &Write::Init);
     assert!(matches!(
         recover(Some(&old), CLUSTER, 0, &Bugs::default()),
+        Recovery::Recover { .. }
+    ));
+}
+
+/// Issue 22: a file cut after it was synced (mid-file, by hand) reads like
+/// a torn tail from its bytes alone. Each batch's `len` is the file's
+/// length once it is durable; the driver's mark of it makes recovery
+/// rebuild a file whose good bytes end before the mark, and only then: a
+/// torn tail past the mark, a stale mark, a mark of another file (before a
+/// compaction) or a damaged one recover as before.
+#[test]
+fn a_file_cut_before_its_mark_rebuilds_and_a_torn_tail_past_it_does_not() {
+    let mut file = WritePath::new_file(CLUSTER, 0);
+    let mut p = path(Bugs::default(), u64::MAX);
+    let mut marks = Vec::new();
+    for seq in 1..=4 {
+        let s = issue(&mut p, seq, accept(seq - 1));
+        let Some(Step::Write(b)) = s.first() else {
+            panic!("{s:?}")
+        };
+        let BatchIo::Append(recs) = &b.io else {
+            panic!("{b:?}")
+        };
+        for r in recs {
+            file.extend_from_slice(&r.bytes);
+        }
+        assert_eq!(b.len, file.len() as u64, "a batch's len is the file's");
+        marks.push(mark(&file, b.len));
+        let mut steps = Vec::new();
+        p.done(seq, &mut steps);
+    }
+    let bugs = Bugs::default();
+    let rec = |bytes: &[u8], m: Option<&[u8]>| recover_marked(Some(bytes), m, CLUSTER, 0, &bugs);
+    let last = &marks[3][..];
+    // Whole: recovers.
+    assert!(
+        matches!(rec(&file, Some(last)), Recovery::Recover { good, .. } if good == file.len() as u64)
+    );
+    // A torn tail past the mark (a crash during the next append): cut off.
+    let mut torn = file.clone();
+    torn.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
+    assert!(
+        matches!(rec(&torn, Some(last)), Recovery::Recover { good, .. } if good == file.len() as u64)
+    );
+    // Cut in the middle of the last synced record: it was synced, so
+    // maybe counted; rebuild, saying why.
+    let cut = &file[..file.len() - 5];
+    match rec(cut, Some(last)) {
+        Recovery::Rebuild { corrupt: true, why } => {
+            assert!(why.contains("had been synced"), "{why}")
+        }
+        r => panic!("{r:?}"),
+    }
+    // Without a mark, or with a stale one (a power cut kept an older
+    // mark), the same cut is taken for a torn tail, as before.
+    assert!(matches!(rec(cut, None), Recovery::Recover { .. }));
+    assert!(matches!(
+        rec(cut, Some(&marks[2][..])),
+        Recovery::Recover { .. }
+    ));
+    // A mark of another file (the one a compaction replaced) or a damaged
+    // one vouches for nothing.
+    let rebuilt: LogWrite = Write::Rebuilt(Box::default());
+    let compacted = storage::new_file_of(CLUSTER, Some(0), &rebuilt);
+    let other = mark(&compacted, u64::MAX);
+    assert!(matches!(
+        rec(cut, Some(&other[..])),
+        Recovery::Recover { .. }
+    ));
+    let mut damaged = marks[3];
+    damaged[0] ^= 1;
+    assert!(matches!(
+        rec(cut, Some(&damaged[..])),
+        Recovery::Recover { .. }
+    ));
+    assert!(matches!(
+        rec(cut, Some(&last[..10])),
         Recovery::Recover { .. }
     ));
 }

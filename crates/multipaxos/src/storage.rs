@@ -135,6 +135,8 @@ impl<C, S> fmt::Display for Loaded<C, S> {
 
 /// A record's frame (length, its checksum, the payload's checksum).
 pub const FRAME_LEN: usize = wal::FRAME_LEN;
+/// Bytes in a file's header, before its first record.
+pub const HEADER_LEN: usize = wal::HEADER_LEN;
 
 /// Reads the file `bytes` of `cluster` back into the durable state its
 /// records describe.

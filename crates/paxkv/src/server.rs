@@ -624,7 +624,7 @@ impl Core {
 /// batches, one at a time, and says when each is done (durable).
 fn writer(mut dir: DataDir, rx: std::sync::mpsc::Receiver<Batch>, done: mpsc::Sender<Inbound>) {
     while let Ok(b) = rx.recv() {
-        dir.execute(&b.io);
+        dir.execute(&b);
         debug!(upto = b.upto, "batch durable");
         if done
             .blocking_send(Inbound::BatchDone { upto: b.upto })

@@ -13,6 +13,10 @@
 //!   readable `wal` lost its state: the replica rebuilds from its peers and
 //!   does not vote until then (as in the simulator). An empty directory is a
 //!   new replica.
+//! - `wal.mark`: how long `wal` was after its last durable batch, written
+//!   after each fsync and never fsynced itself ([`write_path::mark`]): a
+//!   WAL found shorter than its mark was cut after it was written, and the
+//!   replica rebuilds instead of forgetting what it had synced.
 //! - `wal.corrupt`: the last WAL found corrupt, kept for a post-mortem.
 //!
 //! **What to write, and when it counts as durable, is not decided here.**
@@ -28,7 +32,7 @@
 
 use crate::lock::DirLock;
 use kv::server::Snapshot;
-use kv::write_path::{self, BatchIo, Recovery, WritePath};
+use kv::write_path::{self, Batch, BatchIo, Recovery, WritePath};
 use kv::Cmd;
 use multipaxos::{Bugs, NodeId, Write};
 use std::fs::{File, OpenOptions};
@@ -43,6 +47,7 @@ const WAL: &str = "wal";
 const WAL_TMP: &str = "wal.tmp";
 const WAL_CORRUPT: &str = "wal.corrupt";
 const MARKER: &str = "paxkv-node";
+const MARK: &str = "wal.mark";
 
 /// How a replica starts from its data directory.
 pub enum Boot {
@@ -65,6 +70,9 @@ pub struct DataDir {
     /// The open WAL, None while a rebuilding replica has not written its
     /// rebuilt state yet.
     file: Option<File>,
+    /// The WAL's first bytes (its identity, for the mark) and the mark.
+    head: Vec<u8>,
+    mark: File,
 }
 
 fn marker_text(cluster: u64, id: NodeId) -> String {
@@ -93,11 +101,7 @@ fn create_durably(dir: &Path) -> io::Result<()> {
 /// full and fsynced, renamed over `name`, then the directory fsynced.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<File> {
     let tmp = dir.join(WAL_TMP);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;
@@ -121,6 +125,7 @@ impl DataDir {
         let ctx = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
         create_durably(dir).map_err(|e| ctx("cannot create the data directory", e))?;
         let lock = DirLock::take(dir)?;
+        let mark = std::fs::read(dir.join(MARK)).ok();
         let marker = dir.join(MARKER);
         let expected = marker_text(cluster, id);
         let marked = match std::fs::read_to_string(&marker) {
@@ -144,6 +149,13 @@ impl DataDir {
             bugs,
             _lock: lock,
             file: None,
+            head: Vec::new(),
+            mark: OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(MARK))
+                .map_err(|e| ctx("cannot open the mark in", e))?,
         };
         let path = dir.join(WAL);
         let bytes = match std::fs::read(&path) {
@@ -163,21 +175,24 @@ impl DataDir {
             }
             // What the bytes say is the write path's call, as in the
             // simulator; the files are this module's.
-            Some(bytes) => match write_path::recover(Some(&bytes), cluster, id, &bugs) {
-                Recovery::Recover { .. } => {
-                    if !marked {
-                        d.write_marker(&expected)?;
+            Some(bytes) => {
+                match write_path::recover_marked(Some(&bytes), mark.as_deref(), cluster, id, &bugs)
+                {
+                    Recovery::Recover { .. } => {
+                        if !marked {
+                            d.write_marker(&expected)?;
+                        }
+                        return d.load_wal();
                     }
-                    return d.load_wal();
+                    Recovery::Refuse(why) => return Err(format!("{}: {why}", path.display())),
+                    Recovery::Rebuild { why, .. } => {
+                        std::fs::rename(&path, dir.join(WAL_CORRUPT))
+                            .and_then(|_| sync_dir(dir))
+                            .map_err(|e| ctx("cannot set the bad WAL aside in", e))?;
+                        format!("{why}; kept as {WAL_CORRUPT}")
+                    }
                 }
-                Recovery::Refuse(why) => return Err(format!("{}: {why}", path.display())),
-                Recovery::Rebuild { why, .. } => {
-                    std::fs::rename(&path, dir.join(WAL_CORRUPT))
-                        .and_then(|_| sync_dir(dir))
-                        .map_err(|e| ctx("cannot set the bad WAL aside in", e))?;
-                    format!("{why}; kept as {WAL_CORRUPT}")
-                }
-            },
+            }
         };
         if !marked {
             d.write_marker(&expected)?;
@@ -186,15 +201,9 @@ impl DataDir {
     }
 
     fn write_marker(&self, text: &str) -> Result<(), String> {
-        let tmp = self.dir.join("paxkv-node.tmp");
-        let r = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.dir.join(MARKER))?;
-            sync_dir(&self.dir)
-        })();
-        r.map_err(|e| format!("cannot write the marker in {}: {e}", self.dir.display()))
+        write_atomic(&self.dir, MARKER, text.as_bytes())
+            .map(drop)
+            .map_err(|e| format!("cannot write the marker in {}: {e}", self.dir.display()))
     }
 
     /// Loads the WAL the simulator's way ([`write_path::recover`]),
@@ -220,14 +229,18 @@ impl DataDir {
             file.sync_all().map_err(err)?;
         }
         self.file = Some(file);
+        self.head = bytes[..bytes.len().min(64)].to_vec();
         Ok((self, Boot::Recover(state, good)))
     }
 
     /// Carries out one batch of the write path: append and fsync, or an
     /// atomic replace. Ends the process on an IO error: a write that did
     /// not reach the disk must never be reported synced.
-    pub fn execute(&mut self, io: &BatchIo) {
-        if let Err(e) = self.try_execute(io) {
+    pub fn execute(&mut self, b: &Batch) {
+        use std::os::unix::fs::FileExt;
+        // The mark only once the batch is durable (write_path::mark).
+        let mark = |d: &mut DataDir| d.mark.write_all_at(&write_path::mark(&d.head, b.len), 0);
+        if let Err(e) = self.try_execute(&b.io).and_then(|()| mark(self)) {
             error!(dir = %self.dir.display(), "cannot write the WAL: {e}; stopping without acknowledging the write");
             std::process::exit(2);
         }
@@ -240,28 +253,28 @@ impl DataDir {
                     .file
                     .as_mut()
                     .expect("a rebuilding replica writes its rebuilt state first");
-                let mut buf = Vec::with_capacity(recs.iter().map(|r| r.bytes.len()).sum());
-                for r in recs {
-                    buf.extend_from_slice(&r.bytes);
-                }
-                f.write_all(&buf)?;
+                f.write_all(
+                    &recs
+                        .iter()
+                        .map(|r| &r.bytes[..])
+                        .collect::<Vec<_>>()
+                        .concat(),
+                )?;
                 f.sync_data()
             }
             BatchIo::Replace { bytes, .. } => {
                 let rebuilt = self.file.is_none();
                 self.file = None;
                 let mut f = write_atomic(&self.dir, WAL, bytes)?;
+                self.head = bytes[..bytes.len().min(64)].to_vec();
                 // write_atomic leaves the offset at the end: appends go there.
                 f.flush()?;
                 self.file = Some(f);
-                if rebuilt {
-                    info!(bytes = bytes.len(), "wrote the rebuilt state as a new WAL");
-                } else {
-                    info!(
-                        to_bytes = bytes.len(),
-                        "compacted the WAL: one record of the state"
-                    );
-                }
+                let what = ["compacted the WAL", "wrote the rebuilt state as a new WAL"];
+                info!(
+                    bytes = bytes.len(),
+                    "{}: one record of the state", what[rebuilt as usize]
+                );
                 Ok(())
             }
         }

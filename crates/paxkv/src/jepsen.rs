@@ -26,9 +26,20 @@
 //!   (anywhere: header, frame, payload) or truncate it to less than a
 //!   header, restart it and wait until it has rebuilt from its peers; cut a
 //!   node or the leader off from its peers (clients still reach it), then
-//!   heal. Partitions need no privileges: replicas reach each other through
-//!   one proxy per directed link in the harness ([`Links`]), which drops a
-//!   cut link's connections and holds new ones unanswered.
+//!   heal; cut the power to a minority, the leader or everyone (on
+//!   `forgetfs`). And the hostile and careless hands of issue 22: a stray
+//!   process at a peer address (plain TCP, garbage, another CA's
+//!   certificate, another replica's key claiming a third's id, each followed
+//!   by forged Accepts: every one refused, and a welcome is a violation);
+//!   another replica's WAL copied over a stopped node's (it must refuse to
+//!   start); a WAL cut mid-file while another replica is down (it must
+//!   rebuild, not forget); 200 connections that say hello and then nothing;
+//!   400 more clients writing 32 KiB values while the servers' memory is
+//!   sampled. Partitions need no privileges: replicas reach each other
+//!   through one proxy per directed link in the harness ([`Links`]), which
+//!   drops a cut link's connections and holds new ones unanswered. Every
+//!   fourth client times out after [`SHORT_TIMEOUT_MS`], so operations of
+//!   unknown outcome happen in every run with faults.
 //! - **Checks**, after healing and a quiet period: every key ever written is
 //!   read once more; the whole history, final reads included, must be
 //!   linearizable (`crates/linearizability`, per key; a key whose search
@@ -44,6 +55,9 @@
 
 use crate::wire::{self, Hello, Response, Welcome};
 use crate::Client;
+
+#[path = "jepsen_hostile.rs"]
+mod hostile;
 use futures_util::{SinkExt, StreamExt};
 use kv::{Command, LockError, Op, Reply, Value};
 use linearizability::{History, KvOp, KvRet, Operation, Outcome, Verdict};
@@ -73,6 +87,13 @@ pub const FSYNC_DELAY_MS: u64 = 2;
 const NEW_REPLICA: &str = "a new replica: initializing";
 /// Locks the clients contend for.
 const LOCKS: u64 = 2;
+/// Every fourth client's timeout by default: a healthy cluster answers in
+/// a few milliseconds, a failover takes about a second.
+pub const SHORT_TIMEOUT_MS: u64 = 100;
+/// Connections of the silent-clients fault.
+const SILENT: usize = 200;
+/// Clients of the crowd fault.
+const CROWD: usize = 400;
 /// The client id of the final reads.
 const FINAL_READER: u32 = 999_999;
 
@@ -104,10 +125,25 @@ pub enum FaultKind {
     /// Cut the power to every replica at once (a data centre's outage),
     /// restart them all.
     PowerCutAll,
+    /// A stray process at a node's peer address: plain TCP, garbage, a
+    /// certificate of another CA, another replica's key claiming a third's
+    /// id, each followed by forged Accepts. All refused, to no effect.
+    StrayPeer,
+    /// Stop a node, copy another replica's WAL over its own, start it: it
+    /// must refuse to start; the harness puts its own WAL back.
+    CopyWal,
+    /// Stop a node and another, cut the first's WAL in the middle (after it
+    /// was synced), restart it, and the other after a while: the first
+    /// rebuilds from a majority of the others instead of forgetting votes.
+    TruncateMid,
+    /// 200 client connections to a node that say hello and then nothing.
+    SilentClients,
+    /// 400 more clients writing 32 KiB values, memory sampled.
+    Crowd,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::KillMinority,
         FaultKind::KillLeader,
         FaultKind::PauseNode,
@@ -119,6 +155,11 @@ impl FaultKind {
         FaultKind::PowerCutMinority,
         FaultKind::PowerCutLeader,
         FaultKind::PowerCutAll,
+        FaultKind::StrayPeer,
+        FaultKind::CopyWal,
+        FaultKind::TruncateMid,
+        FaultKind::SilentClients,
+        FaultKind::Crowd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -134,6 +175,11 @@ impl FaultKind {
             FaultKind::PowerCutMinority => "power-cut-minority",
             FaultKind::PowerCutLeader => "power-cut-leader",
             FaultKind::PowerCutAll => "power-cut-all",
+            FaultKind::StrayPeer => "stray-peer",
+            FaultKind::CopyWal => "copy-wal",
+            FaultKind::TruncateMid => "truncate-mid",
+            FaultKind::SilentClients => "silent-clients",
+            FaultKind::Crowd => "crowd",
         }
     }
 
@@ -186,6 +232,10 @@ pub struct Config {
     pub dir: Option<PathBuf>,
     /// A client gives up on an operation (info) after this long.
     pub op_timeout: Duration,
+    /// Every fourth client gives up after this long instead (zero: none
+    /// does), so that operations of unknown outcome, the checker's hardest
+    /// case, happen in every run with faults.
+    pub short_timeout: Duration,
     /// Search steps per key for the linearizability checker.
     pub lin_budget: u64,
     /// Print each fault as it happens.
@@ -211,6 +261,7 @@ impl Config {
             faults: FaultKind::ALL.to_vec(),
             dir: None,
             op_timeout: Duration::from_secs(4),
+            short_timeout: Duration::from_millis(SHORT_TIMEOUT_MS),
             lin_budget: 2_000_000,
             verbose: true,
             forgetfs: exe.with_file_name("forgetfs"),
@@ -238,6 +289,9 @@ impl Config {
         }
         for b in &self.bugs {
             let _ = write!(s, " --bug {b}");
+        }
+        if self.short_timeout != Duration::from_millis(SHORT_TIMEOUT_MS) {
+            let _ = write!(s, " --short-timeout-ms {}", self.short_timeout.as_millis());
         }
         if self.fsync_delay != Duration::from_millis(FSYNC_DELAY_MS) {
             let _ = write!(s, " --fsync-delay-ms {}", self.fsync_delay.as_millis());
@@ -291,6 +345,10 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[FaultKind], duration: Duration
                 rng.gen_range(1..=minority.max(1))
             }
             FaultKind::PowerCutAll => nodes,
+            // The node whose WAL is cut, and another one down meanwhile.
+            FaultKind::TruncateMid => nodes.min(2),
+            // Whose WAL is copied in, and whose is overwritten.
+            FaultKind::CopyWal => nodes.min(2),
             _ => 1,
         };
         let mut all: Vec<usize> = (0..nodes).collect();
@@ -298,7 +356,11 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[FaultKind], duration: Duration
         for _ in 0..size {
             targets.push(all.swap_remove(rng.gen_range(0..all.len())));
         }
-        targets.sort();
+        // Order matters to the two-node faults (the first is the one whose
+        // WAL is cut or overwritten); the rest hit them as a set.
+        if !matches!(kind, FaultKind::TruncateMid | FaultKind::CopyWal) {
+            targets.sort();
+        }
         steps.push(Step {
             gap,
             kind,
@@ -434,6 +496,8 @@ struct Cluster {
     peers: Vec<SocketAddr>,
     /// The run's throwaway CA and the replicas' certificates (peer TLS).
     tls: crate::tls::Generated,
+    /// Another CA's certificates for the same replica names: a stray's.
+    stray_ca: crate::tls::Generated,
     /// The links between replicas, through the harness's proxies.
     links: Arc<Links>,
     cluster: u64,
@@ -467,6 +531,7 @@ impl Cluster {
         }
         let cluster = 0x7e57;
         let tls = crate::tls::generate(&dir.join("tls"), cluster, n as u8, &[])?;
+        let stray_ca = crate::tls::generate(&dir.join("stray-ca"), cluster, n as u8, &[])?;
         let mut ports = bind_ports(n * n + n);
         let proxies = ports.split_off(2 * n);
         let addrs: Vec<SocketAddr> = ports
@@ -484,6 +549,7 @@ impl Cluster {
             endpoints,
             peers,
             tls,
+            stray_ca,
             cluster,
             bugs: cfg.bugs.clone(),
             procs: (0..n).map(|_| None).collect(),
@@ -604,6 +670,20 @@ impl Cluster {
                 self.paused[i] = sig == "STOP";
             }
         }
+    }
+
+    /// Waits up to `t` for replica `i`'s process to exit by itself, and
+    /// takes it (so that `reap` does not count it as a crash).
+    async fn await_exit(&mut self, i: usize, t: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + t;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.procs[i].as_mut().map(|c| c.try_wait()) {
+                self.procs[i] = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     fn running(&self, i: usize) -> bool {
@@ -1131,9 +1211,13 @@ pub async fn run(cfg: &Config) -> Summary {
     for i in 0..cfg.clients {
         // Each client is bound to a node, as Jepsen's are: it asks that
         // node first, and is redirected from there.
+        let timeout = match i % 4 == 3 && !cfg.short_timeout.is_zero() {
+            true => cfg.short_timeout,
+            false => cfg.op_timeout,
+        };
         let c = Client::new(cluster.endpoints.clone(), 1 + i as u32)
             .cluster(cluster.cluster)
-            .timeout(cfg.op_timeout)
+            .timeout(timeout)
             .home((i % cfg.nodes) as u8);
         let seed = cfg.seed.wrapping_mul(1000).wrapping_add(i as u64);
         tasks.push(tokio::spawn(client_loop(sh.clone(), c, seed)));
@@ -1215,6 +1299,187 @@ pub async fn run(cfg: &Config) -> Summary {
                 cluster.links.isolate(targets[0], true);
                 tokio::time::sleep(step.hold).await;
                 cluster.links.isolate(targets[0], false);
+            }
+            FaultKind::StrayPeer => {
+                let i = targets[0];
+                // The key the clients use in slot 0 now: a forged value
+                // there would show in reads.
+                let key = (sh.key_ops[0].load(Ordering::Relaxed) / OPS_PER_KEY) * ACTIVE_KEYS;
+                let (what, mut v) = hostile::stray_peer(
+                    &cluster.peers,
+                    cluster.cluster,
+                    &cluster.tls,
+                    &cluster.stray_ca,
+                    i,
+                    key,
+                )
+                .await;
+                say(&mut nemesis_log, format!("{t:7.2}s {what}"));
+                summary.violations.append(&mut v);
+                tokio::time::sleep(step.hold).await;
+            }
+            FaultKind::SilentClients => {
+                let i = targets[0];
+                let welcomed =
+                    hostile::silent_clients(cluster.endpoints[i], SILENT, step.hold).await;
+                say(
+                    &mut nemesis_log,
+                    format!(
+                        "{t:7.2}s {SILENT} clients said hello to n{i} and then nothing for {} ms ({welcomed} welcomed)",
+                        step.hold.as_millis()
+                    ),
+                );
+            }
+            FaultKind::Crowd => {
+                let pids: Vec<u32> = (0..cluster.n()).filter_map(|i| cluster.pid(i)).collect();
+                let (what, mut v) = hostile::crowd(
+                    &cluster.endpoints,
+                    cluster.cluster,
+                    || pids.clone(),
+                    CROWD,
+                    step.hold,
+                )
+                .await;
+                say(&mut nemesis_log, format!("{t:7.2}s {what}"));
+                summary.violations.append(&mut v);
+            }
+            FaultKind::CopyWal => {
+                let (i, from) = (targets[0], targets[targets.len() - 1]);
+                if i == from {
+                    say(
+                        &mut nemesis_log,
+                        format!("{t:7.2}s copy-wal needs two nodes"),
+                    );
+                    continue;
+                }
+                let what = format!("kill -9 n{i}, copy n{from}'s WAL over its own, start it");
+                say(&mut nemesis_log, format!("{t:7.2}s {what}"));
+                cluster.kill(i);
+                let own = cluster.data(i).join("wal");
+                let saved = cluster.dir.join(format!("n{i}-own-wal"));
+                let copied = std::fs::copy(&own, &saved)
+                    .and_then(|_| std::fs::copy(cluster.data(from).join("wal"), &own));
+                if let Err(e) = copied {
+                    say(&mut nemesis_log, format!("         cannot copy: {e}"));
+                    cluster.start(i);
+                    continue;
+                }
+                let from_len = cluster.log_text(i).len();
+                cluster.start(i);
+                match cluster.await_exit(i, Duration::from_secs(10)).await {
+                    None => {
+                        summary.violations.push(format!(
+                            "n{i} started on replica {from}'s WAL copied over its own"
+                        ));
+                        cluster.kill(i);
+                    }
+                    Some(status) => {
+                        let log = cluster.log_text(i);
+                        let said = log.get(from_len..).unwrap_or("");
+                        let why = format!("belongs to replica {from}, not to this replica {i}");
+                        if !said.contains(&why) {
+                            summary.violations.push(format!(
+                                "n{i} on replica {from}'s WAL exited ({status}) without saying the WAL is not its own"
+                            ));
+                        }
+                        say(
+                            &mut nemesis_log,
+                            format!("         n{i} refused it ({status}); its own WAL put back"),
+                        );
+                    }
+                }
+                let _ = std::fs::copy(&saved, &own);
+                let _ = std::fs::remove_file(&saved);
+                tokio::time::sleep(step.hold).await;
+                cluster.start(i);
+            }
+            FaultKind::TruncateMid => {
+                // The issue's case: acknowledged writes held only by n{i}
+                // and n{o} (a minority that lags is down while they are
+                // made), n{i}'s WAL cut among them, n{i} back with the
+                // laggards while n{o} is still down.
+                let i = targets[0];
+                let other = targets.get(1).copied();
+                let lag: Vec<usize> = (0..cluster.n())
+                    .filter(|j| !targets.contains(j))
+                    .take((cluster.n() - 1) / 2)
+                    .collect();
+                for &j in &lag {
+                    cluster.kill(j);
+                }
+                let names: Vec<String> = lag.iter().map(|j| format!("n{j}")).collect();
+                say(
+                    &mut nemesis_log,
+                    format!(
+                        "{t:7.2}s kill -9 {} for {} ms: writes go to the others",
+                        names.join(","),
+                        step.hold.as_millis()
+                    ),
+                );
+                tokio::time::sleep(step.hold).await;
+                cluster.kill(i);
+                if let Some(o) = other {
+                    cluster.kill(o);
+                }
+                let wal = cluster.data(i).join("wal");
+                let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                // Anywhere after the header and before the end.
+                let room = len.saturating_sub(wal::HEADER_LEN as u64 + 1).max(1);
+                let at = (wal::HEADER_LEN as u64 + 1 + step.position as u64 % room).min(len);
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&wal)
+                    .and_then(|f| f.set_len(at));
+                let down = other.map_or(String::new(), |o| {
+                    format!(" with n{o} down for {} ms", step.hold.as_millis())
+                });
+                let t = start.elapsed().as_secs_f64();
+                say(
+                    &mut nemesis_log,
+                    format!(
+                        "{t:7.2}s kill -9 n{i}, cut its {len}-byte WAL to {at} bytes, restart it and {}{down}",
+                        names.join(",")
+                    ),
+                );
+                let from_len = cluster.log_text(i).len();
+                cluster.start(i);
+                for &j in &lag {
+                    cluster.start(j);
+                }
+                tokio::time::sleep(step.hold).await;
+                if let Some(o) = other {
+                    cluster.start(o);
+                }
+                // One fault at a time: the next waits until n{i} votes
+                // again (recovered, or rebuilt from the others).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let log = cluster.log_text(i);
+                    let said = log.get(from_len..).unwrap_or("");
+                    if said.contains("voting again") || said.contains("recovered from disk") {
+                        let how = match (
+                            said.contains("had been synced"),
+                            said.contains("rebuilding from the peers"),
+                        ) {
+                            (true, _) => "rebuilds from the others: the cut fell before its mark",
+                            (false, true) => {
+                                "rebuilds from the others: the cut left a WAL that does not load"
+                            }
+                            (false, false) => "recovered: the cut fell in what it had not synced",
+                        };
+                        say(&mut nemesis_log, format!("         n{i} {how}"));
+                        break;
+                    }
+                    cluster.reap(start.elapsed());
+                    if Instant::now() > deadline || cluster.procs[i].is_none() {
+                        say(
+                            &mut nemesis_log,
+                            format!("         n{i} is not voting after 30 s"),
+                        );
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
             FaultKind::FlipBit | FaultKind::Truncate => {
                 let i = targets[0];
@@ -1420,9 +1685,9 @@ fn corrupt(wal: &Path, step: &Step) -> String {
             )
         }
         _ => {
-            // Shorter than a header: the WAL reads as wiped. (Cutting it
-            // anywhere after the header is indistinguishable from a torn
-            // write, which may drop synced votes: outside the fault model.)
+            // Shorter than a header: the WAL reads as wiped. (A cut after
+            // the header is `truncate-mid`, which the WAL's mark tells from
+            // a torn write.)
             let len = (step.position as usize % wal::HEADER_LEN).min(bytes.len());
             let _ = std::fs::OpenOptions::new()
                 .write(true)

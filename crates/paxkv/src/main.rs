@@ -209,8 +209,9 @@ struct JepsenArgs {
     seed: Option<u64>,
     /// Fault kinds (comma-separated): kill-minority, kill-leader,
     /// pause-node, pause-leader, flip-bit, truncate, isolate-node,
-    /// isolate-leader, power-cut-minority, power-cut-leader, power-cut-all;
-    /// `none` for none. Power cuts mount `forgetfs` (beside this binary)
+    /// isolate-leader, power-cut-minority, power-cut-leader, power-cut-all,
+    /// stray-peer, copy-wal, truncate-mid, silent-clients, crowd; `none`
+    /// for none. Power cuts mount `forgetfs` (beside this binary)
     /// under each replica and are SKIPPED where FUSE is unavailable.
     #[arg(long, value_delimiter = ',')]
     faults: Option<Vec<String>>,
@@ -223,6 +224,10 @@ struct JepsenArgs {
     /// A client gives up on an operation after this long (outcome unknown).
     #[arg(long, default_value_t = 4_000)]
     op_timeout_ms: u64,
+    /// Every fourth client gives up after this long instead, so that some
+    /// operations end with an unknown outcome (0: none does).
+    #[arg(long, default_value_t = paxkv::jepsen::SHORT_TIMEOUT_MS)]
+    short_timeout_ms: u64,
     /// Linearizability search steps per key.
     #[arg(long, default_value_t = 2_000_000)]
     budget: u64,
@@ -432,6 +437,7 @@ async fn jepsen(a: &JepsenArgs) -> ExitCode {
     cfg.bugs = a.bugs.clone();
     cfg.dir = a.dir.clone();
     cfg.op_timeout = Duration::from_millis(a.op_timeout_ms);
+    cfg.short_timeout = Duration::from_millis(a.short_timeout_ms);
     cfg.lin_budget = a.budget;
     cfg.fsync_delay = Duration::from_millis(a.fsync_delay_ms);
     if let Some(f) = &a.faults {

@@ -864,6 +864,13 @@ async fn accept(listener: TcpListener, ctx: ConnCtx, side: Side) {
     }
 }
 
+/// Replies waiting for one client connection's writer: a client that stops
+/// reading holds at most this many, each at most a client frame
+/// ([`wire::CLIENT_FRAME_MAX`]), beside its read buffer (one frame at most):
+/// about 576 KiB per connection in all, whatever the client sends. Past
+/// it, replies are dropped (the client library resends after a timeout).
+pub const CLIENT_REPLIES: usize = 8;
+
 /// How long a new connection has for its TLS handshake and its hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
@@ -995,7 +1002,7 @@ async fn peer_reader(framed: &mut Conn, from: NodeId, ctx: &ConnCtx) {
 
 async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
     let (mut sink, mut stream) = framed.split();
-    let (tx, mut rx) = mpsc::channel::<Response>(64);
+    let (tx, mut rx) = mpsc::channel::<Response>(CLIENT_REPLIES);
     let writer = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
             let last = matches!(r, Response::Error(_));

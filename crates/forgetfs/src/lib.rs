@@ -30,7 +30,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, FUSE_ROOT_ID,
 };
 use libc::{EEXIST, EINVAL, EIO, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -279,6 +279,22 @@ impl Tree {
             }
         }
         self.cuts += 1;
+        self.collect();
+    }
+
+    /// Drops the inodes no directory names, now or durably: nothing can
+    /// name them again (a power cut brings back durable entries only).
+    /// Without it every file a rename replaced stayed in memory, twice: a
+    /// replica compacting a 40 MB WAL every few seconds took a mount to
+    /// 6 GB and the OOM killer.
+    fn collect(&mut self) {
+        let mut live: BTreeSet<u64> = BTreeSet::from([FUSE_ROOT_ID, SWITCH]);
+        for i in self.inodes.values() {
+            if let Kind::Dir { entries, durable } = &i.kind {
+                live.extend(entries.values().chain(durable.values()));
+            }
+        }
+        self.inodes.retain(|ino, _| live.contains(ino));
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
@@ -344,7 +360,10 @@ impl Tree {
                 durable.extend_from_slice(&data[*clean..]);
                 *clean = data.len();
             }
-            Some(Kind::Dir { entries, durable }) => *durable = entries.clone(),
+            Some(Kind::Dir { entries, durable }) => {
+                *durable = entries.clone();
+                self.collect();
+            }
             Some(Kind::Switch) => {}
             None => return Err(ENOENT),
         }
@@ -625,7 +644,10 @@ impl Filesystem for ForgetFs {
         }
         let entries = or_reply!(t.entries(parent), reply);
         match entries.remove(name) {
-            Some(_) => reply.ok(),
+            Some(_) => {
+                t.collect();
+                reply.ok()
+            }
             None => reply.error(ENOENT),
         }
     }
@@ -669,6 +691,7 @@ impl Filesystem for ForgetFs {
         t.entries(newparent)
             .expect("found above")
             .insert(newname.to_os_string(), ino);
+        t.collect();
         reply.ok();
     }
 
@@ -748,5 +771,35 @@ mod tests {
         }
         assert_eq!(fs.cuts, 1);
         assert!(fs.child(FUSE_ROOT_ID, OsStr::new(POWER_CUT)).is_ok());
+        // b named nothing durably: gone for good, its inode too.
+        assert_eq!(fs.inodes.len(), 3, "root, switch and a");
+    }
+
+    /// A file a rename replaced is dropped once no directory names it, now
+    /// or durably: a WAL compacted a thousand times holds one copy.
+    #[test]
+    fn a_replaced_file_is_dropped_once_the_directory_is_durable() {
+        let mut fs = Tree::new();
+        let big = Kind::File {
+            data: vec![1; 1 << 20],
+            durable: vec![1; 1 << 20],
+            clean: 1 << 20,
+        };
+        fs.make(FUSE_ROOT_ID, OsStr::new("wal"), big.clone(), 0o644)
+            .unwrap();
+        fs.make_durable(FUSE_ROOT_ID).unwrap();
+        for _ in 0..1_000 {
+            let tmp = fs
+                .make(FUSE_ROOT_ID, OsStr::new("wal.tmp"), big.clone(), 0o644)
+                .unwrap();
+            let root = fs.entries(FUSE_ROOT_ID).unwrap();
+            root.remove(OsStr::new("wal.tmp"));
+            root.insert(OsString::from("wal"), tmp);
+            fs.collect();
+            // The old one is still named durably until the directory's fsync.
+            assert_eq!(fs.inodes.len(), 4);
+            fs.make_durable(FUSE_ROOT_ID).unwrap();
+            assert_eq!(fs.inodes.len(), 3);
+        }
     }
 }

@@ -219,11 +219,15 @@ pub async fn crowd(
             .timeout(Duration::from_secs(2));
         let (stop, acked, value) = (stop.clone(), acked.clone(), value.clone());
         tasks.push(tokio::spawn(async move {
+            let key = (1 << 40) + k as u64;
             while !stop.load(Ordering::Relaxed) {
-                if c.put((1 << 40) + k as u64, value.clone()).await.is_ok() {
+                if c.put(key, value.clone()).await.is_ok() {
                     acked.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // Gone again, so that the rest of the run does not snapshot
+            // (and compact, and rebuild) 400 large values over and over.
+            let _ = c.delete(key).await;
         }));
     }
     let mut peak = 0;

@@ -643,7 +643,7 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
     }
     // etcd's group commit, for the record.
     let mut fsyncs = Vec::new();
-    for ((op, clients, system, _), cs) in &cells {
+    for ((op, clients, system, label), cs) in &cells {
         if *system != System::Etcd || *op != Op::Put {
             continue;
         }
@@ -652,7 +652,11 @@ fn table(files: &[PathBuf]) -> Result<(), String> {
             .filter_map(|c| c.leader_fsyncs.map(|f| c.ops as f64 / f.max(1) as f64))
             .collect();
         if !per.is_empty() {
-            fsyncs.push(format!("{clients} clients: {:.1}", median(per)));
+            fsyncs.push(format!(
+                "{} {clients} clients: {:.1}",
+                name(system, label),
+                median(per)
+            ));
         }
     }
     if !fsyncs.is_empty() {

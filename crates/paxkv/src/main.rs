@@ -229,7 +229,7 @@ struct JepsenArgs {
     #[arg(long, default_value_t = paxkv::jepsen::SHORT_TIMEOUT_MS)]
     short_timeout_ms: u64,
     /// Linearizability search steps per key.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, default_value_t = paxkv::jepsen::LIN_BUDGET)]
     budget: u64,
     /// How long an fsync takes on the power-cut filesystem.
     #[arg(long, default_value_t = paxkv::jepsen::FSYNC_DELAY_MS)]

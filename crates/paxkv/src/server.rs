@@ -257,7 +257,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         }
     };
     let server = Server::new(node, opts.server_config());
-    if opts.peer_tls.is_none() {
+    if opts.peer_tls.is_none() && n > 1 {
         warn!(
             "peers in PLAIN TCP (--insecure-plaintext-peers): anything that can reach {} can speak as a replica",
             opts.peer_listen
@@ -988,6 +988,11 @@ async fn peer_reader(framed: &mut Conn, from: NodeId, ctx: &ConnCtx) {
     while let Some(frame) = framed.next().await {
         let frame = match frame {
             Ok(f) => f,
+            // A peer killed mid-session ends TLS without its close_notify:
+            // a closed connection, as plain TCP's end is, not a bad frame.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return debug!(peer = from, "peer connection ended: {e}")
+            }
             Err(e) => return warn!(peer = from, "bad frame from peer: {e}; closing"),
         };
         let msg = match wire::decode::<PeerMsg>(&frame) {

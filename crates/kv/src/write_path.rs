@@ -101,8 +101,14 @@ pub const MARK_LEN: usize = 24;
 const IDENTITY: std::ops::Range<usize> =
     storage::HEADER_LEN..storage::HEADER_LEN + storage::FRAME_LEN;
 
-/// The mark of a file that starts with `head` (at least its header and its
-/// first record's frame: [`IDENTITY`]) once `len` of its bytes are durable.
+/// The first bytes of a file that [`mark`] needs: its header and its first
+/// record's frame ([`IDENTITY`]), or as much of them as the file has.
+pub fn head(file: &[u8]) -> Vec<u8> {
+    file[..file.len().min(IDENTITY.end)].to_vec()
+}
+
+/// The mark of a file that starts with `head` ([`head`]) once `len` of its
+/// bytes are durable.
 pub fn mark(head: &[u8], len: u64) -> [u8; MARK_LEN] {
     let mut m = [0u8; MARK_LEN];
     m[..8].copy_from_slice(&len.to_le_bytes());

@@ -61,10 +61,6 @@ pub enum Boot {
 /// A data directory's files, open for the writer.
 pub struct DataDir {
     dir: PathBuf,
-    cluster: u64,
-    id: NodeId,
-    /// Recovery's canaries (`--bug`), which the write path reads.
-    bugs: Bugs,
     /// No other process opens the directory while this one runs.
     _lock: DirLock,
     /// The open WAL, None while a rebuilding replica has not written its
@@ -144,9 +140,6 @@ impl DataDir {
         let _ = std::fs::remove_file(dir.join(WAL_TMP));
         let d = DataDir {
             dir: dir.to_path_buf(),
-            cluster,
-            id,
-            bugs,
             _lock: lock,
             file: None,
             head: Vec::new(),
@@ -171,18 +164,23 @@ impl DataDir {
                 let f = WritePath::new_file(cluster, id);
                 write_atomic(dir, WAL, &f).map_err(|e| ctx("cannot create the WAL in", e))?;
                 d.write_marker(&expected)?;
-                return d.load_wal();
+                let Recovery::Recover { state, good } =
+                    write_path::recover(Some(&f), cluster, id, &bugs)
+                else {
+                    unreachable!("a new replica's file loads");
+                };
+                return d.load_wal(f, state, good);
             }
             // What the bytes say is the write path's call, as in the
             // simulator; the files are this module's.
             Some(bytes) => {
                 match write_path::recover_marked(Some(&bytes), mark.as_deref(), cluster, id, &bugs)
                 {
-                    Recovery::Recover { .. } => {
+                    Recovery::Recover { state, good } => {
                         if !marked {
                             d.write_marker(&expected)?;
                         }
-                        return d.load_wal();
+                        return d.load_wal(bytes, state, good);
                     }
                     Recovery::Refuse(why) => return Err(format!("{}: {why}", path.display())),
                     Recovery::Rebuild { why, .. } => {
@@ -206,17 +204,17 @@ impl DataDir {
             .map_err(|e| format!("cannot write the marker in {}: {e}", self.dir.display()))
     }
 
-    /// Loads the WAL the simulator's way ([`write_path::recover`]),
-    /// truncating a torn tail, and opens it for appending.
-    fn load_wal(mut self) -> Result<(DataDir, Boot), String> {
+    /// Opens the WAL whose `bytes` recovered to `state` (the write path's
+    /// call, [`write_path::recover`], as in the simulator) for appending,
+    /// truncating a torn tail past its first `good` bytes.
+    fn load_wal(
+        mut self,
+        bytes: Vec<u8>,
+        state: State,
+        good: u64,
+    ) -> Result<(DataDir, Boot), String> {
         let path = self.dir.join(WAL);
         let err = |e: io::Error| format!("{}: {e}", path.display());
-        let bytes = std::fs::read(&path).map_err(err)?;
-        let Recovery::Recover { state, good } =
-            write_path::recover(Some(&bytes), self.cluster, self.id, &self.bugs)
-        else {
-            unreachable!("load_wal is called on a file that loaded");
-        };
         let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
         if good < bytes.len() as u64 {
             // A write cut short by a crash: never synced, so never
@@ -229,7 +227,7 @@ impl DataDir {
             file.sync_all().map_err(err)?;
         }
         self.file = Some(file);
-        self.head = bytes[..bytes.len().min(64)].to_vec();
+        self.head = write_path::head(&bytes);
         Ok((self, Boot::Recover(state, good)))
     }
 
@@ -266,7 +264,7 @@ impl DataDir {
                 let rebuilt = self.file.is_none();
                 self.file = None;
                 let mut f = write_atomic(&self.dir, WAL, bytes)?;
-                self.head = bytes[..bytes.len().min(64)].to_vec();
+                self.head = write_path::head(bytes);
                 // write_atomic leaves the offset at the end: appends go there.
                 f.flush()?;
                 self.file = Some(f);

@@ -59,6 +59,7 @@ use crate::Client;
 #[path = "jepsen_hostile.rs"]
 mod hostile;
 use futures_util::{SinkExt, StreamExt};
+pub use hostile::{forged_accept, rss_kb};
 use kv::{Command, LockError, Op, Reply, Value};
 use linearizability::{History, KvOp, KvRet, Operation, Outcome, Verdict};
 use rand::rngs::StdRng;
@@ -691,6 +692,32 @@ impl Cluster {
         None
     }
 
+    /// Waits up to 30 s until replica `i`'s log, past its first `from`
+    /// bytes, says one of `phrases`: what it said since, or `None` (it did
+    /// not, or its process exited; `reap` notes that, with `start` the
+    /// run's).
+    async fn await_said(
+        &mut self,
+        i: usize,
+        from: usize,
+        phrases: &[&str],
+        start: Instant,
+    ) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log_text(i);
+            let said = log.get(from..).unwrap_or("");
+            if phrases.iter().any(|p| said.contains(p)) {
+                return Some(said.to_string());
+            }
+            self.reap(start.elapsed());
+            if Instant::now() > deadline || self.procs[i].is_none() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn running(&self, i: usize) -> bool {
         self.procs[i].is_some() && !self.paused[i]
     }
@@ -956,8 +983,18 @@ impl Shared {
     fn key(&self, rng: &mut StdRng) -> u64 {
         let slot = rng.gen_range(0..ACTIVE_KEYS);
         let n = self.key_ops[slot as usize].fetch_add(1, Ordering::Relaxed);
-        (n / OPS_PER_KEY) * ACTIVE_KEYS + slot
+        key_of(slot, n)
     }
+
+    /// The key active slot `slot` holds now.
+    fn active_key(&self, slot: u64) -> u64 {
+        key_of(slot, self.key_ops[slot as usize].load(Ordering::Relaxed))
+    }
+}
+
+/// The key of active slot `slot` once `n` operations were drawn on it.
+fn key_of(slot: u64, n: u64) -> u64 {
+    (n / OPS_PER_KEY) * ACTIVE_KEYS + slot
 }
 
 /// One client: operations until told to stop.
@@ -1309,7 +1346,7 @@ pub async fn run(cfg: &Config) -> Summary {
                 let i = targets[0];
                 // The key the clients use in slot 0 now: a forged value
                 // there would show in reads.
-                let key = (sh.key_ops[0].load(Ordering::Relaxed) / OPS_PER_KEY) * ACTIVE_KEYS;
+                let key = sh.active_key(0);
                 let (what, mut v) = hostile::stray_peer(
                     &cluster.peers,
                     cluster.cluster,
@@ -1337,14 +1374,9 @@ pub async fn run(cfg: &Config) -> Summary {
             }
             FaultKind::Crowd => {
                 let pids: Vec<u32> = (0..cluster.n()).filter_map(|i| cluster.pid(i)).collect();
-                let (what, mut v) = hostile::crowd(
-                    &cluster.endpoints,
-                    cluster.cluster,
-                    || pids.clone(),
-                    CROWD,
-                    step.hold,
-                )
-                .await;
+                let (what, mut v) =
+                    hostile::crowd(&cluster.endpoints, cluster.cluster, &pids, CROWD, step.hold)
+                        .await;
                 say(&mut nemesis_log, format!("{t:7.2}s {what}"));
                 summary.violations.append(&mut v);
             }
@@ -1457,11 +1489,9 @@ pub async fn run(cfg: &Config) -> Summary {
                 }
                 // One fault at a time: the next waits until n{i} votes
                 // again (recovered, or rebuilt from the others).
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    let log = cluster.log_text(i);
-                    let said = log.get(from_len..).unwrap_or("");
-                    if said.contains("voting again") || said.contains("recovered from disk") {
+                let voting = ["voting again", "recovered from disk"];
+                match cluster.await_said(i, from_len, &voting, start).await {
+                    Some(said) => {
                         let how = match (
                             said.contains("had been synced"),
                             said.contains("rebuilding from the peers"),
@@ -1473,17 +1503,11 @@ pub async fn run(cfg: &Config) -> Summary {
                             (false, false) => "recovered: the cut fell in what it had not synced",
                         };
                         say(&mut nemesis_log, format!("         n{i} {how}"));
-                        break;
                     }
-                    cluster.reap(start.elapsed());
-                    if Instant::now() > deadline || cluster.procs[i].is_none() {
-                        say(
-                            &mut nemesis_log,
-                            format!("         n{i} is not voting after 30 s"),
-                        );
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    None => say(
+                        &mut nemesis_log,
+                        format!("         n{i} is not voting after 30 s"),
+                    ),
                 }
             }
             FaultKind::FlipBit | FaultKind::Truncate => {
@@ -1495,29 +1519,23 @@ pub async fn run(cfg: &Config) -> Summary {
                     &mut nemesis_log,
                     format!("{t:7.2}s kill -9 n{i}, {what}, restart"),
                 );
-                let before = cluster.log_text(i).matches("voting again").count();
+                let from_len = cluster.log_text(i).len();
                 tokio::time::sleep(step.hold).await;
                 cluster.start(i);
                 // One fault at a time: the next waits until this replica
                 // votes again (a rebuild needs the others).
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while what.starts_with("flipped") || what.starts_with("truncated") {
-                    let log = cluster.log_text(i);
-                    if log.matches("voting again").count() > before {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        say(
-                            &mut nemesis_log,
-                            format!("         n{i} has not rebuilt after 30 s"),
-                        );
-                        break;
-                    }
-                    cluster.reap(start.elapsed());
-                    if cluster.procs[i].is_none() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                let damaged = what.starts_with("flipped") || what.starts_with("truncated");
+                if damaged
+                    && cluster
+                        .await_said(i, from_len, &["voting again"], start)
+                        .await
+                        .is_none()
+                    && cluster.procs[i].is_some()
+                {
+                    say(
+                        &mut nemesis_log,
+                        format!("         n{i} has not rebuilt after 30 s"),
+                    );
                 }
             }
         }

@@ -24,7 +24,7 @@ pub const FORGED: &[u8] = b"forged by a stray process";
 
 /// A forged Accept of `FORGED` on `key` in slot `slot`, with a commit index
 /// past it, as the stray sent them.
-fn forged(from: u8, key: u64, slot: u64) -> wire::PeerMsg {
+pub fn forged_accept(from: u8, key: u64, slot: u64) -> wire::PeerMsg {
     multipaxos::Msg::Accept {
         ballot: multipaxos::Ballot {
             round: 1 << 20,
@@ -66,7 +66,7 @@ async fn hello_then_forge<S: crate::tls::Stream + 'static>(
     // Forged messages right behind the hello, without waiting for an
     // answer: nothing after a refused hello may be read.
     for slot in 0..40 {
-        if f.send(wire::encode(&forged(claim, key, slot)))
+        if f.send(wire::encode(&forged_accept(claim, key, slot)))
             .await
             .is_err()
         {
@@ -183,7 +183,7 @@ pub async fn silent_clients(addr: SocketAddr, count: usize, hold: Duration) -> u
 }
 
 /// The resident memory of process `pid`, in kB (0 if unknown).
-fn rss_kb(pid: u32) -> u64 {
+pub fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -205,7 +205,7 @@ pub const CROWD_RSS_MAX_KB: u64 = 1_500_000;
 pub async fn crowd(
     endpoints: &[SocketAddr],
     cluster: u64,
-    pids: impl Fn() -> Vec<u32>,
+    pids: &[u32],
     count: usize,
     hold: Duration,
 ) -> (String, Vec<String>) {
@@ -233,7 +233,7 @@ pub async fn crowd(
     let mut peak = 0;
     let until = tokio::time::Instant::now() + hold;
     while tokio::time::Instant::now() < until {
-        peak = pids().into_iter().map(rss_kb).max().unwrap_or(0).max(peak);
+        peak = pids.iter().map(|&p| rss_kb(p)).max().unwrap_or(0).max(peak);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);

@@ -799,15 +799,12 @@ type PeerConn =
 /// closed without an answer).
 async fn peer_hello(
     c: &Cluster,
-    files: &paxkv::tls::PeerFiles,
+    (files, named): (&paxkv::tls::PeerFiles, u8),
     from: u8,
     to: usize,
 ) -> Result<(Welcome, PeerConn), String> {
     use futures_util::{SinkExt, StreamExt};
     // Loaded as the replica the certificate names, whatever the hello says.
-    let named = (0..8u8)
-        .find(|&i| paxkv::tls::PeerTls::load(files, c.cluster, i).is_ok())
-        .ok_or("the certificate names no replica")?;
     let tls = paxkv::tls::PeerTls::load(files, c.cluster, named)?;
     let tcp = tokio::net::TcpStream::connect(c.peers[to])
         .await
@@ -838,7 +835,7 @@ async fn peer_hello(
 /// and returns the connection once welcomed: what a buggy peer of the
 /// cluster can do.
 async fn dial_as_peer(c: &Cluster, from: u8, to: usize) -> PeerConn {
-    match peer_hello(c, &c.tls.replicas[from as usize], from, to).await {
+    match peer_hello(c, (&c.tls.replicas[from as usize], from), from, to).await {
         Ok((Welcome::Ok { .. }, f)) => f,
         Ok((w, _)) => panic!("not welcomed as a peer: {w:?}"),
         Err(e) => panic!("not welcomed as a peer: {e}"),
@@ -1057,13 +1054,7 @@ async fn large_values_under_load_keep_the_cluster_serving_within_bounded_bytes()
             wal <= 3 * written + (64 << 20),
             "n{i}'s WAL is {wal} bytes for {written} bytes acknowledged"
         );
-        let pid = c.procs[i].as_ref().unwrap().id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let rss_kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS");
+        let rss_kb = rss_kb(&c, i);
         println!("n{i}: WAL {wal} B, RSS {rss_kb} kB");
         assert!(rss_kb < 1_500_000, "n{i} holds {rss_kb} kB");
     }
@@ -1227,34 +1218,13 @@ fn local_refuses_a_taken_port_and_stops_when_a_replica_cannot_start() {
 /// peer address, and a replica's on the client address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_one_without_the_clusters_keys_can_speak_as_a_replica() {
-    use multipaxos::{Ballot, Entry, Msg};
     let mut c = Cluster::new("impersonate", 3);
     c.start_all();
     let mut a = c.client(1);
     assert_eq!(a.put(1, 10).await, Ok(1));
     // The forged message the issue's stray process sent: an Accept of a
     // put nobody issued, with a commit index past it.
-    let forged = |slot| -> wire::PeerMsg {
-        Msg::Accept {
-            ballot: Ballot {
-                round: 1 << 20,
-                node: 1,
-            },
-            slot,
-            entry: Entry::Cmds(
-                vec![kv::Cmd::Client(kv::Command {
-                    client: 666,
-                    seq: 1,
-                    op: kv::Op::Put {
-                        key: 1,
-                        value: Value::from(666),
-                    },
-                })]
-                .into(),
-            ),
-            commit: slot + 1,
-        }
-    };
+    let forged = |slot| paxkv::jepsen::forged_accept(1, 1, slot);
     // Plain TCP on the peer address: no welcome.
     assert_eq!(
         hello_and_answer(
@@ -1273,7 +1243,7 @@ async fn no_one_without_the_clusters_keys_can_speak_as_a_replica() {
     let mut stray = other.replicas[1].clone();
     stray.ca = c.tls.ca.clone();
     for to in [0, 2] {
-        match peer_hello(&c, &stray, 1, to).await {
+        match peer_hello(&c, (&stray, 1), 1, to).await {
             Err(_) => {}
             Ok((w, _)) => panic!("n{to} answered a stray's certificate with {w:?}"),
         }
@@ -1281,7 +1251,7 @@ async fn no_one_without_the_clusters_keys_can_speak_as_a_replica() {
     // Replica 2's own key, claiming to be replica 1 (or 0): refused by
     // name, and nothing sent after the refusal is read.
     for (claim, to) in [(1u8, 0usize), (0, 1)] {
-        let (w, mut f) = peer_hello(&c, &c.tls.replicas[2], claim, to)
+        let (w, mut f) = peer_hello(&c, (&c.tls.replicas[2], 2), claim, to)
             .await
             .unwrap_or_else(|e| panic!("n{to}: replica 2's certificate not even heard: {e}"));
         match w {
@@ -1704,13 +1674,9 @@ async fn a_wal_cut_mid_file_while_another_replica_is_down_loses_no_acknowledged_
 
 /// The resident memory of replica `i`'s process, in kB.
 fn rss_kb(c: &Cluster, i: usize) -> u64 {
-    let pid = c.procs[i].as_ref().expect("running").id();
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+    let kb = paxkv::jepsen::rss_kb(c.procs[i].as_ref().expect("running").id());
+    assert!(kb > 0, "no VmRSS for n{i}");
+    kb
 }
 
 /// Issue 22, bounded resources: a client that pipelines puts of the

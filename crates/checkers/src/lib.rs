@@ -79,6 +79,13 @@ pub enum Invariant {
     /// A leader counts on its lease only while a quorum's grants, each on
     /// its granter's own clock, still hold in real time.
     P7,
+    // ---- membership changes (the α-window) ----
+    /// A slot is decided only by a quorum of the configuration in force for it.
+    M1,
+    /// A node votes only in a configuration it is a voter of.
+    M2,
+    /// A removed node's messages change no decision.
+    M3,
     /// Fencing tokens increase per lock; one holder per token.
     K1,
     /// No client command is executed twice.
@@ -129,6 +136,11 @@ impl Invariant {
             Invariant::P5 => "promises are monotone per acceptor across crashes",
             Invariant::P6 => "every ballot has one owner and one entry per slot",
             Invariant::P7 => "a leader's lease ends before a quorum's grants do",
+            Invariant::M1 => {
+                "a slot is decided only by a quorum of the configuration in force for it"
+            }
+            Invariant::M2 => "a node votes only in a configuration it is a voter of",
+            Invariant::M3 => "a removed node's messages change no decision",
             Invariant::K1 => "fencing tokens are monotone and lock holders exclusive",
             Invariant::K2 => "no command is applied twice",
             Invariant::K3 => "the client history is linearizable",

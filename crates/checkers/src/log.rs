@@ -24,6 +24,34 @@
 //! client, and no lock granted while the checker's own model of sessions and
 //! holders says another client holds it, nor to a client without a live
 //! session in that model; [`K2`](Invariant::K2) a (client, seq) executes at one slot only.
+//!
+//! # Membership changes
+//!
+//! [`LogObserver::new`] fixes the voters forever: acceptors `0..n`, and a
+//! slot is chosen by a majority of them. [`LogObserver::with_membership`]
+//! follows a log that changes its own voters with Lamport's α-window rule: a
+//! configuration entry (the driver registers its fingerprint and its voters
+//! with [`LogObserver::on_config_entry`]) carries the *absolute* new set of
+//! voters; chosen at slot `c`, it governs every slot from `c + alpha` on,
+//! until a later one takes over. The configuration of slot `s` is thus the
+//! last one chosen at a slot `<= s - alpha` (the initial one if none), and
+//! the checker knows it only once it has seen every slot up to `s - alpha`
+//! chosen. A slot is chosen by a majority of *its* configuration's voters,
+//! counting no one else; votes at a slot whose configuration the checker
+//! does not know yet are kept and judged, in the order they came, as soon as
+//! it does (slots get chosen out of order), and a violation found then is
+//! reported by the call that made it known.
+//!
+//! Invariants of membership mode: [`M1`](Invariant::M1) a slot is decided
+//! only by a quorum of the configuration in force for it (a replica applied
+//! an entry that only a majority of another configuration voted for);
+//! [`M2`](Invariant::M2) a node votes only in a configuration it is a voter
+//! of (an `Accepted` from a non-voter of the slot's configuration, a
+//! `Promise` from a node that is a voter nowhere from the Prepare's first
+//! slot on); [`M3`](Invariant::M3) a removed node's messages change no
+//! decision (a replica applied an entry that reaches a majority of the slot's
+//! configuration only by counting votes of non-voters). M1 and M3 diagnose
+//! what would otherwise be reported as P2, an apply of an entry nothing chose.
 
 use crate::{Invariant, Violation};
 use paxos::{majority, Ballot, NodeId, MAX_NODES};
@@ -88,7 +116,57 @@ pub struct LogObserver {
     grants: BTreeMap<u64, BTreeMap<(Slot, u32), Grant>>,
     /// Leader changes observed (coverage).
     pub elections: u64,
+    /// Configuration entries chosen so far (coverage; membership mode).
+    pub configs_chosen: u64,
     locks: LockModel,
+    /// Who votes where, when voters change (`None`: acceptors `0..n`, for
+    /// ever, judged eagerly: the hot path of every fixed-size campaign).
+    membership: Option<Membership>,
+}
+
+/// Per slot, per (ballot, entry): which acceptors sent Accepted.
+type Votes = BTreeMap<Slot, BTreeMap<(Ballot, u64), u16>>;
+
+/// What membership mode knows of configurations, and what it cannot judge
+/// yet. A configuration is a set of voters, as a bitmask over node ids.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Membership {
+    /// The voters before any configuration entry takes over.
+    initial: u16,
+    /// A configuration chosen at slot `c` governs slots from `c + alpha` on.
+    alpha: u64,
+    /// Configuration entries the driver registered: fingerprint -> (epoch,
+    /// voters).
+    entries: BTreeMap<u64, (u64, u16)>,
+    /// The epoch of the newest configuration in `history` (the initial
+    /// one's is 0). A configuration entry joins the history only if its
+    /// epoch is the next: a stale one (proposed from an older view and
+    /// chosen after another change) changes nothing, as at the replicas.
+    epoch: u64,
+    /// The first slot the checker has not seen chosen: every configuration
+    /// of a slot below `prefix + alpha` is known.
+    prefix: Slot,
+    /// From which slot each configuration is in force: `0 -> initial`, then
+    /// `c + alpha -> voters` for each configuration entry chosen at a slot
+    /// `c < prefix` (only those: a later one cannot be placed in the chain
+    /// while a slot before it may still turn out to be a configuration).
+    history: BTreeMap<Slot, u16>,
+    /// Every configuration entry chosen so far, by slot, beyond `prefix`
+    /// too (a node whose promotion is chosen may already take part).
+    chosen: BTreeMap<Slot, (u64, u16)>,
+    /// Per ballot, the first slot its Prepare asked for.
+    prepares: BTreeMap<Ballot, Slot>,
+    /// Votes at slots whose configuration is not known yet, in the order
+    /// they came: (time, node, ballot, entry). All of a slot's votes are
+    /// here until it is known (knowledge only grows), so replaying them
+    /// judges the slot exactly as if it had been known all along.
+    deferred_votes: BTreeMap<Slot, Vec<(u64, NodeId, Ballot, u64)>>,
+    /// Applies at slots whose configuration was not known then: (time,
+    /// node, entry). A replica applies in order, so the first slot it
+    /// applies beyond the checker's knowledge follows one it applied within
+    /// it and that was judged then: these wait only behind a snapshot
+    /// install or a late observation.
+    deferred_applies: BTreeMap<Slot, Vec<(u64, NodeId, u64)>>,
 }
 
 /// The checker's own model of sessions and lock holders, fed the service's
@@ -135,7 +213,80 @@ impl LogObserver {
             executed: BTreeMap::new(),
             grants: BTreeMap::new(),
             elections: 0,
+            configs_chosen: 0,
             locks: LockModel::default(),
+            membership: None,
+        }
+    }
+
+    /// Membership mode: machines `0..ids` (acceptors and replicas alike),
+    /// of which `initial` are the voters until a configuration entry chosen
+    /// at slot `c` takes over from slot `c + alpha` on. The others are spare
+    /// machines (learners, or unused) until a configuration makes them
+    /// voters.
+    pub fn with_membership(ids: usize, initial: u16, alpha: u64) -> LogObserver {
+        assert!(ids <= MAX_NODES);
+        assert!(
+            initial != 0 && u32::from(initial) >> ids == 0,
+            "the initial voters {} must be a non-empty set of the machines 0..{ids}",
+            crate::fmt_set(initial)
+        );
+        assert!(alpha >= 1, "a configuration cannot govern its own slot");
+        LogObserver {
+            membership: Some(Membership {
+                initial,
+                alpha,
+                entries: BTreeMap::new(),
+                epoch: 0,
+                prefix: 0,
+                history: BTreeMap::from([(0, initial)]),
+                chosen: BTreeMap::new(),
+                prepares: BTreeMap::new(),
+                deferred_votes: BTreeMap::new(),
+                deferred_applies: BTreeMap::new(),
+            }),
+            ..LogObserver::new(ids)
+        }
+    }
+
+    /// Fingerprint `entry` is a configuration entry of `epoch` (the number
+    /// of changes before it, plus one) whose voters are `voters` (the
+    /// absolute new set). The driver calls this when it sees
+    /// the entry proposed, before any vote for it can arrive: a vote is
+    /// judged when it comes, and a configuration registered after its slot
+    /// was chosen would be missed. Ignored with fixed voters.
+    pub fn on_config_entry(&mut self, entry: u64, epoch: u64, voters: u16) {
+        if let Some(m) = &mut self.membership {
+            m.entries.insert(entry, (epoch, voters));
+        }
+    }
+
+    /// A candidate sent a Prepare in `ballot` asking for every slot from
+    /// `from` on (M2 judges the promises by it). One `from` per ballot: the
+    /// first is kept. Ignored with fixed voters.
+    pub fn on_prepare_sent(&mut self, ballot: Ballot, from: Slot) {
+        if let Some(m) = &mut self.membership {
+            m.prepares.entry(ballot).or_insert(from);
+        }
+    }
+
+    /// The voters of the configuration in force at `slot`, if the checker
+    /// knows it (with fixed voters, always: `0..n`).
+    pub fn config_at(&self, slot: Slot) -> Option<u16> {
+        match &self.membership {
+            None => Some(all(self.n)),
+            Some(m) => m.config_at(slot),
+        }
+    }
+
+    /// The voters of the latest configuration the checker knows to be in
+    /// force: the one at the last slot whose configuration it knows. A
+    /// configuration chosen but not in force yet is not counted, nor one
+    /// chosen beyond a slot the checker has not seen chosen.
+    pub fn voters_now(&self) -> u16 {
+        match &self.membership {
+            None => all(self.n),
+            Some(m) => m.history.values().next_back().copied().unwrap_or(m.initial),
         }
     }
 
@@ -203,7 +354,24 @@ impl LogObserver {
             })
     }
 
-    /// An acceptor sent `Promise(ballot)`.
+    /// An acceptor sent `Promise(ballot)` (P5: promises never go back).
+    ///
+    /// In membership mode, M2 too: a node promises only if it is a voter of
+    /// some configuration in force at a slot the Prepare asks for (from its
+    /// `from`, see [`LogObserver::on_prepare_sent`]; a ballot whose Prepare
+    /// the checker was not told of is not judged). Exactly, with the
+    /// configuration entries chosen so far (beyond the slots whose
+    /// configuration is known too), the promise is a violation iff
+    /// - the node was never a voter: not in the initial configuration, nor
+    ///   in any chosen configuration entry (a learner promising before its
+    ///   promotion is chosen); or
+    /// - the node's last removal — a chosen configuration entry without it,
+    ///   after which no chosen configuration has it again — takes effect at
+    ///   a slot `<= from` (it governs every slot the Prepare asks for).
+    ///
+    /// So a node removed from slot `e` on may still promise a Prepare from
+    /// a slot below `e` (it votes in `[from, e)`), and a node whose
+    /// promotion is chosen may promise before it is in force.
     pub fn on_promise(&mut self, at: u64, node: NodeId, ballot: Ballot) -> Result<(), Violation> {
         let a = &mut self.acceptors[node as usize];
         if ballot < a.promised {
@@ -218,10 +386,16 @@ impl LogObserver {
             ));
         }
         a.promised = ballot;
-        Ok(())
+        match &self.membership {
+            Some(m) => m.judge_promise(at, node, ballot),
+            None => Ok(()),
+        }
     }
 
-    /// An acceptor sent `Accepted(ballot, slot)`.
+    /// An acceptor sent `Accepted(ballot, slot)`. In membership mode only
+    /// voters of the slot's configuration count, and a vote from anyone else
+    /// is M2; at a slot whose configuration is not known yet, the vote waits
+    /// (see the module documentation).
     pub fn on_accepted(
         &mut self,
         at: u64,
@@ -270,24 +444,25 @@ impl LogObserver {
             .entry((ballot, entry))
             .or_default();
         *voters |= 1 << node;
-        if (voters.count_ones() as usize) < majority(self.n) {
+        let set = *voters;
+        if let Some(m) = &mut self.membership {
+            let judged = m.vote(
+                &mut self.chosen,
+                &self.votes,
+                at,
+                node,
+                ballot,
+                slot,
+                entry,
+                set,
+            );
+            self.configs_chosen = m.chosen.len() as u64;
+            return judged;
+        }
+        if (set.count_ones() as usize) < majority(self.n) {
             return Ok(());
         }
-        match self.chosen.get(&slot) {
-            None => {
-                self.chosen.insert(slot, entry);
-                Ok(())
-            }
-            Some(&c) if c == entry => Ok(()),
-            Some(&c) => Err(v(
-                Invariant::P1,
-                at,
-                Some(node),
-                format!(
-                    "slot {slot}: entry #{entry:016x} chosen in {ballot}, but #{c:016x} was chosen before"
-                ),
-            )),
-        }
+        choose(&mut self.chosen, at, node, ballot, slot, entry).map(|_| ())
     }
 
     /// A replica announced itself leader of `ballot`.
@@ -314,6 +489,10 @@ impl LogObserver {
 
     /// A replica applied `slot` with an entry of fingerprint `entry`.
     /// `submitted` says whether every command in it came from a client.
+    /// In membership mode an entry that is not chosen is diagnosed (M1, M3,
+    /// else P2) once the slot's configuration is known, at once if it is;
+    /// the order of applies and agreement between replicas (P3) are judged
+    /// at once either way.
     pub fn on_apply(
         &mut self,
         at: u64,
@@ -340,26 +519,18 @@ impl LogObserver {
                 format!("n{node} applied at slot {slot} a command no client submitted"),
             ));
         }
-        match self.chosen.get(&slot) {
-            Some(&c) if c == entry => {}
-            Some(&c) => {
-                return Err(v(
-                    Invariant::P2,
-                    at,
-                    Some(node),
-                    format!(
-                        "n{node} applied #{entry:016x} at slot {slot}, but #{c:016x} is chosen"
-                    ),
-                ))
-            }
-            None => {
-                return Err(v(
-                    Invariant::P2,
-                    at,
-                    Some(node),
-                    format!("n{node} applied #{entry:016x} at slot {slot}, which nothing chose"),
-                ))
-            }
+        match &mut self.membership {
+            None => applied_chosen(&self.chosen, at, node, slot, entry)?,
+            Some(m) => match m.config_at(slot) {
+                Some(cfg) => {
+                    m.judge_apply(&self.chosen, &self.votes, at, None, node, slot, entry, cfg)?
+                }
+                None => m
+                    .deferred_applies
+                    .entry(slot)
+                    .or_default()
+                    .push((at, node, entry)),
+            },
         }
         match self.applied.get(&slot) {
             Some(&e) if e != entry => Err(v(
@@ -585,6 +756,361 @@ impl LogObserver {
             }
         }
         grants.insert(pos, g);
+        Ok(())
+    }
+}
+
+/// Every machine of `0..n`: the voters with fixed voters.
+fn all(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
+}
+
+/// Whether the voters in `set` include a majority of configuration `cfg`.
+/// Votes of non-voters count for nothing.
+fn quorum_of(set: u16, cfg: u16) -> bool {
+    (set & cfg).count_ones() as usize >= majority(cfg.count_ones() as usize)
+}
+
+/// `entry` won a quorum at (`ballot`, `slot`): it is chosen there, unless
+/// another entry was (P1). Returns whether the slot is newly chosen.
+fn choose(
+    chosen: &mut BTreeMap<Slot, u64>,
+    at: u64,
+    node: NodeId,
+    ballot: Ballot,
+    slot: Slot,
+    entry: u64,
+) -> Result<bool, Violation> {
+    match chosen.get(&slot) {
+        None => {
+            chosen.insert(slot, entry);
+            Ok(true)
+        }
+        Some(&c) if c == entry => Ok(false),
+        Some(&c) => Err(v(
+            Invariant::P1,
+            at,
+            Some(node),
+            format!(
+                "slot {slot}: entry #{entry:016x} chosen in {ballot}, but #{c:016x} was chosen before"
+            ),
+        )),
+    }
+}
+
+/// P2: a replica applied at `slot` the entry chosen there.
+fn applied_chosen(
+    chosen: &BTreeMap<Slot, u64>,
+    at: u64,
+    node: NodeId,
+    slot: Slot,
+    entry: u64,
+) -> Result<(), Violation> {
+    match chosen.get(&slot) {
+        Some(&c) if c == entry => Ok(()),
+        Some(&c) => Err(v(
+            Invariant::P2,
+            at,
+            Some(node),
+            format!("n{node} applied #{entry:016x} at slot {slot}, but #{c:016x} is chosen"),
+        )),
+        None => Err(v(
+            Invariant::P2,
+            at,
+            Some(node),
+            format!("n{node} applied #{entry:016x} at slot {slot}, which nothing chose"),
+        )),
+    }
+}
+
+/// When a judgement was put off: said in its report.
+fn late(sent: Option<u64>) -> String {
+    sent.map_or(String::new(), |t| {
+        format!(
+            " (at {}; judged once the slot's configuration was known)",
+            crate::fmt_time(t)
+        )
+    })
+}
+
+impl Membership {
+    /// Every slot below this one has a configuration the checker knows.
+    fn known_below(&self) -> Slot {
+        self.prefix.saturating_add(self.alpha)
+    }
+
+    /// The configuration in force at `slot`, as far as the history goes
+    /// (right for every slot below [`Membership::known_below`]).
+    fn in_force(&self, slot: Slot) -> u16 {
+        self.history
+            .range(..=slot)
+            .next_back()
+            .map_or(self.initial, |(_, voters)| *voters)
+    }
+
+    fn config_at(&self, slot: Slot) -> Option<u16> {
+        (slot < self.known_below()).then(|| self.in_force(slot))
+    }
+
+    /// `node` voted at (`ballot`, `slot`) for `entry`; `set` is every node
+    /// that voted for it there so far. Judged now if the slot's
+    /// configuration is known, else kept until it is.
+    #[allow(clippy::too_many_arguments)]
+    fn vote(
+        &mut self,
+        chosen: &mut BTreeMap<Slot, u64>,
+        votes: &Votes,
+        at: u64,
+        node: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: u64,
+        set: u16,
+    ) -> Result<(), Violation> {
+        let Some(cfg) = self.config_at(slot) else {
+            let deferred = self.deferred_votes.entry(slot).or_default();
+            deferred.push((at, node, ballot, entry));
+            return Ok(());
+        };
+        if self.judge_vote(chosen, at, None, node, ballot, slot, entry, set, cfg)? {
+            self.advance(chosen, votes, at)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Judges a vote at a slot of known configuration `cfg`; `set` is every
+    /// node that voted for (`ballot`, `entry`) there so far. A non-voter's
+    /// vote is M2 and counts for nothing (`set` is read through `cfg`); the
+    /// entry is chosen once the voters of `cfg` in `set` are a majority of
+    /// it (P1 if another entry was). `sent` is when a deferred vote came.
+    /// Returns whether the slot is newly chosen.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_vote(
+        &mut self,
+        chosen: &mut BTreeMap<Slot, u64>,
+        at: u64,
+        sent: Option<u64>,
+        node: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: u64,
+        set: u16,
+        cfg: u16,
+    ) -> Result<bool, Violation> {
+        if cfg & (1 << node) == 0 {
+            return Err(v(
+                Invariant::M2,
+                at,
+                Some(node),
+                format!(
+                    "n{node} sent Accepted({ballot}, slot {slot}){}, but slot {slot}'s \
+                     configuration is {}: n{node} is no voter there",
+                    late(sent),
+                    crate::fmt_set(cfg)
+                ),
+            ));
+        }
+        if !quorum_of(set, cfg) {
+            return Ok(false);
+        }
+        let newly = choose(chosen, at, node, ballot, slot, entry)?;
+        if newly {
+            if let Some(&config) = self.entries.get(&entry) {
+                self.chosen.insert(slot, config);
+            }
+        }
+        Ok(newly)
+    }
+
+    /// A slot was newly chosen: `prefix` moves over the slots now chosen in
+    /// a row, the configurations among them join the history, and what
+    /// waited for the configurations that became known is judged — which
+    /// may choose more slots, and so on. Everything is judged before the
+    /// first violation found is returned: the state stays whole.
+    fn advance(
+        &mut self,
+        chosen: &mut BTreeMap<Slot, u64>,
+        votes: &Votes,
+        at: u64,
+    ) -> Result<(), Violation> {
+        let mut first = Ok(());
+        loop {
+            while chosen.contains_key(&self.prefix) {
+                if let Some(&(epoch, voters)) = self.chosen.get(&self.prefix) {
+                    if epoch == self.epoch + 1 {
+                        let from = self.prefix.saturating_add(self.alpha);
+                        self.history.insert(from, voters);
+                        self.epoch = epoch;
+                    }
+                }
+                self.prefix += 1;
+            }
+            let known = self.known_below();
+            let Some(next) = self
+                .deferred_votes
+                .first_entry()
+                .filter(|e| *e.key() < known)
+            else {
+                break;
+            };
+            let (slot, deferred) = next.remove_entry();
+            let cfg = self.in_force(slot);
+            // Replayed in the order they came, from nothing: every vote at
+            // the slot waited here, so this is the eager judgement, late.
+            let mut sets = BTreeMap::<(Ballot, u64), u16>::new();
+            for (sent, node, ballot, entry) in deferred {
+                let set = sets.entry((ballot, entry)).or_default();
+                *set |= 1 << node;
+                let set = *set;
+                let judged =
+                    self.judge_vote(chosen, at, Some(sent), node, ballot, slot, entry, set, cfg);
+                first = first.and(judged.map(|_| ()));
+            }
+        }
+        // Applies change nothing chosen: judged once the votes are.
+        let known = self.known_below();
+        while let Some(next) = self
+            .deferred_applies
+            .first_entry()
+            .filter(|e| *e.key() < known)
+        {
+            let (slot, applies) = next.remove_entry();
+            let cfg = self.in_force(slot);
+            for (sent, node, entry) in applies {
+                let judged =
+                    self.judge_apply(chosen, votes, at, Some(sent), node, slot, entry, cfg);
+                first = first.and(judged);
+            }
+        }
+        first
+    }
+
+    /// `node` applied `entry` at `slot`, whose configuration is `cfg`. If
+    /// the entry is not the one chosen there, says why the replica may have
+    /// believed it was: a majority of another configuration the checker
+    /// knows of voted for it (M1: quorums taken from the wrong
+    /// configuration); or it reaches a majority of `cfg` only counting
+    /// votes of non-voters (M3: a removed node's or a learner's messages
+    /// made a decision; each such vote was M2 when it came, so this is
+    /// reached only if that went unreported); else P2, as with fixed
+    /// voters. `sent` is when a deferred apply happened.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_apply(
+        &self,
+        chosen: &BTreeMap<Slot, u64>,
+        votes: &Votes,
+        at: u64,
+        sent: Option<u64>,
+        node: NodeId,
+        slot: Slot,
+        entry: u64,
+        cfg: u16,
+    ) -> Result<(), Violation> {
+        if chosen.get(&slot) == Some(&entry) {
+            return Ok(());
+        }
+        let sets = || {
+            votes
+                .get(&slot)
+                .into_iter()
+                .flatten()
+                .filter(move |((_, e), _)| *e == entry)
+                .map(|((b, _), set)| (*b, *set))
+        };
+        let others = std::iter::once(self.initial)
+            .chain(self.history.values().copied())
+            .chain(self.chosen.values().map(|(_, v)| *v))
+            .filter(|other| *other != cfg);
+        for other in others {
+            if let Some((ballot, set)) = sets().find(|(_, set)| quorum_of(*set, other)) {
+                return Err(v(
+                    Invariant::M1,
+                    at,
+                    Some(node),
+                    format!(
+                        "n{node} applied #{entry:016x} at slot {slot}{}: {} voted for it in \
+                         {ballot}, a majority of configuration {}, but slot {slot} is governed \
+                         by configuration {}",
+                        late(sent),
+                        crate::fmt_set(set & other),
+                        crate::fmt_set(other),
+                        crate::fmt_set(cfg)
+                    ),
+                ));
+            }
+        }
+        let counting_all =
+            |set: u16| set.count_ones() as usize >= majority(cfg.count_ones() as usize);
+        if let Some((ballot, set)) = sets().find(|(_, set)| set & !cfg != 0 && counting_all(*set)) {
+            return Err(v(
+                Invariant::M3,
+                at,
+                Some(node),
+                format!(
+                    "n{node} applied #{entry:016x} at slot {slot}{}: {} voted for it in {ballot}, \
+                     a majority of slot {slot}'s configuration {} only counting non-voters {}",
+                    late(sent),
+                    crate::fmt_set(set),
+                    crate::fmt_set(cfg),
+                    crate::fmt_set(set & !cfg)
+                ),
+            ));
+        }
+        applied_chosen(chosen, at, node, slot, entry).map_err(|mut e| {
+            e.detail.push_str(&late(sent));
+            e
+        })
+    }
+
+    /// M2 for a Promise: see [`LogObserver::on_promise`].
+    fn judge_promise(&self, at: u64, node: NodeId, ballot: Ballot) -> Result<(), Violation> {
+        let Some(&from) = self.prepares.get(&ballot) else {
+            return Ok(());
+        };
+        let holds = |voters: &u16| voters & (1 << node) != 0;
+        if !holds(&self.initial) && !self.chosen.values().any(|(_, v)| holds(v)) {
+            return Err(v(
+                Invariant::M2,
+                at,
+                Some(node),
+                format!(
+                    "n{node} promised {ballot} (its Prepare asks for slots from {from} on), but \
+                     it is a voter of no configuration: not of the initial {}, nor of any chosen",
+                    crate::fmt_set(self.initial)
+                ),
+            ));
+        }
+        // Its last removal: in the history of configurations in force (the
+        // slots below `prefix` decided them, and which took effect), the
+        // first after the last that has it; unless a configuration chosen
+        // since (beyond `prefix` too) has it again.
+        let after = self
+            .history
+            .iter()
+            .rev()
+            .find(|(_, voters)| holds(voters))
+            .map_or(0, |(s, _)| s.saturating_add(1));
+        if let Some((&effective, &voters)) = self.history.range(after..).next() {
+            let c = effective.saturating_sub(self.alpha);
+            let back = self
+                .chosen
+                .range(c.saturating_add(1)..)
+                .any(|(_, (_, v))| holds(v));
+            if effective <= from && !back {
+                return Err(v(
+                    Invariant::M2,
+                    at,
+                    Some(node),
+                    format!(
+                        "n{node} promised {ballot} (its Prepare asks for slots from {from} on), \
+                         but configuration {} chosen at slot {c} removed it from slot \
+                         {effective} on, and no configuration chosen since has it back",
+                        crate::fmt_set(voters)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }

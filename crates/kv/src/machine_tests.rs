@@ -969,8 +969,8 @@ fn a_snapshot_and_a_batch_of_commands_read_back_from_disk_bytes() {
     let writes: [Write<Cmd, Arc<Machine>>; 3] = [
         Write::Init,
         Write::Snapshot(Snap {
-            upto: 4,
-            state: Arc::new(d.m.clone()),
+            configs: [(0, multipaxos::Members::first(1))].into(),
+            ..Snap::new(4, Arc::new(d.m.clone()))
         }),
         Write::Chosen {
             slot: 4,

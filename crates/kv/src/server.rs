@@ -269,10 +269,7 @@ impl Server {
                     if (slot + 1) % snapshot_every == 0 {
                         // BUG (canary 7) when the dedup table is left out.
                         let keep = !self.cfg.bugs.snapshot_without_dedup;
-                        snap = Some(Snap {
-                            upto: slot + 1,
-                            state: Arc::new(self.machine.snapshot(keep)),
-                        });
+                        snap = Some(Snap::new(slot + 1, Arc::new(self.machine.snapshot(keep))));
                     }
                 }
                 Output::Install { snap } => {

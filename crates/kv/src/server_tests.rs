@@ -10,6 +10,7 @@ fn log_cfg() -> Config {
     Config {
         n: 1,
         id: 0,
+        voters: 1,
         timing: Timing::default(),
         window: 8,
         batch: 8,
@@ -159,8 +160,8 @@ fn buggify_snapshots_every_few_slots_and_reports_an_install() {
     let durable = Durable {
         initialized: true,
         snapshot: Some(Snap {
-            upto: 4,
-            state: Arc::new(s.machine().clone()),
+            configs: [(0, multipaxos::Members::first(1))].into(),
+            ..Snap::new(4, Arc::new(s.machine().clone()))
         }),
         ..Durable::default()
     };

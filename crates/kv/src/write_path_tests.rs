@@ -91,8 +91,8 @@ fn canary_pipelined_sync_reports_a_sync_the_writer_merely_has() {
 
 fn snapshot(upto: u64) -> LogWrite {
     Write::Snapshot(Snap {
-        upto,
-        state: Arc::new(crate::Machine::default()),
+        configs: [(0, multipaxos::Members::first(0b111))].into(),
+        ..Snap::new(upto, Arc::new(crate::Machine::default()))
     })
 }
 

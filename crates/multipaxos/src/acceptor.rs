@@ -28,6 +28,16 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(!self.is_rebuilding(), "a rebuilding replica does not vote");
         assert_eq!(ballot.node, from, "a Prepare carries its sender's ballot");
         assert!(ballot.round >= 1, "ballot zero is never proposed");
+        if !self.may_promise(slot) {
+            // Not a voter from `slot` on, or we do not know who votes there
+            // yet: no promise. The candidate knows the log to `slot`; if we
+            // lag behind it, catching up may tell us we vote (a learner
+            // whose promotion we have not applied yet).
+            if slot > self.applied {
+                self.query_leader(from, self.applied, out);
+            }
+            return;
+        }
         if ballot < self.promised {
             return self.nack(from, ballot, out);
         }
@@ -99,6 +109,19 @@ impl<C: Command, S: State> Node<C, S> {
             return;
         }
         self.follow(from, ballot, out);
+        if !self.votes_at(slot) {
+            // Learn what the commit index allows first: it may tell us who
+            // votes at `slot`.
+            self.commit_upto(from, ballot, commit, out);
+            if !self.votes_at(slot) {
+                // A learner, a spare, a voter of other slots, or one that
+                // lags: no vote.
+                return;
+            }
+        }
+        if self.cfg.bugs.config_when_received {
+            self.canary_config_on_accept(slot, &entry);
+        }
         if ballot > self.promised {
             self.promised = ballot;
             self.persist(Write::Promise(ballot), out);

@@ -1,7 +1,7 @@
 //! Durability plumbing: every write is persisted and synced, and a message
 //! that reveals a write is parked until the driver reports it durable.
 
-use crate::{Command, Msg, Node, NodeId, Output, State, Write};
+use crate::{bit, Command, Msg, Node, NodeId, Output, State, Write};
 
 impl<C: Command, S: State> Node<C, S> {
     /// Issues one write and its sync; returns its sequence number.
@@ -70,22 +70,31 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(self.parked.iter().all(|(s, _, _)| *s > upto));
     }
 
-    /// Sends `msg` to every node, this one included, once write `seq` is durable.
+    /// Sends `msg` to every node the log reaches (voters and learners of
+    /// the configurations from the one in force on), this one included,
+    /// once write `seq` is durable.
     pub(crate) fn broadcast(&mut self, seq: u64, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         assert!(seq <= self.persist_seq);
-        for to in 0..self.cfg.n {
+        let reach = self.reach() | bit(self.cfg.id);
+        for to in (0..self.cfg.n).filter(|to| reach & bit(*to) != 0) {
             self.send_after(seq, to, msg.clone(), out);
         }
     }
 
-    /// Sends `msg`, which reveals no write, to every other node.
+    /// Sends `msg`, which reveals no write, to every other node: every
+    /// machine for a rebuild (which knows no configuration), the log's
+    /// reach for a heartbeat.
     pub(crate) fn broadcast_others(&mut self, msg: Msg<C, S>, out: &mut Vec<Output<C, S>>) {
         assert!(
             matches!(msg, Msg::RebuildQuery { .. } | Msg::Heartbeat { .. }),
             "only rebuild queries and heartbeats skip the sender and the disk"
         );
+        let reach = match msg {
+            Msg::Heartbeat { .. } => self.reach(),
+            _ => u16::MAX,
+        };
         for to in 0..self.cfg.n {
-            if to != self.cfg.id {
+            if to != self.cfg.id && reach & bit(to) != 0 {
                 out.push(Output::Send {
                     to,
                     msg: msg.clone(),

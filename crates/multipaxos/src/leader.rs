@@ -2,8 +2,8 @@
 //! one), election, and the leader's accept pipeline with its bounded queue.
 
 use crate::{
-    bit, count, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap,
-    State, Timer, Write, QUEUE_MAX, ROUND_MAX,
+    bit, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, Snap, State,
+    Timer, Write, QUEUE_MAX, ROUND_MAX,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -41,6 +41,10 @@ impl<C: Command, S: State> Node<C, S> {
         if self.is_rebuilding() {
             self.ask_rebuild(out);
             self.arm_election(out);
+        } else if !self.may_stand() {
+            // A learner, a spare or a removed replica: it follows, and never
+            // leads (a removed one is refused by its peers anyway).
+            self.step_down(out);
         } else if matches!(self.role, Role::Candidate { .. }) && self.parts_arriving() {
             // A promise is arriving in parts: standing again would make
             // every promiser send a new one. Wait while it makes progress.
@@ -91,6 +95,7 @@ impl<C: Command, S: State> Node<C, S> {
         let from = self.applied;
         self.role = Role::Candidate {
             ballot,
+            from,
             promises: 0,
             reported: BTreeMap::new(),
             snapshot: None,
@@ -104,7 +109,8 @@ impl<C: Command, S: State> Node<C, S> {
         if self.cfg.bugs.prepare_before_promise {
             // BUG (canary 10): the Prepares leave at once; the write they
             // depend on is not even named.
-            for to in 0..self.cfg.n {
+            let reach = self.reach();
+            for to in (0..self.cfg.n).filter(|to| reach & bit(*to) != 0) {
                 out.push(Output::Send {
                     to,
                     msg: Msg::Prepare { ballot, from },
@@ -117,8 +123,9 @@ impl<C: Command, S: State> Node<C, S> {
         self.arm_election(out);
     }
 
-    /// A promise for our candidacy. A quorum elects us: re-propose what the
-    /// promisers reported, fill the gaps with no-ops, start heartbeats.
+    /// A promise for our candidacy. A majority of each configuration of the
+    /// window elects us: we re-propose what the promisers reported (as the
+    /// window reaches it), fill the gaps with no-ops, start heartbeats.
     pub(crate) fn on_promise(
         &mut self,
         from: NodeId,
@@ -129,9 +136,12 @@ impl<C: Command, S: State> Node<C, S> {
     ) {
         assert!(!self.is_rebuilding(), "a rebuilding replica does not stand");
         assert_eq!(ballot.node, self.cfg.id, "a promise answers our Prepare");
-        let quorum = self.cfg.quorum();
+        if matches!(&self.role, Role::Leader { ballot: b, .. } if *b == ballot) {
+            return self.late_promise(from, accepted, snap, out);
+        }
         let Role::Candidate {
             ballot: mine,
+            from: start,
             promises,
             reported,
             snapshot,
@@ -143,10 +153,7 @@ impl<C: Command, S: State> Node<C, S> {
         if ballot != *mine {
             return;
         }
-        assert!(
-            count(*promises) < quorum,
-            "still a candidate after a quorum"
-        );
+        let start = *start;
         for (slot, b, e) in accepted {
             assert!(
                 b <= ballot,
@@ -162,58 +169,89 @@ impl<C: Command, S: State> Node<C, S> {
             }
         }
         *promises |= bit(from);
-        if count(*promises) < quorum {
+        let promisers = *promises;
+        if !self.elects(start, promisers) {
             return;
         }
-        let reported = std::mem::take(reported);
+        let Role::Candidate {
+            reported, snapshot, ..
+        } = &mut self.role
+        else {
+            unreachable!("checked above")
+        };
+        let mut reported = std::mem::take(reported);
         let snapshot = snapshot.take();
         // Elected. A promiser compacted past our log: take its snapshot first.
         if let Some(s) = snapshot {
             self.install(s, out);
         }
-        // Re-propose every reported slot under our ballot and fill the gaps
-        // below the highest with no-ops, before any new command.
+        // Every reported slot is re-proposed under our ballot, and the gaps
+        // below the highest filled with no-ops, before any new command: the
+        // pump does it in slot order as the α-window reaches each slot.
+        let first = self.applied;
+        reported = reported.split_off(&first);
+        if self.cfg.bugs.assume_reported_chosen {
+            // BUG (canary 2): an acceptance from an earlier ballot is taken
+            // as chosen, without re-proposing it.
+            let end = first + self.cfg.alpha();
+            for (slot, (_, e)) in reported
+                .range(..end)
+                .map(|(s, r)| (*s, r.clone()))
+                .collect::<Vec<_>>()
+            {
+                if !self.chosen.contains_key(&slot) {
+                    self.learn(slot, e, out);
+                }
+            }
+            let applied = self.applied;
+            reported = reported.split_off(&applied);
+        }
         let first = self.applied;
         let top = reported
             .keys()
             .next_back()
             .map_or(first, |s| s + 1)
+            .max(self.chosen.keys().next_back().map_or(first, |s| s + 1))
             .max(first);
         assert!(ballot <= self.promised, "elected in a ballot we promised");
+        let frozen = (self.cfg.bugs.ignore_reported_config
+            && reported
+                .values()
+                .any(|(_, e)| matches!(e, Entry::Config(_))))
+        .then(|| self.members());
         self.role = Role::Leader {
             ballot,
-            next: top,
+            next: first,
             top,
             inflight: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            fresh_from: top,
+            fresh_from: first,
             rounds: VecDeque::new(),
             round: 0,
             lease_until: 0,
+            promisers,
+            reported,
+            own_chosen: false,
+            progress: BTreeMap::new(),
+            change: None,
+            frozen,
         };
         self.leader = Some(self.cfg.id);
         out.push(Output::Elected { ballot });
-        for slot in first..top {
-            if let Some(entry) = self.chosen.get(&slot) {
-                let entry = entry.clone();
-                self.propose(slot, entry, out);
-                continue;
-            }
-            match reported.get(&slot) {
-                Some((_, e)) if self.cfg.bugs.assume_reported_chosen => {
-                    // BUG (canary 2): an acceptance from an earlier ballot
-                    // is taken as chosen, without re-proposing it.
-                    let e = e.clone();
-                    self.learn(slot, e, out);
-                }
-                reported => {
-                    let entry = reported.map_or(Entry::Noop, |(_, e)| e.clone());
-                    self.propose(slot, entry, out);
-                }
-            }
+        self.pump(out);
+        if !self.is_leader() {
+            return;
         }
-        // Heartbeats start the lease; the Accepts just sent need no resend.
+        let Role::Leader {
+            next, fresh_from, ..
+        } = &mut self.role
+        else {
+            unreachable!("checked above")
+        };
+        // The Accepts just sent need no resend at the first heartbeat.
+        *fresh_from = *next;
+        // Heartbeats start the lease.
         self.heartbeat(false, out);
         assert!(self.is_leader(), "an election ends with a leader");
     }
@@ -310,9 +348,12 @@ impl<C: Command, S: State> Node<C, S> {
         self.pump(out);
     }
 
-    /// Proposes queued commands, up to `batch` per slot, while the pipeline
-    /// window has room. (BUGGIFY: `window_of_one` and `batch_of_one` make
-    /// both one.)
+    /// Fills the pipeline, slot by slot, within the α-window: first what
+    /// earlier leaders left (re-proposals, no-ops in the gaps), then a
+    /// membership change whose turn came, then queued commands, up to
+    /// `batch` per slot while the window has room, then no-ops up to where
+    /// a chosen change governs. (BUGGIFY: `window_of_one` and
+    /// `batch_of_one` make window and batch one.)
     pub(crate) fn pump(&mut self, out: &mut Vec<Output<C, S>>) {
         assert!(self.is_leader(), "only a leader proposes");
         let knobs = self.cfg.buggify;
@@ -329,56 +370,140 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(window >= 1 && window <= self.cfg.window);
         assert!(batch >= 1 && batch <= self.cfg.batch);
         loop {
+            let applied = self.applied;
             let Role::Leader {
                 next,
                 inflight,
-                queue,
-                queued_bytes,
-                round,
+                promisers,
+                frozen,
+                reported,
+                fresh_from,
                 ..
             } = &mut self.role
             else {
-                unreachable!("only a leader proposes")
+                return;
             };
-            if inflight.len() as u64 >= window || queue.is_empty() {
-                if !queue.is_empty() && (inflight.len() as u64) < self.cfg.window {
-                    // Only the knob holds these commands back.
-                    assert!(knobs.window_of_one);
-                    out.push(Output::Buggified(Buggified::QueuedBehindWindow));
-                }
-                return;
+            if *next < applied {
+                // Learned chosen meanwhile (a peer's answer, a snapshot):
+                // nothing to propose there.
+                *next = applied;
+                *fresh_from = (*fresh_from).max(applied);
+                *reported = reported.split_off(&applied);
             }
-            if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
-                return;
-            }
-            // Up to `batch` commands and `slot_bytes` (one at least).
-            let mut k = 0;
-            let mut bytes = 0;
-            for c in queue.iter().take(batch) {
-                let w = c.weight();
-                if k > 0 && bytes + w > self.cfg.slot_bytes {
-                    break;
-                }
-                k += 1;
-                bytes += w;
-            }
-            assert!(k >= 1);
-            assert!(bytes <= *queued_bytes);
-            *queued_bytes -= bytes;
-            // The knob cut the batch (the byte budget may cut it too; the
-            // knob is reported only where it is on).
-            if knobs.batch_of_one && k < queue.len().min(self.cfg.batch) {
-                out.push(Output::Buggified(Buggified::BatchCut));
-            }
-            let cmds: Vec<C> = queue.drain(..k).collect();
             let slot = *next;
-            self.propose(slot, Entry::Cmds(cmds.into()), out);
+            let (empty, promisers, frozen) = (inflight.is_empty(), *promisers, *frozen);
+            if slot >= self.horizon() {
+                // The α-window: who votes there is not known yet.
+                return;
+            }
+            // (BUG, canary 24: the configuration we were elected in, always.)
+            let members = frozen.unwrap_or_else(|| self.members_at(slot));
+            if !members.votes(self.cfg.id) && !self.cfg.bugs.removed_keeps_voting {
+                // Removed from here on: finish what is in flight, then go.
+                if empty {
+                    self.step_down(out);
+                }
+                return;
+            }
+            if !members.is_quorum(promisers) {
+                return self.top_up(slot, out);
+            }
+            let Some(entry) = self.next_entry(window, batch, out) else {
+                return;
+            };
+            self.propose(slot, entry, out);
             let Role::Leader { inflight, .. } = &self.role else {
                 unreachable!("proposing keeps the leadership")
             };
             // New commands enter only below the window: the map stays bounded.
-            assert!(inflight.len() as u64 <= window, "the window overflowed");
+            assert!(
+                inflight.len() as u64 <= window.max(self.cfg.alpha()),
+                "the window overflowed: {:?} applied {} horizon {}",
+                inflight.keys().collect::<Vec<_>>(),
+                self.applied,
+                self.horizon()
+            );
         }
+    }
+
+    /// What to propose at the next slot, if anything.
+    fn next_entry(
+        &mut self,
+        window: u64,
+        batch: usize,
+        out: &mut Vec<Output<C, S>>,
+    ) -> Option<Entry<C>> {
+        let knobs = self.cfg.buggify;
+        let change = self.change_ready();
+        let last_config = *self.configs.keys().next_back().expect("a configuration");
+        let Role::Leader {
+            next,
+            top,
+            inflight,
+            queue,
+            queued_bytes,
+            round,
+            reported,
+            change: asked,
+            ..
+        } = &mut self.role
+        else {
+            unreachable!("only a leader proposes")
+        };
+        let slot = *next;
+        // What earlier leaders left: a chosen entry, a reported one, or a
+        // no-op in a gap below the highest reported slot.
+        if let Some(e) = self.chosen.get(&slot) {
+            reported.remove(&slot);
+            return Some(e.clone());
+        }
+        if let Some((_, e)) = reported.remove(&slot) {
+            return Some(e);
+        }
+        if slot < *top {
+            return Some(Entry::Noop);
+        }
+        if inflight.len() as u64 >= window {
+            if !queue.is_empty() && (inflight.len() as u64) < self.cfg.window {
+                // Only the knob holds these commands back.
+                assert!(knobs.window_of_one);
+                out.push(Output::Buggified(Buggified::QueuedBehindWindow));
+            }
+            return None;
+        }
+        if let Some(m) = change {
+            *asked = None;
+            return Some(Entry::Config(m));
+        }
+        if self.cfg.bugs.leader_stops_proposing && canary_leader_stalls(*round) {
+            return None;
+        }
+        if queue.is_empty() {
+            // A chosen change governs from `last_config`: fill the slots
+            // below it so that it takes effect without client traffic.
+            return (slot < last_config).then_some(Entry::Noop);
+        }
+        // Up to `batch` commands and `slot_bytes` (one at least).
+        let mut k = 0;
+        let mut bytes = 0;
+        for c in queue.iter().take(batch) {
+            let w = c.weight();
+            if k > 0 && bytes + w > self.cfg.slot_bytes {
+                break;
+            }
+            k += 1;
+            bytes += w;
+        }
+        assert!(k >= 1);
+        assert!(bytes <= *queued_bytes);
+        *queued_bytes -= bytes;
+        // The knob cut the batch (the byte budget may cut it too; the
+        // knob is reported only where it is on).
+        if knobs.batch_of_one && k < queue.len().min(self.cfg.batch) {
+            out.push(Output::Buggified(Buggified::BatchCut));
+        }
+        let cmds: Vec<C> = queue.drain(..k).collect();
+        Some(Entry::Cmds(cmds.into()))
     }
 
     /// Sends `entry` for `slot` under our ballot and tracks it in flight.
@@ -453,29 +578,40 @@ impl<C: Command, S: State> Node<C, S> {
             ballot.node, self.cfg.id,
             "an Accepted answers our own Accept"
         );
-        let quorum = self.cfg.quorum();
         let Role::Leader {
             ballot: mine,
             inflight,
+            frozen,
             ..
-        } = &mut self.role
+        } = &self.role
         else {
             return;
         };
-        if ballot != *mine {
+        if ballot != *mine || !inflight.contains_key(&slot) {
             return;
         }
-        let Some((entry, acks)) = inflight.get_mut(&slot) else {
-            return;
+        // (BUG, canary 24: the configuration we were elected in, always.)
+        let members = frozen.unwrap_or_else(|| self.members_at(slot));
+        let Role::Leader {
+            inflight,
+            own_chosen,
+            ..
+        } = &mut self.role
+        else {
+            unreachable!("checked above")
         };
-        assert!(count(*acks) < quorum, "a chosen slot stayed in flight");
+        let (entry, acks) = inflight.get_mut(&slot).expect("checked above");
+        assert!(!members.is_quorum(*acks), "a chosen slot stayed in flight");
         *acks |= bit(from);
-        if count(*acks) < quorum {
+        if !members.is_quorum(*acks) {
             return;
         }
         let entry = entry.clone();
         inflight.remove(&slot);
+        *own_chosen = true;
         self.learn(slot, entry, out);
-        self.pump(out);
+        if self.is_leader() {
+            self.pump(out);
+        }
     }
 }

@@ -49,7 +49,7 @@ impl<C: Command, S: State> Node<C, S> {
 
     /// Asks `leader` for the chosen entries from `from` on (a slot below its
     /// commit index that this node lacks), unless this node is the leader.
-    fn query_leader(&self, leader: NodeId, from: Slot, out: &mut Vec<Output<C, S>>) {
+    pub(crate) fn query_leader(&self, leader: NodeId, from: Slot, out: &mut Vec<Output<C, S>>) {
         assert!(from >= self.applied, "asking for a slot already applied");
         // (BUG, canary 12: a lagging follower never asks.) A snapshot the
         // leader is sending in parts is not sent again: the leader resends
@@ -186,12 +186,31 @@ impl<C: Command, S: State> Node<C, S> {
             self.applied >= self.base(),
             "applied below the compaction point"
         );
+        let could_stand = self.may_stand();
         while let Some(e) = self.chosen.get(&self.applied) {
+            let slot = self.applied;
+            let config = match e {
+                Entry::Config(m) => Some(*m),
+                _ => None,
+            };
             out.push(Output::Apply {
-                slot: self.applied,
+                slot,
                 entry: e.clone(),
             });
             self.applied += 1;
+            if let Some(m) = config {
+                self.apply_config(slot, m);
+            }
+        }
+        if let Role::Leader { inflight, .. } = &mut self.role {
+            // Applied is chosen, however we heard: nothing to wait for there.
+            if inflight.keys().next().is_some_and(|s| *s < self.applied) {
+                *inflight = inflight.split_off(&self.applied);
+            }
+        }
+        if !could_stand && self.may_stand() && matches!(self.role, Role::Follower) {
+            // Promoted: a voter watches for its leader from now on.
+            self.arm_election(out);
         }
         assert!(!self.chosen.contains_key(&self.applied));
     }
@@ -207,6 +226,10 @@ impl<C: Command, S: State> Node<C, S> {
         if snap.upto <= self.base() {
             return;
         }
+        let snap = Snap {
+            configs: self.configs_for_snapshot(snap.upto),
+            ..snap
+        };
         self.compact(&snap);
         self.persist(Write::Snapshot(snap), out);
     }
@@ -217,6 +240,12 @@ impl<C: Command, S: State> Node<C, S> {
         self.accepted = self.accepted.split_off(&snap.upto);
         self.chosen = self.chosen.split_off(&snap.upto);
         self.snapshot = Some(snap.clone());
+        if snap.upto > self.applied {
+            // A peer's snapshot: who votes from there on is what it says.
+            self.configs = snap.configs.clone();
+        } else {
+            self.trim_configs(snap.upto);
+        }
         assert_eq!(self.base(), snap.upto);
     }
 
@@ -225,6 +254,7 @@ impl<C: Command, S: State> Node<C, S> {
         if snap.upto <= self.applied {
             return;
         }
+        let could_stand = self.may_stand();
         self.compact(&snap);
         self.applied = snap.upto;
         if let Role::Leader { inflight, next, .. } = &mut self.role {
@@ -234,6 +264,10 @@ impl<C: Command, S: State> Node<C, S> {
         out.push(Output::Install { snap: snap.clone() });
         self.persist(Write::Snapshot(snap), out);
         self.advance_applied(out);
+        if !could_stand && self.may_stand() && matches!(self.role, Role::Follower) {
+            // Promoted, as the snapshot says: watch for the leader.
+            self.arm_election(out);
+        }
         assert!(self.applied >= self.base());
     }
 }

@@ -3,8 +3,8 @@
 //! no other candidate until it runs out.
 
 use crate::{
-    bit, count, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, State,
-    Timer, ROUNDS_KEPT,
+    bit, Ballot, Buggified, Command, Entry, Msg, Node, NodeId, Output, Role, Slot, State, Timer,
+    ROUNDS_KEPT,
 };
 
 impl<C: Command, S: State> Node<C, S> {
@@ -151,6 +151,15 @@ impl<C: Command, S: State> Node<C, S> {
                 });
             }
             self.commit_upto(from, ballot, commit, out);
+            if self.latest().learns(self.cfg.id) {
+                // A learner tells the leader how far it caught up.
+                let applied = self.applied;
+                out.push(Output::Send {
+                    to: from,
+                    msg: Msg::Progress { applied },
+                    after: 0,
+                });
+            }
         }
     }
 
@@ -172,13 +181,11 @@ impl<C: Command, S: State> Node<C, S> {
             self.cfg.timing.lease_us > 0,
             "a lease grant with leases off"
         );
-        let quorum = self.cfg.quorum();
         let span = self.lease_span();
         let now = self.now;
         let Role::Leader {
             ballot: mine,
             rounds,
-            lease_until,
             ..
         } = &mut self.role
         else {
@@ -187,10 +194,23 @@ impl<C: Command, S: State> Node<C, S> {
         if ballot != *mine {
             return;
         }
-        if let Some((_, sent, acks)) = rounds.iter_mut().find(|(r, _, _)| *r == round) {
+        let Some((_, _, acks)) = rounds.iter_mut().find(|(r, _, _)| *r == round) else {
+            return;
+        };
+        *acks |= bit(from);
+        let acks = *acks;
+        let quorum = self.lease_quorum(acks);
+        let Role::Leader {
+            rounds,
+            lease_until,
+            ..
+        } = &mut self.role
+        else {
+            unreachable!("checked above")
+        };
+        if let Some((_, sent, _)) = rounds.iter_mut().find(|(r, _, _)| *r == round) {
             assert!(*sent <= now);
-            *acks |= bit(from);
-            if count(*acks) >= quorum {
+            if quorum {
                 // Every acker granted from after `sent` on its own clock.
                 let from_time = if self.cfg.bugs.lease_from_ack {
                     now // BUG (canary 19): they granted before now

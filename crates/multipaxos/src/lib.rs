@@ -71,6 +71,7 @@ mod io;
 mod leader;
 mod learner;
 mod lease;
+mod members;
 mod rebuild;
 pub mod storage;
 mod transfer;
@@ -80,9 +81,9 @@ mod validate;
 pub use paxos::{Ballot, NodeId, MAX_NODES};
 pub use transfer::GIVE_UP_TIMEOUTS;
 pub use types::{
-    Buggified, Buggify, Bugs, Command, Config, Durable, EnableBug, Entry, Input, Msg, Output, Slot,
-    Snap, State, Timer, Timing, Weight, Write, CANARIES, PART_BYTES, PART_HEADROOM, QUEUE_BYTES,
-    QUEUE_MAX, SLOT_BYTES, TRANSFER_MAX,
+    Buggified, Buggify, Bugs, Change, Command, Config, Configs, Durable, EnableBug, Entry, Input,
+    Members, Msg, Output, Slot, Snap, State, Timer, Timing, Weight, Write, CANARIES, PART_BYTES,
+    PART_HEADROOM, QUEUE_BYTES, QUEUE_MAX, SLOT_BYTES, TRANSFER_MAX,
 };
 pub use validate::{Refusal, ROUND_JUMP_MAX, ROUND_MAX, SLOT_MAX};
 
@@ -97,6 +98,8 @@ enum Role<C, S> {
     Follower,
     Candidate {
         ballot: Ballot,
+        /// Phase 1 covers every slot from here on.
+        from: Slot,
         promises: u16,
         /// Highest-ballot acceptance reported per slot.
         reported: BTreeMap<Slot, (Ballot, Entry<C>)>,
@@ -108,6 +111,23 @@ enum Role<C, S> {
         next: Slot,
         /// Everything below is re-proposed state from earlier leaders.
         top: Slot,
+        /// Who promised our ballot: a slot is proposed only once they
+        /// include a quorum of its configuration (`members`).
+        promisers: u16,
+        /// What promisers reported accepted at slots not proposed yet
+        /// (the highest ballot's entry per slot): proposed in slot order
+        /// as the α-window reaches them.
+        reported: BTreeMap<Slot, (Ballot, Entry<C>)>,
+        /// An entry proposed in our ballot was chosen (a change waits for
+        /// it: see `members`).
+        own_chosen: bool,
+        /// Learners' applied prefixes, as they last reported them.
+        progress: BTreeMap<NodeId, Slot>,
+        /// A change asked for and not yet proposed (it waits for its turn).
+        change: Option<Members>,
+        /// Canary 24 only: the configuration this leader counts quorums in,
+        /// whatever the log says.
+        frozen: Option<Members>,
         /// Slots proposed and not yet chosen: the entry and who accepted it.
         inflight: BTreeMap<Slot, (Entry<C>, u16)>,
         /// Commands waiting for room in the window: at most [`QUEUE_MAX`],
@@ -175,6 +195,9 @@ pub struct Node<C, S> {
     incoming: BTreeMap<NodeId, transfer::Incoming>,
     /// A [`Timer::Pull`] is set (one at a time, while parts are awaited).
     pull_armed: bool,
+    /// Who votes where: each configuration by the first slot it governs
+    /// (`members`). Known for every slot below `applied + α`.
+    configs: Configs,
 }
 
 // Canary-only code lives in functions named `canary_*`, so mutation testing
@@ -195,11 +218,6 @@ fn canary_truncate_to_chosen_prefix<C: Clone, S: Clone>(d: &mut Durable<C, S>) {
 fn bit(id: NodeId) -> u16 {
     assert!((id as usize) < MAX_NODES);
     1 << id
-}
-
-/// How many nodes a set of nodes holds.
-fn count(set: u16) -> usize {
-    set.count_ones() as usize
 }
 
 /// The counters that never go back, to check across one input.
@@ -234,6 +252,10 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(cfg.n >= 1, "a cluster has at least one node");
         assert!(cfg.n as usize <= MAX_NODES, "at most {MAX_NODES} nodes");
         assert!(cfg.id < cfg.n, "node id out of range");
+        assert!(
+            cfg.first().well_formed(cfg.n),
+            "the first voters are machines of the cluster"
+        );
         assert!(
             cfg.window >= 1,
             "a leader needs room for one slot in flight"
@@ -280,6 +302,10 @@ impl<C: Command, S: State> Node<C, S> {
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
             pull_armed: false,
+            configs: d
+                .snapshot
+                .as_ref()
+                .map_or_else(|| Configs::from([(0, cfg.first())]), |s| s.configs.clone()),
         };
         node.snapshot = d.snapshot;
         assert_eq!(node.base(), base);
@@ -383,6 +409,7 @@ impl<C: Command, S: State> Node<C, S> {
             Input::Submit(cmd) => self.submit(cmd, out),
             Input::Synced { upto } => self.synced(upto, out),
             Input::Snapshot(snap) => self.take_snapshot(snap, out),
+            Input::Reconfigure(change) => self.reconfigure(change, out),
         }
         self.assert_monotone(before);
         self.assert_outputs(&out[emitted..]);
@@ -415,6 +442,14 @@ impl<C: Command, S: State> Node<C, S> {
             Msg::Pull { id, offset } => return self.on_pull(from, id, offset, out),
             msg => msg,
         };
+        if from != self.cfg.id && self.removed(from) && !self.cfg.bugs.removed_keeps_voting {
+            // Its removal governs our applied prefix: nothing it says counts.
+            out.push(Output::Refused {
+                from,
+                why: "a message from a removed replica",
+            });
+            return;
+        }
         if self.is_rebuilding() {
             // No votes, no leadership: only rebuild traffic and learning.
             if let Msg::RebuildState { state } = msg {
@@ -443,6 +478,7 @@ impl<C: Command, S: State> Node<C, S> {
                 round,
             } => self.on_heartbeat(from, ballot, commit, round, out),
             Msg::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round, out),
+            Msg::Progress { applied } => self.on_progress(from, applied, out),
             Msg::Query { from: slot } => self.on_query(from, slot, out),
             Msg::Chosen { slot, entry } => self.on_chosen(from, slot, entry, out),
             Msg::Snapshot { snap } => self.on_snapshot(from, snap, out),
@@ -457,6 +493,11 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(self.cfg.timing.election_us > 0, "an election timeout of 0");
         self.heard = self.now;
         self.epoch += 1;
+        if !self.is_rebuilding() && !self.may_stand() {
+            // A learner, a spare or a removed replica never stands: no
+            // timer (one is armed when a configuration makes it a voter).
+            return;
+        }
         out.push(Output::SetTimer {
             timer: Timer::Election { epoch: self.epoch },
             delay_us: self.cfg.timing.election_us,
@@ -546,6 +587,12 @@ impl<C: Command, S: State> Node<C, S> {
                     assert!(self.cfg.buggify.steers(*rare), "{rare:?} with its knob off");
                 }
                 Output::Refused { from, .. } => assert!(*from < self.cfg.n),
+                Output::Reconfigure { outcome, .. } => {
+                    assert!(
+                        outcome.is_err() || self.is_leader(),
+                        "only a leader changes"
+                    );
+                }
                 Output::SetTimer { .. } | Output::Busy { .. } | Output::Rebuilt => {}
             }
         }
@@ -567,6 +614,7 @@ impl<C: Command, S: State> Node<C, S> {
         let base = self.base();
         assert!(self.accepted.keys().next().is_none_or(|s| *s >= base));
         assert!(self.chosen.keys().next().is_none_or(|s| *s >= base));
+        self.assert_configs();
         assert!(self.leader.is_none_or(|l| l < n));
         assert!(self.grantee.is_none_or(|g| g < n));
         assert!(
@@ -576,14 +624,18 @@ impl<C: Command, S: State> Node<C, S> {
         match &self.role {
             Role::Follower => {}
             Role::Candidate {
-                ballot, promises, ..
+                ballot,
+                promises,
+                from,
+                ..
             } => {
                 assert_eq!(ballot.node, self.cfg.id, "standing in another's ballot");
                 assert!(
                     *ballot <= self.promised,
                     "a candidate promises itself first"
                 );
-                assert!(count(*promises) < self.cfg.quorum(), "a quorum elects");
+                assert!(*from <= self.applied.max(*from));
+                assert!(!self.elects(*from, *promises), "a quorum elects");
                 assert_eq!(u32::from(*promises) >> n, 0, "a promise from outside");
             }
             Role::Leader {
@@ -597,10 +649,29 @@ impl<C: Command, S: State> Node<C, S> {
                 rounds,
                 round,
                 lease_until,
+                promisers,
+                reported,
+                change,
+                progress,
+                own_chosen: _,
+                frozen,
             } => {
+                assert!(frozen.is_none() || self.cfg.bugs.ignore_reported_config);
                 assert_eq!(ballot.node, self.cfg.id, "leading in another's ballot");
+                assert_eq!(u32::from(*promisers) >> n, 0, "a promise from outside");
+                assert!(reported.keys().next().is_none_or(|s| s >= next));
+                assert!(change.is_none_or(|m| m.well_formed(n)));
+                assert!(progress.keys().all(|id| *id < n));
+                // The α-window: a leader proposes only where it knows who votes.
+                assert!(
+                    *next <= self.horizon() || inflight.is_empty(),
+                    "proposed beyond the α-window"
+                );
                 assert!(*ballot <= self.promised, "a leader promised its own ballot");
-                assert!(*top <= *next, "new commands go above the re-proposed slots");
+                assert!(
+                    reported.keys().next_back().is_none_or(|s| s < top),
+                    "new commands go above the re-proposed slots"
+                );
                 assert!(inflight.keys().next_back().is_none_or(|s| s < next));
                 assert!(queue.len() <= QUEUE_MAX, "the queue outgrew its bound");
                 assert!(
@@ -625,7 +696,6 @@ impl<C: Command, S: State> Node<C, S> {
                 assert_eq!(self.applied, 0);
                 assert_eq!(self.persist_seq, 0, "Rebuilt must be the first record");
                 assert_eq!(replies & bit(self.cfg.id), 0, "it asks only the others");
-                assert!(count(*replies) < self.cfg.quorum(), "a quorum rebuilds");
             }
         }
     }

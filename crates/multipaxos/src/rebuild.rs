@@ -2,7 +2,49 @@
 //! durable state of a majority of the *others* before it votes again, and
 //! answers the same question for its peers.
 
-use crate::{bit, count, Ballot, Command, Durable, Msg, Node, NodeId, Output, Role, State, Write};
+use crate::{
+    bit, Ballot, Command, Configs, Durable, Entry, Members, Msg, Node, NodeId, Output, Role, Slot,
+    State, Write,
+};
+
+/// Merges a peer's durable state into what a rebuild gathered: the newest
+/// snapshot, the highest-ballot acceptance per slot, every chosen entry.
+fn merge<C: Command, S: State>(state: &mut Durable<C, S>, peer: &Durable<C, S>) {
+    if peer.snapshot.as_ref().map_or(0, |s| s.upto) > state.base() {
+        let snap = peer.snapshot.clone().expect("checked above");
+        state.apply(&Write::Snapshot(snap));
+    }
+    let base = state.base();
+    for (slot, (b, e)) in peer.accepted.range(base..) {
+        assert!(*b <= peer.promised, "a peer accepted above its promise");
+        if state.accepted.get(slot).is_none_or(|(sb, _)| b > sb) {
+            state.accepted.insert(*slot, (*b, e.clone()));
+        }
+    }
+    for (slot, e) in peer.chosen.range(base..) {
+        state.chosen.insert(*slot, e.clone());
+    }
+}
+
+/// The configurations a durable state knows, from its base on: its
+/// snapshot's, then one for each change in its chosen prefix.
+fn configs_of<C: Command, S: State>(d: &Durable<C, S>, first: Members, alpha: Slot) -> Configs {
+    let mut configs = d
+        .snapshot
+        .as_ref()
+        .map_or_else(|| Configs::from([(0, first)]), |s| s.configs.clone());
+    if configs.is_empty() {
+        configs.insert(0, first);
+    }
+    let mut slot = d.base();
+    while let Some(e) = d.chosen.get(&slot) {
+        if let Entry::Config(m) = e {
+            configs.insert(slot + alpha, *m);
+        }
+        slot += 1;
+    }
+    configs
+}
 
 impl<C: Command, S: State> Node<C, S> {
     /// What this replica holds durably (every write issued, once synced).
@@ -86,8 +128,8 @@ impl<C: Command, S: State> Node<C, S> {
             peer.initialized,
             "a peer's state comes from an initialized disk"
         );
-        let quorum = self.cfg.quorum();
         let id = self.cfg.id;
+        let (first, alpha) = (self.cfg.first(), self.cfg.alpha());
         let Role::Rebuilding {
             replies,
             state,
@@ -107,16 +149,18 @@ impl<C: Command, S: State> Node<C, S> {
             "a rebuilding replica asks only the others"
         );
         assert_eq!(self.promised, Ballot::ZERO, "a rebuilding replica votes");
-        assert!(count(*replies) < quorum, "still rebuilding after a quorum");
         *replies |= bit(from);
-        assert!(
-            count(*replies) < self.cfg.n as usize,
-            "replies from the others only"
-        );
+        assert_eq!(*replies & bit(id), 0, "replies from the others only");
         state.promised = state.promised.max(peer.promised);
+        merge(state, &peer);
+        // Who must have answered: a majority of every configuration the
+        // gathered state knows, which grows as answers come in.
+        let enough = configs_of(state, first, alpha)
+            .values()
+            .all(|m| m.is_quorum(*replies));
         // BUG (canary 21): no fence; the first majority's state is final.
         if *fence == Ballot::ZERO && !self.cfg.bugs.rebuild_without_fence {
-            if count(*replies) < quorum {
+            if !enough {
                 return;
             }
             // A majority of the others reported their promises. Any ballot
@@ -137,22 +181,9 @@ impl<C: Command, S: State> Node<C, S> {
             return;
         }
         assert!(peer.promised >= *fence, "a fenced peer promised the fence");
-        if peer.snapshot.as_ref().map_or(0, |s| s.upto) > state.base() {
-            let snap = peer.snapshot.clone().expect("checked above");
-            state.apply(&Write::Snapshot(snap));
-        }
-        let base = state.base();
-        for (slot, (b, e)) in peer.accepted.range(base..) {
-            assert!(*b <= peer.promised, "a peer accepted above its promise");
-            if state.accepted.get(slot).is_none_or(|(sb, _)| b > sb) {
-                state.accepted.insert(*slot, (*b, e.clone()));
-            }
-        }
-        for (slot, e) in peer.chosen.range(base..) {
-            state.chosen.insert(*slot, e.clone());
-        }
-        // A majority of the *others*: it meets every quorum we were part of.
-        if count(*replies) < quorum {
+        // A majority of the *others* in every configuration: it meets every
+        // quorum we were part of.
+        if !enough {
             return;
         }
         let mut d = *std::mem::take(state);

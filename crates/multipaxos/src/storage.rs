@@ -9,15 +9,17 @@
 //! either starts a new file ([`new_file`]), every other write is appended
 //! ([`encode_into`]).
 //!
-//! **Version 2** ([`wal::VERSION`]) is wal's framing with postcard's encoding
+//! **Version 3** ([`wal::VERSION`]) is wal's framing with postcard's encoding
 //! of [`Write`] as its variants and fields stand; `the_encoding_is_pinned`
 //! below fails when they change, and a change that moves the bytes needs a
 //! new version (and a reader of the old one, or a clear refusal). The
 //! command and snapshot types are the service's, so their encodings are part
 //! of the format too: version 1 was the same framing and `Write` with the
 //! coordination service's values as `u64`s; version 2 made them bytes
-//! (`kv::Value`). Version 1 files are refused ([`Loaded::OlderFormat`]): no
-//! reader of them is kept, as none was ever deployed.
+//! (`kv::Value`); version 3 added membership changes (a configuration
+//! entry, [`Entry::Config`](crate::Entry), and the configurations a
+//! snapshot carries). Older files are refused ([`Loaded::OlderFormat`]): no
+//! reader of them is kept, as none was ever deployed beyond trials.
 //!
 //! [`load`] reads a file back and tells recovery what to do:
 //! - [`Loaded::Ok`]: the durable state; a torn last record (a write that a
@@ -180,6 +182,18 @@ where
             };
             return Loaded::Corrupt { at, why };
         }
+        let snap = match &w {
+            Write::Snapshot(s) => Some(s),
+            Write::Rebuilt(r) => r.snapshot.as_ref(),
+            _ => None,
+        };
+        if snap.is_some_and(|s| s.configs.keys().next().is_none_or(|k| *k > s.upto)) {
+            // Every snapshot a node writes carries who votes after it.
+            return Loaded::Corrupt {
+                at,
+                why: "a snapshot without its configuration",
+            };
+        }
         d.apply(&w);
         at += wal::FRAME_LEN + payload.len();
     }
@@ -236,6 +250,29 @@ mod tests {
         d
     }
 
+    /// A snapshot as a node of three first voters writes it.
+    fn first_snap(upto: u64, state: u32) -> Snap<u32> {
+        Snap {
+            configs: [(0, crate::Members::first(0b111))].into(),
+            ..Snap::new(upto, state)
+        }
+    }
+
+    /// A snapshot record without its configurations is refused as corrupt.
+    #[test]
+    fn a_snapshot_without_its_configuration_is_corrupt() {
+        let mut ws = writes();
+        ws.push(W::Snapshot(Snap::new(1, 9)));
+        let (f, _) = file(&ws);
+        assert!(matches!(
+            loads(&f),
+            Loaded::Corrupt {
+                why: "a snapshot without its configuration",
+                ..
+            }
+        ));
+    }
+
     fn loads(bytes: &[u8]) -> Loaded<u32, u32> {
         load(bytes, CLUSTER)
     }
@@ -245,7 +282,14 @@ mod tests {
     #[test]
     fn the_encoding_is_pinned() {
         let hex = |w: &W| -> String { encode(w).iter().map(|x| format!("{x:02x}")).collect() };
-        assert_eq!(wal::VERSION, 2);
+        assert_eq!(wal::VERSION, 3);
+        let members = crate::Members {
+            epoch: 3,
+            voters: 0b1011,
+            learners: 0b100,
+            leaving: 0b1,
+            gone: 0b1_0000,
+        };
         let got: Vec<String> = [
             Write::Init,
             Write::Promise(b(2, 1)),
@@ -253,7 +297,13 @@ mod tests {
             Write::Snapshot(Snap {
                 upto: 300,
                 state: 5,
+                configs: crate::Configs::from([(0, crate::Members::first(0b111)), (299, members)]),
             }),
+            Write::Accept {
+                slot: 4,
+                ballot: b(2, 1),
+                entry: Entry::Config(members),
+            },
         ]
         .iter()
         .map(hex)
@@ -265,7 +315,12 @@ mod tests {
             "010000007fe1229551537d5200",
             "03000000fec2452ae9820b10010201",
             "08000000212823be94ee539f0200020101020708",
-            "04000000347a4533f6e2583005ac0205",
+            // Snapshot(300, 5) with two configurations: 02 entries, slot 0
+            // of epoch 0 voting {0,1,2}, slot 299 (ab02) of epoch 3 with
+            // voters, learners, leaving and gone as u16 varints.
+            "120000007bd9641e398e872a05ac020502000007000000ab02030b040110",
+            // An acceptance of a configuration: Entry's third variant (02).
+            "0a000000a00b44018f64d2ce0204020102030b040110",
         ];
         assert_eq!(got, want);
     }
@@ -402,7 +457,7 @@ mod tests {
 
     #[test]
     fn the_newest_snapshot_on_disk_wins() {
-        let snap = |upto, state| W::Snapshot(Snap { upto, state });
+        let snap = |upto, state| W::Snapshot(first_snap(upto, state));
         let mut ws = writes();
         ws.push(snap(3, 30));
         ws.push(snap(5, 50));
@@ -419,7 +474,7 @@ mod tests {
             slot: 0,
             entry: Entry::Cmds(vec![7].into()),
         });
-        ws.push(W::Snapshot(Snap { upto: 1, state: 9 }));
+        ws.push(W::Snapshot(first_snap(1, 9)));
         let (f, ends) = file(&ws);
         let Loaded::Ok { state, .. } = loads(&f) else {
             panic!()
@@ -456,7 +511,7 @@ mod tests {
             }),
             (0u64..20, entry()).prop_map(|(slot, entry)| W::Chosen { slot, entry }),
             (0u64..20).prop_map(|slot| W::ChosenMark { slot }),
-            (0u64..20, any::<u32>()).prop_map(|(upto, state)| W::Snapshot(Snap { upto, state })),
+            (0u64..20, any::<u32>()).prop_map(|(upto, state)| W::Snapshot(first_snap(upto, state))),
         ]
     }
 

@@ -11,6 +11,7 @@ pub(crate) fn cfg(n: u8, id: NodeId) -> Config {
     Config {
         n,
         id,
+        voters: Members::all(n),
         timing: Timing::default(),
         window: 4,
         batch: 1,
@@ -19,6 +20,14 @@ pub(crate) fn cfg(n: u8, id: NodeId) -> Config {
         part_bytes: crate::PART_BYTES,
         bugs: Bugs::default(),
         buggify: Buggify::OFF,
+    }
+}
+
+/// A snapshot at `upto` as a node of the first three voters takes it.
+pub(crate) fn snap_at(upto: Slot) -> Snap<()> {
+    Snap {
+        configs: Configs::from([(0, Members::first(0b111))]),
+        ..Snap::new(upto, ())
     }
 }
 
@@ -370,6 +379,22 @@ fn simulate(
     knobs: Buggify,
     part_bytes: usize,
 ) -> Vec<Vec<Entry<u32>>> {
+    simulate_members(seed, n, 0, lossy, knobs, part_bytes).0
+}
+
+/// [`simulate`] with `spares` more machines than the `n` first voters, and
+/// operators asking for membership changes (add, remove, replace) at
+/// random nodes. Returns the applied logs and every configuration applied.
+fn simulate_members(
+    seed: u64,
+    n: u8,
+    spares: u8,
+    lossy: bool,
+    knobs: Buggify,
+    part_bytes: usize,
+) -> (Vec<Vec<Entry<u32>>>, Vec<Members>) {
+    let voters = Members::all(n);
+    let n = n + spares;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     // Every replica starts down and boots through the restart path below.
     let mut reps: Vec<Replica> = (0..n)
@@ -416,7 +441,13 @@ fn simulate(
                 | Output::Install { .. }
                 | Output::Rebuilt
                 | Output::Lease { .. }
+                | Output::Reconfigure { .. }
                 | Output::Buggified(_) => {}
+                // A removed replica that does not know it yet still talks.
+                Output::Refused {
+                    why: "a message from a removed replica",
+                    ..
+                } => {}
                 Output::Refused { from, why } => {
                     panic!("n{id} refused a correct peer's message from n{from}: {why}")
                 }
@@ -430,6 +461,20 @@ fn simulate(
             let to = rng.below(n as u64) as NodeId;
             submitted += 1;
             net.push((to, Input::Submit(submitted)));
+        }
+        if spares > 0 && !healing && rng.below(40) == 0 {
+            // An operator's change, at any node (only the leader takes it).
+            let id = rng.below(n as u64) as NodeId;
+            let other = rng.below(n as u64) as NodeId;
+            let change = match rng.below(3) {
+                0 => Change::Add(other),
+                1 => Change::Remove(other),
+                _ => Change::Replace {
+                    old: bit(id),
+                    new: bit(other),
+                },
+            };
+            net.push((id, Input::Reconfigure(change)));
         }
         if !healing && rng.below(200) == 0 {
             // Crash: memory and unsynced writes gone; back later.
@@ -447,6 +492,7 @@ fn simulate(
                 let c = Config {
                     buggify: knobs,
                     part_bytes,
+                    voters,
                     ..cfg(n, id as NodeId)
                 };
                 let mut node = N::recover(c, r.durable.clone(), 0);
@@ -472,15 +518,26 @@ fn simulate(
             continue; // Everyone may be down: wait for restarts.
         }
         let k = rng.below(net.len() as u64) as usize;
+        // Who the newest configuration has: its lowest voter stands alone
+        // once healing; the members must converge.
+        let newest = reps
+            .iter()
+            .filter_map(|r| r.node.as_ref())
+            .max_by_key(|n| n.applied())
+            .map(|n| n.latest())
+            .unwrap_or(Members::first(voters));
+        let first = newest.voters.trailing_zeros() as NodeId;
         // Timeouts are long next to message delays: an election timer fires
-        // only now and then, and once healing only node 0's does (standing in
-        // for randomized timeouts that let one candidate win).
+        // only now and then, and once healing only the first voter's does
+        // (standing in for randomized timeouts that let one candidate win).
         if let (_, Input::Timer(Timer::Election { .. })) = &net[k] {
             let to = net[k].0;
-            if (healing && to != 0) || rng.below(30) != 0 {
-                if healing && to != 0 {
+            if (healing && to != first) || rng.below(30) != 0 {
+                if healing && to != first && spares == 0 {
                     net.swap_remove(k);
                 }
+                // (With membership changes the first voter may change: the
+                // others' timers wait.)
                 continue;
             }
         }
@@ -512,16 +569,40 @@ fn simulate(
                 "seed {seed}: replicas disagree"
             );
         }
-        // Converged: everyone up, equal logs, no client work left anywhere.
-        let converged = reps.iter().all(|r| {
-            r.node.as_ref().is_some_and(|n| n.pending() == 0)
-                && r.applied.len() == reps[longest].applied.len()
-        }) && !net.iter().any(|(_, i)| matches!(i, Input::Submit(_)));
+        // Converged: every member up, equal logs, no client work left
+        // anywhere, no learner left to promote.
+        let converged = reps.iter().enumerate().all(|(id, r)| {
+            newest.reach() & bit(id as NodeId) == 0
+                || r.node.as_ref().is_some_and(|n| n.pending() == 0)
+                    && r.applied.len() == reps[longest].applied.len()
+        }) && newest.learners == 0
+            && !net.iter().any(|(_, i)| matches!(i, Input::Submit(_)));
         if healing && converged {
             break;
         }
     }
-    reps.into_iter().map(|r| r.applied).collect()
+    // The configurations that took effect: each of the next epoch (a stale
+    // one, computed from an older view, changes nothing).
+    let mut configs: Vec<Members> = Vec::new();
+    if let Some(r) = reps.iter().max_by_key(|r| r.applied.len()) {
+        for e in &r.applied {
+            if let Entry::Config(m) = e {
+                if m.epoch == configs.last().map_or(0, |c| c.epoch) + 1 {
+                    configs.push(*m);
+                }
+            }
+        }
+    }
+    let logs = reps
+        .into_iter()
+        .enumerate()
+        .filter(|(id, _)| {
+            spares == 0
+                || configs.last().map_or(voters, |m: &Members| m.reach()) & bit(*id as NodeId) != 0
+        })
+        .map(|(_, r)| r.applied)
+        .collect();
+    (logs, configs)
 }
 
 #[test]
@@ -587,6 +668,56 @@ fn agree_and_converge(knobs: Buggify, part_bytes: usize) {
             );
         }
     }
+}
+
+/// Membership changes under the same loss, reordering and crashes: seven
+/// machines, three or five first voters, operators adding, removing and
+/// replacing at random nodes. The cluster agrees, changes, and every member
+/// of the final configuration converges.
+#[test]
+fn a_seeded_cluster_that_changes_its_membership_agrees_and_converges() {
+    let mut changed = 0;
+    let mut promoted = 0;
+    for seed in std::env::var("MP_SEED").map_or(
+        0..std::env::var("MP_SEEDS").map_or(200, |s| s.parse().unwrap()),
+        |s| {
+            let s: u64 = s.parse().unwrap();
+            s..s + 1
+        },
+    ) {
+        let n = 3 + (seed % 2) as u8 * 2;
+        let (logs, configs) = simulate_members(
+            seed,
+            n,
+            7 - n,
+            seed % 2 == 0,
+            Buggify::OFF,
+            crate::PART_BYTES,
+        );
+        let longest = logs.iter().max_by_key(|l| l.len()).unwrap();
+        for (i, l) in logs.iter().enumerate() {
+            assert_eq!(
+                l.len(),
+                longest.len(),
+                "seed {seed}: member {i} did not converge"
+            );
+        }
+        changed += usize::from(!configs.is_empty());
+        let first = Members::first(Members::all(n));
+        promoted += usize::from(configs.iter().any(|m| m.voters & !first.voters != 0));
+        // Ids are never reused: once gone, never back.
+        for w in configs.windows(2) {
+            assert_eq!(w[0].gone & !w[1].gone, 0, "seed {seed}: an id came back");
+        }
+    }
+    assert!(
+        changed > 150,
+        "only {changed} of 200 runs changed membership"
+    );
+    assert!(
+        promoted > 100,
+        "only {promoted} of 200 runs promoted a learner"
+    );
 }
 
 // ---------------------------------------------- rebuild, leases, snapshots
@@ -859,7 +990,7 @@ fn a_lagging_replica_catches_up_past_the_compaction_point_by_snapshot() {
         );
     }
     assert_eq!(a.applied(), 4);
-    let out = step(&mut a, Input::Snapshot(Snap { upto: 3, state: () }));
+    let out = step(&mut a, Input::Snapshot(Snap::new(3, ())));
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Persist {
@@ -875,9 +1006,7 @@ fn a_lagging_replica_catches_up_past_the_compaction_point_by_snapshot() {
     assert_eq!(
         msgs,
         vec![
-            Msg::Snapshot {
-                snap: Snap { upto: 3, state: () }
-            },
+            Msg::Snapshot { snap: snap_at(3) },
             Msg::Chosen {
                 slot: 3,
                 entry: cmd(3)
@@ -891,9 +1020,7 @@ fn a_lagging_replica_catches_up_past_the_compaction_point_by_snapshot() {
     for m in msgs {
         out.extend(recv(&mut c, 0, m));
     }
-    assert!(out.contains(&Output::Install {
-        snap: Snap { upto: 3, state: () }
-    }));
+    assert!(out.contains(&Output::Install { snap: snap_at(3) }));
     assert!(out.contains(&Output::Apply {
         slot: 3,
         entry: cmd(3)

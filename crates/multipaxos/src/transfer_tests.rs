@@ -28,6 +28,7 @@ fn big_snap(upto: Slot) -> Snap<St> {
     Snap {
         upto,
         state: (0..2_000).map(|i| 100_000 + i).collect(),
+        configs: crate::Configs::from([(0, crate::Members::first(0b111))]),
     }
 }
 
@@ -315,10 +316,7 @@ fn only_promises_snapshots_and_rebuild_states_are_sent_in_parts() {
         Msg::Part { offset: 0, .. }
     ));
     let small = Msg::Snapshot {
-        snap: Snap {
-            upto: 2,
-            state: vec![1],
-        },
+        snap: Snap::new(2, vec![1]),
     };
     assert_eq!(n.whole_or_first_part(1, 0, small.clone()), small);
 }

@@ -22,6 +22,163 @@ pub enum Entry<C> {
     /// Shared: a batch travels to every peer and into every record
     /// without being copied.
     Cmds(Arc<[C]>),
+    /// A membership change: the whole new configuration (not a delta), so
+    /// that what a slot chose says by itself who votes from `slot + α` on
+    /// (see [`Members`] and the crate docs).
+    Config(Members),
+}
+
+/// A configuration: who votes, who learns, who is gone for good. Sets of
+/// node ids as bitmasks (ids below [`MAX_NODES`](crate::MAX_NODES)).
+///
+/// *Voters* promise and accept, and quorums are majorities of them.
+/// *Learners* are replicas being added: they receive the log and catch up
+/// but do not vote until a later configuration promotes them. *Leaving*
+/// voters (a subset of the voters) are to be removed when the learners are
+/// promoted: that is how a replica is replaced (the new one catches up
+/// first, then one change swaps them). *Gone* ids were removed and are
+/// never members again (Paxos Made Live, Chubby: a new machine gets a new
+/// id). The *epoch* counts the changes before it: a configuration chosen
+/// with any other epoch than the next was computed from an older view (a
+/// change another leader had chosen meanwhile was not in it), and changes
+/// nothing when applied.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Members {
+    pub epoch: u64,
+    pub voters: u16,
+    pub learners: u16,
+    pub leaving: u16,
+    pub gone: u16,
+}
+
+impl Members {
+    /// The first configuration of a cluster whose voters are `voters`.
+    pub fn first(voters: u16) -> Members {
+        assert!(voters != 0, "a configuration has a voter");
+        Members {
+            voters,
+            ..Members::default()
+        }
+    }
+
+    /// Nodes `0..n` voting.
+    pub fn all(n: u8) -> u16 {
+        assert!(n >= 1 && n as usize <= crate::MAX_NODES);
+        ((1u32 << n) - 1) as u16
+    }
+
+    pub fn votes(&self, id: NodeId) -> bool {
+        self.voters & crate::bit(id) != 0
+    }
+
+    pub fn learns(&self, id: NodeId) -> bool {
+        self.learners & crate::bit(id) != 0
+    }
+
+    /// Voters and learners: who receives the log.
+    pub fn reach(&self) -> u16 {
+        self.voters | self.learners
+    }
+
+    /// The size of a quorum: a majority of the voters.
+    pub fn quorum(&self) -> usize {
+        self.voters.count_ones() as usize / 2 + 1
+    }
+
+    /// Whether the nodes of `set` include a majority of the voters (other
+    /// nodes in `set` count for nothing).
+    pub fn is_quorum(&self, set: u16) -> bool {
+        (set & self.voters).count_ones() as usize >= self.quorum()
+    }
+
+    /// Whether this is a configuration a correct replica could propose
+    /// for a cluster of `n` machines: a voter at least, ids in range, and
+    /// the sets apart as their meaning requires.
+    pub fn well_formed(&self, n: u8) -> bool {
+        let all = Members::all(n);
+        let sets = [self.voters, self.learners, self.gone];
+        self.voters != 0
+            && sets.iter().all(|s| s & !all == 0)
+            && self.voters & self.learners == 0
+            && (self.voters | self.learners) & self.gone == 0
+            && self.leaving & !self.voters == 0
+    }
+
+    /// `change` applied to this configuration, or why it cannot be. The
+    /// leader computes it once and proposes the result whole.
+    pub fn changed(&self, change: Change, n: u8) -> Result<Members, &'static str> {
+        let mut m = *self;
+        let used = m.voters | m.learners | m.gone;
+        match change {
+            Change::Add(id) => {
+                if id >= n {
+                    return Err("no such machine");
+                }
+                if used & crate::bit(id) != 0 {
+                    return Err("that id is or was a member (ids are never reused)");
+                }
+                m.learners |= crate::bit(id);
+            }
+            Change::Remove(id) => {
+                if id >= n || m.reach() & crate::bit(id) == 0 {
+                    return Err("not a member");
+                }
+                if m.voters == crate::bit(id) {
+                    return Err("the last voter cannot be removed");
+                }
+                m.voters &= !crate::bit(id);
+                m.learners &= !crate::bit(id);
+                m.leaving &= !crate::bit(id);
+                m.gone |= crate::bit(id);
+            }
+            Change::Replace { old, new } => {
+                if old == 0 || new == 0 || old & !m.voters != 0 {
+                    return Err("replace voters with new machines");
+                }
+                if new & used != 0 || new & !Members::all(n) != 0 {
+                    return Err("that id is or was a member (ids are never reused)");
+                }
+                m.learners |= new;
+                m.leaving |= old;
+            }
+            Change::Promote => {
+                if m.learners == 0 {
+                    return Err("no learner to promote");
+                }
+                m.voters = (m.voters & !m.leaving) | m.learners;
+                m.gone |= m.leaving;
+                m.learners = 0;
+                m.leaving = 0;
+            }
+        }
+        if m == *self {
+            return Err("no change");
+        }
+        m.epoch = self.epoch + 1;
+        assert!(m.well_formed(n), "a change keeps a configuration whole");
+        Ok(m)
+    }
+}
+
+/// What an operator (or the simulator's nemesis) asks the leader to do to
+/// the membership ([`Input::Reconfigure`]). Added machines join as
+/// learners; the leader promotes them itself once they caught up
+/// ([`Change::Promote`]), removing the voters they replace in the same
+/// configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// A new machine joins as a learner.
+    Add(NodeId),
+    /// A voter or learner leaves for good (the leader too).
+    Remove(NodeId),
+    /// New machines `new` (a set) join as learners and, once promoted, take
+    /// the place of the voters `old` (a set) in one configuration.
+    Replace { old: u16, new: u16 },
+    /// The learners become voters (and the leaving voters go): the leader
+    /// proposes it when every learner caught up.
+    Promote,
 }
 
 /// A state-machine snapshot tied to a log position: the state after applying
@@ -30,7 +187,26 @@ pub enum Entry<C> {
 pub struct Snap<S> {
     pub upto: Slot,
     pub state: S,
+    /// The configurations that govern slots from `upto` on, by the first
+    /// slot each governs (the node fills it in: what a driver passes is
+    /// replaced). Chosen changes below `upto` are gone with the log, and
+    /// with the α-window they still decide who votes up to `upto + α`.
+    pub configs: Configs,
 }
+
+impl<S> Snap<S> {
+    /// A snapshot of `state` after every slot below `upto`.
+    pub fn new(upto: Slot, state: S) -> Snap<S> {
+        Snap {
+            upto,
+            state,
+            configs: Configs::default(),
+        }
+    }
+}
+
+/// Configurations by the first slot each governs (see the crate docs).
+pub type Configs = BTreeMap<Slot, Members>;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<C, S> {
@@ -71,6 +247,11 @@ pub enum Msg<C, S> {
     HeartbeatAck {
         ballot: Ballot,
         round: u64,
+    },
+    /// A learner's answer to a heartbeat: it applied every slot below
+    /// `applied` (the leader promotes learners that caught up).
+    Progress {
+        applied: Slot,
     },
     /// Catch-up: send me the chosen entries from `from` on.
     Query {
@@ -260,6 +441,11 @@ pub enum Input<C, S> {
     /// The driver's snapshot of the state machine after applying every slot
     /// below `snap.upto` (which must not exceed [`Node::applied`](crate::Node::applied)).
     Snapshot(Snap<S>),
+    /// An operator's membership change: the leader proposes the new
+    /// configuration when it may (one change at a time, after an entry of
+    /// its own ballot is chosen); anyone else refuses. Answered by
+    /// [`Output::Reconfigure`].
+    Reconfigure(Change),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -338,6 +524,13 @@ pub enum Output<C, S> {
     /// names. For coverage (a simulator counts the runs that got there);
     /// it changes nothing, and a node whose knobs are all off never emits it.
     Buggified(Buggified),
+    /// The answer to [`Input::Reconfigure`]: the configuration proposed
+    /// (it governs from α slots after the slot that chooses it), or why
+    /// nothing was.
+    Reconfigure {
+        change: Change,
+        outcome: Result<Members, &'static str>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -453,13 +646,33 @@ pub struct Bugs {
     ///     lost (K4).
     #[serde(default)]
     pub plain_write_keeps_owner: bool,
+    /// 23. (membership) A configuration takes effect at the next slot as
+    ///     soon as a replica accepts it, not α slots after it is chosen
+    ///     (Raft's rule, without Raft's other rules).
+    #[serde(default)]
+    pub config_when_received: bool,
+    /// 24. (membership) A new leader re-proposes a change it learned in
+    ///     Phase 1 but goes on counting quorums in the configuration it was
+    ///     elected in (eBay/NuRaft #67).
+    #[serde(default)]
+    pub ignore_reported_config: bool,
+    /// 25. (membership) A learner votes before it is promoted.
+    #[serde(default)]
+    pub learner_votes: bool,
+    /// 26. (membership) A removed replica keeps voting and standing.
+    #[serde(default)]
+    pub removed_keeps_voting: bool,
+    /// 27. (membership) A candidate counts a majority of the union of the
+    ///     configurations it must win instead of a majority of each.
+    #[serde(default)]
+    pub union_quorum: bool,
 }
 
 /// Switches one canary on.
 pub type EnableBug = fn(&mut Bugs);
 
 /// The canaries by name, for command lines and test tables.
-pub const CANARIES: [(&str, EnableBug); 22] = [
+pub const CANARIES: [(&str, EnableBug); 27] = [
     ("deposed-leader-writes", |b| b.deposed_leader_writes = true),
     ("assume-reported-chosen", |b| {
         b.assume_reported_chosen = true
@@ -496,6 +709,13 @@ pub const CANARIES: [(&str, EnableBug); 22] = [
     ("plain-write-keeps-owner", |b| {
         b.plain_write_keeps_owner = true
     }),
+    ("config-when-received", |b| b.config_when_received = true),
+    ("ignore-reported-config", |b| {
+        b.ignore_reported_config = true
+    }),
+    ("learner-votes", |b| b.learner_votes = true),
+    ("removed-keeps-voting", |b| b.removed_keeps_voting = true),
+    ("union-quorum", |b| b.union_quorum = true),
 ];
 
 impl Bugs {
@@ -593,8 +813,13 @@ pub enum Buggified {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
+    /// Machines: every id a member may have (`0..n`).
     pub n: u8,
     pub id: NodeId,
+    /// The first configuration's voters (a bitmask of ids below `n`); the
+    /// other machines are spares a later configuration may add. Usually
+    /// [`Members::all`]`(n)`.
+    pub voters: u16,
     pub timing: Timing,
     /// Slots a leader may have in flight at once (pipelining).
     pub window: u64,
@@ -620,11 +845,16 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn quorum(&self) -> usize {
-        assert!(self.n >= 1, "a cluster has at least one node");
-        let q = self.n as usize / 2 + 1;
-        assert!(q <= self.n as usize, "a quorum fits in the cluster");
-        q
+    /// The first configuration.
+    pub fn first(&self) -> Members {
+        Members::first(self.voters)
+    }
+
+    /// The α of the α-window: a change chosen at slot `c` governs slots
+    /// from `c + α` on. It is the pipeline window, so that a leader always
+    /// knows the configuration of every slot it may propose in.
+    pub fn alpha(&self) -> u64 {
+        self.window
     }
 }
 

@@ -16,7 +16,7 @@
 //! about what they accepted or what was chosen. Those are kept out by
 //! authenticating peers, not by validation.
 
-use crate::{Ballot, Command, Msg, Node, NodeId, Slot, State, TRANSFER_MAX};
+use crate::{Ballot, Command, Entry, Msg, Node, NodeId, Slot, Snap, State, TRANSFER_MAX};
 
 /// The highest slot (and commit index) a message may name. A log never
 /// gets near it (2^56 slots at a million a second take two thousand
@@ -85,6 +85,33 @@ impl<C: Command, S: State> Node<C, S> {
         Ok(())
     }
 
+    /// An entry a correct replica could propose: a configuration of this
+    /// cluster's machines, whole.
+    fn entry_ok(&self, e: &Entry<C>) -> Result<(), Refusal> {
+        match e {
+            Entry::Config(m) if !m.well_formed(self.cfg.n) => {
+                Err("a configuration out of shape or naming no machine of ours")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A snapshot's configurations: some, each whole, the first governing
+    /// its base.
+    fn snap_ok(&self, s: &Snap<S>) -> Result<(), Refusal> {
+        Self::slot_ok(s.upto)?;
+        match s.configs.keys().next() {
+            None => return Err("a snapshot without its configuration"),
+            Some(k) if *k > s.upto => return Err("a snapshot whose configuration starts late"),
+            _ => {}
+        }
+        for (k, m) in &s.configs {
+            Self::slot_ok(*k)?;
+            self.entry_ok(&Entry::Config(*m))?;
+        }
+        Ok(())
+    }
+
     fn peer_only(&self, from: NodeId) -> Result<(), Refusal> {
         if from == self.cfg.id {
             return Err("a message only peers send, from this node itself");
@@ -107,9 +134,10 @@ impl<C: Command, S: State> Node<C, S> {
             } => {
                 self.our_ballot(*ballot)?;
                 let mut last = None;
-                for (slot, b, _) in accepted {
+                for (slot, b, e) in accepted {
                     Self::slot_ok(*slot)?;
                     self.ballot_ok(*b)?;
+                    self.entry_ok(e)?;
                     if b > ballot {
                         return Err("a promise reporting an acceptance above its ballot");
                     }
@@ -119,7 +147,7 @@ impl<C: Command, S: State> Node<C, S> {
                     last = Some(*slot);
                 }
                 match snapshot {
-                    Some(s) => Self::slot_ok(s.upto),
+                    Some(s) => self.snap_ok(s),
                     None => Ok(()),
                 }
             }
@@ -127,10 +155,11 @@ impl<C: Command, S: State> Node<C, S> {
                 ballot,
                 slot,
                 commit,
-                ..
+                entry,
             } => {
                 self.own_ballot(from, *ballot)?;
                 Self::slot_ok(*slot)?;
+                self.entry_ok(entry)?;
                 Self::slot_ok(*commit)
             }
             Msg::Accepted { ballot, slot } => {
@@ -159,24 +188,24 @@ impl<C: Command, S: State> Node<C, S> {
                 }
                 Ok(())
             }
-            Msg::Query { from: slot } => {
+            Msg::Query { from: slot } | Msg::Progress { applied: slot } => {
                 self.peer_only(from)?;
                 Self::slot_ok(*slot)
             }
             Msg::Chosen { slot, entry } => {
                 self.peer_only(from)?;
                 Self::slot_ok(*slot)?;
+                self.entry_ok(entry)?;
                 match self.chosen.get(slot) {
                     Some(mine) if mine != entry => Err("a chosen entry that contradicts ours"),
                     _ => Ok(()),
                 }
             }
             Msg::Snapshot { snap } => {
-                Self::slot_ok(snap.upto)?;
                 if snap.upto == 0 {
                     return Err("a snapshot of no slot");
                 }
-                Ok(())
+                self.snap_ok(snap)
             }
             Msg::RebuildQuery { fence } => {
                 self.peer_only(from)?;
@@ -193,9 +222,13 @@ impl<C: Command, S: State> Node<C, S> {
                 self.ballot_ok(state.promised)?;
                 let base = state.base();
                 Self::slot_ok(base)?;
-                for (slot, (b, _)) in &state.accepted {
+                if let Some(s) = &state.snapshot {
+                    self.snap_ok(s)?;
+                }
+                for (slot, (b, e)) in &state.accepted {
                     Self::slot_ok(*slot)?;
                     self.ballot_ok(*b)?;
+                    self.entry_ok(e)?;
                     if *slot < base {
                         return Err("a rebuild state accepting below its snapshot");
                     }
@@ -203,8 +236,9 @@ impl<C: Command, S: State> Node<C, S> {
                         return Err("a rebuild state accepting above its promise");
                     }
                 }
-                for slot in state.chosen.keys() {
+                for (slot, e) in &state.chosen {
                     Self::slot_ok(*slot)?;
+                    self.entry_ok(e)?;
                     if *slot < base {
                         return Err("a rebuild state choosing below its snapshot");
                     }

@@ -258,9 +258,34 @@ fn every_message_no_correct_peer_sends_is_refused_and_changes_nothing() {
         (
             0,
             Msg::Snapshot {
-                snap: Snap { upto: 0, state: () },
+                snap: Snap::new(0, ()),
             },
             "no slot",
+        ),
+        (
+            0,
+            Msg::Snapshot {
+                snap: Snap::new(3, ()),
+            },
+            "without its configuration",
+        ),
+        (
+            0,
+            Msg::Accept {
+                ballot: b(1, 0),
+                slot: 0,
+                entry: Entry::Config(crate::Members::first(0b1000)),
+                commit: 0,
+            },
+            "out of shape",
+        ),
+        (
+            0,
+            Msg::Chosen {
+                slot: 5,
+                entry: Entry::Config(crate::Members::default()),
+            },
+            "out of shape",
         ),
         (0, Msg::RebuildQuery { fence: b(4, 2) }, "not owned"),
         (
@@ -458,7 +483,7 @@ fn any_msg() -> impl Strategy<Value = Msg<u32, ()>> {
                 Msg::Promise {
                     ballot,
                     accepted,
-                    snapshot: snap.map(|upto| Snap { upto, state: () }),
+                    snapshot: snap.map(|upto| Snap::new(upto, ())),
                 }
             }),
         (ballot.clone(), slot.clone(), entry.clone(), slot.clone()).prop_map(
@@ -484,7 +509,7 @@ fn any_msg() -> impl Strategy<Value = Msg<u32, ()>> {
         slot.clone().prop_map(|from| Msg::Query { from }),
         (0..6u64, entry).prop_map(|(slot, entry)| Msg::Chosen { slot, entry }),
         (1..6u64).prop_map(|upto| Msg::Snapshot {
-            snap: Snap { upto, state: () }
+            snap: Snap::new(upto, ())
         }),
         ballot.prop_map(|fence| Msg::RebuildQuery { fence }),
     ]

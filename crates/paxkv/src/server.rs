@@ -158,6 +158,7 @@ impl Options {
         multipaxos::Config {
             n: self.peers.len() as u8,
             id: self.id,
+            voters: multipaxos::Members::all(self.peers.len() as u8),
             timing: self.timing,
             window: self.window,
             batch: self.batch,
@@ -582,6 +583,10 @@ impl Core {
                     warn!(from, why, total = self.refused, "refused a peer message");
                 }
             }
+            Output::Reconfigure { change, outcome } => match outcome {
+                Ok(m) => info!(?change, ?m, "proposing a new configuration"),
+                Err(why) => info!(?change, why, "membership change refused"),
+            },
             Output::Apply { .. }
             | Output::NotLeader { .. }
             | Output::Busy { .. }

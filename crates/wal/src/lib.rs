@@ -30,7 +30,7 @@
 
 /// The format version this build writes, and the only one it reads. (What
 /// each version means, payloads included, is `multipaxos::storage`'s.)
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The header's first bytes.
 pub const MAGIC: [u8; 8] = *b"PAXSIMWL";
 /// Bytes in the file header.

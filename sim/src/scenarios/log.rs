@@ -354,6 +354,7 @@ pub fn summarize(m: &LMsgFull) -> LMsg {
         Msg::Heartbeat { ballot, commit, .. } => ("Heartbeat", Some(*ballot), Some(*commit), 0),
         Msg::HeartbeatAck { ballot, .. } => ("HeartbeatAck", Some(*ballot), None, 0),
         Msg::Query { from } => ("Query", None, Some(*from), 0),
+        Msg::Progress { applied } => ("Progress", None, Some(*applied), 0),
         Msg::Chosen { slot, entry } => ("Chosen", None, Some(*slot), entry_len(entry)),
         Msg::Snapshot { snap } => ("Snapshot", None, Some(snap.upto), 0),
         Msg::RebuildQuery { fence } => ("RebuildQuery", Some(*fence), None, 0),
@@ -380,6 +381,7 @@ fn entry_len(e: &Entry<Cmd>) -> u32 {
     match e {
         Entry::Noop => 0,
         Entry::Cmds(c) => c.len() as u32,
+        Entry::Config(_) => 1,
     }
 }
 
@@ -428,6 +430,7 @@ fn msg_digest(m: &LMsgFull) -> u64 {
             bytes,
         } => (9u8, id, total, offset, bytes).hash(&mut h),
         Msg::Pull { id, offset } => (10u8, id, offset).hash(&mut h),
+        Msg::Progress { applied } => (11u8, applied).hash(&mut h),
     }
     h.finish()
 }
@@ -1193,7 +1196,7 @@ pub fn forge(to: &LogNode, from: NodeId, rng: &mut ChaCha8Rng) -> Option<LMsgFul
             let mine = to.chosen(s)?;
             let e = match mine {
                 Entry::Noop => entry(),
-                Entry::Cmds(_) => Entry::Noop,
+                Entry::Cmds(_) | Entry::Config(_) => Entry::Noop,
             };
             Msg::Chosen { slot: s, entry: e }
         }
@@ -1484,7 +1487,7 @@ impl Checker<Replica> for LogChecker {
         match note {
             Note::Apply { slot, entry } => {
                 let submitted = match entry {
-                    Entry::Noop => true,
+                    Entry::Noop | Entry::Config(_) => true,
                     Entry::Cmds(cmds) => cmds.iter().all(|c| match c {
                         Cmd::Client(c) => self.submitted.get(&(c.client, c.seq)) == Some(&c.op),
                         Cmd::Tick { .. } => true,
@@ -2026,7 +2029,7 @@ impl Workload<Replica> for LogWorkload {
     }
 }
 
-const CANARIES: [Canary; 22] = [
+const CANARIES: [Canary; 27] = [
     (
         "deposed-leader-writes",
         "acceptors check the ballot only on Prepare",
@@ -2108,6 +2111,26 @@ const CANARIES: [Canary; 22] = [
     (
         "plain-write-keeps-owner",
         "kv: a Put or Cas on an ephemeral key keeps its owner",
+    ),
+    (
+        "config-when-received",
+        "(membership) a configuration takes effect when accepted, not when chosen",
+    ),
+    (
+        "ignore-reported-config",
+        "(membership) a new leader counts quorums in the configuration it was elected in",
+    ),
+    (
+        "learner-votes",
+        "(membership) a learner votes before it is promoted (M2)",
+    ),
+    (
+        "removed-keeps-voting",
+        "(membership) a removed replica keeps voting and standing (M2)",
+    ),
+    (
+        "union-quorum",
+        "(membership) a candidate counts a majority of the union of configurations",
     ),
 ];
 
@@ -2258,6 +2281,7 @@ impl Scenario for Log {
                 log: multipaxos::Config {
                     n: cfg.nodes,
                     id,
+                    voters: multipaxos::Members::all(cfg.nodes),
                     timing: p.timing,
                     window: p.window,
                     batch: p.batch,
@@ -2652,8 +2676,8 @@ mod disk_tests {
             },
             Write::Chosen { slot: 0, entry },
             Write::Snapshot(multipaxos::Snap {
-                upto: 1,
-                state: Arc::new(kv::Machine::new()),
+                configs: [(0, multipaxos::Members::first(0b111))].into(),
+                ..multipaxos::Snap::new(1, Arc::new(kv::Machine::new()))
             }),
         ]
         .iter()

@@ -17,7 +17,7 @@ type Canary = (
     &'static [Invariant],
 );
 
-const CANARIES: [Canary; 21] = [
+const CANARIES: [Canary; 25] = [
     ("deposed-leader-writes", None, 500, &[P5, P1, P2]),
     ("assume-reported-chosen", None, 500, &[P2, P1, P3]),
     (
@@ -93,6 +93,19 @@ const CANARIES: [Canary; 21] = [
     // owner loses the write when that session ends: the service's
     // specification (K4) gives another reply to the next command on it.
     ("plain-write-keeps-owner", None, 20, &[K4]),
+    // Issue 23, membership, in the default swarm (2 spares, membership
+    // episodes in about half the seeds). A replica that acts on a
+    // configuration it merely accepted votes where it is no voter (M2), or
+    // a leader counts a quorum of the wrong configuration (M1).
+    ("config-when-received", None, 50, &[M2, M1, P1, P2]),
+    // A new leader that re-proposes a change from Phase 1 but counts its
+    // quorums in the configuration it was elected in: the change must be
+    // chosen while a leader is replaced, so it takes a few hundred seeds
+    // (first at seed 428 of the swarm; aiming the faults at leaders and
+    // membership finds it no sooner).
+    ("ignore-reported-config", None, 600, &[M1, P1, P2]),
+    ("learner-votes", None, 50, &[M2]),
+    ("removed-keeps-voting", None, 50, &[M2]),
 ];
 
 /// Canaries run on another cluster size than the default.
@@ -102,6 +115,14 @@ const NODES: [(&str, u8); 1] = [("rebuild-without-fence", 3)];
 /// only a watched run (a thread of its own, left spinning) can report; it
 /// is pinned in `tests/hostile.rs`, whose other tests are short.
 const TESTED_ELSEWHERE: [&str; 1] = ["walk-to-commit-index"];
+
+/// Canaries no test catches yet, each with why (issue 23 stays open for
+/// them). `union-quorum` breaks safety only when a change of two or more
+/// voters at once (the nemesis' two-for-two replacements) is under way
+/// across a leader change inside the α-window, with the old voters split:
+/// 8,000 swarm seeds and 8,000 aimed ones (3 voters, 2 spares, partitions
+/// and leader faults) did not reach it.
+const NOT_CAUGHT_YET: [&str; 1] = ["union-quorum"];
 
 fn check_canary(name: &str) {
     let (_, faults, bound, expected) = *CANARIES.iter().find(|c| c.0 == name).unwrap();
@@ -225,9 +246,27 @@ fn canary_pipelined_sync_is_caught() {
 }
 
 #[test]
+fn canary_config_when_received_is_caught() {
+    check_canary("config-when-received");
+}
+#[test]
+fn canary_ignore_reported_config_is_caught() {
+    check_canary("ignore-reported-config");
+}
+#[test]
+fn canary_learner_votes_is_caught() {
+    check_canary("learner-votes");
+}
+#[test]
+fn canary_removed_keeps_voting_is_caught() {
+    check_canary("removed-keeps-voting");
+}
+
+#[test]
 fn every_log_canary_has_a_test() {
     let mut tested: Vec<&str> = CANARIES.iter().map(|c| c.0).collect();
     tested.extend(TESTED_ELSEWHERE);
+    tested.extend(NOT_CAUGHT_YET);
     let mut known: Vec<&str> = multipaxos::CANARIES.iter().map(|c| c.0).collect();
     tested.sort();
     known.sort();

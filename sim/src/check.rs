@@ -245,7 +245,7 @@ where
     type Action = Action<S>;
 
     fn init_states(&self) -> Vec<State<S>> {
-        let n = self.cfg.nodes as usize;
+        let n = self.cfg.machines() as usize;
         let mut st = MState {
             nodes: (0..n).map(|_| None).collect(),
             disks: (0..n).map(|_| Disk::default()).collect(),
@@ -432,7 +432,9 @@ where
     let model = Explore {
         scenario: s,
         configs: s.node_configs(cfg),
-        retries: (0..cfg.nodes).map(|id| s.check_retries(cfg, id)).collect(),
+        retries: (0..cfg.machines())
+            .map(|id| s.check_retries(cfg, id))
+            .collect(),
         cfg: cfg.clone(),
         bounds,
         deadline: search.max_time.map(|t| Instant::now() + t),

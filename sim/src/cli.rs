@@ -183,6 +183,10 @@ struct Setup {
     /// Cluster size (basic: 3-9, default 5; multi and kv: 3-7, default 5).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
     nodes: Option<u8>,
+    /// Spare machines beyond the first voters, that membership changes may
+    /// add (multi and kv: 0-4, default 2; `check`: 0 unless given).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=15))]
+    spares: Option<u8>,
     /// Concurrent clients (basic: the proposers, default 3; multi and kv:
     /// default 5).
     #[arg(long, visible_alias = "proposers", value_parser = clap::value_parser!(u8).range(1..=16))]
@@ -202,7 +206,7 @@ struct Setup {
     /// disk_jitter_us crash_in_sync_permille crashes partitions slow_nodes;
     /// where the protocol faces them (multi, kv): leader_faults
     /// clock_drift_ppm clock_skew_us pauses torn_permille bit_flips wipes
-    /// snapshot_crash_permille (`all-log`: all).
+    /// snapshot_crash_permille hostile_permille members (`all-log`: all).
     #[arg(long, value_parser = Faults::parse)]
     faults: Option<Faults>,
     /// Keep every BUGGIFY knob off (by default each seed draws its own).
@@ -225,6 +229,7 @@ impl Setup {
         .defaults();
         let mut cfg = RunConfig {
             nodes: self.nodes.unwrap_or(base.nodes),
+            spares: self.spares.unwrap_or(base.spares),
             clients: self.clients.unwrap_or(base.clients),
             ops: self.ops.unwrap_or(base.ops),
             faults: if self.calm {
@@ -466,6 +471,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             repro_dir,
         } => {
             let mut cfg = setup.config()?;
+            if setup.spares.is_none() {
+                // The explorer's bounds hold no membership change: idle
+                // spare machines would only multiply the states.
+                cfg.spares = 0;
+            }
             let search = crate::engine::Search {
                 max_states,
                 max_time: max_seconds.map(Duration::from_secs),
@@ -674,10 +684,14 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
     let c = &report.config;
     let f = c.faults.expect("resolved");
     eprintln!(
-        "seed {} scenario {} nodes {} clients {} x {} ops bugs [{}]",
+        "seed {} scenario {} nodes {}{} clients {} x {} ops bugs [{}]",
         report.seed,
         c.scenario,
         c.nodes,
+        match c.spares {
+            0 => String::new(),
+            s => format!(" (+{s} spares)"),
+        },
         c.clients,
         c.ops,
         c.bugs.join(", ")
@@ -697,7 +711,7 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
     );
     if f.unsupported(&crate::engine::Caps::default()).is_some() {
         eprintln!(
-            "more faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰ hostile {}‰",
+            "more faults: leader {} clock drift ±{}ppm skew {}us pauses {} torn {}‰ bit flips {} wipes {} snapshot-crash {}‰ hostile {}‰ membership {}",
             f.leader_faults,
             f.clock_drift_ppm,
             f.clock_skew_us,
@@ -706,7 +720,8 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
             f.bit_flips,
             f.wipes,
             f.snapshot_crash_permille,
-            f.hostile_permille
+            f.hostile_permille,
+            f.members
         );
     }
     let knobs = scenario::find(&c.scenario).ok();

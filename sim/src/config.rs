@@ -18,8 +18,13 @@ use std::sync::{Arc, OnceLock};
 pub struct RunConfig {
     /// The scenario's name in the table (`paxsim scenarios`).
     pub scenario: String,
-    /// Cluster size.
+    /// Cluster size: the first configuration's voters, nodes `0..nodes`.
     pub nodes: u8,
+    /// Spare machines, ids `nodes..nodes + spares`, that membership changes
+    /// may add (scenarios whose [`Caps::membership`](crate::nemesis::Caps)
+    /// is set). They run from the start, as idle machines waiting to join.
+    #[serde(default)]
+    pub spares: u8,
     /// Concurrent clients (`basic`: the proposers, nodes `0..clients`).
     pub clients: u8,
     /// Operations per client (where the workload has a length).
@@ -72,6 +77,7 @@ impl RunConfig {
         RunConfig {
             scenario: String::new(),
             nodes: 5,
+            spares: 0,
             clients: 3,
             ops: 1,
             faults: None,
@@ -102,6 +108,22 @@ pub fn set_program(name: &str) {
 }
 
 impl RunConfig {
+    /// Every machine of the run: the first voters and the spares.
+    pub fn machines(&self) -> u8 {
+        self.nodes + self.spares
+    }
+
+    /// The fewest voters a configuration of the run may have: with
+    /// membership changes, three (the log scenarios keep at least three);
+    /// without, the first configuration's.
+    pub fn fewest_voters(&self, membership: bool) -> u8 {
+        if membership {
+            self.nodes.min(3)
+        } else {
+            self.nodes
+        }
+    }
+
     /// The scenario's settings, typed.
     pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         T::deserialize(&*self.params)

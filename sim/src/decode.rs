@@ -83,7 +83,7 @@ pub fn decode(
     }
     // The seed's BUGGIFY knobs, as `plan` draws them.
     scenario::draw_buggify(seed, &mut cfg);
-    let n = cfg.nodes;
+    let n = cfg.machines();
     let kinds: Vec<usize> = (0..KINDS)
         .filter(|&k| Fault::kind_supported(k, &caps))
         .collect();
@@ -131,7 +131,20 @@ pub fn decode(
                 // them modulo the record's length in bits).
                 bit: u32::from(b.u16()),
             },
-            _ => Fault::Wipe { node },
+            13 => Fault::Wipe { node },
+            kind => {
+                // Membership (with spares only: the kinds are offered then).
+                let spare = cfg.nodes + x % cfg.spares.max(1);
+                match kind {
+                    14 => Fault::Join { node: spare },
+                    15 => Fault::Leave { node },
+                    16 => Fault::LeaveLeader,
+                    _ => Fault::Replace {
+                        old: 1 << node,
+                        new: 1 << spare,
+                    },
+                }
+            }
         };
         out.push(Timed { at_us, fault });
     }

@@ -40,6 +40,10 @@
 //! recovery), **wiped disks**,
 //! and **power loss during a snapshot write**. Disk losses hit at most a
 //! minority of replicas at a time: beyond that Paxos cannot keep its data.
+//! **Membership changes** ([`Caps::membership`]): the leader of the moment
+//! is asked to add a spare machine, remove a member (itself included) or
+//! replace a voter by a spare, during whatever else is going on;
+//! partitions, crashes and disk losses included.
 //!
 //! **Swarm testing**: unless a run fixes its faults, each seed first draws
 //! which fault kinds are on and how hard, so one campaign covers calm and
@@ -71,6 +75,11 @@ pub struct Caps {
     /// Hostile input: messages no correct peer sends
     /// ([`Protocol::forge`](crate::engine::Protocol::forge)).
     pub hostile: bool,
+    /// Membership changes: the protocol takes an operator's request to add,
+    /// remove or replace members
+    /// ([`Protocol::reconfigure`](crate::engine::Protocol::reconfigure)),
+    /// and runs with spare machines ([`RunConfig::spares`](crate::config::RunConfig)).
+    pub membership: bool,
 }
 
 /// How much the world may misbehave in one history a model check
@@ -147,6 +156,11 @@ pub struct Faults {
     /// sender ([`Caps::hostile`]).
     #[serde(default)]
     pub hostile_permille: u16,
+    /// Membership change episodes: the leader is asked to add a spare,
+    /// remove a member (or itself) or replace a voter by a spare
+    /// ([`Caps::membership`]).
+    #[serde(default)]
+    pub members: u8,
 }
 
 impl Faults {
@@ -169,6 +183,7 @@ impl Faults {
         wipes: 0,
         snapshot_crash_permille: 0,
         hostile_permille: 0,
+        members: 0,
     };
 
     /// Every fault on, at a moderate rate.
@@ -196,6 +211,7 @@ impl Faults {
         wipes: 1,
         snapshot_crash_permille: 100,
         hostile_permille: 10,
+        members: 2,
         ..Faults::ALL
     };
 
@@ -242,6 +258,9 @@ impl Faults {
         if caps.hostile {
             f.hostile_permille = on(rng, 50) as u16;
         }
+        if caps.membership {
+            f.members = on(rng, 4) as u8;
+        }
         f
     }
 
@@ -268,6 +287,9 @@ impl Faults {
         if !caps.hostile {
             f.hostile_permille = 0;
         }
+        if !caps.membership {
+            f.members = 0;
+        }
         f
     }
 
@@ -292,7 +314,7 @@ impl Faults {
     }
 
     /// Every intensity by name, as `--faults` spells it.
-    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 18] {
+    fn fields(&mut self) -> [(&'static str, FieldMut<'_>); 19] {
         [
             ("loss_permille", FieldMut::U16(&mut self.loss_permille)),
             ("dup_permille", FieldMut::U16(&mut self.dup_permille)),
@@ -324,6 +346,7 @@ impl Faults {
                 "hostile_permille",
                 FieldMut::U16(&mut self.hostile_permille),
             ),
+            ("members", FieldMut::U8(&mut self.members)),
         ]
     }
 
@@ -342,6 +365,7 @@ impl Faults {
             pauses: 0,
             bit_flips: 0,
             wipes: 0,
+            members: 0,
             ..*self
         }
     }
@@ -477,7 +501,7 @@ enum FieldMut<'a> {
 }
 
 /// How many fault kinds there are.
-pub const KINDS: usize = 14;
+pub const KINDS: usize = 18;
 
 /// One scheduled fault.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -536,6 +560,24 @@ pub enum Fault {
     Wipe {
         node: NodeId,
     },
+    /// Ask the leader to add spare machine `node` (it joins as a learner,
+    /// and is promoted once it caught up).
+    Join {
+        node: NodeId,
+    },
+    /// Ask the leader to remove `node`, a voter or a learner.
+    Leave {
+        node: NodeId,
+    },
+    /// Ask the leader to remove itself.
+    LeaveLeader,
+    /// Ask the leader to replace the voters `old` by the spare machines
+    /// `new` (sets of nodes, as bitmasks: one for one, usually; two for
+    /// two sometimes, a change of more than one voter at once).
+    Replace {
+        old: u16,
+        new: u16,
+    },
 }
 
 /// A bit flip's `record` with this bit set is aimed where recovery decides
@@ -581,15 +623,18 @@ pub fn flip_target(record: u32, records: usize) -> usize {
 }
 
 impl Fault {
-    /// What this scheduled fault does to an `n`-node cluster as it is now,
-    /// or `None` if it does not apply. A leader-aimed crash names the
-    /// leader; a crash needs a live node, a restart a crashed one, leader
-    /// isolation a leader. A disk may be lost (bit flip, wipe) only while
-    /// fewer than `(n - 1) / 2` others are lost, so a majority always keeps
-    /// its state. Every runner (the engine, madsim) asks this.
+    /// What this scheduled fault does to a cluster of `n` machines as it
+    /// is now, or `None` if it does not apply. A leader-aimed crash names
+    /// the leader; a crash needs a live node, a restart a crashed one,
+    /// leader isolation a leader, a membership change a leader to ask. A
+    /// disk may be lost (bit flip, wipe) only while fewer than
+    /// `(voters - 1) / 2` others are lost, so a majority always keeps its
+    /// state (`voters`: the fewest voters a configuration of the run may
+    /// have). Every runner (the engine, madsim) asks this.
     pub fn resolve(
         self,
         n: u8,
+        voters: u8,
         live: impl Fn(NodeId) -> bool,
         disk_lost: impl Fn(NodeId) -> bool,
         leader: impl Fn() -> Option<NodeId>,
@@ -607,11 +652,17 @@ impl Fault {
             Fault::Crash { node } => live(node),
             Fault::Restart { node } => !live(node),
             Fault::BitFlip { node, .. } | Fault::Wipe { node } => {
-                let f = (n as usize - 1) / 2;
+                let f = (voters as usize - 1) / 2;
                 !disk_lost(node) && (0..n).filter(|&i| disk_lost(i)).count() < f
             }
             Fault::IsolateLeader => leader().is_some(),
+            // An operator asks the leader: none, no one to ask.
+            Fault::Join { .. } | Fault::Leave { .. } | Fault::Replace { .. } => leader().is_some(),
             _ => true,
+        };
+        let fault = match fault {
+            Fault::LeaveLeader => Fault::Leave { node: leader()? },
+            f => f,
         };
         applies.then_some(fault)
     }
@@ -633,6 +684,10 @@ impl Fault {
             Fault::Clock { .. } => 11,
             Fault::BitFlip { .. } => 12,
             Fault::Wipe { .. } => 13,
+            Fault::Join { .. } => 14,
+            Fault::Leave { .. } => 15,
+            Fault::LeaveLeader => 16,
+            Fault::Replace { .. } => 17,
         }
     }
 
@@ -651,6 +706,10 @@ impl Fault {
         "clock skew/drift",
         "bit flip",
         "disk wipe",
+        "member added",
+        "member removed",
+        "leader removed",
+        "member replaced",
     ];
 
     /// Whether a protocol with `caps` faces this kind.
@@ -665,11 +724,17 @@ impl Fault {
             10 => caps.pauses,
             11 => caps.clocks,
             12 | 13 => caps.disk_loss,
+            14..=17 => caps.membership,
             _ => true,
         }
     }
 
     fn nodes(&self) -> impl Iterator<Item = NodeId> {
+        let sets = match *self {
+            Fault::Replace { old, new } => old | new,
+            _ => 0,
+        };
+        let set = (0..16).filter(move |i| sets & (1 << i) != 0);
         let (a, b) = match *self {
             Fault::Crash { node }
             | Fault::Restart { node }
@@ -678,15 +743,19 @@ impl Fault {
             | Fault::Pause { node, .. }
             | Fault::Clock { node, .. }
             | Fault::BitFlip { node, .. }
-            | Fault::Wipe { node } => (Some(node), None),
+            | Fault::Wipe { node }
+            | Fault::Join { node }
+            | Fault::Leave { node } => (Some(node), None),
             Fault::OneWay { from, to } => (Some(from), Some(to)),
+            Fault::Replace { .. } => (None, None),
             Fault::Partition { .. }
             | Fault::Heal
             | Fault::CrashLeader
             | Fault::IsolateLeader
+            | Fault::LeaveLeader
             | Fault::RestartDown => (None, None),
         };
-        a.into_iter().chain(b)
+        a.into_iter().chain(b).chain(set)
     }
 }
 
@@ -711,6 +780,23 @@ impl Schedule {
     /// Draws the schedule for a run: `faults` episodes spread over the fault
     /// phase, each one a fault and (usually) its repair.
     pub fn generate(rng: &mut ChaCha8Rng, n: u8, faults: &Faults, fault_phase_us: u64) -> Schedule {
+        Schedule::generate_with(rng, n, n, faults, fault_phase_us)
+    }
+
+    /// [`Schedule::generate`] for `machines`, of which the first `voters`
+    /// are the first configuration and the rest spares: membership
+    /// episodes add spares and remove or replace anyone. Without membership
+    /// episodes the other faults hit the first voters only (the spares stay
+    /// idle); with them, any machine.
+    pub fn generate_with(
+        rng: &mut ChaCha8Rng,
+        machines: u8,
+        voters: u8,
+        faults: &Faults,
+        fault_phase_us: u64,
+    ) -> Schedule {
+        assert!(voters >= 1 && voters <= machines);
+        let n = if faults.members > 0 { machines } else { voters };
         let mut out = Vec::new();
         let t = fault_phase_us.max(1);
         let mut episode = |rng: &mut ChaCha8Rng, start: Fault, end: Option<Fault>| {
@@ -719,7 +805,15 @@ impl Schedule {
             // Half the faults land in the first sixteenth of the phase, where
             // the proposers are busy; the rest anywhere in it. (Not faults
             // aimed at the leader: there is none that early.)
-            let early = !matches!(start, Fault::CrashLeader | Fault::IsolateLeader) && !at_leader;
+            let early = !matches!(
+                start,
+                Fault::CrashLeader
+                    | Fault::IsolateLeader
+                    | Fault::Join { .. }
+                    | Fault::Leave { .. }
+                    | Fault::LeaveLeader
+                    | Fault::Replace { .. }
+            ) && !at_leader;
             let window = if early && rng.gen_bool(0.5) {
                 (t / 16).max(1)
             } else {
@@ -799,6 +893,35 @@ impl Schedule {
             let node = rng.gen_range(0..n);
             episode(rng, Fault::Wipe { node }, Some(Fault::Restart { node }));
         }
+        // Drawn after every other kind, so a seed's other faults stay as
+        // they were with membership off.
+        for _ in 0..faults.members {
+            let spare = |rng: &mut ChaCha8Rng| rng.gen_range(voters..machines);
+            let fault = match rng.gen_range(0..4) {
+                0 if machines > voters => Fault::Join { node: spare(rng) },
+                2 => Fault::LeaveLeader,
+                3 if machines > voters => {
+                    // One for one; with two spares, two for two a third of
+                    // the time (a change of two voters at once).
+                    let two = machines - voters >= 2 && rng.gen_bool(1.0 / 3.0);
+                    let pick = |rng: &mut ChaCha8Rng, from: u8, k: usize| {
+                        let mut set = 0u16;
+                        while (set.count_ones() as usize) < k {
+                            set |= 1 << rng.gen_range(from..machines);
+                        }
+                        set
+                    };
+                    let k = if two { 2 } else { 1 };
+                    let old = pick(rng, 0, k);
+                    let new = pick(rng, voters, k);
+                    Fault::Replace { old, new }
+                }
+                _ => Fault::Leave {
+                    node: rng.gen_range(0..machines),
+                },
+            };
+            episode(rng, fault, None);
+        }
         if faults.clock_drift_ppm > 0 || faults.clock_skew_us > 0 {
             let d = faults.clock_drift_ppm as i64;
             for node in 0..n {
@@ -826,6 +949,14 @@ impl Schedule {
         }
         out.sort_by_key(|f| f.at_us); // Stable: ties keep generation order.
         Schedule { faults: out }
+    }
+
+    /// Whether any fault asks for a membership change (then a run may pass
+    /// through configurations of fewer voters than its first).
+    pub fn changes_membership(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|t| (14..=17).contains(&t.fault.kind_index()))
     }
 
     /// Checks the schedule fits a cluster of `n` nodes.
@@ -906,6 +1037,19 @@ impl std::fmt::Display for Fault {
                 write!(f, "flip bit {bit} of {which} on {whom}, crash it")
             }
             Fault::Wipe { node } => write!(f, "crash n{node} and wipe its disk"),
+            Fault::Join { node } => write!(f, "ask the leader to add n{node}"),
+            Fault::Leave { node } => write!(f, "ask the leader to remove n{node}"),
+            Fault::LeaveLeader => write!(f, "ask the leader to remove itself"),
+            Fault::Replace { old, new } => {
+                let set = |s: u16| {
+                    let ids: Vec<String> = (0..16)
+                        .filter(|i| s & (1 << i) != 0)
+                        .map(|i| format!("n{i}"))
+                        .collect();
+                    ids.join(",")
+                };
+                write!(f, "ask the leader to replace {} by {}", set(old), set(new))
+            }
         }
     }
 }
@@ -1036,8 +1180,16 @@ mod tests {
             disk_loss: true,
             drift_bound_ppm: Some(10_000),
             hostile: true,
+            membership: true,
         };
         assert_eq!(Faults::ALL.unsupported(&basic), None);
+        let no_spares = Caps {
+            membership: false,
+            ..log
+        };
+        assert_eq!(Faults::ALL_LOG.unsupported(&no_spares), Some("members"));
+        assert!(Fault::LeaveLeader.supported(&log));
+        assert!(!Fault::Join { node: 5 }.supported(&no_spares));
         assert_eq!(Faults::ALL_LOG.unsupported(&basic), Some("leader_faults"));
         let wipes = Faults {
             wipes: 1,

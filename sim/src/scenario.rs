@@ -121,7 +121,7 @@ impl<S: Scenario> Dyn for S {
         keep: Keep,
     ) -> Result<Report, String> {
         let requests = Scenario::check_requests(self, &cfg);
-        let retries = (0..cfg.nodes)
+        let retries = (0..cfg.machines())
             .map(|id| Scenario::check_retries(self, &cfg, id))
             .collect();
         let engine = Engine::new(self, 0, cfg, Schedule::default(), keep);
@@ -192,8 +192,9 @@ fn plan_for(s: &dyn Dyn, seed: u64, cfg: &RunConfig) -> (RunConfig, Schedule) {
         .unwrap_or_else(|| Faults::draw(&mut engine::rng(seed, Stream::Swarm), &s.caps(cfg)));
     resolved.faults = Some(faults);
     buggify_for(s, seed, &mut resolved);
-    let schedule = Schedule::generate(
+    let schedule = Schedule::generate_with(
         &mut engine::rng(seed, Stream::Schedule),
+        cfg.machines(),
         cfg.nodes,
         &faults,
         cfg.fault_phase_us,
@@ -301,7 +302,20 @@ impl RunConfig {
                 return Err(format!("{name} is {v}, must be {lo} to {hi}"));
             }
         }
+        if self.machines() as usize > paxos::MAX_NODES {
+            return Err(format!(
+                "nodes and spares are {} machines, at most {}",
+                self.machines(),
+                paxos::MAX_NODES
+            ));
+        }
         s.validate(self)?;
+        if self.spares > 0 && !s.caps(self).membership {
+            return Err(format!(
+                "spares is {}, but the {} scenario has no membership changes",
+                self.spares, self.scenario
+            ));
+        }
         if let Some(f) = &self.faults {
             f.validate()?;
             let caps = s.caps(self);
@@ -333,7 +347,7 @@ impl RunConfig {
     /// Checks a schedule fits this config (cluster size; fault kinds the
     /// scenario supports; clock rates within the drift it tolerates).
     pub fn validate_schedule(&self, s: &Schedule) -> Result<(), String> {
-        s.validate(self.nodes)?;
+        s.validate(self.machines())?;
         let caps = find(&self.scenario)?.caps(self);
         for t in &s.faults {
             if let Fault::Clock { rate_ppm, .. } = t.fault {
@@ -362,6 +376,9 @@ impl RunConfig {
         if self.nodes != d.nodes {
             cmd += &format!(" --nodes {}", self.nodes);
         }
+        if self.spares != d.spares {
+            cmd += &format!(" --spares {}", self.spares);
+        }
         if self.clients != d.clients {
             cmd += &format!(" --clients {}", self.clients);
         }
@@ -382,6 +399,7 @@ impl RunConfig {
         }
         let rest = RunConfig {
             nodes: d.nodes,
+            spares: d.spares,
             clients: d.clients,
             ops: d.ops,
             bugs: d.bugs.clone(),

@@ -47,13 +47,32 @@ impl LeaseObserver {
     /// At real time `at`, `leader` counts on its lease until real time
     /// `until`: a quorum's grants must last at least that long.
     pub fn on_lease(&self, at: u64, leader: NodeId, until: u64) -> Result<(), Violation> {
-        let mut ends = [0; MAX_NODES];
-        for (g, e) in ends[..self.n].iter_mut().enumerate() {
-            *e = self.ends[g][leader as usize];
+        let all = ((1u32 << self.n) - 1) as u16;
+        self.on_lease_among(at, leader, until, &[all])
+    }
+
+    /// [`LeaseObserver::on_lease`] with the voters changing: the grants of
+    /// a majority of the voters of one of `configs` (bitmasks of nodes)
+    /// must last that long.
+    pub fn on_lease_among(
+        &self,
+        at: u64,
+        leader: NodeId,
+        until: u64,
+        configs: &[u16],
+    ) -> Result<(), Violation> {
+        let mut held = 0;
+        for voters in configs {
+            let mut ends = [0; MAX_NODES];
+            let mut k = 0;
+            for g in (0..self.n).filter(|g| voters & (1 << g) != 0) {
+                ends[k] = self.ends[g][leader as usize];
+                k += 1;
+            }
+            let ends = &mut ends[..k];
+            ends.sort_unstable_by(|a, b| b.cmp(a));
+            held = held.max(ends.get(majority(k).wrapping_sub(1)).copied().unwrap_or(0));
         }
-        let ends = &mut ends[..self.n];
-        ends.sort_unstable_by(|a, b| b.cmp(a));
-        let held = ends[majority(self.n) - 1];
         if until <= held + SLACK_US {
             return Ok(());
         }
@@ -93,5 +112,19 @@ mod tests {
         // Grants only ever extend.
         o.on_grant(1, 0, 10);
         assert!(o.on_lease(100, 0, 900).is_ok());
+    }
+
+    #[test]
+    fn with_changing_voters_a_majority_of_one_configuration_must_hold() {
+        let mut o = LeaseObserver::new(5);
+        o.on_grant(0, 0, 1_000);
+        o.on_grant(3, 0, 1_000);
+        o.on_grant(4, 0, 1_000);
+        // {0,3,4} is a majority of {0,3,4} but not of {0,1,2}.
+        assert!(o.on_lease_among(0, 0, 1_000, &[0b00111]).is_err());
+        assert!(o.on_lease_among(0, 0, 1_000, &[0b11001]).is_ok());
+        assert!(o.on_lease_among(0, 0, 1_000, &[0b00111, 0b11001]).is_ok());
+        // Grants of non-voters count for nothing.
+        assert!(o.on_lease_among(0, 0, 1_000, &[0b00110]).is_err());
     }
 }

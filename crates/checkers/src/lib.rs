@@ -605,7 +605,7 @@ impl Observer {
     }
 }
 
-fn fmt_set(set: u16) -> String {
+pub fn fmt_set(set: u16) -> String {
     let ids: Vec<String> = (0..MAX_NODES)
         .filter(|i| set & (1 << i) != 0)
         .map(|i| format!("n{i}"))

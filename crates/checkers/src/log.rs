@@ -279,6 +279,27 @@ impl LogObserver {
         }
     }
 
+    /// The voters whose grants a leader's lease must hold now (P7): those
+    /// of the configuration in force at the first slot not yet chosen, and
+    /// of the one before it (a leader learns of a change chosen a little
+    /// after the checker does, and counts its lease again then). With
+    /// fixed voters, both are `0..n`.
+    pub fn lease_voters(&self) -> [u16; 2] {
+        match &self.membership {
+            None => [all(self.n); 2],
+            Some(m) => {
+                let now = m.in_force(m.prefix);
+                let before = m
+                    .history
+                    .range(..=m.prefix)
+                    .rev()
+                    .nth(1)
+                    .map_or(now, |(_, v)| *v);
+                [now, before]
+            }
+        }
+    }
+
     /// The voters of the latest configuration the checker knows to be in
     /// force: the one at the last slot whose configuration it knows. A
     /// configuration chosen but not in force yet is not counted, nor one

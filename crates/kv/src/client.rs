@@ -28,6 +28,11 @@ pub struct Client {
     current: Option<Command>,
     epoch: u64,
     retry_us: u64,
+    /// The target moved on since the last send (a redirect that named no
+    /// leader): the retry goes there, not one further. (It used to move
+    /// twice, and with seven machines a stale redirect from a removed
+    /// replica made a cycle that never met the leader.)
+    moved: bool,
 }
 
 impl Client {
@@ -41,6 +46,7 @@ impl Client {
             current: None,
             epoch: 0,
             retry_us,
+            moved: false,
         }
     }
 
@@ -84,6 +90,7 @@ impl Client {
     fn send(&mut self, out: &mut Vec<ClientOut>) {
         let cmd = self.current.clone().expect("a request in flight");
         self.epoch += 1;
+        self.moved = false;
         out.push(ClientOut::Send {
             to: self.target,
             cmd,
@@ -116,7 +123,12 @@ impl Client {
                 self.send(out);
             }
             // No leader known: try the next replica when the timer fires.
-            _ => self.target = (self.target + 1) % self.n,
+            _ => {
+                if !self.moved {
+                    self.target = (self.target + 1) % self.n;
+                }
+                self.moved = true;
+            }
         }
     }
 
@@ -124,7 +136,9 @@ impl Client {
         if epoch != self.epoch || self.current.is_none() {
             return;
         }
-        self.target = (self.target + 1) % self.n;
+        if !self.moved {
+            self.target = (self.target + 1) % self.n;
+        }
         self.send(out);
     }
 }

@@ -35,6 +35,19 @@ impl<C: Command, S: State> Node<C, S> {
             // whose promotion we have not applied yet).
             if slot > self.applied {
                 self.query_leader(from, self.applied, out);
+            } else if slot < self.applied && from != self.cfg.id {
+                // The candidate lags behind us (what it asks for is chosen
+                // here, maybe compacted, and who voted there forgotten):
+                // help it catch up, as if it had asked; it stands again
+                // from further on.
+                self.on_query(from, slot, out);
+            }
+            // A higher ballot is about: a leader or candidate of a lower one
+            // steps down, vote or no vote (a deposed leader that went on
+            // would announce a commit index over what others chose).
+            self.seen = self.seen.max(ballot);
+            if ballot > self.promised && !matches!(self.role, Role::Follower) {
+                self.step_down(out);
             }
             return;
         }

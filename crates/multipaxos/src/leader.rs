@@ -316,7 +316,7 @@ impl<C: Command, S: State> Node<C, S> {
         else {
             out.push(Output::NotLeader {
                 cmd,
-                leader: self.leader.filter(|l| *l != self.cfg.id),
+                leader: self.leader().filter(|l| *l != self.cfg.id),
             });
             return;
         };
@@ -398,14 +398,18 @@ impl<C: Command, S: State> Node<C, S> {
             }
             // (BUG, canary 24: the configuration we were elected in, always.)
             let members = frozen.unwrap_or_else(|| self.members_at(slot));
-            if !members.votes(self.cfg.id) && !self.cfg.bugs.removed_keeps_voting {
+            let me = self.cfg.id;
+            if !members.votes(me) && !self.latest().votes(me) && !self.cfg.bugs.removed_keeps_voting
+            {
                 // Removed from here on: finish what is in flight, then go.
+                // (A voter of later slots leads these too: a proposer
+                // needs no vote of its own.)
                 if empty {
                     self.step_down(out);
                 }
                 return;
             }
-            if !members.is_quorum(promisers) {
+            if !self.phase1_covers(members, promisers) {
                 return self.top_up(slot, out);
             }
             let Some(entry) = self.next_entry(window, batch, out) else {

@@ -170,12 +170,25 @@ impl<C: Command, S: State> Node<C, S> {
             assert_eq!(*e, entry, "slot {slot} chosen twice with different entries");
             return;
         }
+        // A leader learns its own ballot's slots from its quorums. A slot
+        // chosen beyond what it proposed, or with another entry, was chosen
+        // by a higher ballot: it is deposed, and its commit index must not
+        // cover that slot for followers holding its own entry there.
+        let deposed = match &self.role {
+            Role::Leader { next, inflight, .. } => {
+                slot >= *next || inflight.get(&slot).is_some_and(|(e, _)| *e != entry)
+            }
+            _ => false,
+        };
         self.chosen.insert(slot, entry.clone());
         if self.cfg.bugs.non_atomic_chosen {
             // BUG (canary 9): the mark and the entry in separate records.
             self.persist(Write::ChosenMark { slot }, out);
         }
         self.persist(Write::Chosen { slot, entry }, out);
+        if deposed {
+            self.step_down(out);
+        }
         self.advance_applied(out);
         assert!(slot < self.applied || self.chosen.contains_key(&slot));
     }
@@ -257,9 +270,16 @@ impl<C: Command, S: State> Node<C, S> {
         let could_stand = self.may_stand();
         self.compact(&snap);
         self.applied = snap.upto;
-        if let Role::Leader { inflight, next, .. } = &mut self.role {
+        if let Role::Leader {
+            inflight,
+            next,
+            reported,
+            ..
+        } = &mut self.role
+        {
             *inflight = inflight.split_off(&snap.upto);
             *next = (*next).max(snap.upto);
+            *reported = reported.split_off(&snap.upto);
         }
         out.push(Output::Install { snap: snap.clone() });
         self.persist(Write::Snapshot(snap), out);

@@ -343,9 +343,11 @@ impl<C: Command, S: State> Node<C, S> {
     pub fn is_rebuilding(&self) -> bool {
         matches!(self.role, Role::Rebuilding { .. })
     }
-    /// The leader this node believes in.
+    /// The leader this node believes in (none once it is no member of the
+    /// newest configuration it knows: a removed replica's word is stale).
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
+            .filter(|_| self.latest().reach() & bit(self.cfg.id) != 0)
     }
     /// The first slot not yet applied.
     pub fn applied(&self) -> Slot {
@@ -634,8 +636,11 @@ impl<C: Command, S: State> Node<C, S> {
                     *ballot <= self.promised,
                     "a candidate promises itself first"
                 );
-                assert!(*from <= self.applied.max(*from));
-                assert!(!self.elects(*from, *promises), "a quorum elects");
+                // (No "a quorum elects" here: a snapshot installed or taken
+                // meanwhile changes which configurations the window holds,
+                // so the promises may come to suffice between two of them;
+                // the next promise or timeout settles it.)
+                let _ = (from, promises);
                 assert_eq!(u32::from(*promises) >> n, 0, "a promise from outside");
             }
             Role::Leader {

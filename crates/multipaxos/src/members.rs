@@ -177,12 +177,27 @@ impl<C: Command, S: State> Node<C, S> {
     pub(crate) fn elects(&self, from: Slot, promises: u16) -> bool {
         let end = (from + self.cfg.alpha()).min(self.horizon());
         let window: Vec<Members> = self.window(from, end).collect();
+        let each = window.iter().all(|m| m.is_quorum(promises));
         if self.cfg.bugs.union_quorum {
-            // BUG (canary 27): a majority of everyone involved.
+            // BUG (canary 27): a majority of everyone involved will do.
             let union = window.iter().fold(0, |u, m| u | m.voters);
-            return (promises & union).count_ones() > union.count_ones() / 2;
+            return each || (promises & union).count_ones() > union.count_ones() / 2;
         }
-        window.iter().all(|m| m.is_quorum(promises))
+        each
+    }
+
+    /// Do our ballot's `promisers` cover a slot governed by `members`? A
+    /// majority of its voters. (BUG, canary 27: a majority of everyone in
+    /// the configurations this node knows from its applied prefix on.)
+    pub(crate) fn phase1_covers(&self, members: Members, promisers: u16) -> bool {
+        let covered = members.is_quorum(promisers);
+        if self.cfg.bugs.union_quorum {
+            let union = self
+                .window(self.applied, self.horizon())
+                .fold(0, |u, m| u | m.voters);
+            return covered || (promisers & union).count_ones() > union.count_ones() / 2;
+        }
+        covered
     }
 
     /// Do lease grants from `acks` hold off every other candidate? A

@@ -526,7 +526,16 @@ fn simulate_members(
             .max_by_key(|n| n.applied())
             .map(|n| n.latest())
             .unwrap_or(Members::first(voters));
-        let first = newest.voters.trailing_zeros() as NodeId;
+        // (A voter that knows it: a learner that has not applied its
+        // promotion does not stand yet.)
+        let knows = reps.iter().enumerate().find(|(id, r)| {
+            r.node
+                .as_ref()
+                .is_some_and(|n| n.latest() == newest && newest.votes(*id as NodeId))
+        });
+        let first = knows.map_or(newest.voters.trailing_zeros() as NodeId, |(id, _)| {
+            id as NodeId
+        });
         // Timeouts are long next to message delays: an election timer fires
         // only now and then, and once healing only the first voter's does
         // (standing in for randomized timeouts that let one candidate win).

@@ -54,8 +54,8 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::time::{sleep, Duration, TimeHandle};
 use paxos::NodeId;
 use paxsim::engine::{
-    catching, Boot, Check, Checker, Clock, Cx, Disk, DiskRecord, Effect, Input, Protocol, Scenario,
-    Workload,
+    catching, Boot, Check, Checker, Clock, Cx, Disk, DiskRecord, Effect, Input, MemberChange,
+    Protocol, Scenario, Situation, Workload,
 };
 use paxsim::nemesis::KINDS;
 use paxsim::{Fault, Faults, RunConfig, Schedule};
@@ -178,7 +178,15 @@ struct Slot<P: Protocol> {
     clock: Clock,
     slow: bool,
     /// The live incarnation's endpoint and input queue.
-    io: Option<(Arc<Endpoint>, async_channel::Sender<Input<P>>)>,
+    io: Option<(Arc<Endpoint>, async_channel::Sender<Item<P>>)>,
+}
+
+/// What a node's process takes from its queue: an input, or an operator's
+/// membership change (the nemesis asks the leader through its queue, so
+/// the node acts on it in its own process, as on any input).
+enum Item<P: Protocol> {
+    In(Input<P>),
+    Reconfigure(MemberChange, Situation),
 }
 
 /// The part of the world a workload may touch, through [`Cx`].
@@ -329,6 +337,9 @@ struct World<S: Scenario> {
     configs: Vec<<S::P as Protocol>::Config>,
     checker: S::Checker,
     workload: S::Workload,
+    /// The schedule asks for membership changes (disk losses then stay
+    /// below a minority of the fewest voters a configuration may have).
+    membership: bool,
 }
 
 /// A panic in a node's core (a failed assertion: a canary can trip one) or
@@ -370,6 +381,21 @@ impl<S: Runnable> World<S> {
             Some(i) => node.handle(now, i, &mut out),
             None => node.start(now, &mut out),
         }
+        for o in out {
+            if let Some(e) = S::P::effect(o) {
+                self.execute(id, e);
+            }
+        }
+    }
+
+    /// An operator's membership change, at node `id` (the leader when the
+    /// nemesis asked).
+    fn reconfigure(&mut self, id: NodeId, change: MemberChange, situation: Situation) {
+        self.core.note(id, ("reconfigure", change));
+        let now = self.core.slots[id as usize].clock.local(now_us());
+        let mut out = Vec::new();
+        let node = self.core.nodes[id as usize].as_mut().expect("a live node");
+        node.reconfigure(now, change, situation, &mut out);
         for o in out {
             if let Some(e) = S::P::effect(o) {
                 self.execute(id, e);
@@ -425,7 +451,7 @@ impl<S: Runnable> World<S> {
                 core.messages += 1;
                 if to == id {
                     // A node's messages to itself never cross the network.
-                    let _ = tx.try_send(Input::Receive { from: id, msg });
+                    let _ = tx.try_send(Item::In(Input::Receive { from: id, msg }));
                     return;
                 }
                 let copies = if Core::<S::P>::permille(f.dup_permille) {
@@ -463,7 +489,7 @@ impl<S: Runnable> World<S> {
                 if slot.slow {
                     d *= core.cfg.slow_factor;
                 }
-                later(tx, d, Input::Synced { upto });
+                later(tx, d, Item::In(Input::Synced { upto }));
                 if Core::<S::P>::permille(f.crash_in_sync_permille) {
                     let at = thread_rng().gen_range(0..d);
                     core.power_losses.push((id, inc, at));
@@ -479,7 +505,8 @@ impl<S: Runnable> World<S> {
                 } else {
                     0
                 };
-                later(tx, slot.clock.real(delay_us + jitter), Input::Timer(timer));
+                let at = slot.clock.real(delay_us + jitter);
+                later(tx, at, Item::In(Input::Timer(timer)));
             }
             Effect::Reply { client, reply } => {
                 let r = self.checker.on_reply(now, id, client, &reply);
@@ -559,7 +586,7 @@ impl<S: Runnable> World<S> {
     }
 
     fn heal(&mut self) {
-        let n = self.core.cfg.nodes;
+        let n = self.core.cfg.machines();
         for a in 0..n {
             for b in 0..n {
                 if a != b {
@@ -571,12 +598,13 @@ impl<S: Runnable> World<S> {
 
     /// Applies one scheduled fault (as the engine does, but on madsim).
     fn fault(&mut self, fault: Fault) {
-        let n = self.core.cfg.nodes;
+        let n = self.core.cfg.machines();
         let kind = fault.kind_index();
         let core = &self.core;
         let live = |i: NodeId| core.slots[i as usize].up;
         let lost = |i: NodeId| core.disk_lost(i as usize);
-        let Some(fault) = fault.resolve(n, live, lost, || core.leader()) else {
+        let voters = core.cfg.fewest_voters(self.membership);
+        let Some(fault) = fault.resolve(n, voters, live, lost, || core.leader()) else {
             return;
         };
         // madsim can pause only a running process.
@@ -627,7 +655,24 @@ impl<S: Runnable> World<S> {
                 self.crash(node);
                 self.core.slots[node as usize].disk.wipe();
             }
-            Fault::CrashLeader | Fault::Clock { .. } => {}
+            Fault::Join { node } => self.ask_leader(MemberChange::Add(node)),
+            Fault::Leave { node } => self.ask_leader(MemberChange::Remove(node)),
+            Fault::Replace { old, new } => self.ask_leader(MemberChange::Replace { old, new }),
+            Fault::CrashLeader | Fault::Clock { .. } | Fault::LeaveLeader => {}
+        }
+    }
+
+    /// Queues an operator's membership change at the leader (there is one:
+    /// `Fault::resolve` saw to it).
+    fn ask_leader(&mut self, change: MemberChange) {
+        let core = &self.core;
+        let Some(leader) = core.leader() else { return };
+        let situation = Situation {
+            partitioned: core.blocked.iter().any(|b| *b != 0),
+            rebuilding: (0..core.cfg.machines() as usize).any(|i| core.disk_lost(i)),
+        };
+        if let Some((_, tx)) = &core.slots[leader as usize].io {
+            let _ = tx.try_send(Item::Reconfigure(change, situation));
         }
     }
 
@@ -642,7 +687,7 @@ impl<S: Runnable> World<S> {
             c.send_latency = latency(&self.core.cfg, 0);
         });
         self.heal();
-        for id in 0..self.core.cfg.nodes {
+        for id in 0..self.core.cfg.machines() {
             self.core.slots[id as usize].slow = false;
             self.restart(id);
         }
@@ -719,7 +764,7 @@ impl<S: Runnable> Sim<S> {
         }
         for (client, node, req) in std::mem::take(&mut core.local) {
             if let Some((_, tx)) = &core.slots[node as usize].io {
-                let _ = tx.try_send(Input::Request { client, req });
+                let _ = tx.try_send(Item::In(Input::Request { client, req }));
             }
         }
         let ctl = core.ctl.clone();
@@ -765,18 +810,18 @@ impl<S: Runnable> Sim<S> {
     /// queue until it is killed.
     async fn node(self, id: NodeId) {
         let ep = Arc::new(Endpoint::bind(addr(id)).await.expect("bind"));
-        let (tx, rx) = async_channel::unbounded::<Input<S::P>>();
+        let (tx, rx) = async_channel::unbounded::<Item<S::P>>();
         let (ep2, tx2) = (ep.clone(), tx.clone());
         madsim::task::spawn_local(async move {
             while let Ok((payload, _)) = ep2.recv_from_raw(TAG).await {
                 let input = match *payload.downcast::<Wire<S::P>>().expect("only Wire travels") {
                     Wire::Peer { from, msg, hold_us } if hold_us > 0 => {
                         // Held on the wire; lost if this node dies first.
-                        later(tx2.clone(), hold_us, Input::Receive { from, msg });
+                        later(tx2.clone(), hold_us, Item::In(Input::Receive { from, msg }));
                         continue;
                     }
-                    Wire::Peer { from, msg, .. } => Input::Receive { from, msg },
-                    Wire::Request { client, req } => Input::Request { client, req },
+                    Wire::Peer { from, msg, .. } => Item::In(Input::Receive { from, msg }),
+                    Wire::Request { client, req } => Item::In(Input::Request { client, req }),
                     Wire::Reply { .. } => continue,
                 };
                 if tx2.send(input).await.is_err() {
@@ -795,8 +840,12 @@ impl<S: Runnable> Sim<S> {
         if !booted {
             return;
         }
-        while let Ok(input) = rx.recv().await {
-            if !self.with(Some(id), |w| w.input(id, input)) {
+        while let Ok(item) = rx.recv().await {
+            let done = self.with(Some(id), |w| match item {
+                Item::In(input) => w.input(id, input),
+                Item::Reconfigure(change, situation) => w.reconfigure(id, change, situation),
+            });
+            if !done {
                 return;
             }
         }
@@ -946,7 +995,13 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
         Some(f) => f.only(&caps),
         None => Faults::draw(&mut rng, &caps),
     };
-    let schedule = Schedule::generate(&mut rng, cfg.nodes, &faults, cfg.fault_phase_us);
+    let schedule = Schedule::generate_with(
+        &mut rng,
+        cfg.machines(),
+        cfg.nodes,
+        &faults,
+        cfg.fault_phase_us,
+    );
     cfg.faults = Some(faults);
     // The scenario's BUGGIFY knobs, drawn as the engine's `plan` draws them
     // (here from madsim's seeded generator).
@@ -967,7 +1022,7 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
     let client_ep = Arc::new(ep.await.expect("the clients' machine runs"));
     let mut wrng = ChaCha8Rng::seed_from_u64(thread_rng().gen());
     let workload = scenario.workload(&cfg, &mut wrng);
-    let n = cfg.nodes as usize;
+    let n = cfg.machines() as usize;
     // Clock faults act from time zero, before anyone reads a clock.
     let mut clocks = vec![Clock::default(); n];
     let mut faults_done = [0; KINDS];
@@ -990,6 +1045,7 @@ async fn setup<S: Runnable>(scenario: &'static S, mut cfg: RunConfig) -> Sim<S> 
         configs: scenario.node_configs(&cfg),
         checker,
         workload,
+        membership: schedule.changes_membership(),
         core: Core {
             faults,
             quiet_at: None,

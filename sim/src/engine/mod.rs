@@ -34,7 +34,7 @@ pub mod script;
 pub use disk::Disk;
 pub use protocol::{
     Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Clock, Cx, DiskRecord, Effect, Input,
-    Never, Protocol, Scenario, Search, Workload,
+    MemberChange, Never, Protocol, Scenario, Search, Situation, Workload,
 };
 pub use script::{Script, Step};
 
@@ -561,7 +561,7 @@ impl<S: Scenario> Engine<S> {
     pub fn new(scenario: &S, seed: u64, cfg: RunConfig, schedule: Schedule, keep: Keep) -> Self {
         let faults = cfg.faults.expect("faults resolved by plan()");
         let (configs, checker) = (scenario.node_configs(&cfg), scenario.checker(&cfg));
-        let n = cfg.nodes as usize;
+        let n = cfg.machines() as usize;
         let slots = (0..n)
             .map(|_| Slot {
                 inc: 0,
@@ -639,7 +639,7 @@ impl<S: Scenario> Engine<S> {
         requests: Vec<Asked<S::P>>,
         retries: Vec<Vec<Asked<S::P>>>,
     ) -> Result<Outcome<S::P>, String> {
-        let n = self.core.cfg.nodes as usize;
+        let n = self.core.cfg.machines() as usize;
         self.core.held = Some(Box::new(Held {
             net: Vec::new(),
             timers: vec![Vec::new(); n],
@@ -677,7 +677,7 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn script_loop(&mut self, steps: &[Step]) -> Result<(), String> {
-        for id in 0..self.core.cfg.nodes {
+        for id in 0..self.core.cfg.machines() {
             self.boot(id);
         }
         let held = self.core.held.as_ref().expect("a scripted run");
@@ -698,7 +698,7 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn script_step(&mut self, step: &Step) -> Result<(), String> {
-        let n = self.core.cfg.nodes;
+        let n = self.core.cfg.machines();
         let node_ok = |id: NodeId| {
             if id < n {
                 Ok(id as usize)
@@ -813,7 +813,7 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn run_loop(&mut self) {
-        let n = self.core.cfg.nodes;
+        let n = self.core.cfg.machines();
         // Clock faults act from time zero, before anyone reads a clock.
         for t in &self.schedule.faults {
             if let Fault::Clock {
@@ -986,7 +986,7 @@ impl<S: Scenario> Engine<S> {
                 core.quiet_at = core.now;
                 core.record(0, Kind::Quiet);
                 core.blocked = [0; MAX_NODES];
-                for id in 0..core.cfg.nodes {
+                for id in 0..core.cfg.machines() {
                     self.core.slots[id as usize].slow = false;
                     if self.core.nodes[id as usize].is_none() {
                         self.restart(id);
@@ -1044,12 +1044,14 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn fault(&mut self, fault: Fault) {
-        let n = self.core.cfg.nodes;
+        let n = self.core.cfg.machines();
         // Leader-aimed faults resolve to a node now (and count as such).
         let kind = fault.kind_index();
         let core = &self.core;
         let live = |i: NodeId| core.nodes[i as usize].is_some();
-        let Some(fault) = fault.resolve(n, live, |i| core.disk_lost(i), || core.leader()) else {
+        let voters = core.cfg.fewest_voters(self.schedule.changes_membership());
+        let lost = |i| core.disk_lost(i);
+        let Some(fault) = fault.resolve(n, voters, live, lost, || core.leader()) else {
             return;
         };
         self.core.stats.faults[kind] += 1;
@@ -1111,8 +1113,27 @@ impl<S: Scenario> Engine<S> {
                 self.crash(node);
                 self.core.slots[node as usize].disk.wipe();
             }
-            Fault::CrashLeader | Fault::Clock { .. } => {}
+            Fault::Join { node } => self.reconfigure(MemberChange::Add(node)),
+            Fault::Leave { node } => self.reconfigure(MemberChange::Remove(node)),
+            Fault::Replace { old, new } => self.reconfigure(MemberChange::Replace { old, new }),
+            Fault::CrashLeader | Fault::Clock { .. } | Fault::LeaveLeader => {}
         }
+    }
+
+    /// An operator's membership change, asked of the leader (there is one:
+    /// `Fault::resolve` saw to it).
+    fn reconfigure(&mut self, change: MemberChange) {
+        let core = &self.core;
+        let Some(leader) = core.leader() else {
+            return;
+        };
+        let situation = Situation {
+            partitioned: core.blocked.iter().any(|b| *b != 0),
+            rebuilding: (0..core.cfg.machines()).any(|i| core.disk_lost(i)),
+        };
+        self.step_with(leader, |node, now, out| {
+            node.reconfigure(now, change, situation, out)
+        });
     }
 
     /// Writes up to `upto` on `node` became durable: the checker sees them
@@ -1206,6 +1227,18 @@ impl<S: Scenario> Engine<S> {
 
     /// Feeds `input` (or the start-up call) to node `id` and executes its effects.
     fn step(&mut self, id: NodeId, input: Option<Input<S::P>>) {
+        self.step_with(id, |node, now, out| match input {
+            Some(i) => node.handle(now, i, out),
+            None => node.start(now, out),
+        })
+    }
+
+    /// Calls `f` on node `id` at its local time and executes its effects.
+    fn step_with(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut S::P, u64, &mut Vec<<S::P as Protocol>::Output>),
+    ) {
         let mut out = std::mem::take(&mut self.out);
         assert!(out.is_empty());
         self.current = Some(id);
@@ -1213,10 +1246,7 @@ impl<S: Scenario> Engine<S> {
         let node = self.core.nodes[id as usize]
             .as_mut()
             .expect("stepping a live node");
-        match input {
-            Some(i) => node.handle(now, i, &mut out),
-            None => node.start(now, &mut out),
-        }
+        f(node, now, &mut out);
         for o in out.drain(..) {
             if let Some(e) = S::P::effect(o) {
                 self.execute(id, e);

@@ -124,6 +124,45 @@ pub trait Protocol: Sized + 'static {
         let _ = cfg;
         None
     }
+
+    // ---- membership changes ([`Caps::membership`]). Default: none.
+
+    /// An operator asks this node, the leader of the moment, for a
+    /// membership change (the nemesis' membership episodes; `situation`
+    /// says what else is going on, for coverage). The node may take it or
+    /// refuse it (a change under way, a cluster-size limit), as a real one
+    /// would answer its operator. Called only if the scenario's
+    /// [`Caps::membership`] is set.
+    fn reconfigure(
+        &mut self,
+        now: u64,
+        change: MemberChange,
+        situation: Situation,
+        out: &mut Vec<Self::Output>,
+    ) {
+        let _ = (now, change, situation, out);
+    }
+}
+
+/// An operator's membership change ([`Protocol::reconfigure`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum MemberChange {
+    /// Add spare machine `node`.
+    Add(NodeId),
+    /// Remove `node` (a member; the leader itself, too).
+    Remove(NodeId),
+    /// Replace the members `old` by the spare machines `new` (sets of
+    /// nodes, as bitmasks, of one or more each).
+    Replace { old: u16, new: u16 },
+}
+
+/// What the world looks like when an operator asks for a change.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Situation {
+    /// Some link is cut (a partition, an isolated leader, a one-way cut).
+    pub partitioned: bool,
+    /// Some node lost its disk and has not rebuilt it.
+    pub rebuilding: bool,
 }
 
 /// How a node came up.

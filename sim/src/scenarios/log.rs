@@ -21,8 +21,8 @@
 use super::service_spec::{self, Spec};
 use crate::config::RunConfig;
 use crate::engine::{
-    Boot, Canary, Caps, Check, Checker, Clock, Cx, DiskRecord, Effect, Input, Protocol, Scenario,
-    Workload,
+    Boot, Canary, Caps, Check, Checker, Clock, Cx, DiskRecord, Effect, Input, MemberChange,
+    Protocol, Scenario, Situation, Workload,
 };
 use checkers::lease::LeaseObserver;
 use checkers::log::LogObserver;
@@ -33,7 +33,7 @@ use kv::write_path::{self, Batch, BatchIo, Recovery, Step, WritePath};
 use kv::{Cmd, Command, Op, Reply, Value};
 use linearizability::{History, KvModel, KvOp, KvRet, OpId};
 use multipaxos::storage::{self, load, Loaded};
-use multipaxos::{Entry, Msg, Write};
+use multipaxos::{Entry, Members, Msg, Write};
 use paxos::{Ballot, NodeId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -621,6 +621,7 @@ impl fmt::Display for Resp {
 }
 
 /// What a replica reports.
+#[derive(Debug)]
 pub enum Note {
     Apply {
         slot: u64,
@@ -652,6 +653,12 @@ pub enum Note {
     Lease {
         until: u64,
     },
+    /// The leader took an operator's membership change: it proposes
+    /// `members` (`situation`: what else was going on).
+    Reconfigure {
+        members: Members,
+        situation: Situation,
+    },
 }
 
 /// The traced part of a [`Note`].
@@ -672,6 +679,12 @@ pub enum LNote {
         ballot: Ballot,
     },
     Rebuilt,
+    /// The leader proposes a new configuration.
+    Reconfigure {
+        epoch: u64,
+        voters: u16,
+        learners: u16,
+    },
 }
 
 impl fmt::Display for LNote {
@@ -685,6 +698,16 @@ impl fmt::Display for LNote {
             LNote::Install { upto } => write!(f, "INSTALL snapshot up to slot {upto}"),
             LNote::Elected { ballot } => write!(f, "ELECTED leader in {ballot}"),
             LNote::Rebuilt => write!(f, "REBUILT from peers, voting again"),
+            LNote::Reconfigure {
+                epoch,
+                voters,
+                learners,
+            } => write!(
+                f,
+                "RECONFIGURE to epoch {epoch}: voters {}, learners {}",
+                checkers::fmt_set(*voters),
+                checkers::fmt_set(*learners)
+            ),
         }
     }
 }
@@ -735,22 +758,52 @@ impl Replica {
         match r {
             None => format!("n{i} down"),
             Some(r) if r.server.node().is_rebuilding() => format!("n{i} rebuilding"),
-            Some(r) => format!(
-                "n{i} applied {} digest {:04x}",
-                r.server.node().applied(),
-                r.server.machine().digest() & 0xffff
-            ),
+            Some(r) => {
+                let node = r.server.node();
+                let m = node.latest();
+                let role = match (
+                    node.is_leader(),
+                    m.votes(i as NodeId),
+                    m.learns(i as NodeId),
+                ) {
+                    (true, _, _) => "leader",
+                    (_, true, _) => "voter",
+                    (_, _, true) => "learner",
+                    _ => "no member",
+                };
+                format!(
+                    "n{i} applied {} digest {:04x} ({role} of epoch {} as it knows, promised {})",
+                    node.applied(),
+                    r.server.machine().digest() & 0xffff,
+                    m.epoch,
+                    node.promised()
+                )
+            }
         }
     }
 }
 
 fn divergence(nodes: &[Option<Replica>]) -> String {
+    let reach = members_of(nodes);
     nodes
         .iter()
         .enumerate()
+        .filter(|(i, _)| reach & (1 << i) != 0)
         .map(|(i, r)| Replica::describe(i, r))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The members (voters and learners) of the newest configuration any live
+/// replica knows: the replicas that must converge. Ids are never reused,
+/// so the newest is the one of the highest epoch.
+fn members_of(nodes: &[Option<Replica>]) -> u16 {
+    nodes
+        .iter()
+        .flatten()
+        .map(|r| r.server.node().latest())
+        .max_by_key(|m| m.epoch)
+        .map_or(0, |m| m.reach())
 }
 
 /// Per-node configuration of a replica.
@@ -770,6 +823,7 @@ pub struct ReplicaConfig {
 pub enum ROut {
     Event(SEvent),
     Write { seq: u64, record: Record },
+    Note(Note),
 }
 
 impl Replica {
@@ -930,6 +984,7 @@ impl Protocol for Replica {
     fn effect(e: ROut) -> Option<Effect<Replica>> {
         let e = match e {
             ROut::Write { seq, record } => return Some(Effect::Persist { seq, write: record }),
+            ROut::Note(n) => return Some(Effect::Note(n)),
             ROut::Event(e) => e,
         };
         Some(match e {
@@ -1030,6 +1085,11 @@ impl Protocol for Replica {
             Note::Install { upto } => LNote::Install { upto: *upto },
             Note::Elected { ballot } => LNote::Elected { ballot: *ballot },
             Note::Rebuilt => LNote::Rebuilt,
+            Note::Reconfigure { members: m, .. } => LNote::Reconfigure {
+                epoch: m.epoch,
+                voters: m.voters,
+                learners: m.learners,
+            },
             Note::Executed { .. }
             | Note::Ticked { .. }
             | Note::Buggified(_)
@@ -1083,7 +1143,66 @@ impl Protocol for Replica {
     fn wire_limit(cfg: &ReplicaConfig) -> Option<usize> {
         Some(cfg.frame_bytes)
     }
+
+    /// The operator's change, as `paxkv member` asks it of the leader,
+    /// within the scenarios' cluster sizes: a configuration keeps 3 to 7
+    /// voters once its learners are promoted and its leaving voters gone.
+    fn reconfigure(
+        &mut self,
+        now: u64,
+        change: MemberChange,
+        situation: Situation,
+        out: &mut Vec<ROut>,
+    ) {
+        // Voters now, and once the learners are promoted and the leaving
+        // voters gone: both stay within the scenarios' sizes (fewer than 3
+        // voters could not keep their data through a lost disk).
+        let latest = self.server.node().latest();
+        let eventual = (latest.voters & !latest.leaving) | latest.learners;
+        let size = |set: u16| set.count_ones() as usize;
+        let (change, voters_now, after) = match change {
+            MemberChange::Add(id) => (
+                multipaxos::Change::Add(id),
+                size(latest.voters),
+                size(eventual) + 1,
+            ),
+            MemberChange::Remove(id) => (
+                multipaxos::Change::Remove(id),
+                size(latest.voters & !(1 << id)),
+                size(eventual & !(1 << id)),
+            ),
+            MemberChange::Replace { old, new } => (
+                multipaxos::Change::Replace { old, new },
+                size(latest.voters),
+                size(eventual & !old) + size(new),
+            ),
+        };
+        let sizes = MIN_VOTERS..=MAX_VOTERS;
+        if !sizes.contains(&voters_now) || !sizes.contains(&after) {
+            return;
+        }
+        let (mut ev, steps) = self.buffers();
+        let input = ServerInput::Log(multipaxos::Input::Reconfigure(change));
+        self.server.handle(now, input, &mut ev);
+        for e in &ev {
+            if let SEvent::Log(multipaxos::Output::Reconfigure {
+                outcome: Ok(members),
+                ..
+            }) = e
+            {
+                out.push(ROut::Note(Note::Reconfigure {
+                    members: *members,
+                    situation,
+                }));
+            }
+        }
+        self.through_write_path(now, ev, steps, out);
+    }
 }
+
+/// The fewest and most voters a configuration of the log scenarios has.
+const MIN_VOTERS: usize = 3;
+const MAX_VOTERS: usize = 7;
 
 /// The log core's hostile input: messages from `from` to `to` that no
 /// correct peer sends, aimed just past what `to` knows. Each is either one
@@ -1293,6 +1412,30 @@ struct Marks {
     dedup_hits: u64,
     /// Per BUGGIFY mark, in [`BUGGIFY_MARKS`] order.
     buggified: [u64; 10],
+    /// Per membership mark, in [`MEMBER_MARKS`] order.
+    members: [u64; 5],
+}
+
+/// What membership changes reached (their own marks: a run reaches them
+/// only with spare machines and membership episodes).
+pub const MEMBER_MARKS: [&str; 5] = [
+    "member: leader removed",
+    "member: learner promoted",
+    "member: change during a partition",
+    "member: change while a replica rebuilt",
+    "member: added replica served a read",
+];
+
+/// What the checker follows of membership, for coverage: the changes the
+/// leaders took (by epoch, with what else was going on), the newest
+/// configuration applied, and who leads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct MemberCoverage {
+    asked: BTreeMap<u64, (bool, bool)>,
+    epoch: u64,
+    voters: u16,
+    first: u16,
+    leader: Option<NodeId>,
 }
 
 const MARKS: [&str; 5] = [
@@ -1354,9 +1497,34 @@ pub struct LogChecker {
     /// Every command a client sent: (client, seq) -> op.
     submitted: BTreeMap<(u32, u64), Op>,
     marks: Marks,
+    members: MemberCoverage,
 }
 
 impl LogChecker {
+    /// A configuration applied (by the first replica to apply it): count
+    /// what the change did.
+    fn on_config_applied(&mut self, m: &Members) {
+        let c = &mut self.members;
+        if m.epoch != c.epoch + 1 {
+            return; // Applied already, or stale (it changes nothing).
+        }
+        let marks = &mut self.marks.members;
+        if m.voters & !c.voters != 0 {
+            marks[1] += 1;
+        }
+        if c.leader
+            .is_some_and(|l| c.voters & (1 << l) != 0 && m.voters & (1 << l) == 0)
+        {
+            marks[0] += 1;
+        }
+        if let Some((partitioned, rebuilding)) = c.asked.remove(&m.epoch) {
+            marks[2] += u64::from(partitioned);
+            marks[3] += u64::from(rebuilding);
+        }
+        c.epoch = m.epoch;
+        c.voters = m.voters;
+    }
+
     /// `granter` grants `leader` a lease now, for `lease_us` of its clock.
     fn grant(&mut self, now: u64, granter: NodeId, leader: NodeId) {
         if let Some(clock) = self.clocks[granter as usize] {
@@ -1409,7 +1577,15 @@ impl Checker<Replica> for LogChecker {
                 self.grant(now, from, from);
                 Ok(())
             }
-            Msg::Prepare { ballot, .. } | Msg::Accept { ballot, .. } => {
+            Msg::Prepare { ballot, from: slot } => {
+                self.obs.on_prepare_sent(*ballot, *slot);
+                self.obs.on_ballot_sent(now, from, *ballot)
+            }
+            Msg::Accept { ballot, entry, .. } => {
+                if let Entry::Config(m) = entry {
+                    // Before any vote for it: M1-M3 judge by its voters.
+                    self.obs.on_config_entry(digest(entry), m.epoch, m.voters);
+                }
                 self.obs.on_ballot_sent(now, from, *ballot)
             }
             Msg::Promise { ballot, .. } => self.obs.on_promise(now, from, *ballot),
@@ -1486,6 +1662,9 @@ impl Checker<Replica> for LogChecker {
     fn on_note(&mut self, now: u64, id: NodeId, note: &Note) -> Check {
         match note {
             Note::Apply { slot, entry } => {
+                if let Entry::Config(m) = entry {
+                    self.on_config_applied(m);
+                }
                 let submitted = match entry {
                     Entry::Noop | Entry::Config(_) => true,
                     Entry::Cmds(cmds) => cmds.iter().all(|c| match c {
@@ -1504,7 +1683,13 @@ impl Checker<Replica> for LogChecker {
                 if self.obs.elections > 0 {
                     self.marks.leader_changes += 1;
                 }
+                self.members.leader = Some(id);
                 self.obs.on_elected(now, id, *ballot)
+            }
+            Note::Reconfigure { members, situation } => {
+                let s = (situation.partitioned, situation.rebuilding);
+                self.members.asked.insert(members.epoch, s);
+                Ok(())
             }
             Note::Rebuilt => {
                 self.marks.rebuilds += 1;
@@ -1568,8 +1753,9 @@ impl Checker<Replica> for LogChecker {
                 if *until <= local {
                     return Ok(());
                 }
+                let voters = self.obs.lease_voters();
                 self.lease
-                    .on_lease(now, id, now + clock.real(*until - local))
+                    .on_lease_among(now, id, now + clock.real(*until - local), &voters)
             }
         }
     }
@@ -1578,9 +1764,18 @@ impl Checker<Replica> for LogChecker {
         self.clocks[node as usize] = Some(clock);
     }
 
-    fn on_reply(&mut self, _now: u64, _node: NodeId, _client: u32, reply: &Resp) -> Check {
+    fn on_reply(&mut self, _now: u64, node: NodeId, _client: u32, reply: &Resp) -> Check {
         if let Resp::Reply { local: true, .. } = reply {
             self.marks.lease_reads += 1;
+        }
+        if let Resp::Reply {
+            reply: Reply::Value(_),
+            ..
+        } = reply
+        {
+            if self.members.first & (1 << node) == 0 {
+                self.marks.members[4] += 1;
+            }
         }
         Ok(())
     }
@@ -1598,10 +1793,18 @@ impl Checker<Replica> for LogChecker {
         self.obs.on_disk_lost(node);
     }
 
-    /// Every replica up, none rebuilding, all at the same state.
+    /// Every member of the newest configuration up, none rebuilding, all
+    /// at the same state (spares and removed replicas may lag).
     fn settled(&self, nodes: &[Option<Replica>]) -> bool {
         let mut state = None;
-        for r in nodes {
+        let reach = members_of(nodes);
+        if reach == 0 {
+            return false; // Everyone is down.
+        }
+        for (i, r) in nodes.iter().enumerate() {
+            if reach & (1 << i) == 0 {
+                continue;
+            }
             let Some(r) = r else { return false };
             let node = r.server.node();
             if node.is_rebuilding() {
@@ -1643,6 +1846,7 @@ impl Checker<Replica> for LogChecker {
             .zip(counts)
             .chain(buggify.zip(m.buggified))
             .chain(service_spec::MARKS.into_iter().zip(self.spec.seen))
+            .chain(MEMBER_MARKS.into_iter().zip(m.members))
             .collect()
     }
 }
@@ -1668,6 +1872,8 @@ pub struct LogWorkload {
     params: LogParams,
     ops: u32,
     n: u8,
+    /// The first configuration's size (`n` counts the spares too).
+    first: u8,
     clients: Vec<Cl>,
     n_clients: u8,
     /// When the last client operation completed.
@@ -1845,7 +2051,10 @@ impl Workload<Replica> for LogWorkload {
     fn start(&mut self, cx: &mut dyn Cx<Replica>) {
         let retry = self.params.client_retry_us;
         for c in 0..self.n_clients {
-            let target = cx.rng().gen_range(0..self.n);
+            // The first configuration's replicas, as a client configured
+            // with the cluster's addresses knows them; it learns of others
+            // by redirects, and tries them in turn when none names a leader.
+            let target = cx.rng().gen_range(0..self.first);
             self.clients.push(Cl {
                 client: Client::new(c as u32, self.n, target, retry),
                 done: 0,
@@ -1983,10 +2192,11 @@ impl Workload<Replica> for LogWorkload {
         let detail = if !late.is_empty() {
             format!(
                 "operations unanswered {} after their invocation or the quiet period's start \
-                 ({}): {}",
+                 ({}): {}; replicas: {}",
                 checkers::fmt_time(self.params.op_bound_us),
                 checkers::fmt_time(quiet_at),
-                late.join(", ")
+                late.join(", "),
+                divergence(nodes)
             )
         } else if !self.done() {
             format!(
@@ -2167,11 +2377,12 @@ impl Scenario for Log {
     }
     fn about(&self) -> &'static str {
         if self.kv {
-            "coordination service: 3-7 replicas, clients (default 5 x 200 ops) mixing reads, \
-             writes, CAS, sessions, ephemeral keys and locks; leases serve reads; \
-             linearizability checked"
+            "coordination service: 3-7 replicas and 2 spares, clients (default 5 x 200 ops) \
+             mixing reads, writes, CAS, sessions, ephemeral keys and locks; leases serve reads; \
+             membership changes; linearizability checked"
         } else {
-            "Multi-Paxos log: 3-7 replicas, clients (default 5 x 100 ops) writing through any replica"
+            "Multi-Paxos log: 3-7 replicas and 2 spares, clients (default 5 x 100 ops) writing \
+             through any replica; membership changes"
         }
     }
     fn defaults(&self) -> RunConfig {
@@ -2179,6 +2390,8 @@ impl Scenario for Log {
             scenario: self.name().into(),
             clients: 5,
             ops: 100,
+            // Machines a membership change may add (replacements included).
+            spares: 2,
             ..RunConfig::generic()
         };
         let mut p = LogParams::default();
@@ -2201,6 +2414,9 @@ impl Scenario for Log {
             // Leases assume |rate| <= drift_ppm; without leases any rate is fair.
             drift_bound_ppm: (p.timing.lease_us > 0).then_some(p.timing.drift_ppm),
             hostile: true,
+            // With spare machines to add: without, only removals would be
+            // left, which only shrink the cluster.
+            membership: cfg.spares > 0,
         }
     }
     fn canaries(&self) -> Vec<Canary> {
@@ -2210,6 +2426,9 @@ impl Scenario for Log {
     fn validate(&self, cfg: &RunConfig) -> Result<(), String> {
         if !(3..=7).contains(&cfg.nodes) {
             return Err(format!("nodes is {}, must be 3 to 7", cfg.nodes));
+        }
+        if cfg.spares > 4 {
+            return Err(format!("spares is {}, must be 0 to 4", cfg.spares));
         }
         if !(1..=16).contains(&cfg.clients) {
             return Err(format!("clients is {}, must be 1 to 16", cfg.clients));
@@ -2276,12 +2495,12 @@ impl Scenario for Log {
         let part_bytes = frame
             .saturating_sub(multipaxos::PART_HEADROOM)
             .min(multipaxos::PART_BYTES);
-        (0..cfg.nodes)
+        (0..cfg.machines())
             .map(|id| ReplicaConfig {
                 log: multipaxos::Config {
-                    n: cfg.nodes,
+                    n: cfg.machines(),
                     id,
-                    voters: multipaxos::Members::all(cfg.nodes),
+                    voters: Members::all(cfg.nodes),
                     timing: p.timing,
                     window: p.window,
                     batch: p.batch,
@@ -2309,14 +2528,25 @@ impl Scenario for Log {
     }
     fn checker(&self, cfg: &RunConfig) -> LogChecker {
         let p: LogParams = cfg.params().expect("validated");
+        let (machines, first) = (cfg.machines(), Members::all(cfg.nodes));
+        let obs = match cfg.spares {
+            // Fixed voters: the hot path of every campaign without spares.
+            0 => LogObserver::new(cfg.nodes as usize),
+            _ => LogObserver::with_membership(machines as usize, first, p.window),
+        };
         LogChecker {
-            obs: LogObserver::new(cfg.nodes as usize),
-            lease: LeaseObserver::new(cfg.nodes as usize),
-            clocks: vec![None; cfg.nodes as usize],
+            obs,
+            lease: LeaseObserver::new(machines as usize),
+            clocks: vec![None; machines as usize],
             spec: Spec::default(),
             lease_us: p.timing.lease_us,
             submitted: BTreeMap::new(),
             marks: Marks::default(),
+            members: MemberCoverage {
+                voters: first,
+                first,
+                ..MemberCoverage::default()
+            },
         }
     }
     fn workload(&self, cfg: &RunConfig, _rng: &mut ChaCha8Rng) -> LogWorkload {
@@ -2331,7 +2561,8 @@ impl Scenario for Log {
             // More clients at once, the same operations in all: the load's
             // shape changes, not its size.
             ops: (cfg.ops * cfg.clients as u32 / n_clients as u32).max(1),
-            n: cfg.nodes,
+            n: cfg.machines(),
+            first: cfg.nodes,
             clients: Vec::new(),
             n_clients,
             last_done: 0,
@@ -2354,11 +2585,18 @@ impl Scenario for Log {
             .map(|(name, _)| name);
         // The service's marks: only `kv`'s workload uses sessions.
         let service = service_spec::MARKS.into_iter().filter(|_| self.kv);
+        // Membership: with spares, and episodes drawn or asked for; only
+        // `kv`'s clients read.
+        let changes = cfg.spares > 0 && cfg.faults.is_none_or(|f| f.members > 0);
+        let members = MEMBER_MARKS
+            .into_iter()
+            .filter(move |m| changes && (self.kv || !m.contains("read")));
         MARKS
             .into_iter()
             .chain(buggify)
             .filter(|m| leases || !m.contains("lease"))
             .chain(service)
+            .chain(members)
             .collect()
     }
     /// Draws the seed's knobs into the params, unless they are set there.
@@ -2519,13 +2757,24 @@ mod buggify_tests {
         }
         assert!(MULTI.node_configs(&cfg)[0].log.buggify.window_of_one);
         let no_lease: Vec<&str> = MARKS.into_iter().filter(|m| !m.contains("lease")).collect();
+        // With spares and membership episodes drawn: `multi`'s clients
+        // never read.
+        let members: Vec<&str> = MEMBER_MARKS
+            .into_iter()
+            .filter(|m| !m.contains("read"))
+            .collect();
         assert_eq!(
             MULTI.required_marks(&cfg),
-            [&no_lease[..], &[BUGGIFY_MARKS[0].0]].concat(),
+            [&no_lease[..], &[BUGGIFY_MARKS[0].0], &members[..]].concat(),
             "the marks of the knobs on (and no lease mark)"
         );
         cfg.buggify = false;
         assert!(!MULTI.node_configs(&cfg)[0].log.buggify.any());
+        assert_eq!(
+            MULTI.required_marks(&cfg),
+            [&no_lease[..], &members[..]].concat()
+        );
+        cfg.spares = 0;
         assert_eq!(MULTI.required_marks(&cfg), no_lease);
         assert_eq!(
             MULTI.buggify_knobs(&cfg).as_deref(),

@@ -13,6 +13,8 @@ use checkers::Invariant;
 fn config(scenario: &str, clients: u8, bug: Option<&str>) -> RunConfig {
     let mut cfg = RunConfig {
         nodes: 3,
+        // As `paxsim check` runs by default: no spare machines.
+        spares: 0,
         clients,
         ..RunConfig::for_scenario(scenario)
     };
@@ -48,7 +50,10 @@ fn multi_two_commands_one_loss_is_explored_completely_and_passes() {
     assert!(r.violation.is_none(), "{:?}", r.violation);
     // Issue 19: 44,160 before; a repeated Prepare or a resent Accept no
     // longer writes a second record (fewer writes and syncs to interleave).
-    assert_eq!((r.unique_states, r.max_depth), (37_716, 18));
+    // Issue 23: 37,716 before; a leader now records who promised its
+    // ballot, late promises included (a configuration with new voters
+    // needs them), so a late promise makes a state of its own.
+    assert_eq!((r.unique_states, r.max_depth), (41_376, 18));
 }
 
 /// One command, one election, one crash (which loses the unsynced writes:
@@ -65,7 +70,8 @@ fn multi_one_command_one_crash_is_explored_completely_and_passes() {
     // write path, whose group commit keeps one sync in flight per replica
     // (the writes behind it share the next), so a crash has fewer
     // half-synced prefixes to choose from.
-    assert_eq!((r.unique_states, r.max_depth), (131_718, 26));
+    // Issue 23: 131,718 before; late promises count (see above).
+    assert_eq!((r.unique_states, r.max_depth), (134_714, 26));
 }
 
 /// The bounds that find `prepare-before-promise` in four steps find nothing

@@ -1699,3 +1699,6 @@ fn a_retry_of_a_command_still_queued_is_not_queued_again() {
     assert_eq!(proposed, [cmd(1), cmd(2), cmd(0)]);
     assert_eq!(l.pending(), 1);
 }
+
+#[path = "members_tests.rs"]
+mod members;

@@ -33,6 +33,11 @@ pub struct Client {
     /// twice, and with seven machines a stale redirect from a removed
     /// replica made a cycle that never met the leader.)
     moved: bool,
+    /// Redirects followed since the last reply: past `n`, a hint is
+    /// ignored and the client goes round the replicas in turn (stale hints
+    /// from replicas removed from the cluster can make a cycle: one named
+    /// another that knew no leader, which moved on to the first).
+    hints: u32,
 }
 
 impl Client {
@@ -47,6 +52,7 @@ impl Client {
             epoch: 0,
             retry_us,
             moved: false,
+            hints: 0,
         }
     }
 
@@ -109,6 +115,7 @@ impl Client {
         let cmd = self.current.take()?;
         self.epoch += 1;
         self.target = from;
+        self.hints = 0;
         Some((cmd, reply))
     }
 
@@ -118,7 +125,8 @@ impl Client {
             return;
         }
         match leader {
-            Some(l) if l != self.target && l < self.n => {
+            Some(l) if l != self.target && l < self.n && self.hints < u32::from(self.n) => {
+                self.hints += 1;
                 self.target = l;
                 self.send(out);
             }

@@ -28,6 +28,14 @@ impl<C: Command, S: State> Node<C, S> {
         assert!(!self.is_rebuilding(), "a rebuilding replica does not vote");
         assert_eq!(ballot.node, from, "a Prepare carries its sender's ballot");
         assert!(ballot.round >= 1, "ballot zero is never proposed");
+        if ballot < self.promised {
+            // First, voter or not: the candidate learns of the higher
+            // ballot and stands above it (a lagging replica that stood in a
+            // higher ballot, and cannot promise the leader's next one, would
+            // otherwise reject that leader's Accepts for ever, one round
+            // ahead of it).
+            return self.nack(from, ballot, out);
+        }
         if !self.may_promise(slot) {
             // Not a voter from `slot` on, or we do not know who votes there
             // yet: no promise. The candidate knows the log to `slot`; if we
@@ -50,9 +58,6 @@ impl<C: Command, S: State> Node<C, S> {
                 self.step_down(out);
             }
             return;
-        }
-        if ballot < self.promised {
-            return self.nack(from, ballot, out);
         }
         if from != self.cfg.id && self.lease_forbids(from) {
             // A lease we granted is running: stay silent (the candidate

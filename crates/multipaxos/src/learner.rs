@@ -174,9 +174,20 @@ impl<C: Command, S: State> Node<C, S> {
         // chosen beyond what it proposed, or with another entry, was chosen
         // by a higher ballot: it is deposed, and its commit index must not
         // cover that slot for followers holding its own entry there.
+        // (Below `top` a slot may be chosen in an earlier ballot: our
+        // promisers reported it, and we propose the same entry there.)
         let deposed = match &self.role {
-            Role::Leader { next, inflight, .. } => {
-                slot >= *next || inflight.get(&slot).is_some_and(|(e, _)| *e != entry)
+            Role::Leader {
+                next,
+                top,
+                inflight,
+                reported,
+                ..
+            } => {
+                let differs = |e: Option<&Entry<C>>| e.is_some_and(|e| *e != entry);
+                (slot >= *next && slot >= *top)
+                    || differs(inflight.get(&slot).map(|(e, _)| e))
+                    || differs(reported.get(&slot).map(|(_, e)| e))
             }
             _ => false,
         };

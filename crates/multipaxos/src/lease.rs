@@ -13,9 +13,31 @@ impl<C: Command, S: State> Node<C, S> {
     /// applied everything earlier leaders may have had chosen.
     pub fn lease_read_ok(&self, now: u64) -> bool {
         match &self.role {
-            Role::Leader {
-                top, lease_until, ..
-            } => self.cfg.timing.lease_us > 0 && now < *lease_until && self.applied >= *top,
+            Role::Leader { lease_until, .. } => {
+                self.cfg.timing.lease_us > 0 && now < *lease_until && self.lease_usable()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this leader's state can serve reads at all: it applied
+    /// everything earlier leaders may have had chosen (`top`), and its
+    /// ballot's promisers include a majority of every configuration it
+    /// knows to govern from its applied prefix to its horizon. With
+    /// membership changes the second matters: a leader elected by an old
+    /// configuration's voters does not hold off a leader of a newer one
+    /// it has not heard of, and may lag behind that one's writes; once its
+    /// promisers cover every configuration up to its horizon, no slot
+    /// beyond what it applied can be chosen in a lower ballot (each such
+    /// slot's configuration would be covered, so reported, so applied).
+    pub(crate) fn lease_usable(&self) -> bool {
+        match &self.role {
+            Role::Leader { top, promisers, .. } => {
+                self.applied >= *top
+                    && self
+                        .window(self.applied, self.horizon())
+                        .all(|m| m.is_quorum(*promisers))
+            }
             _ => false,
         }
     }
@@ -108,6 +130,11 @@ impl<C: Command, S: State> Node<C, S> {
         for (slot, entry) in again {
             self.broadcast_accept(ballot, slot, entry, commit, out);
         }
+        if resend {
+            // A top-up whose Prepares found voters lagging (they promise
+            // once caught up) is asked again.
+            self.top_up_again(out);
+        }
         self.broadcast_others(
             Msg::Heartbeat {
                 ballot,
@@ -199,7 +226,8 @@ impl<C: Command, S: State> Node<C, S> {
         };
         *acks |= bit(from);
         let acks = *acks;
-        let quorum = self.lease_quorum(acks);
+        // A lease counts only for a leader whose state can serve reads.
+        let quorum = self.lease_quorum(acks) && self.lease_usable();
         let Role::Leader {
             rounds,
             lease_until,

@@ -118,7 +118,7 @@ impl<C: Command, S: State> Node<C, S> {
 
     /// The configurations governing `[from, end)` (`end` at most the
     /// horizon), in slot order.
-    fn window(&self, from: Slot, end: Slot) -> impl Iterator<Item = Members> + '_ {
+    pub(crate) fn window(&self, from: Slot, end: Slot) -> impl Iterator<Item = Members> + '_ {
         assert!(end <= self.horizon());
         let from = from.max(*self.configs.keys().next().expect("a configuration"));
         let first = self.members_at(from);
@@ -444,6 +444,28 @@ impl<C: Command, S: State> Node<C, S> {
                     after: 0,
                 });
             }
+        }
+    }
+
+    /// Heartbeat: if the pipeline waits for a top-up of Phase 1, ask the
+    /// voters that have not promised again.
+    pub(crate) fn top_up_again(&mut self, out: &mut Vec<Output<C, S>>) {
+        let Role::Leader {
+            next,
+            promisers,
+            frozen,
+            ..
+        } = &self.role
+        else {
+            return;
+        };
+        let (slot, promisers, frozen) = (*next, *promisers, *frozen);
+        if slot >= self.horizon() || frozen.is_some() {
+            return;
+        }
+        let members = self.members_at(slot);
+        if !self.phase1_covers(members, promisers) {
+            self.top_up(slot, out);
         }
     }
 

@@ -30,13 +30,23 @@ fn assert_ok<P>(what: &str, seed: u64, o: &Outcome<P>) {
     }
 }
 
-/// Every replica is up, at the same applied slot and the same state, and has
-/// applied something.
+/// Every replica of the newest configuration is up, at the same applied
+/// slot and the same state, and has applied something (spare machines that
+/// never joined are idle).
 fn assert_converged(what: &str, seed: u64, o: &Outcome<Replica>) {
+    let newest = o
+        .nodes
+        .iter()
+        .flatten()
+        .map(|r| r.server().node().latest())
+        .max_by_key(|m| m.epoch)
+        .expect("a replica is up");
     let states: Vec<(u64, u64)> = o
         .nodes
         .iter()
-        .map(|r| {
+        .enumerate()
+        .filter(|(i, _)| newest.reach() & (1 << i) != 0)
+        .map(|(_, r)| {
             let r = r.as_ref().unwrap_or_else(|| panic!("{what} {seed}: down"));
             (r.server().node().applied(), r.server().machine().digest())
         })
@@ -140,7 +150,13 @@ fn faulty_basic_runs_stay_safe_and_live() {
 fn faulty_multi_runs_stay_safe_and_live() {
     let mut snapshots = 0;
     let mut each = |seed, o: &Outcome<Replica>| {
-        assert_eq!(o.completed, 3 * 20, "seed {seed}");
+        // 3 x 20 operations, shared by the seed's clients (BUGGIFY's scale
+        // plays more of them, each an equal share, rounded down).
+        assert!(
+            (40..=60).contains(&o.completed),
+            "seed {seed}: {}",
+            o.completed
+        );
         snapshots += mark(&o.coverage, "snapshot installed");
     };
     let swarm = sweep(&MULTI, &log_config("multi", None, 20), 0..150, &mut each);

@@ -432,10 +432,12 @@ fn log_scenario_flags_are_checked_against_the_scenario() {
 
 #[test]
 fn a_failure_shrinks_from_its_repro_file_and_the_shrunk_file_replays_exactly() {
+    // (Seed 16 since issue 23: spares and membership episodes moved the
+    // canary's failures; seed 11 passes now.)
     let dir = tmp("shrink");
     let d = dir.to_str().unwrap();
-    let t = fails("kv", 11, "truncate-on-restart", &dir);
-    let file = dir.join("kv-seed-11.json");
+    let t = fails("kv", 16, "truncate-on-restart", &dir);
+    let file = dir.join("kv-seed-16.json");
     assert!(
         t.contains(&format!("shrink: paxsim shrink {}", file.display())),
         "{t}"
@@ -451,7 +453,7 @@ fn a_failure_shrinks_from_its_repro_file_and_the_shrunk_file_replays_exactly() {
     assert_eq!(s.status.code(), Some(0), "{st}");
     assert!(st.contains("cut schedule"), "{st}");
     assert_eq!(invariant(&st), caught, "{st}");
-    let shrunk = dir.join("kv-seed-11-shrunk.json");
+    let shrunk = dir.join("kv-seed-16-shrunk.json");
     assert!(
         st.contains(&format!("replay: paxsim replay {}", shrunk.display())),
         "{st}"

@@ -129,18 +129,28 @@ impl<C: Command, S: State> Node<C, S> {
         std::iter::once(first).chain(later)
     }
 
+    /// The first slot the configuration governing `slot` governs.
+    fn governing_key(&self, slot: Slot) -> Slot {
+        *self
+            .configs
+            .range(..=slot)
+            .next_back()
+            .map(|(s, _)| s)
+            .expect("the configurations cover every slot from the base")
+    }
+
+    /// The configurations from the one in force (at the applied prefix) to
+    /// the newest.
+    fn in_force_onward(&self) -> impl Iterator<Item = &Members> + '_ {
+        self.configs
+            .range(self.governing_key(self.applied)..)
+            .map(|(_, m)| m)
+    }
+
     /// Every node that receives the log: voters and learners of the
     /// configurations from the one in force to the newest.
     pub(crate) fn reach(&self) -> u16 {
-        let since = *self
-            .configs
-            .range(..=self.applied)
-            .next_back()
-            .map(|(s, _)| s)
-            .expect("a configuration");
-        self.configs
-            .range(since..)
-            .fold(0, |set, (_, m)| set | m.reach())
+        self.in_force_onward().fold(0, |set, m| set | m.reach())
     }
 
     /// Whether `id`'s removal governs our applied prefix: its ballots and
@@ -214,13 +224,7 @@ impl<C: Command, S: State> Node<C, S> {
     /// Do lease grants from `acks` hold off every other candidate? A
     /// majority of every configuration from the one in force to the newest.
     pub(crate) fn lease_quorum(&self, acks: u16) -> bool {
-        let since = *self
-            .configs
-            .range(..=self.applied)
-            .next_back()
-            .map(|(s, _)| s)
-            .expect("a configuration");
-        self.configs.range(since..).all(|(_, m)| m.is_quorum(acks))
+        self.in_force_onward().all(|m| m.is_quorum(acks))
     }
 
     /// Slot `slot` applied with a configuration: it governs from `slot + α`.
@@ -261,27 +265,15 @@ impl<C: Command, S: State> Node<C, S> {
 
     /// Keeps only the configurations that govern slots from `upto` on.
     pub(crate) fn trim_configs(&mut self, upto: Slot) {
-        let keep = *self
-            .configs
-            .range(..=upto)
-            .next_back()
-            .map(|(s, _)| s)
-            .expect("a configuration");
-        self.configs = self.configs.split_off(&keep);
+        self.configs = self.configs.split_off(&self.governing_key(upto));
     }
 
     /// The configurations a snapshot at `upto` carries: those governing
     /// `[upto, upto + α)`, which the slots below `upto` decided.
     pub(crate) fn configs_for_snapshot(&self, upto: Slot) -> Configs {
         assert!(upto <= self.applied);
-        let keep = *self
-            .configs
-            .range(..=upto)
-            .next_back()
-            .map(|(s, _)| s)
-            .expect("a configuration");
         self.configs
-            .range(keep..upto + self.cfg.alpha())
+            .range(self.governing_key(upto)..upto + self.cfg.alpha())
             .map(|(s, m)| (*s, *m))
             .collect()
     }

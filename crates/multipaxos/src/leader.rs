@@ -375,7 +375,6 @@ impl<C: Command, S: State> Node<C, S> {
                 next,
                 inflight,
                 promisers,
-                frozen,
                 reported,
                 fresh_from,
                 ..
@@ -391,13 +390,12 @@ impl<C: Command, S: State> Node<C, S> {
                 *reported = reported.split_off(&applied);
             }
             let slot = *next;
-            let (empty, promisers, frozen) = (inflight.is_empty(), *promisers, *frozen);
+            let (empty, promisers) = (inflight.is_empty(), *promisers);
             if slot >= self.horizon() {
                 // The α-window: who votes there is not known yet.
                 return;
             }
-            // (BUG, canary 24: the configuration we were elected in, always.)
-            let members = frozen.unwrap_or_else(|| self.members_at(slot));
+            let members = self.counting_config(slot);
             let me = self.cfg.id;
             if !members.votes(me) && !self.latest().votes(me) && !self.cfg.bugs.removed_keeps_voting
             {
@@ -585,7 +583,6 @@ impl<C: Command, S: State> Node<C, S> {
         let Role::Leader {
             ballot: mine,
             inflight,
-            frozen,
             ..
         } = &self.role
         else {
@@ -594,8 +591,7 @@ impl<C: Command, S: State> Node<C, S> {
         if ballot != *mine || !inflight.contains_key(&slot) {
             return;
         }
-        // (BUG, canary 24: the configuration we were elected in, always.)
-        let members = frozen.unwrap_or_else(|| self.members_at(slot));
+        let members = self.counting_config(slot);
         let Role::Leader {
             inflight,
             own_chosen,

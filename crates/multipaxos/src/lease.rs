@@ -221,37 +221,30 @@ impl<C: Command, S: State> Node<C, S> {
         if ballot != *mine {
             return;
         }
-        let Some((_, _, acks)) = rounds.iter_mut().find(|(r, _, _)| *r == round) else {
+        let Some((_, sent, acks)) = rounds.iter_mut().find(|(r, _, _)| *r == round) else {
             return;
         };
+        assert!(*sent <= now);
         *acks |= bit(from);
-        let acks = *acks;
+        let (sent, acks) = (*sent, *acks);
         // A lease counts only for a leader whose state can serve reads.
         let quorum = self.lease_quorum(acks) && self.lease_usable();
-        let Role::Leader {
-            rounds,
-            lease_until,
-            ..
-        } = &mut self.role
-        else {
+        let Role::Leader { lease_until, .. } = &mut self.role else {
             unreachable!("checked above")
         };
-        if let Some((_, sent, _)) = rounds.iter_mut().find(|(r, _, _)| *r == round) {
-            assert!(*sent <= now);
-            if quorum {
-                // Every acker granted from after `sent` on its own clock.
-                let from_time = if self.cfg.bugs.lease_from_ack {
-                    now // BUG (canary 19): they granted before now
-                } else {
-                    *sent
-                };
-                if from_time + span > *lease_until {
-                    *lease_until = from_time + span;
-                    out.push(Output::Lease {
-                        ballot,
-                        until: *lease_until,
-                    });
-                }
+        if quorum {
+            // Every acker granted from after `sent` on its own clock.
+            let from_time = if self.cfg.bugs.lease_from_ack {
+                now // BUG (canary 19): they granted before now
+            } else {
+                sent
+            };
+            if from_time + span > *lease_until {
+                *lease_until = from_time + span;
+                out.push(Output::Lease {
+                    ballot,
+                    until: *lease_until,
+                });
             }
         }
         assert!(

@@ -305,21 +305,40 @@ impl<C: Command, S: State> Node<C, S> {
     /// A change is on its way: asked for, in flight, reported to re-propose,
     /// or chosen and not yet governing the applied prefix.
     fn change_pending(&self) -> bool {
-        let Role::Leader {
-            inflight,
-            reported,
-            change,
-            ..
-        } = &self.role
-        else {
+        let Role::Leader { change, .. } = &self.role else {
             return true;
         };
-        let is_config = |e: &Entry<C>| matches!(e, Entry::Config(_));
         change.is_some()
-            || *self.configs.keys().next_back().expect("a configuration") > self.applied
+            || self.config_in_flight()
+            || (self.chosen.range(self.applied..)).any(|(_, e)| matches!(e, Entry::Config(_)))
+    }
+
+    /// A leader's configuration on its way: one chosen that does not govern
+    /// the applied prefix yet, or one in flight, or one reported to
+    /// re-propose.
+    fn config_in_flight(&self) -> bool {
+        let Role::Leader {
+            inflight, reported, ..
+        } = &self.role
+        else {
+            return false;
+        };
+        let is_config = |e: &Entry<C>| matches!(e, Entry::Config(_));
+        *self.configs.keys().next_back().expect("a configuration") > self.applied
             || inflight.values().any(|(e, _)| is_config(e))
             || reported.values().any(|(_, e)| is_config(e))
-            || self.chosen.range(self.applied..).any(|(_, e)| is_config(e))
+    }
+
+    /// The configuration a leader counts `slot`'s votes and promises in:
+    /// the one governing it. (BUG, canary 24: the one it was elected in,
+    /// always.)
+    pub(crate) fn counting_config(&self, slot: Slot) -> Members {
+        match &self.role {
+            Role::Leader {
+                frozen: Some(m), ..
+            } => *m,
+            _ => self.members_at(slot),
+        }
     }
 
     /// An operator's change: the leader takes it if it may.
@@ -395,24 +414,13 @@ impl<C: Command, S: State> Node<C, S> {
     /// ballot is chosen and every earlier change governs.
     pub(crate) fn change_ready(&self) -> Option<Members> {
         let Role::Leader {
-            change,
-            own_chosen,
-            inflight,
-            reported,
-            ..
+            change, own_chosen, ..
         } = &self.role
         else {
             return None;
         };
         let m = (*change)?;
-        let quiet = *self.configs.keys().next_back().expect("a configuration") <= self.applied
-            && !inflight
-                .values()
-                .any(|(e, _)| matches!(e, Entry::Config(_)))
-            && !reported
-                .values()
-                .any(|(_, e)| matches!(e, Entry::Config(_)));
-        (*own_chosen && quiet).then_some(m)
+        (*own_chosen && !self.config_in_flight()).then_some(m)
     }
 
     /// Phase 1 does not cover `slot` yet: its configuration has voters that

@@ -21,6 +21,13 @@ fn with(n: u8, voters: u8, id: NodeId, configs: &[(Slot, Members)], applied: Slo
     node
 }
 
+/// Whether `out` sends an `Accepted`: a vote.
+fn accepted(out: &Out) -> bool {
+    sends(out)
+        .iter()
+        .any(|(_, m)| matches!(m, Msg::Accepted { .. }))
+}
+
 fn members(voters: u16, learners: u16, gone: u16, epoch: u64) -> Members {
     Members {
         epoch,
@@ -79,9 +86,7 @@ fn a_learner_learns_but_does_not_vote() {
             commit: 0,
         };
         let out = recv(&mut l, 0, accept);
-        let voted = sends(&out)
-            .iter()
-            .any(|(_, m)| matches!(m, Msg::Accepted { .. }));
+        let voted = accepted(&out);
         assert_eq!(voted, bug, "a learner voted: {out:?}");
         // No promise either.
         let prepare = Msg::Prepare {
@@ -132,9 +137,7 @@ fn a_removed_replica_is_refused_and_does_not_vote_or_stand() {
         commit: 0,
     };
     let out = recv(&mut n2, 0, accept);
-    assert!(!sends(&out)
-        .iter()
-        .any(|(_, m)| matches!(m, Msg::Accepted { .. })));
+    assert!(!accepted(&out));
 }
 
 /// A replica votes only where it knows the configuration: at or beyond its
@@ -150,9 +153,7 @@ fn no_vote_beyond_the_horizon() {
         commit: 0,
     };
     let out = recv(&mut f, 0, far);
-    assert!(!sends(&out)
-        .iter()
-        .any(|(_, m)| matches!(m, Msg::Accepted { .. })));
+    assert!(!accepted(&out));
     let near = Msg::Accept {
         ballot: b(1, 0),
         slot: alpha - 1,

@@ -289,7 +289,8 @@ impl<C: Command, S: State> Node<C, S> {
             assert!(m.well_formed(n), "a configuration out of shape: {m:?}");
         }
         // Pairs of consecutive configurations (no allocation: this runs
-        // after every input).
+        // after every input). (`types::configs_chain_ok` is the same rule,
+        // for snapshots from peers and files.)
         let pairs = self.configs.values().zip(self.configs.values().skip(1));
         for (a, b) in pairs {
             assert!(a.gone & !b.gone == 0, "a removed id came back");

@@ -194,6 +194,13 @@ where
                 why: "a snapshot without its configuration",
             };
         }
+        if snap.is_some_and(|s| !crate::types::configs_chain_ok(&s.configs)) {
+            // What recovery would assert of them: refused instead.
+            return Loaded::Corrupt {
+                at,
+                why: "a snapshot whose configurations do not follow each other",
+            };
+        }
         d.apply(&w);
         at += wal::FRAME_LEN + payload.len();
     }
@@ -268,6 +275,24 @@ mod tests {
             loads(&f),
             Loaded::Corrupt {
                 why: "a snapshot without its configuration",
+                ..
+            }
+        ));
+        // Two configurations of one epoch: not a chain a node writes.
+        let mut ws = writes();
+        ws.push(W::Snapshot(Snap {
+            configs: [
+                (0, crate::Members::first(0b111)),
+                (1, crate::Members::first(0b11)),
+            ]
+            .into(),
+            ..Snap::new(1, 9)
+        }));
+        let (f, _) = file(&ws);
+        assert!(matches!(
+            loads(&f),
+            Loaded::Corrupt {
+                why: "a snapshot whose configurations do not follow each other",
                 ..
             }
         ));

@@ -208,6 +208,17 @@ impl<S> Snap<S> {
 /// Configurations by the first slot each governs (see the crate docs).
 pub type Configs = BTreeMap<Slot, Members>;
 
+/// Whether `configs` could be a node's: some, each the next epoch of the
+/// one before, and no removed id back. (A node asserts this of its own; a
+/// snapshot from a peer or a file is checked with it before it is taken.)
+pub fn configs_chain_ok(configs: &Configs) -> bool {
+    let pairs = configs.values().zip(configs.values().skip(1));
+    !configs.is_empty()
+        && pairs
+            .into_iter()
+            .all(|(a, b)| a.epoch + 1 == b.epoch && a.gone & !b.gone == 0)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg<C, S> {
     /// Phase 1 for every slot from `from` on.

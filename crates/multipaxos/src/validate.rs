@@ -108,6 +108,14 @@ impl<C: Command, S: State> Node<C, S> {
         for (k, m) in &s.configs {
             Self::slot_ok(*k)?;
             self.entry_ok(&Entry::Config(*m))?;
+            if *k >= s.upto.saturating_add(self.cfg.alpha()) {
+                // Only changes below `upto` are in it: they govern from
+                // below `upto + α`.
+                return Err("a snapshot with a configuration beyond its reach");
+            }
+        }
+        if !crate::types::configs_chain_ok(&s.configs) {
+            return Err("a snapshot whose configurations do not follow each other");
         }
         Ok(())
     }

@@ -271,6 +271,40 @@ fn every_message_no_correct_peer_sends_is_refused_and_changes_nothing() {
         ),
         (
             0,
+            Msg::Snapshot {
+                snap: Snap {
+                    configs: [
+                        (0, crate::Members::first(0b111)),
+                        (1, crate::Members::first(0b11)),
+                    ]
+                    .into(),
+                    ..Snap::new(3, ())
+                },
+            },
+            "do not follow each other",
+        ),
+        (
+            0,
+            Msg::Snapshot {
+                snap: Snap {
+                    configs: [
+                        (0, crate::Members::first(0b111)),
+                        (
+                            1 << 40,
+                            crate::Members {
+                                epoch: 1,
+                                ..crate::Members::first(0b11)
+                            },
+                        ),
+                    ]
+                    .into(),
+                    ..Snap::new(3, ())
+                },
+            },
+            "beyond its reach",
+        ),
+        (
+            0,
             Msg::Accept {
                 ballot: b(1, 0),
                 slot: 0,

@@ -110,7 +110,28 @@ pub enum Cmd {
     Tick {
         now_us: u64,
     },
+    /// An operator added replica `id` (a membership change): where its
+    /// peers and clients reach it. The replicated address book, so that
+    /// every replica, and a replica that joins later, learns it from the
+    /// log rather than from its own flags. Proposed only by a leader, with
+    /// the configuration that adds `id`.
+    Peer {
+        id: u8,
+        addrs: Addrs,
+    },
 }
+
+/// Where a replica is reached: its peer address and its client address, as
+/// the operator gave them (the service stores them; the real server parses
+/// them, and the leader refuses one longer than [`ADDR_MAX`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Addrs {
+    pub peer: String,
+    pub client: String,
+}
+
+/// The longest address the service stores.
+pub const ADDR_MAX: usize = 128;
 
 /// A command's weight for the leader's byte budgets: its value's bytes,
 /// plus a fixed allowance for the rest of it (ids, key, version, tags).
@@ -119,6 +140,7 @@ impl multipaxos::Weight for Cmd {
         match self {
             Cmd::Client(c) => 32 + c.op.value().map_or(0, |v| v.len()),
             Cmd::Tick { .. } => 16,
+            Cmd::Peer { addrs, .. } => 16 + addrs.peer.len() + addrs.client.len(),
         }
     }
 }
@@ -206,6 +228,9 @@ pub struct Machine {
     /// client -> (last executed seq, its reply).
     dedup: BTreeMap<ClientId, (u64, Reply)>,
     clock_us: u64,
+    /// The address book: replicas added by a membership change, by id (the
+    /// first replicas' addresses are their servers' flags).
+    peers: BTreeMap<u8, Addrs>,
 }
 
 impl Machine {
@@ -213,8 +238,8 @@ impl Machine {
         Machine::default()
     }
 
-    /// Applies one log command: a tick advances the clock (and returns
-    /// `None`); a client command goes through the dedup table first.
+    /// Applies one log command: a tick advances the clock and an address
+    /// goes into the book (both return `None`); a client command goes through the dedup table first.
     pub fn apply(&mut self, cmd: &Cmd) -> Option<Applied> {
         self.apply_with(cmd, false)
     }
@@ -229,6 +254,10 @@ impl Machine {
                 None
             }
             Cmd::Client(c) => Some(self.client(c, keep_owner)),
+            Cmd::Peer { id, addrs } => {
+                self.peers.insert(*id, addrs.clone());
+                None
+            }
         };
         self.check_invariants();
         applied
@@ -238,6 +267,11 @@ impl Machine {
     /// a leader answers from its lease.
     pub fn read(&self, key: Key) -> Reply {
         Reply::Value(self.data.get(&key).map(|i| (i.value.clone(), i.version)))
+    }
+
+    /// The address book: the replicas added by membership changes.
+    pub fn peers(&self) -> &BTreeMap<u8, Addrs> {
+        &self.peers
     }
 
     /// The machine's clock: the highest tick applied.

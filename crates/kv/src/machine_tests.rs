@@ -834,6 +834,7 @@ fn random_commands_agree_with_the_reference_model() {
                 continue;
             }
             Cmd::Client(cmd) => cmd,
+            Cmd::Peer { .. } => unreachable!("the workload adds no replica"),
         };
         let applied = applied.expect("a client command has a reply");
         match last.get(&c) {
@@ -1015,6 +1016,13 @@ fn a_commands_encoding_is_pinned() {
     // and its bytes.
     assert_eq!(hex(&put), "0001020103026162");
     assert_eq!(hex(&Cmd::Tick { now_us: 300 }), "01ac02");
+    // An address for the book: Peer, id 3, then each address's length and
+    // bytes.
+    let addrs = Addrs {
+        peer: "a:1".into(),
+        client: "b".into(),
+    };
+    assert_eq!(hex(&Cmd::Peer { id: 3, addrs }), "020303613a310162");
     // A long value (held behind a pointer, not in place) is written the
     // same way and reads back.
     let long = Value::from(vec![7u8; 100]);

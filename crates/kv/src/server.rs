@@ -16,8 +16,8 @@
 //!   simulation (snapshots every few slots, withheld replies); off in a real
 //!   build.
 
-use crate::machine::{Applied, ClientId, Cmd, Command, Machine, Op, Reply};
-use multipaxos::{Bugs, Input, Node, NodeId, Output, Slot, Snap};
+use crate::machine::{Addrs, Applied, ClientId, Cmd, Command, Machine, Op, Reply, ADDR_MAX};
+use multipaxos::{Bugs, Change, Input, Members, Node, NodeId, Output, Slot, Snap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -81,8 +81,54 @@ pub enum Buggified {
 pub enum ServerInput {
     Log(LogInput),
     Request(Command),
+    /// An operator's request about the membership.
+    Admin {
+        client: ClientId,
+        seq: u64,
+        admin: Admin,
+    },
     /// The tick timer fired.
     Tick,
+}
+
+/// An operator's membership request (`paxkv member ...`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// This replica's view of the membership; any replica answers.
+    List,
+    /// A change, with the addresses of every replica it adds (the leader
+    /// proposes them into the address book with the configuration).
+    Change {
+        change: Change,
+        addrs: Vec<(NodeId, Addrs)>,
+    },
+}
+
+/// The answer to an [`Admin`] request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Members(MemberView),
+    /// The configuration the leader proposed (it governs α slots after the
+    /// slot that chooses it), or why it proposed none.
+    Changed(Result<Members, String>),
+}
+
+/// A replica's view of the membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// The replica that answered, and the leader it believes in.
+    pub from: NodeId,
+    pub leader: Option<NodeId>,
+    /// The configuration of the first slot this replica has not applied.
+    pub in_force: Members,
+    /// The newest configuration it knows (chosen; it may govern later).
+    pub latest: Members,
+    /// The cluster's constants a joining replica needs: the first
+    /// configuration's voters and the α-window.
+    pub first: u16,
+    pub window: u64,
+    /// The address book (replicas added by changes).
+    pub peers: Vec<(NodeId, Addrs)>,
 }
 
 /// What a replica does, for the driver to carry out (and the checkers to see).
@@ -101,6 +147,12 @@ pub enum Event {
         client: ClientId,
         seq: u64,
         leader: Option<NodeId>,
+    },
+    /// The answer to an operator's [`Admin`] request.
+    AdminReply {
+        client: ClientId,
+        seq: u64,
+        reply: AdminReply,
     },
     /// A client command applied at `slot`, as command `index` of the slot's
     /// batch, by this replica's machine.
@@ -178,7 +230,87 @@ impl Server {
                 });
             }
             ServerInput::Request(cmd) => self.request(now, cmd, out),
+            ServerInput::Admin { client, seq, admin } => self.admin(now, client, seq, admin, out),
         }
+    }
+
+    /// A membership request: a view from any replica; a change from the
+    /// leader only (others redirect), which proposes the configuration and
+    /// then the added replicas' addresses, and answers at once with what it
+    /// proposed (the operator watches `List` for the change to take effect).
+    fn admin(&mut self, now: u64, client: ClientId, seq: u64, admin: Admin, out: &mut Vec<Event>) {
+        let (change, addrs) = match admin {
+            Admin::List => {
+                let node = &self.node;
+                let reply = AdminReply::Members(MemberView {
+                    from: node.id(),
+                    leader: node.leader(),
+                    in_force: node.members_at(node.applied()),
+                    latest: node.latest(),
+                    first: node.config().voters,
+                    window: node.config().alpha(),
+                    peers: self
+                        .machine
+                        .peers()
+                        .iter()
+                        .map(|(i, a)| (*i, a.clone()))
+                        .collect(),
+                });
+                return out.push(Event::AdminReply { client, seq, reply });
+            }
+            Admin::Change { change, addrs } => (change, addrs),
+        };
+        if !self.node.is_leader() {
+            return out.push(Event::Redirect {
+                client,
+                seq,
+                leader: self.node.leader().filter(|l| *l != self.node.id()),
+            });
+        }
+        let added = match change {
+            Change::Add(id) => multipaxos::bit(id),
+            Change::Replace { new, .. } => new,
+            Change::Remove(_) | Change::Promote => 0,
+        };
+        let in_range = addrs
+            .iter()
+            .all(|(id, _)| usize::from(*id) < multipaxos::MAX_NODES);
+        let named = match in_range {
+            true => named(&addrs),
+            false => u16::MAX,
+        };
+        let refusal = if named != added || addrs.len() != added.count_ones() as usize {
+            Some("give one address for each replica the change adds, and only for those".into())
+        } else if addrs
+            .iter()
+            .any(|(_, a)| a.peer.len() > ADDR_MAX || a.client.len() > ADDR_MAX)
+        {
+            Some(format!("an address longer than {ADDR_MAX} bytes"))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let reply = AdminReply::Changed(Err(why));
+            return out.push(Event::AdminReply { client, seq, reply });
+        }
+        let from = out.len();
+        self.log(now, Input::Reconfigure(change), out);
+        let outcome = out[from..]
+            .iter()
+            .find_map(|e| match e {
+                Event::Log(Output::Reconfigure { change: c, outcome }) if *c == change => {
+                    Some(*outcome)
+                }
+                _ => None,
+            })
+            .expect("the leader answers a reconfiguration");
+        if outcome.is_ok() {
+            for (id, addrs) in addrs {
+                self.log(now, Input::Submit(Cmd::Peer { id, addrs }), out);
+            }
+        }
+        let reply = AdminReply::Changed(outcome.map_err(str::to_string));
+        out.push(Event::AdminReply { client, seq, reply });
     }
 
     fn request(&mut self, now: u64, cmd: Command, out: &mut Vec<Event>) {
@@ -312,6 +444,11 @@ impl Server {
             self.absorb(now, &mut more, out);
         }
     }
+}
+
+/// The set of ids `addrs` names (all below [`multipaxos::MAX_NODES`]).
+fn named(addrs: &[(NodeId, Addrs)]) -> u16 {
+    addrs.iter().fold(0, |s, (id, _)| s | multipaxos::bit(*id))
 }
 
 #[cfg(test)]

@@ -181,3 +181,160 @@ fn buggify_snapshots_every_few_slots_and_reports_an_install() {
     Server::new(node, off).start(0, &mut out);
     assert!(buggified(&out).is_empty());
 }
+
+/// A one-voter cluster with a spare machine (id 1), replica 0 elected.
+fn leader_with_spare() -> Server {
+    let cfg = ServerConfig {
+        snapshot_every: 64,
+        tick_us: 1_000_000,
+        lease_reads: false,
+        bugs: Bugs::default(),
+        buggify: Buggify::OFF,
+    };
+    let log = Config { n: 2, ..log_cfg() };
+    let mut s = Server::new(LogNode::new(log), cfg);
+    s.start(0, &mut Vec::new());
+    run(
+        &mut s,
+        ServerInput::Log(Input::Timer(Timer::Election { epoch: 1 })),
+    );
+    assert!(s.node().is_leader());
+    s
+}
+
+fn admin(seq: u64, admin: Admin) -> ServerInput {
+    ServerInput::Admin {
+        client: 9,
+        seq,
+        admin,
+    }
+}
+
+fn admin_reply(events: &[Event]) -> &AdminReply {
+    let replies: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AdminReply {
+                client: 9, reply, ..
+            } => Some(reply),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1, "one answer to one request: {events:?}");
+    replies[0]
+}
+
+fn addrs(i: u8) -> Addrs {
+    Addrs {
+        peer: format!("10.0.0.{i}:7100"),
+        client: format!("10.0.0.{i}:7000"),
+    }
+}
+
+/// Issue 23: an operator's change goes to the leader, which proposes the
+/// configuration and the added replica's addresses; the address book is
+/// replicated state every replica applies, and the view shows both.
+#[test]
+fn an_added_replica_and_its_addresses_go_through_the_log() {
+    let mut s = leader_with_spare();
+    let out = run(&mut s, admin(1, Admin::List));
+    let AdminReply::Members(v) = admin_reply(&out) else {
+        panic!("not a view: {out:?}")
+    };
+    assert_eq!((v.from, v.leader, v.first, v.window), (0, Some(0), 1, 8));
+    assert_eq!((v.in_force.voters, v.latest.learners), (1, 0));
+    assert!(v.peers.is_empty());
+
+    let change = Change::Add(1);
+    let out = run(
+        &mut s,
+        admin(
+            2,
+            Admin::Change {
+                change,
+                addrs: vec![(1, addrs(1))],
+            },
+        ),
+    );
+    let AdminReply::Changed(Ok(m)) = admin_reply(&out) else {
+        panic!("not proposed: {out:?}")
+    };
+    assert_eq!((m.epoch, m.voters, m.learners), (1, 1, 2));
+    assert_eq!(s.machine().peers().get(&1), Some(&addrs(1)), "applied");
+    let applied_peer = out.iter().any(|e| {
+        matches!(e, Event::Log(Output::Apply { entry: multipaxos::Entry::Cmds(c), .. })
+            if c.iter().any(|c| matches!(c, Cmd::Peer { id: 1, .. })))
+    });
+    assert!(applied_peer, "the address is a log entry");
+    let out = run(&mut s, admin(3, Admin::List));
+    let AdminReply::Members(v) = admin_reply(&out) else {
+        panic!("not a view")
+    };
+    assert_eq!(v.latest.learners, 2);
+    assert_eq!(v.peers, vec![(1, addrs(1))]);
+}
+
+/// A change without the added replica's address, with one for a replica
+/// it does not add, or with an address past the limit is refused before
+/// anything is proposed; a replica that does not lead redirects.
+#[test]
+fn a_change_with_wrong_addresses_is_refused_and_a_follower_redirects() {
+    let mut s = leader_with_spare();
+    let long = Addrs {
+        peer: "x".repeat(ADDR_MAX + 1),
+        client: String::new(),
+    };
+    let wrong = [
+        vec![],
+        vec![(0, addrs(0))],
+        vec![(1, addrs(1)), (1, addrs(1))],
+        vec![(1, long)],
+        vec![(200, addrs(1))],
+    ];
+    for (seq, addrs) in wrong.into_iter().enumerate() {
+        let change = Change::Add(1);
+        let out = run(&mut s, admin(seq as u64, Admin::Change { change, addrs }));
+        assert!(
+            matches!(admin_reply(&out), AdminReply::Changed(Err(_))),
+            "{out:?}"
+        );
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, Event::Log(Output::Apply { .. }))));
+    }
+    assert_eq!(s.node().latest().learners, 0);
+    assert!(s.machine().peers().is_empty());
+
+    let cfg = s.cfg;
+    let log = Config {
+        n: 2,
+        id: 1,
+        ..log_cfg()
+    };
+    let mut follower = Server::new(LogNode::new(log), cfg);
+    follower.start(0, &mut Vec::new());
+    let mut out = Vec::new();
+    let change = Change::Remove(0);
+    follower.handle(
+        0,
+        admin(
+            1,
+            Admin::Change {
+                change,
+                addrs: vec![],
+            },
+        ),
+        &mut out,
+    );
+    assert!(
+        matches!(
+            out[..],
+            [Event::Redirect {
+                client: 9,
+                seq: 1,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}

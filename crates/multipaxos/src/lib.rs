@@ -214,8 +214,8 @@ fn canary_truncate_to_chosen_prefix<C: Clone, S: Clone>(d: &mut Durable<C, S>) {
     assert!(d.accepted.keys().all(|s| d.chosen.contains_key(s)));
 }
 
-/// A node's bit in a set of nodes (promises, acks, replies).
-fn bit(id: NodeId) -> u16 {
+/// A node's bit in a set of nodes (promises, acks, replies, configurations).
+pub fn bit(id: NodeId) -> u16 {
     assert!((id as usize) < MAX_NODES);
     1 << id
 }

@@ -90,6 +90,9 @@ pub struct Client {
     home: Option<NodeId>,
     /// The last request number used.
     last_seq: u64,
+    /// `peers` are some replicas' addresses whatever their ids
+    /// ([`Client::via`]): for a view, not for commands.
+    via: bool,
 }
 
 impl Client {
@@ -123,7 +126,18 @@ impl Client {
             timeout: Duration::from_secs(10),
             home: None,
             last_seq: now_us,
+            via: false,
         }
+    }
+
+    /// A client for operators' views only ([`Client::admin`] with
+    /// [`kv::server::Admin::List`]), given the client addresses of some
+    /// replicas, whatever their ids: how a new replica asks the cluster it
+    /// joins.
+    pub fn via(addrs: Vec<SocketAddr>, id: ClientId) -> Client {
+        let mut c = Client::new(addrs, id);
+        c.via = true;
+        c
     }
 
     /// Refuse servers of any other cluster.
@@ -242,6 +256,8 @@ impl Client {
                         FromConn::Response(Response::Error(why)) => {
                             break Err(Error::Refused(why));
                         }
+                        // Not an answer to a command.
+                        FromConn::Response(Response::Admin { .. }) => {}
                         FromConn::Closed => {
                             if self.conns[from as usize].as_ref().is_some_and(|c| c.gen == gen) {
                                 self.conns[from as usize] = None;
@@ -288,6 +304,32 @@ impl Client {
     }
 
     async fn connect(&mut self, to: NodeId) -> Result<Conn, Option<Error>> {
+        let framed = self.open(to, false).await?;
+        self.gen += 1;
+        let gen = self.gen;
+        let (sink, mut stream) = framed.split();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let Ok(r) = wire::decode::<Response>(&frame) else {
+                    break;
+                };
+                if tx.send((to, gen, FromConn::Response(r))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send((to, gen, FromConn::Closed));
+        });
+        Ok(Conn { sink, gen })
+    }
+
+    /// A connection to replica `to`, welcomed: a client's, or an
+    /// operator's (`admin`). `Err(None)`: unreachable; `Err(Some)`: refused.
+    async fn open(
+        &self,
+        to: NodeId,
+        admin: bool,
+    ) -> Result<Framed<BoxStream, LengthDelimitedCodec>, Option<Error>> {
         let addr = self.peers[to as usize];
         let s = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
             .await
@@ -309,9 +351,15 @@ impl Client {
             }
         };
         let mut framed = Framed::new(s, wire::codec(wire::CLIENT_FRAME_MAX));
-        let hello = Hello::Client {
-            protocol: wire::PROTOCOL,
-            cluster: self.cluster,
+        let hello = match admin {
+            false => Hello::Client {
+                protocol: wire::PROTOCOL,
+                cluster: self.cluster,
+            },
+            true => Hello::Admin {
+                protocol: wire::PROTOCOL,
+                cluster: self.cluster,
+            },
         };
         framed.send(wire::encode(&hello)).await.map_err(|_| None)?;
         let welcome = tokio::time::timeout(Duration::from_secs(2), framed.next())
@@ -323,33 +371,68 @@ impl Client {
             // A list that is not the cluster's (one replica given of
             // three, or out of order) would only send redirects to
             // replicas this client cannot name: say so instead of timing
-            // out.
-            Welcome::Ok { id, n } if n as usize != self.peers.len() || id != to => {
-                return Err(Some(Error::Refused(format!(
-                    "{addr} is replica {id} of a cluster of {n}, but this client was given {} address(es) with {addr} as replica {to}: \
-                     give every replica's address, in id order",
+            // out. (Membership changes add ids: a list may name more.)
+            Welcome::Ok { id, n } if !self.via && (n as usize > self.peers.len() || id != to) => {
+                Err(Some(Error::Refused(format!(
+                    "{addr} is replica {id} of a cluster of {n} (ids 0 to {}), but this client was given {} address(es) with {addr} as replica {to}: \
+                     give every replica's address, in id order (`paxkv member list` shows them)",
+                    n.saturating_sub(1),
                     self.peers.len()
-                ))));
+                ))))
             }
-            Welcome::Ok { .. } => {}
-            Welcome::Refused(why) => return Err(Some(Error::Refused(why))),
+            Welcome::Ok { .. } => Ok(framed),
+            Welcome::Refused(why) => Err(Some(Error::Refused(why))),
         }
-        self.gen += 1;
-        let gen = self.gen;
-        let (sink, mut stream) = framed.split();
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = stream.next().await {
-                let Ok(r) = wire::decode::<Response>(&frame) else {
-                    break;
-                };
-                if tx.send((to, gen, FromConn::Response(r))).is_err() {
-                    return;
-                }
+    }
+
+    /// An operator's membership request ([`kv::server::Admin`]): a view
+    /// from the replica this client targets (any replica answers it), a
+    /// change from the leader (redirects are followed; unreachable
+    /// replicas are passed). A change is answered once proposed: watch
+    /// the view for it to take effect.
+    pub async fn admin(
+        &mut self,
+        admin: kv::server::Admin,
+    ) -> Result<kv::server::AdminReply, Error> {
+        let deadline = Instant::now() + self.timeout;
+        self.last_seq += 1;
+        let req = wire::AdminRequest {
+            client: self.id,
+            seq: self.last_seq,
+            admin,
+        };
+        let n = self.peers.len() as NodeId;
+        let mut to = self.core.target().min(n - 1);
+        let mut hints = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
             }
-            let _ = tx.send((to, gen, FromConn::Closed));
-        });
-        Ok(Conn { sink, gen })
+            let once = async {
+                let mut f = self.open(to, true).await?;
+                f.send(wire::encode(&req)).await.map_err(|_| None)?;
+                let r = f.next().await.ok_or(None)?.map_err(|_| None)?;
+                wire::decode::<Response>(&r).map_err(|_| None)
+            };
+            match tokio::time::timeout(left.min(self.retry * 4), once).await {
+                Ok(Ok(Response::Admin { seq, reply })) if seq == req.seq => return Ok(reply),
+                Ok(Ok(Response::Error(why))) => return Err(Error::Refused(why)),
+                Ok(Ok(Response::Redirect {
+                    leader: Some(l), ..
+                })) if l < n && l != to && hints < n => {
+                    hints += 1;
+                    to = l;
+                    continue;
+                }
+                Ok(Err(Some(e))) => return Err(e),
+                _ => {}
+            }
+            to = (to + 1) % n;
+            if to == 0 {
+                tokio::time::sleep(self.retry.min(left)).await;
+            }
+        }
     }
 
     /// The key's (value, version), or None if absent.

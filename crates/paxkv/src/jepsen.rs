@@ -902,7 +902,7 @@ async fn ask_leader(addr: SocketAddr, id: u8, cluster: u64) -> Option<u8> {
     match wire::decode::<Response>(&r).ok()? {
         Response::Reply { .. } => Some(id),
         Response::Redirect { leader, .. } => leader,
-        Response::Error(_) => None,
+        Response::Error(_) | Response::Admin { .. } => None,
     }
 }
 

@@ -106,6 +106,40 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LockCmd,
     },
+    /// The membership: list the replicas; add, remove or replace one while
+    /// the cluster serves.
+    Member {
+        #[command(subcommand)]
+        cmd: MemberCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// The configuration in force, the newest one, the leader and every
+    /// replica's addresses, as the replica asked sees them.
+    List,
+    /// Add replica ID (a new id: ids are never reused) as a learner, reached
+    /// at PEER by replicas and at CLIENT by clients. Start it with
+    /// `paxkv server --id ID --join ...`; the leader promotes it to voter
+    /// once it caught up.
+    Add {
+        id: u8,
+        peer: SocketAddr,
+        client: SocketAddr,
+    },
+    /// Remove replica ID for good (the leader too: it steps down). A cluster
+    /// keeps one voter at least.
+    Remove { id: u8 },
+    /// Replace voter OLD (a machine gone for good) by the new replica NEW:
+    /// NEW catches up as a learner, then one configuration makes it a voter
+    /// and removes OLD.
+    Replace {
+        old: u8,
+        new: u8,
+        peer: SocketAddr,
+        client: SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,9 +166,17 @@ enum LockCmd {
 
 #[derive(clap::Args)]
 struct ServerArgs {
-    /// This replica's id: its index in --peers.
+    /// This replica's id: its index in --peers (or, with --join, the id
+    /// an operator added with `paxkv member add`).
     #[arg(long)]
     id: u8,
+    /// Join a running cluster as the new replica --id: ask the replicas at
+    /// these client addresses (any of them) for the cluster's first
+    /// configuration and address book, kept in the data directory
+    /// (`cluster.json`), and catch up as a learner. --peers is not used.
+    /// Later starts read the data directory and need no --join.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<SocketAddr>,
     /// Every replica's peer address (where replicas dial each other), in
     /// replica-id order; clients use --endpoints.
     #[arg(long, default_value = DEFAULT_PEERS, value_delimiter = ',')]
@@ -310,8 +352,25 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
     let cluster = cli.cluster_id.ok_or(
         "--cluster-id is required: it is written into the data directory and refuses replicas of other clusters",
     )?;
-    let client_listen = match (a.listen_client, cli.endpoints.get(a.id as usize)) {
-        (Some(l), _) | (None, Some(&l)) => l,
+    let joined = match paxkv::storage::joined(&a.data_dir)? {
+        Some(j) => Some(j),
+        None if !a.join.is_empty() => Some(join(cli, a, cluster).await?),
+        None => None,
+    };
+    // A joined replica listens where the address book says.
+    let mine = joined.as_ref().and_then(|j| {
+        let (_, addrs) = j.book.iter().find(|(id, _)| *id == a.id)?;
+        Some((
+            addrs.peer.parse::<SocketAddr>().ok(),
+            addrs.client.parse::<SocketAddr>().ok(),
+        ))
+    });
+    let endpoint = match &mine {
+        Some((_, client)) => *client,
+        None => cli.endpoints.get(a.id as usize).copied(),
+    };
+    let client_listen = match (a.listen_client, endpoint) {
+        (Some(l), _) | (None, Some(l)) => l,
         (None, None) => {
             return Err(format!(
                 "--endpoints has no entry for replica {} (give every replica's client address, or --listen-client)",
@@ -326,6 +385,11 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
         a.data_dir.clone(),
         cluster,
     );
+    o.endpoints = cli.endpoints.clone();
+    if let Some((Some(peer), _)) = mine {
+        o.peer_listen = peer;
+    }
+    o.joined = joined;
     if let Some(l) = a.listen_peer {
         o.peer_listen = l;
     }
@@ -345,7 +409,7 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
         }
         (None, None, None, true) => None,
         // One replica has no peers to authenticate.
-        (None, None, None, false) if a.peers.len() == 1 => None,
+        (None, None, None, false) if a.peers.len() == 1 && o.joined.is_none() => None,
         (None, None, None, false) => {
             return Err("peers authenticate with mutual TLS: give --peer-cert-file, --peer-key-file and --peer-trusted-ca-file \
                  (`paxkv local` shows how), or ask for unauthenticated plain TCP with --insecure-plaintext-peers"
@@ -396,6 +460,49 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
         r = paxkv::server::run(o) => r,
         _ = stop => Ok(()),
     }
+}
+
+/// What the cluster at `a.join` tells a new replica (its first configuration,
+/// α, the address book): the replica must be in the book already.
+async fn join(cli: &Cli, a: &ServerArgs, cluster: u64) -> Result<paxkv::server::Joined, String> {
+    let mut c = Client::via(a.join.clone(), rand::random())
+        .cluster(cluster)
+        .timeout(Duration::from_millis(cli.timeout_ms));
+    if let Some(ca) = &cli.cacert {
+        c = c.tls(paxkv::tls::ClientTls::load(ca)?);
+    }
+    // The address book reaches the replica asked a moment after the change
+    // that adds this one: ask again for a while.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(cli.timeout_ms);
+    let view = loop {
+        let view = match c.admin(kv::server::Admin::List).await {
+            Ok(kv::server::AdminReply::Members(v)) => v,
+            Ok(r) => return Err(format!("--join: unexpected answer {r:?}")),
+            Err(e) => return Err(format!("--join: no replica at {:?} answered: {e}", a.join)),
+        };
+        let listed = view.peers.iter().any(|(id, _)| *id == a.id);
+        if listed || tokio::time::Instant::now() >= deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if !view.peers.iter().any(|(id, _)| *id == a.id) {
+        return Err(format!(
+            "--join: replica {} is not in the cluster's address book: add it first \
+             (`paxkv member add {} PEER CLIENT`, or `member replace`)",
+            a.id, a.id
+        ));
+    }
+    tracing::info!(
+        first = view.first,
+        window = view.window,
+        "joining: the cluster answered"
+    );
+    Ok(paxkv::server::Joined {
+        first: view.first,
+        window: view.window,
+        book: view.peers,
+    })
 }
 
 /// Ctrl-C or SIGTERM.
@@ -917,6 +1024,7 @@ async fn client(cli: Cli) -> ExitCode {
                 );
                 r
             }
+            Cmd::Member { ref cmd } => member(&mut c, cmd).await?,
             Cmd::Server(_) | Cmd::Local { .. } | Cmd::Jepsen(_) | Cmd::Certs { .. } => {
                 unreachable!("not a client command")
             }
@@ -929,6 +1037,115 @@ async fn client(cli: Cli) -> ExitCode {
         Err(e) => {
             eprintln!("paxkv: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `paxkv member ...`: Ok(true) done, Ok(false) refused by the service.
+async fn member(c: &mut Client, cmd: &MemberCmd) -> Result<bool, paxkv::client::Error> {
+    use kv::server::{Admin, AdminReply};
+    use multipaxos::{bit, Change, Members};
+    let addrs = |peer: &SocketAddr, client: &SocketAddr| kv::Addrs {
+        peer: peer.to_string(),
+        client: client.to_string(),
+    };
+    let set = |s: u16| -> String {
+        let ids: Vec<String> = (0..16)
+            .filter(|i| s & (1 << i) != 0)
+            .map(|i: u16| i.to_string())
+            .collect();
+        format!("{{{}}}", ids.join(","))
+    };
+    let show = |m: &Members| {
+        let mut t = format!("epoch {}: voters {}", m.epoch, set(m.voters));
+        if m.learners != 0 {
+            t += &format!(", learners {}", set(m.learners));
+        }
+        if m.leaving != 0 {
+            t += &format!(", leaving {}", set(m.leaving));
+        }
+        if m.gone != 0 {
+            t += &format!(", removed {}", set(m.gone));
+        }
+        t
+    };
+    let admin = match cmd {
+        MemberCmd::List => Admin::List,
+        MemberCmd::Add { id, peer, client } => Admin::Change {
+            change: Change::Add(*id),
+            addrs: vec![(*id, addrs(peer, client))],
+        },
+        MemberCmd::Remove { id } => Admin::Change {
+            change: Change::Remove(*id),
+            addrs: vec![],
+        },
+        MemberCmd::Replace {
+            old,
+            new,
+            peer,
+            client,
+        } => Admin::Change {
+            change: Change::Replace {
+                old: bit(*old),
+                new: bit(*new),
+            },
+            addrs: vec![(*new, addrs(peer, client))],
+        },
+    };
+    if let MemberCmd::Add { id, .. } | MemberCmd::Remove { id } = cmd {
+        if usize::from(*id) >= multipaxos::MAX_NODES {
+            println!(
+                "no such replica id {id}: ids are 0 to {}",
+                multipaxos::MAX_NODES - 1
+            );
+            return Ok(false);
+        }
+    }
+    if let MemberCmd::Replace { old, new, .. } = cmd {
+        if usize::from(*old.max(new)) >= multipaxos::MAX_NODES {
+            println!("replica ids are 0 to {}", multipaxos::MAX_NODES - 1);
+            return Ok(false);
+        }
+    }
+    match c.admin(admin).await? {
+        AdminReply::Members(v) => {
+            let leader = v.leader.map_or("none known".into(), |l| l.to_string());
+            println!("replica {} answers; leader: {leader}", v.from);
+            println!("in force: {}", show(&v.in_force));
+            if v.latest != v.in_force {
+                println!(
+                    "next:     {} (chosen; takes effect within {} slots)",
+                    show(&v.latest),
+                    v.window
+                );
+            }
+            for (id, a) in &v.peers {
+                let m = v.latest;
+                let role = if m.votes(*id) && m.leaving & bit(*id) != 0 {
+                    "voter (leaving)"
+                } else if m.votes(*id) {
+                    "voter"
+                } else if m.learns(*id) {
+                    "learner"
+                } else if m.gone & bit(*id) != 0 {
+                    "removed"
+                } else {
+                    "not a member"
+                };
+                println!(
+                    "  {id:>2}  {role:<15} peer {:<21} client {}",
+                    a.peer, a.client
+                );
+            }
+            Ok(true)
+        }
+        AdminReply::Changed(Ok(m)) => {
+            println!("proposed {}", show(&m));
+            Ok(true)
+        }
+        AdminReply::Changed(Err(why)) => {
+            println!("refused: {why}");
+            Ok(false)
         }
     }
 }

@@ -26,19 +26,20 @@
 
 use crate::storage::{Boot, DataDir};
 use crate::tls::{BoxStream, PeerTls, ServerTls};
-use crate::wire::{self, Hello, PeerMsg, Response, Welcome};
+use crate::wire::{self, AdminRequest, Hello, PeerMsg, Response, Welcome};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use kv::server::{Event, LogNode, Server, ServerConfig, ServerInput};
+use kv::server::{AdminReply, Event, LogNode, Server, ServerConfig, ServerInput};
 use kv::write_path::{Batch, Step, WritePath};
-use kv::{ClientId, Command};
+use kv::{Addrs, ClientId, Command};
 use multipaxos::{Input, NodeId, Output, Timer, Write};
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,8 +51,17 @@ use tracing::{debug, info, warn};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub id: NodeId,
-    /// Every replica's peer address (where replicas dial each other), by id.
+    /// The first replicas' peer addresses (where replicas dial each other),
+    /// by id: the cluster's first configuration. Replicas added later are
+    /// in the replicated address book.
     pub peers: Vec<SocketAddr>,
+    /// The first replicas' client addresses, by id, for the address book
+    /// operators see (`paxkv member list`); may be empty.
+    pub endpoints: Vec<SocketAddr>,
+    /// For a replica that joined a running cluster: what the cluster told
+    /// it (its first configuration, α and address book), in place of
+    /// `peers`.
+    pub joined: Option<Joined>,
     /// Where this replica listens for its peers.
     pub peer_listen: SocketAddr,
     /// Where this replica listens for clients.
@@ -102,6 +112,8 @@ impl Options {
         Options {
             id,
             peers,
+            endpoints: Vec::new(),
+            joined: None,
             peer_listen,
             client_listen,
             peer_tls: None,
@@ -128,6 +140,21 @@ impl Options {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(j) = &self.joined {
+            if !j.book.iter().any(|(id, _)| *id == self.id) {
+                return Err(format!(
+                    "replica {} is not in the cluster's address book: add it first (`paxkv member add {} PEER CLIENT`)",
+                    self.id, self.id
+                ));
+            }
+            if j.window == 0
+                || j.first == 0
+                || !multipaxos::Members::first(j.first).well_formed(multipaxos::MAX_NODES as u8)
+            {
+                return Err("the cluster's first configuration or window is malformed".into());
+            }
+            return self.validate_timing();
+        }
         let n = self.peers.len();
         if !(1..=multipaxos::MAX_NODES).contains(&n) {
             return Err(format!(
@@ -142,6 +169,10 @@ impl Options {
                 n - 1
             ));
         }
+        self.validate_timing()
+    }
+
+    fn validate_timing(&self) -> Result<(), String> {
         let t = &self.timing;
         if t.heartbeat_us == 0 || t.heartbeat_us >= t.election_us {
             return Err("the heartbeat must be shorter than the election timeout".into());
@@ -156,11 +187,13 @@ impl Options {
     /// is off here, always (a test and `tests/tidy.rs` check it).
     fn log_config(&self) -> multipaxos::Config {
         multipaxos::Config {
-            n: self.peers.len() as u8,
+            // Every id a replica may ever have: membership changes add
+            // replicas under new ids (never reused).
+            n: multipaxos::MAX_NODES as u8,
             id: self.id,
-            voters: multipaxos::Members::all(self.peers.len() as u8),
+            voters: self.first_voters(),
             timing: self.timing,
-            window: self.window,
+            window: self.window(),
             batch: self.batch,
             slot_bytes: multipaxos::SLOT_BYTES,
             queue_bytes: multipaxos::QUEUE_BYTES,
@@ -168,6 +201,43 @@ impl Options {
             bugs: self.bugs,
             buggify: multipaxos::Buggify::OFF,
         }
+    }
+
+    /// The first configuration's voters: the cluster's constant.
+    fn first_voters(&self) -> u16 {
+        match &self.joined {
+            Some(j) => j.first,
+            None => multipaxos::Members::all(self.peers.len() as u8),
+        }
+    }
+
+    /// The α-window: a constant of the cluster, as every replica must agree.
+    fn window(&self) -> u64 {
+        self.joined.as_ref().map_or(self.window, |j| j.window)
+    }
+
+    /// The address book this replica starts with: the first replicas' (or
+    /// what the cluster told a joining replica); the log adds the rest.
+    pub fn book(&self) -> BTreeMap<NodeId, Addrs> {
+        if let Some(j) = &self.joined {
+            return j.book.iter().cloned().collect();
+        }
+        let client = |i: usize| {
+            self.endpoints
+                .get(i)
+                .map_or(String::new(), |a| a.to_string())
+        };
+        self.peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let addrs = Addrs {
+                    peer: p.to_string(),
+                    client: client(i),
+                };
+                (i as NodeId, addrs)
+            })
+            .collect()
     }
 
     /// The service's config, BUGGIFY off as in [`Options::log_config`].
@@ -182,6 +252,19 @@ impl Options {
     }
 }
 
+/// What a replica that joined a running cluster learned from it, kept in
+/// its data directory ([`crate::storage::JOINED`]): at every start it comes
+/// from there, never from flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joined {
+    /// The cluster's first configuration's voters, and its α-window.
+    pub first: u16,
+    pub window: u64,
+    /// Every replica's addresses the cluster knew when this one joined.
+    pub book: Vec<(NodeId, Addrs)>,
+}
+
 /// What reaches the core loop from the network and the disk.
 enum Inbound {
     Peer {
@@ -190,6 +273,11 @@ enum Inbound {
     },
     Request {
         cmd: Command,
+        conn: u64,
+        tx: mpsc::Sender<Response>,
+    },
+    Admin {
+        req: AdminRequest,
         conn: u64,
         tx: mpsc::Sender<Response>,
     },
@@ -226,7 +314,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
         opts.rebuild,
         opts.bugs,
     )?;
-    let n = opts.peers.len() as u8;
+    if let Some(j) = &opts.joined {
+        let json = serde_json::to_vec_pretty(j).expect("a book encodes");
+        crate::storage::keep_joined(&opts.data_dir, &json)?;
+    }
+    let book = opts.book();
+    let n = book.len();
     let cfg = opts.log_config();
     let clock = Clock::new();
     let now = clock.now_us();
@@ -285,31 +378,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
             .spawn(move || writer(dir, wal_rx, in_tx))
             .map_err(|e| format!("cannot start the WAL writer: {e}"))?;
     }
-    let mut peers = Vec::new();
-    for (p, addr) in opts.peers.iter().enumerate() {
-        let p = p as NodeId;
-        if p == opts.id {
-            peers.push(None);
-            continue;
-        }
-        let (tx, rx) = mpsc::channel::<Bytes>(4096);
-        let tx = PeerQueue {
-            tx,
-            bytes: Arc::new(AtomicUsize::new(0)),
-        };
-        let rx = (rx, tx.bytes.clone());
-        let hello = Hello::Peer {
-            protocol: wire::PROTOCOL,
-            cluster: opts.cluster,
-            from: opts.id,
-            to: p,
-        };
-        tokio::spawn(dial(p, *addr, hello, opts.peer_tls.clone(), rx));
-        peers.push(Some(tx));
-    }
+    let ids = Arc::new(AtomicU8::new(0));
     let ctx = ConnCtx {
         id: opts.id,
-        n,
+        ids: ids.clone(),
         cluster: opts.cluster,
         tx: in_tx,
         open: Arc::new(AtomicUsize::new(0)),
@@ -324,7 +396,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
         id: opts.id,
         server,
         clock,
-        peers,
+        peers: BTreeMap::new(),
+        book: BTreeMap::new(),
+        book_seen: usize::MAX,
+        ids,
+        cluster: opts.cluster,
+        peer_tls: opts.peer_tls.clone(),
         wal: wal_tx,
         wp,
         synced: Vec::new(),
@@ -340,6 +417,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         rebuilding: false,
         refused: 0,
     };
+    core.learn(book);
     core.run(in_rx).await;
     Ok(())
 }
@@ -373,7 +451,17 @@ struct Core {
     id: NodeId,
     server: Server,
     clock: Clock,
-    peers: Vec<Option<PeerQueue>>,
+    /// The queue to each peer in the address book (a dialing task each).
+    peers: BTreeMap<NodeId, PeerQueue>,
+    /// The address book: the first replicas' (or a joined one's), then
+    /// what the log adds ([`kv::Cmd::Peer`]).
+    book: BTreeMap<NodeId, Addrs>,
+    /// The size of the machine's book when last read.
+    book_seen: usize,
+    /// The ids below this one are the cluster's (the welcome's `n`).
+    ids: Arc<AtomicU8>,
+    cluster: u64,
+    peer_tls: Option<PeerTls>,
     /// The writer thread, which executes the write path's batches.
     wal: std::sync::mpsc::Sender<Batch>,
     /// The write path: group commit, when a write counts as synced.
@@ -435,6 +523,11 @@ impl Core {
             Inbound::Request { cmd, conn, tx } => {
                 self.clients.insert(cmd.client, (conn, tx));
                 self.step(ServerInput::Request(cmd));
+            }
+            Inbound::Admin { req, conn, tx } => {
+                self.clients.insert(req.client, (conn, tx));
+                let (client, seq, admin) = (req.client, req.seq, req.admin);
+                self.step(ServerInput::Admin { client, seq, admin });
             }
             Inbound::ConnClosed { conn } => self.clients.retain(|_, (c, _)| *c != conn),
             Inbound::BatchDone { upto } => {
@@ -520,6 +613,18 @@ impl Core {
                     seq,
                     leader,
                 } => self.respond(client, Response::Redirect { seq, leader }),
+                Event::AdminReply {
+                    client,
+                    seq,
+                    mut reply,
+                } => {
+                    // The whole book: the first replicas' addresses are
+                    // flags, not log entries.
+                    if let AdminReply::Members(v) = &mut reply {
+                        v.peers = self.book.iter().map(|(i, a)| (*i, a.clone())).collect();
+                    }
+                    self.respond(client, Response::Admin { seq, reply })
+                }
                 Event::Executed { slot, cmd, .. } => {
                     debug!(slot, client = cmd.client, seq = cmd.seq, op = ?cmd.op, "executed");
                 }
@@ -530,6 +635,57 @@ impl Core {
         }
         self.out = out;
         self.log_changes(now);
+        if self.server.machine().peers().len() != self.book_seen {
+            self.book_seen = self.server.machine().peers().len();
+            let added = self.server.machine().peers().clone();
+            self.learn(added);
+        }
+    }
+
+    /// Takes addresses into the book and dials the peers it did not know.
+    /// An address that does not parse (only an operator's typo gets into
+    /// the log: the leader checks lengths, not syntax) is logged and that
+    /// replica stays unreachable from here.
+    fn learn(&mut self, book: BTreeMap<NodeId, Addrs>) {
+        for (id, addrs) in book {
+            if self.book.get(&id) == Some(&addrs) {
+                continue;
+            }
+            info!(
+                replica = id,
+                peer = addrs.peer,
+                client = addrs.client,
+                "address book"
+            );
+            self.book.insert(id, addrs.clone());
+            if id == self.id || self.peers.contains_key(&id) {
+                continue;
+            }
+            let Ok(addr) = addrs.peer.parse::<SocketAddr>() else {
+                warn!(
+                    replica = id,
+                    peer = addrs.peer,
+                    "not an address: replica unreachable"
+                );
+                continue;
+            };
+            let (tx, rx) = mpsc::channel::<Bytes>(4096);
+            let tx = PeerQueue {
+                tx,
+                bytes: Arc::new(AtomicUsize::new(0)),
+            };
+            let rx = (rx, tx.bytes.clone());
+            let hello = Hello::Peer {
+                protocol: wire::PROTOCOL,
+                cluster: self.cluster,
+                from: self.id,
+                to: id,
+            };
+            tokio::spawn(dial(id, addr, hello, self.peer_tls.clone(), rx));
+            self.peers.insert(id, tx);
+        }
+        let top = self.book.keys().next_back().map_or(0, |i| i + 1);
+        self.ids.fetch_max(top, Ordering::Relaxed);
     }
 
     fn log_output(&mut self, now: u64, o: kv::server::LogOutput) {
@@ -543,7 +699,7 @@ impl Core {
                 );
                 if to == self.id {
                     self.local.push_back(msg);
-                } else if let Some(Some(tx)) = self.peers.get(to as usize) {
+                } else if let Some(tx) = self.peers.get(&to) {
                     // A full queue (the peer is down or slow) drops the
                     // message, as a lossy network would: the protocol resends.
                     tx.send(wire::encode(&msg));
@@ -761,7 +917,8 @@ async fn connect_peer(
 #[derive(Clone)]
 struct ConnCtx {
     id: NodeId,
-    n: u8,
+    /// The ids below this one are the cluster's so far.
+    ids: Arc<AtomicU8>,
     cluster: u64,
     tx: mpsc::Sender<Inbound>,
     /// Connections open now, and the most there may be.
@@ -851,7 +1008,10 @@ async fn accept(listener: TcpListener, ctx: ConnCtx, side: Side) {
                             peer_reader(&mut framed, from, &ctx).await;
                         }
                         Ok(Some((framed, Hello::Client { .. }))) => {
-                            client_conn(framed, addr, next, ctx).await
+                            client_conn(framed, addr, next, ctx, false).await
+                        }
+                        Ok(Some((framed, Hello::Admin { .. }))) => {
+                            client_conn(framed, addr, next, ctx, true).await
                         }
                         Ok(None) => {}
                         Err(_) => {
@@ -928,7 +1088,7 @@ async fn greet(s: TcpStream, addr: SocketAddr, ctx: &ConnCtx, side: Side) -> Opt
     }
     let welcome = Welcome::Ok {
         id: ctx.id,
-        n: ctx.n,
+        n: ctx.ids.load(Ordering::Relaxed),
     };
     framed.send(wire::encode(&welcome)).await.ok()?;
     Some((framed, hello))
@@ -942,7 +1102,9 @@ fn admit(
     cert: Option<&rustls::pki_types::CertificateDer<'_>>,
 ) -> Result<(), String> {
     match *hello {
-        Hello::Peer { protocol, .. } | Hello::Client { protocol, .. }
+        Hello::Peer { protocol, .. }
+        | Hello::Client { protocol, .. }
+        | Hello::Admin { protocol, .. }
             if protocol != wire::PROTOCOL =>
         {
             Err(format!(
@@ -954,17 +1116,19 @@ fn admit(
             "a replica's hello on the client address: replicas dial each other's --peers addresses"
                 .into(),
         ),
-        Hello::Client { .. } if side == Side::Peer => Err(
+        Hello::Client { .. } | Hello::Admin { .. } if side == Side::Peer => Err(
             "a client's hello on the peer address: clients dial the --endpoints addresses".into(),
         ),
         Hello::Peer { cluster, .. } if cluster != ctx.cluster => Err(format!(
             "a peer of another cluster (id {cluster}, this is {})",
             ctx.cluster
         )),
-        Hello::Peer { from, to, .. } if from >= ctx.n || from == ctx.id || to != ctx.id => {
+        Hello::Peer { from, to, .. }
+            if usize::from(from) >= multipaxos::MAX_NODES || from == ctx.id || to != ctx.id =>
+        {
             Err(format!(
-                "an unknown peer: it says it is replica {from} dialing replica {to}; this is replica {} of {}",
-                ctx.id, ctx.n
+                "an unknown peer: it says it is replica {from} dialing replica {to}; this is replica {}",
+                ctx.id
             ))
         }
         // Only a holder of replica `from`'s key speaks as replica `from`.
@@ -974,11 +1138,14 @@ fn admit(
         },
         Hello::Client {
             cluster: Some(c), ..
+        }
+        | Hello::Admin {
+            cluster: Some(c), ..
         } if c != ctx.cluster => Err(format!(
             "a client of another cluster (id {c}, this is {})",
             ctx.cluster
         )),
-        Hello::Client { .. } => Ok(()),
+        Hello::Client { .. } | Hello::Admin { .. } => Ok(()),
     }
 }
 
@@ -1010,7 +1177,8 @@ async fn peer_reader(framed: &mut Conn, from: NodeId, ctx: &ConnCtx) {
     }
 }
 
-async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
+/// A client's connection, or an operator's (`admin`: membership requests).
+async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx, admin: bool) {
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<Response>(CLIENT_REPLIES);
     let writer = tokio::spawn(async move {
@@ -1031,6 +1199,16 @@ async fn client_conn(framed: Conn, addr: SocketAddr, conn: u64, ctx: ConnCtx) {
             }
         };
         let why = match frame.map_err(|e| e.to_string()) {
+            Ok(f) if admin => match wire::decode::<AdminRequest>(&f) {
+                Ok(req) => {
+                    let tx = tx.clone();
+                    if ctx.tx.send(Inbound::Admin { req, conn, tx }).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            },
             Ok(f) => match wire::decode_command(&f) {
                 Ok(cmd) => {
                     let tx = tx.clone();

@@ -10,6 +10,8 @@
 //! - A peer connection then carries [`PeerMsg`]s one way (each replica dials
 //!   every other one, so a pair of replicas shares two connections).
 //! - A client connection carries [`kv::Command`]s in and [`Response`]s out.
+//! - An operator's connection ([`Hello::Admin`], `paxkv member ...`)
+//!   carries [`AdminRequest`]s in and [`Response`]s out.
 //!
 //! Frames have a size limit per kind of connection: a frame above it, or a
 //! payload that does not decode, closes the connection with a log line,
@@ -21,8 +23,9 @@ use multipaxos::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-/// Bumped whenever a type below changes its encoding (2: values are bytes).
-pub const PROTOCOL: u32 = 2;
+/// Bumped whenever a type below changes its encoding (2: values are bytes;
+/// 3: the log carries the address book, operators' requests).
+pub const PROTOCOL: u32 = 3;
 /// The largest frame between replicas: a snapshot of the whole state
 /// machine travels in one (the WAL's own record limit is larger).
 pub const PEER_FRAME_MAX: usize = 64 << 20;
@@ -46,11 +49,22 @@ pub enum Hello {
     },
     /// A client; `cluster` (if given) must match the server's.
     Client { protocol: u32, cluster: Option<u64> },
+    /// An operator (membership requests), on the client address.
+    Admin { protocol: u32, cluster: Option<u64> },
+}
+
+/// An operator's membership request, numbered by the operator's client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRequest {
+    pub client: kv::ClientId,
+    pub seq: u64,
+    pub admin: kv::server::Admin,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Welcome {
-    /// Accepted; the server is replica `id` of a cluster of `n`.
+    /// Accepted; the server is replica `id` of a cluster whose ids are
+    /// below `n` (membership changes add ids: `n` grows).
     Ok { id: NodeId, n: u8 },
     /// Refused, with the reason (also in the server's log).
     Refused(String),
@@ -65,6 +79,11 @@ pub enum Response {
     Redirect { seq: u64, leader: Option<NodeId> },
     /// The request could not be understood; the server closes the connection.
     Error(String),
+    /// The answer to an [`AdminRequest`].
+    Admin {
+        seq: u64,
+        reply: kv::server::AdminReply,
+    },
 }
 
 /// The frame codec for a connection whose frames are at most `max` bytes.

@@ -52,6 +52,9 @@ struct Cluster {
     storage: [&'static str; 4],
     /// More flags for every server.
     extra: Vec<String>,
+    /// The first configuration's replicas (`--peers`): `0..first`; the
+    /// others are machines an operator adds later (they start with `--join`).
+    first: usize,
 }
 
 impl Cluster {
@@ -75,6 +78,7 @@ impl Cluster {
             procs: (0..n).map(|_| None).collect(),
             storage: ["--snapshot-every", "16", "--compact-bytes", "0"],
             extra: Vec::new(),
+            first: n,
         };
         for i in 0..n {
             std::fs::create_dir_all(c.data(i)).expect("data dir");
@@ -95,7 +99,10 @@ impl Cluster {
     }
 
     fn peers_arg(&self) -> String {
-        let p: Vec<String> = self.peers.iter().map(|a| a.to_string()).collect();
+        let p: Vec<String> = self.peers[..self.first]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         p.join(",")
     }
 
@@ -125,17 +132,18 @@ impl Cluster {
             .open(self.log(i))
             .expect("log file");
         let mut cmd = Command::new(EXE);
-        cmd.args([
-            "server",
-            "--id",
-            &i.to_string(),
-            "--peers",
-            &self.peers_arg(),
-            "--endpoints",
-            &self.endpoints_arg(),
-        ])
+        cmd.args(["server", "--id", &i.to_string()]);
+        if i < self.first {
+            cmd.args(["--peers", &self.peers_arg()]);
+            cmd.args(["--endpoints", &self.endpoints_arg()]);
+        } else {
+            // An added replica asks the first two replicas for the
+            // cluster (a restart reads its data directory instead).
+            let join = format!("{},{}", self.endpoints[0], self.endpoints[1]);
+            cmd.args(["--join", &join]);
+        }
         // A lone replica has no peers to authenticate.
-        .args(match self.peers.len() {
+        cmd.args(match self.peers.len() {
             1 => Vec::new(),
             _ => self.tls_args(i),
         })
@@ -157,7 +165,7 @@ impl Cluster {
     }
 
     fn start_all(&mut self) {
-        for i in 0..self.peers.len() {
+        for i in 0..self.first {
             self.start(i);
         }
     }
@@ -1752,4 +1760,126 @@ async fn a_client_that_pipelines_without_reading_is_held_to_a_bounded_share() {
         "the leader grew from {before} kB to {during} kB"
     );
     drop(flood);
+}
+
+/// The view a replica gives of the membership, asked until `done` holds.
+async fn await_members(
+    c: &Cluster,
+    done: impl Fn(&kv::server::MemberView) -> bool,
+) -> kv::server::MemberView {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let mut op = c.client(77).timeout(Duration::from_secs(3));
+        if let Ok(kv::server::AdminReply::Members(v)) = op.admin(kv::server::Admin::List).await {
+            if done(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the membership never got there; last seen: {last:?}")
+}
+
+/// Issue 23: a replica's machine dies for good; an operator replaces it by
+/// a new machine under a new id, which learns the cluster from the cluster
+/// (not from flags), catches up as a learner and is promoted, the dead one
+/// removed in the same configuration. A writer runs throughout and every
+/// write succeeds; afterwards the new replica's vote is needed (another
+/// original is killed) and it restarts from its own directory alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_is_replaced_by_a_new_machine_while_the_cluster_serves() {
+    use kv::server::{Admin, AdminReply};
+    let mut c = Cluster::new("replace", 4);
+    c.first = 3;
+    c.start_all();
+    let mut w = c.client(1);
+    for k in 0..20 {
+        assert_eq!(w.put(k, k).await, Ok(1));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut w = c.client(2);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut k = 100;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(
+                    w.put(k, k).await,
+                    Ok(1),
+                    "write {k} while the membership changed"
+                );
+                k += 1;
+            }
+            k - 100
+        })
+    };
+
+    // Replica 2's machine is gone for good.
+    c.kill(2);
+    std::fs::remove_dir_all(c.data(2)).expect("rm");
+    let addrs = kv::Addrs {
+        peer: c.peers[3].to_string(),
+        client: c.endpoints[3].to_string(),
+    };
+    let change = multipaxos::Change::Replace {
+        old: 1 << 2,
+        new: 1 << 3,
+    };
+    let mut op = c.client(3);
+    match op
+        .admin(Admin::Change {
+            change,
+            addrs: vec![(3, addrs.clone())],
+        })
+        .await
+    {
+        Ok(AdminReply::Changed(Ok(m))) => assert_eq!((m.learners, m.leaving), (1 << 3, 1 << 2)),
+        r => panic!("not proposed: {r:?}"),
+    }
+    // Ids are never reused, and one change runs at a time.
+    let again = Admin::Change {
+        change: multipaxos::Change::Add(2),
+        addrs: vec![(2, addrs)],
+    };
+    assert!(matches!(
+        op.admin(again).await,
+        Ok(AdminReply::Changed(Err(_)))
+    ));
+
+    c.start(3);
+    let v = await_members(&c, |v| v.in_force.voters == 0b1011).await;
+    assert_eq!(v.in_force.gone, 1 << 2, "{v:?}");
+    assert_eq!(v.peers.len(), 4, "the whole address book: {v:?}");
+    c.await_log(3, "joining: the cluster answered");
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("every write succeeded");
+    assert!(written > 0);
+
+    // The new replica votes: with replica 0 down too, 1 and 3 are a majority.
+    c.kill(0);
+    let mut r = c.client(4);
+    for k in 0..20 {
+        assert_eq!(r.get(k).await, Ok(Some((Value::from(k), 1))));
+    }
+    for k in 100..100 + written {
+        assert_eq!(
+            r.get(k).await,
+            Ok(Some((Value::from(k), 1))),
+            "acknowledged write {k}"
+        );
+    }
+    assert_eq!(r.put(1000, 1).await, Ok(1));
+    // It restarts from its data directory alone (no --join needed; the
+    // flag it was started with is ignored once the directory knows).
+    c.kill(3);
+    c.start(3);
+    assert_eq!(r.put(1001, 1).await, Ok(1));
+    assert_eq!(r.get(1000).await, Ok(Some((Value::from(1), 1))));
+    let asked = c
+        .log_text(3)
+        .matches("joining: the cluster answered")
+        .count();
+    assert_eq!(asked, 1, "the restart asked the cluster again");
 }

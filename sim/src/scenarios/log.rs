@@ -1057,6 +1057,9 @@ impl Protocol for Replica {
                 applied,
             }),
             SEvent::Ticked { slot, now_us } => Effect::Note(Note::Ticked { slot, now_us }),
+            // The simulated operator asks the leader's core directly
+            // (`Protocol::reconfigure`), never through the service's requests.
+            SEvent::AdminReply { .. } => return None,
             SEvent::Buggified(b) => Effect::Note(Note::Buggified(match b {
                 kv::server::Buggified::EarlySnapshotInstalled => 5,
                 kv::server::Buggified::ReplyWithheld => 6,
@@ -1670,6 +1673,9 @@ impl Checker<Replica> for LogChecker {
                     Entry::Cmds(cmds) => cmds.iter().all(|c| match c {
                         Cmd::Client(c) => self.submitted.get(&(c.client, c.seq)) == Some(&c.op),
                         Cmd::Tick { .. } => true,
+                        // Only a service request puts one in the log, and
+                        // the simulated operator makes none.
+                        Cmd::Peer { .. } => false,
                     }),
                 };
                 self.obs.on_apply(now, id, *slot, digest(entry), submitted)

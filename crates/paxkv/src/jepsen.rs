@@ -35,7 +35,15 @@
 //!   start); a WAL cut mid-file while another replica is down (it must
 //!   rebuild, not forget); 200 connections that say hello and then nothing;
 //!   400 more clients writing 32 KiB values while the servers' memory is
-//!   sampled. Partitions need no privileges: replicas reach each other
+//!   sampled. And membership changes (issue 23), through the operator's
+//!   commands: a machine dies for good and a fresh process with an empty
+//!   data directory replaces it under a new id (`member replace`, `server
+//!   --join`); the leader is removed and stopped for good, and a fresh
+//!   process added; a fresh process is added and another member removed.
+//!   Each must be in force within 30 s, or it is a violation. Every change
+//!   takes an id never used, so a run makes at most 16 minus the nodes;
+//!   later ones are skipped and the nemesis log says so. Faults aimed at
+//!   "a node" hit the members of the moment. Partitions need no privileges: replicas reach each other
 //!   through one proxy per directed link in the harness ([`Links`]), which
 //!   drops a cut link's connections and holds new ones unanswered. Every
 //!   fourth client times out after [`SHORT_TIMEOUT_MS`], so operations of
@@ -102,6 +110,10 @@ const SILENT: usize = 200;
 const CROWD: usize = 400;
 /// The client id of the final reads.
 const FINAL_READER: u32 = 999_999;
+/// The client id of the membership nemesis's operator.
+const OPERATOR: u32 = 999_997;
+/// How long a membership change may take to be proposed and take effect.
+const CHANGE_WITHIN: Duration = Duration::from_secs(30);
 
 /// One kind of fault the nemesis injects.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,10 +158,21 @@ pub enum FaultKind {
     SilentClients,
     /// 400 more clients writing 32 KiB values, memory sampled.
     Crowd,
+    /// A node's machine dies for good (`kill -9`, its data directory
+    /// deleted); an operator replaces it by a fresh process under a new id
+    /// with an empty data directory (`member replace`, `server --join`),
+    /// which catches up and takes its place.
+    ReplaceNode,
+    /// Remove the leader from the membership (it steps down), stop it for
+    /// good, then add a fresh process in its place.
+    RemoveLeader,
+    /// Add a fresh process (it catches up and is promoted), then remove
+    /// another member for good.
+    AddNode,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 19] = [
         FaultKind::KillMinority,
         FaultKind::KillLeader,
         FaultKind::PauseNode,
@@ -166,6 +189,9 @@ impl FaultKind {
         FaultKind::TruncateMid,
         FaultKind::SilentClients,
         FaultKind::Crowd,
+        FaultKind::ReplaceNode,
+        FaultKind::RemoveLeader,
+        FaultKind::AddNode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -186,7 +212,19 @@ impl FaultKind {
             FaultKind::TruncateMid => "truncate-mid",
             FaultKind::SilentClients => "silent-clients",
             FaultKind::Crowd => "crowd",
+            FaultKind::ReplaceNode => "replace-node",
+            FaultKind::RemoveLeader => "remove-leader",
+            FaultKind::AddNode => "add-node",
         }
+    }
+
+    /// A membership change: each takes a fresh machine (ids are never
+    /// reused), so the run keeps spare machines ready.
+    pub fn changes_membership(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ReplaceNode | FaultKind::RemoveLeader | FaultKind::AddNode
+        )
     }
 
     /// A power cut: the replicas' data directories must live on `forgetfs`.
@@ -205,6 +243,7 @@ impl FaultKind {
                 | FaultKind::PauseLeader
                 | FaultKind::IsolateLeader
                 | FaultKind::PowerCutLeader
+                | FaultKind::RemoveLeader
         )
     }
 
@@ -495,6 +534,16 @@ pub fn bind_ports(n: usize) -> Vec<TcpListener> {
 struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
+    /// The first configuration's replicas: machines `0..nodes`. The others
+    /// are spares the membership nemesis adds (then `--join`).
+    nodes: usize,
+    /// The machines in the membership now (voters or learners), in order:
+    /// what a fault's drawn targets name (the k-th member).
+    members: Vec<usize>,
+    /// Machines that left for good (never started again).
+    retired: Vec<bool>,
+    /// The next spare machine (an id never used).
+    next: usize,
     /// Where each replica serves clients.
     endpoints: Vec<SocketAddr>,
     /// Where each replica listens for its peers (they dial it through the
@@ -521,7 +570,12 @@ impl Cluster {
     /// Starts the proxies, and mounts a `forgetfs` per replica if
     /// `forget`. `Err`: a mount failed.
     fn new(cfg: &Config, dir: PathBuf, forget: bool) -> Result<Cluster, String> {
-        let n = cfg.nodes;
+        // Each membership change takes a machine never used (ids are never
+        // reused): every id there is, when the nemesis changes membership.
+        let n = match cfg.faults.iter().any(|k| k.changes_membership()) {
+            true => multipaxos::MAX_NODES.max(cfg.nodes),
+            false => cfg.nodes,
+        };
         let mut mounts = Vec::new();
         for i in 0..n {
             let machine = dir.join(format!("n{i}"));
@@ -551,6 +605,10 @@ impl Cluster {
         Ok(Cluster {
             exe: cfg.exe.clone(),
             dir,
+            nodes: cfg.nodes,
+            members: (0..cfg.nodes).collect(),
+            retired: vec![false; n],
+            next: cfg.nodes,
             links,
             endpoints,
             peers,
@@ -594,7 +652,7 @@ impl Cluster {
             .open(self.log(i))
             .expect("open a server log");
         // Replica i reaches replica j through the proxy of link i -> j.
-        let peers: Vec<String> = (0..self.n())
+        let peers: Vec<String> = (0..self.nodes)
             .map(|j| match j == i {
                 true => self.peers[i].to_string(),
                 false => self.links.proxy[i][j].to_string(),
@@ -603,30 +661,45 @@ impl Cluster {
         let endpoints: Vec<String> = self.endpoints.iter().map(|a| a.to_string()).collect();
         let files = &self.tls.replicas[i];
         let mut cmd = std::process::Command::new(&self.exe);
-        cmd.args([
-            "server",
-            "--id",
-            &i.to_string(),
-            "--peers",
-            &peers.join(","),
-            "--endpoints",
-            &endpoints.join(","),
-        ])
-        .args(["--cluster-id", &self.cluster.to_string()])
-        .arg("--peer-cert-file")
-        .arg(&files.cert)
-        .arg("--peer-key-file")
-        .arg(&files.key)
-        .arg("--peer-trusted-ca-file")
-        .arg(&files.ca)
-        .arg("--data-dir")
-        .arg(self.data(i))
-        // Snapshots and WAL compactions happen within a short run.
-        .args(["--snapshot-every", "200", "--compact-bytes", "262144"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
+        cmd.args(["server", "--id", &i.to_string()]);
+        match i < self.nodes {
+            true => cmd.args([
+                "--peers",
+                &peers.join(","),
+                "--endpoints",
+                &endpoints.join(","),
+            ]),
+            // A machine added later asks the members for the cluster (a
+            // restart reads its data directory instead).
+            false => {
+                let members: Vec<String> = self
+                    .members
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| self.endpoints[j].to_string())
+                    .collect();
+                cmd.args(["--join", &members.join(",")])
+            }
+        };
+        // Every other machine, the added ones too, through the proxies.
+        for j in (0..self.n()).filter(|&j| j != i) {
+            cmd.args(["--peer-route", &format!("{j}={}", self.links.proxy[i][j])]);
+        }
+        cmd.args(["--cluster-id", &self.cluster.to_string()])
+            .arg("--peer-cert-file")
+            .arg(&files.cert)
+            .arg("--peer-key-file")
+            .arg(&files.key)
+            .arg("--peer-trusted-ca-file")
+            .arg(&files.ca)
+            .arg("--data-dir")
+            .arg(self.data(i))
+            // Snapshots and WAL compactions happen within a short run.
+            .args(["--snapshot-every", "200", "--compact-bytes", "262144"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
         for b in &self.bugs {
             cmd.args(["--bug", b]);
         }
@@ -739,17 +812,52 @@ impl Cluster {
     }
 
     /// Continues the paused, starts the stopped, reconnects the isolated:
-    /// everyone runs.
+    /// every member runs.
     fn heal(&mut self) {
         for i in 0..self.n() {
             self.links.isolate(i, false);
             if self.paused[i] {
                 self.signal(i, "CONT");
             }
-            if self.procs[i].is_none() {
+            if self.procs[i].is_none() && self.members.contains(&i) {
                 self.start(i);
             }
         }
+    }
+
+    /// The k-th member now (a drawn target).
+    fn member(&self, k: usize) -> usize {
+        self.members[k % self.members.len()]
+    }
+
+    /// A machine never used, if one is left.
+    fn spare(&mut self) -> Option<usize> {
+        (self.next < self.n()).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Machine `i` left the membership for good: stopped, never restarted.
+    fn retire(&mut self, i: usize) {
+        self.kill(i);
+        self.retired[i] = true;
+        self.members.retain(|&j| j != i);
+    }
+
+    /// Where machine `i` is reached, for the address book.
+    fn addrs(&self, i: usize) -> kv::Addrs {
+        kv::Addrs {
+            peer: self.peers[i].to_string(),
+            client: self.endpoints[i].to_string(),
+        }
+    }
+
+    /// A client for the operator's membership requests.
+    fn operator(&self) -> Client {
+        Client::new(self.endpoints.clone(), OPERATOR)
+            .cluster(self.cluster)
+            .timeout(Duration::from_secs(3))
     }
 
     fn tail(&self, i: usize, lines: usize) -> String {
@@ -910,7 +1018,7 @@ async fn ask_leader(addr: SocketAddr, id: u8, cluster: u64) -> Option<u8> {
 /// the one most of them name).
 async fn find_leader(c: &Cluster) -> Option<usize> {
     let mut named: BTreeMap<u8, usize> = BTreeMap::new();
-    for i in 0..c.n() {
+    for i in c.members.clone() {
         if !c.running(i) {
             continue;
         }
@@ -1280,7 +1388,7 @@ pub async fn run(cfg: &Config) -> Summary {
         };
         let targets: Vec<usize> = match leader {
             Some(l) => vec![l],
-            None => step.targets.clone(),
+            None => step.targets.iter().map(|&k| cluster.member(k)).collect(),
         };
         let who = if leader.is_some() {
             format!("leader n{}", targets[0])
@@ -1437,9 +1545,12 @@ pub async fn run(cfg: &Config) -> Summary {
                 // laggards while n{o} is still down.
                 let i = targets[0];
                 let other = targets.get(1).copied();
-                let lag: Vec<usize> = (0..cluster.n())
+                let lag: Vec<usize> = cluster
+                    .members
+                    .iter()
+                    .copied()
                     .filter(|j| !targets.contains(j))
-                    .take((cluster.n() - 1) / 2)
+                    .take((cluster.members.len() - 1) / 2)
                     .collect();
                 for &j in &lag {
                     cluster.kill(j);
@@ -1509,6 +1620,12 @@ pub async fn run(cfg: &Config) -> Summary {
                         format!("         n{i} is not voting after 30 s"),
                     ),
                 }
+            }
+            FaultKind::ReplaceNode | FaultKind::RemoveLeader | FaultKind::AddNode => {
+                let other = cluster.member(step.targets[0] + 1);
+                let (what, v) = membership(&mut cluster, step.kind, targets[0], other).await;
+                say(&mut nemesis_log, format!("{t:7.2}s {what}"));
+                summary.violations.extend(v);
             }
             FaultKind::FlipBit | FaultKind::Truncate => {
                 let i = targets[0];
@@ -1674,6 +1791,159 @@ pub async fn run(cfg: &Config) -> Summary {
         let _ = std::fs::remove_dir_all(&dir);
     }
     summary
+}
+
+/// One step of the membership nemesis on member `target` (and `other`, the
+/// member an added node's step removes): what it did, and what went wrong
+/// (a change not in force within [`CHANGE_WITHIN`] is a violation: the
+/// cluster must keep changing while it serves).
+async fn membership(
+    c: &mut Cluster,
+    kind: FaultKind,
+    target: usize,
+    other: usize,
+) -> (String, Vec<String>) {
+    use kv::server::Admin;
+    use multipaxos::{bit, Change};
+    let Some(new) = c.spare() else {
+        return (
+            format!(
+                "{}: no spare machine left (ids are never reused)",
+                kind.name()
+            ),
+            vec![],
+        );
+    };
+    let id = |i: usize| i as u8;
+    let add = |c: &Cluster, change: Change| Admin::Change {
+        change,
+        addrs: vec![(id(new), c.addrs(new))],
+    };
+    let mut problems = Vec::new();
+    let what = match kind {
+        FaultKind::ReplaceNode => {
+            // The machine is gone for good: its process and its disk.
+            c.retire(target);
+            let _ = std::fs::remove_dir_all(c.data(target));
+            let change = Change::Replace {
+                old: bit(id(target)),
+                new: bit(id(new)),
+            };
+            let done = move |v: &MemberView| {
+                v.in_force.votes(id(new)) && v.in_force.gone & bit(id(target)) != 0
+            };
+            if let Err(e) = propose(c, add(c, change), done).await {
+                problems.push(format!("replacing n{target} by n{new}: {e}"));
+            }
+            c.members.push(new);
+            c.start(new);
+            if let Err(e) = in_force(c, done).await {
+                problems.push(format!("replacing n{target} by n{new}: {e}"));
+            }
+            format!("n{target}'s machine died for good (kill -9, data deleted); replaced by a fresh n{new} (--join, empty directory)")
+        }
+        FaultKind::RemoveLeader => {
+            let gone = move |v: &MemberView| v.in_force.gone & bit(id(target)) != 0;
+            let change = Admin::Change {
+                change: Change::Remove(id(target)),
+                addrs: vec![],
+            };
+            if let Err(e) = propose(c, change, gone).await {
+                problems.push(format!("removing leader n{target}: {e}"));
+            }
+            if let Err(e) = in_force(c, gone).await {
+                problems.push(format!("removing leader n{target}: {e}"));
+            }
+            c.retire(target);
+            let voter = move |v: &MemberView| v.in_force.votes(id(new));
+            if let Err(e) = propose(c, add(c, Change::Add(id(new))), voter).await {
+                problems.push(format!("adding n{new}: {e}"));
+            }
+            c.members.push(new);
+            c.start(new);
+            if let Err(e) = in_force(c, voter).await {
+                problems.push(format!("adding n{new}: {e}"));
+            }
+            format!("removed leader n{target} (stopped for good), then added a fresh n{new}")
+        }
+        FaultKind::AddNode => {
+            let voter = move |v: &MemberView| v.in_force.votes(id(new));
+            if let Err(e) = propose(c, add(c, Change::Add(id(new))), voter).await {
+                problems.push(format!("adding n{new}: {e}"));
+            }
+            c.members.push(new);
+            c.start(new);
+            if let Err(e) = in_force(c, voter).await {
+                problems.push(format!("adding n{new}: {e}"));
+            }
+            let gone = move |v: &MemberView| v.in_force.gone & bit(id(other)) != 0;
+            let change = Admin::Change {
+                change: Change::Remove(id(other)),
+                addrs: vec![],
+            };
+            if let Err(e) = propose(c, change, gone).await {
+                problems.push(format!("removing n{other}: {e}"));
+            }
+            if let Err(e) = in_force(c, gone).await {
+                problems.push(format!("removing n{other}: {e}"));
+            }
+            c.retire(other);
+            format!("added a fresh n{new} (--join, promoted), then removed n{other} for good")
+        }
+        _ => unreachable!("not a membership change"),
+    };
+    (what, problems)
+}
+
+type MemberView = kv::server::MemberView;
+
+/// Asks the leader for a change until it proposes it (a change waits for
+/// the one before it, and for the leader's own first entry) or `done`
+/// already holds (an answer lost on the way).
+async fn propose(
+    c: &Cluster,
+    admin: kv::server::Admin,
+    done: impl Fn(&MemberView) -> bool,
+) -> Result<(), String> {
+    use kv::server::{Admin, AdminReply};
+    let deadline = Instant::now() + CHANGE_WITHIN;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        let mut op = c.operator();
+        match op.admin(admin.clone()).await {
+            Ok(AdminReply::Changed(Ok(_))) => return Ok(()),
+            Ok(AdminReply::Changed(Err(why))) => last = format!("refused: {why}"),
+            Ok(r) => last = format!("unexpected answer {r:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        if let Ok(AdminReply::Members(v)) = op.admin(Admin::List).await {
+            if done(&v) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("not proposed within {CHANGE_WITHIN:?} ({last})"))
+}
+
+/// Waits until a member's view of the configuration in force satisfies
+/// `done`.
+async fn in_force(c: &Cluster, done: impl Fn(&MemberView) -> bool) -> Result<MemberView, String> {
+    use kv::server::{Admin, AdminReply};
+    let deadline = Instant::now() + CHANGE_WITHIN;
+    let mut last = String::from("no view");
+    while Instant::now() < deadline {
+        match c.operator().admin(Admin::List).await {
+            Ok(AdminReply::Members(v)) if done(&v) => return Ok(v),
+            Ok(AdminReply::Members(v)) => {
+                last = format!("in force at n{}: {:?}", v.from, v.in_force)
+            }
+            Ok(r) => last = format!("unexpected answer {r:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("not in force within {CHANGE_WITHIN:?} ({last})"))
 }
 
 /// Copies the files of `from` (not its subdirectories) into `to`.

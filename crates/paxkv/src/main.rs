@@ -177,6 +177,10 @@ struct ServerArgs {
     /// Later starts read the data directory and need no --join.
     #[arg(long, value_delimiter = ',')]
     join: Vec<SocketAddr>,
+    /// Dial replica ID at ADDR instead of its address in the address book
+    /// (a tunnel or proxy between this machine and that one); repeatable.
+    #[arg(long = "peer-route", value_name = "ID=ADDR", value_parser = parse_route)]
+    routes: Vec<(u8, SocketAddr)>,
     /// Every replica's peer address (where replicas dial each other), in
     /// replica-id order; clients use --endpoints.
     #[arg(long, default_value = DEFAULT_PEERS, value_delimiter = ',')]
@@ -252,8 +256,9 @@ struct JepsenArgs {
     /// Fault kinds (comma-separated): kill-minority, kill-leader,
     /// pause-node, pause-leader, flip-bit, truncate, isolate-node,
     /// isolate-leader, power-cut-minority, power-cut-leader, power-cut-all,
-    /// stray-peer, copy-wal, truncate-mid, silent-clients, crowd; `none`
-    /// for none. Power cuts mount `forgetfs` (beside this binary)
+    /// stray-peer, copy-wal, truncate-mid, silent-clients, crowd,
+    /// replace-node, remove-leader, add-node (membership changes: each
+    /// takes a machine never used, up to 16 ids in all); `none` for none. Power cuts mount `forgetfs` (beside this binary)
     /// under each replica and are SKIPPED where FUSE is unavailable.
     #[arg(long, value_delimiter = ',')]
     faults: Option<Vec<String>>,
@@ -276,6 +281,21 @@ struct JepsenArgs {
     /// How long an fsync takes on the power-cut filesystem.
     #[arg(long, default_value_t = paxkv::jepsen::FSYNC_DELAY_MS)]
     fsync_delay_ms: u64,
+}
+
+fn parse_route(s: &str) -> Result<(u8, SocketAddr), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=ADDR"))?;
+    let id: u8 = id.parse().map_err(|e| format!("replica id {id:?}: {e}"))?;
+    if usize::from(id) >= multipaxos::MAX_NODES {
+        return Err(format!(
+            "replica id {id}: ids are 0 to {}",
+            multipaxos::MAX_NODES - 1
+        ));
+    }
+    let addr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+    Ok((id, addr))
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -390,6 +410,7 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
         o.peer_listen = peer;
     }
     o.joined = joined;
+    o.routes = a.routes.iter().copied().collect();
     if let Some(l) = a.listen_peer {
         o.peer_listen = l;
     }

@@ -62,6 +62,9 @@ pub struct Options {
     /// it (its first configuration, α and address book), in place of
     /// `peers`.
     pub joined: Option<Joined>,
+    /// Where this replica dials these replicas instead of their address in
+    /// the book (a tunnel, a NAT, or the Jepsen harness's proxies).
+    pub routes: BTreeMap<NodeId, SocketAddr>,
     /// Where this replica listens for its peers.
     pub peer_listen: SocketAddr,
     /// Where this replica listens for clients.
@@ -114,6 +117,7 @@ impl Options {
             peers,
             endpoints: Vec::new(),
             joined: None,
+            routes: BTreeMap::new(),
             peer_listen,
             client_listen,
             peer_tls: None,
@@ -402,6 +406,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         ids,
         cluster: opts.cluster,
         peer_tls: opts.peer_tls.clone(),
+        routes: opts.routes.clone(),
         wal: wal_tx,
         wp,
         synced: Vec::new(),
@@ -462,6 +467,8 @@ struct Core {
     ids: Arc<AtomicU8>,
     cluster: u64,
     peer_tls: Option<PeerTls>,
+    /// Dial these replicas here, whatever the book says.
+    routes: BTreeMap<NodeId, SocketAddr>,
     /// The writer thread, which executes the write path's batches.
     wal: std::sync::mpsc::Sender<Batch>,
     /// The write path: group commit, when a write counts as synced.
@@ -661,7 +668,8 @@ impl Core {
             if id == self.id || self.peers.contains_key(&id) {
                 continue;
             }
-            let Ok(addr) = addrs.peer.parse::<SocketAddr>() else {
+            let route = self.routes.get(&id).copied();
+            let Some(addr) = route.or_else(|| addrs.peer.parse::<SocketAddr>().ok()) else {
                 warn!(
                     replica = id,
                     peer = addrs.peer,

@@ -371,8 +371,12 @@ impl Client {
             // A list that is not the cluster's (one replica given of
             // three, or out of order) would only send redirects to
             // replicas this client cannot name: say so instead of timing
-            // out. (Membership changes add ids: a list may name more.)
-            Welcome::Ok { id, n } if !self.via && (n as usize > self.peers.len() || id != to) => {
+            // out. (Membership changes add ids: a list may name more. An
+            // operator's request needs only the replica asked and the
+            // leader it names, so any prefix of the list serves it.)
+            Welcome::Ok { id, n }
+                if !self.via && ((n as usize > self.peers.len() && !admin) || id != to) =>
+            {
                 Err(Some(Error::Refused(format!(
                     "{addr} is replica {id} of a cluster of {n} (ids 0 to {}), but this client was given {} address(es) with {addr} as replica {to}: \
                      give every replica's address, in id order (`paxkv member list` shows them)",

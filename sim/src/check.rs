@@ -7,8 +7,10 @@
 //! and syncs each node waits for, the client requests not yet delivered, and
 //! the checker. An action is one thing the world may do next: deliver, lose
 //! or duplicate a message, fire a timer, complete a sync, crash or restart a
-//! node, deliver a client request. Loss, duplication, crashes and timer
-//! firings come from a budget, which keeps the space finite. A crash loses
+//! node, deliver a client request, ask a node for an operator's
+//! membership change (`Scenario::check_changes`; only a leader acts on
+//! one). Loss, duplication, crashes, timer firings and membership changes
+//! come from a budget, which keeps the space finite. A crash loses
 //! every unsynced write; with no crash allowed, a sync completes right after
 //! the step that asked for it (no history could tell the difference, and a
 //! send in that step that did not wait for the write still breaks D1).
@@ -22,7 +24,9 @@
 //! violation; the engine replays it as a script ([`crate::engine::script`]).
 
 use crate::config::RunConfig;
-use crate::engine::protocol::{Boot, Checker, Effect, Input, Protocol, Scenario};
+use crate::engine::protocol::{
+    Boot, Checker, Effect, Input, MemberChange, Protocol, Scenario, Situation,
+};
 pub use crate::engine::protocol::{CheckReport, Search};
 use crate::engine::{Asked, Disk, Script, Step};
 pub use crate::nemesis::Bounds;
@@ -79,6 +83,8 @@ pub struct MState<P: Explorable, C> {
     pub syncs: Vec<Vec<u64>>,
     /// Client requests not yet delivered: `(client, node, request)`.
     pub requests: Vec<(u32, NodeId, P::Request)>,
+    /// Operator membership changes not yet asked.
+    pub changes: Vec<MemberChange>,
     pub checker: C,
     pub violation: Option<Violation>,
     pub left: Bounds,
@@ -95,6 +101,8 @@ pub enum MAction<M, T> {
     Crash(NodeId),
     Restart(NodeId),
     Request(usize),
+    /// Ask node `.1` for pending change `.0`.
+    Reconfigure(usize, NodeId),
 }
 
 /// The model of scenario `S` under one config and bounds.
@@ -130,13 +138,23 @@ where
     /// Feeds `input` (or the start-up call) to node `id` and carries out its
     /// effects in the model.
     fn step(&self, st: &mut State<S>, id: NodeId, input: Option<Input<S::P>>) {
+        self.step_with(st, id, |node, now, out| match input {
+            Some(input) => node.handle(now, input, out),
+            None => node.start(now, out),
+        })
+    }
+
+    /// Runs `f` on node `id` at its clock and carries out its effects.
+    fn step_with(
+        &self,
+        st: &mut State<S>,
+        id: NodeId,
+        f: impl FnOnce(&mut S::P, u64, &mut Vec<<S::P as Protocol>::Output>),
+    ) {
         let i = id as usize;
         let mut out = Vec::new();
         let node = st.nodes[i].as_mut().expect("stepping a live node");
-        match input {
-            Some(input) => node.handle(st.clocks[i], input, &mut out),
-            None => node.start(st.clocks[i], &mut out),
-        }
+        f(node, st.clocks[i], &mut out);
         // Syncs this step asked for, completed once its sends have left (a
         // send that did not wait for its write still breaks D1).
         let mut now_synced = Vec::new();
@@ -255,6 +273,10 @@ where
             clocks: vec![0; n],
             syncs: vec![Vec::new(); n],
             requests: self.scenario.check_requests(&self.cfg),
+            changes: match self.bounds.changes {
+                0 => Vec::new(),
+                _ => self.scenario.check_changes(&self.cfg),
+            },
             checker: self.scenario.checker(&self.cfg),
             violation: None,
             left: self.bounds,
@@ -307,6 +329,15 @@ where
         }
         for k in 0..st.requests.len() {
             actions.push(MAction::Request(k));
+        }
+        if st.left.changes > 0 {
+            for k in 0..st.changes.len() {
+                for (i, node) in st.nodes.iter().enumerate() {
+                    if node.is_some() {
+                        actions.push(MAction::Reconfigure(k, i as NodeId));
+                    }
+                }
+            }
         }
     }
 
@@ -369,6 +400,16 @@ where
                     self.step(&mut st, to, Some(Input::Request { client, req }));
                 }
             }
+            MAction::Reconfigure(k, id) => {
+                let change = st.changes.remove(k);
+                st.left.changes -= 1;
+                // The model has no partitions, and a disk is lost only by
+                // the engine's faults.
+                let situation = Situation::default();
+                self.step_with(&mut st, id, |node, now, out| {
+                    node.reconfigure(now, change, situation, out)
+                });
+            }
         }
         Some(st)
     }
@@ -418,6 +459,10 @@ fn step_of<P: Explorable, C>(st: &MState<P, C>, action: MAction<P::Msg, P::Timer
                 req: req.to_string(),
             }
         }
+        MAction::Reconfigure(k, node) => Step::Reconfigure {
+            node,
+            change: st.changes[k],
+        },
     }
 }
 
@@ -509,6 +554,7 @@ mod tests {
         losses: 0,
         duplicates: 0,
         timers: 0,
+        changes: 0,
     };
 
     /// The state count of a complete exploration is pinned: a change to the
@@ -564,6 +610,7 @@ mod tests {
         losses: 0,
         duplicates: 1,
         timers: 1,
+        changes: 0,
     };
 
     #[test]

@@ -155,6 +155,11 @@ enum Cmd {
         /// Timer firings (retries, queries) in one history.
         #[arg(long, default_value_t = 1)]
         timers: u8,
+        /// Operator membership changes in one history (the scenario's:
+        /// `multi` and `kv` replace the last voter by the first spare, so
+        /// give `--spares 1`), each asked of any live node at any moment.
+        #[arg(long, default_value_t = 0)]
+        changes: u8,
         /// Stop after visiting this many states.
         #[arg(long, default_value_t = 20_000_000)]
         max_states: usize,
@@ -465,6 +470,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             losses,
             duplicates,
             timers,
+            changes,
             max_states,
             max_seconds,
             dfs,
@@ -472,8 +478,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         } => {
             let mut cfg = setup.config()?;
             if setup.spares.is_none() {
-                // The explorer's bounds hold no membership change: idle
-                // spare machines would only multiply the states.
+                // Idle spare machines would only multiply the states: none
+                // unless asked for (a membership change needs them).
                 cfg.spares = 0;
             }
             let search = crate::engine::Search {
@@ -486,13 +492,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 losses,
                 duplicates,
                 timers,
+                changes,
             };
             let s = scenario::find(&cfg.scenario)?;
             eprintln!(
-                "checking {} with {} nodes, {} clients, bugs [{}]; bounds: {crashes} crashes, \
-                 {losses} losses, {duplicates} duplicates, {timers} timer firings",
+                "checking {} with {} nodes (+{} spare), {} clients, bugs [{}]; bounds: {crashes} crashes, \
+                 {losses} losses, {duplicates} duplicates, {timers} timer firings, {changes} membership changes",
                 cfg.scenario,
                 cfg.nodes,
+                cfg.spares,
                 cfg.clients,
                 cfg.bugs.join(", ")
             );

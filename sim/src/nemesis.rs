@@ -91,6 +91,9 @@ pub struct Bounds {
     pub duplicates: u8,
     /// Timer firings (proposer retries, learner queries, elections ...).
     pub timers: u8,
+    /// Operator membership changes (the scenario's `check_changes`), each
+    /// asked of any live node at any moment.
+    pub changes: u8,
 }
 
 impl Default for Bounds {
@@ -100,6 +103,7 @@ impl Default for Bounds {
             losses: 0,
             duplicates: 0,
             timers: 1,
+            changes: 0,
         }
     }
 }

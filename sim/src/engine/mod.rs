@@ -779,6 +779,22 @@ impl<S: Scenario> Engine<S> {
                 let (client, to, req) = held.requests.remove(k);
                 self.request(client, to, req);
             }
+            Step::Reconfigure { node, change } => {
+                if self.core.nodes[node_ok(*node)?].is_none() {
+                    return Err(format!("n{node} is down"));
+                }
+                let change = *change;
+                let fault = match change {
+                    MemberChange::Add(node) => Fault::Join { node },
+                    MemberChange::Remove(node) => Fault::Leave { node },
+                    MemberChange::Replace { old, new } => Fault::Replace { old, new },
+                };
+                self.core.record(*node, Kind::Fault { fault });
+                let situation = Situation::default();
+                self.step_with(*node, |n, now, out| {
+                    n.reconfigure(now, change, situation, out)
+                });
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ pub use crate::nemesis::Caps;
 use checkers::{Invariant, Violation};
 use paxos::NodeId;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 
@@ -145,7 +145,7 @@ pub trait Protocol: Sized + 'static {
 }
 
 /// An operator's membership change ([`Protocol::reconfigure`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MemberChange {
     /// Add spare machine `node`.
     Add(NodeId),
@@ -463,6 +463,12 @@ pub trait Scenario: Sync + 'static {
     /// do): `(client, node, request)`.
     fn check_retries(&self, cfg: &RunConfig, node: NodeId) -> Vec<Asked<Self::P>> {
         let _ = (cfg, node);
+        Vec::new()
+    }
+    /// The operator membership changes a model check may ask for (up to
+    /// its `changes` bound, each once, of any live node at any moment).
+    fn check_changes(&self, cfg: &RunConfig) -> Vec<MemberChange> {
+        let _ = cfg;
         Vec::new()
     }
     /// Explores every interleaving of `cfg` within `bounds` (`paxsim

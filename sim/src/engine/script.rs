@@ -55,6 +55,11 @@ pub enum Step {
         node: NodeId,
         req: String,
     },
+    /// An operator asks `node` for a membership change.
+    Reconfigure {
+        node: NodeId,
+        change: crate::engine::protocol::MemberChange,
+    },
 }
 
 impl fmt::Display for Step {
@@ -68,6 +73,7 @@ impl fmt::Display for Step {
             Step::Crash { node } => write!(f, "n{node} crashes"),
             Step::Restart { node } => write!(f, "n{node} restarts"),
             Step::Request { client, node, req } => write!(f, "c{client}->n{node} {req}"),
+            Step::Reconfigure { node, change } => write!(f, "operator->n{node} {change:?}"),
         }
     }
 }

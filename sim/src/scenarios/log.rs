@@ -2649,6 +2649,18 @@ impl Scenario for Log {
             })
             .collect()
     }
+    /// With a spare machine, the operator's one change: the first spare
+    /// replaces the last voter (it joins as a learner, catches up, and one
+    /// configuration promotes it and removes the voter).
+    fn check_changes(&self, cfg: &RunConfig) -> Vec<MemberChange> {
+        match cfg.spares {
+            0 => Vec::new(),
+            _ => vec![MemberChange::Replace {
+                old: 1 << (cfg.nodes - 1),
+                new: 1 << cfg.nodes,
+            }],
+        }
+    }
     /// The checker judges P1-P6, K1 and K2 (not K3: leases assume bounded
     /// drift, which the model's free clocks do not keep, and the clients'
     /// history is the simulator's).

@@ -260,3 +260,190 @@ fn a_lagging_candidate_is_helped_to_catch_up() {
     );
     assert!(!msgs.iter().any(|(_, m)| matches!(m, Msg::Promise { .. })));
 }
+
+/// A hand-driven cluster: every message is held until a step delivers it,
+/// syncs complete at once, timers fire only when a step fires them.
+struct Hand {
+    nodes: Vec<N>,
+    now: u64,
+    wire: std::collections::VecDeque<(NodeId, NodeId, Msg<u32, ()>)>,
+    /// Each node's armed election epoch.
+    election: Vec<u64>,
+    /// What each node applied, by slot.
+    applied: Vec<BTreeMap<Slot, Entry<u32>>>,
+}
+
+impl Hand {
+    fn new(machines: u8, voters: u8, bugs: Bugs) -> Hand {
+        let mut h = Hand {
+            nodes: (0..machines)
+                .map(|id| {
+                    N::new(Config {
+                        voters: Members::all(voters),
+                        bugs,
+                        ..cfg(machines, id)
+                    })
+                })
+                .collect(),
+            now: 1,
+            wire: Default::default(),
+            election: vec![0; machines as usize],
+            applied: vec![BTreeMap::new(); machines as usize],
+        };
+        for id in 0..machines {
+            let mut out = Vec::new();
+            h.nodes[id as usize].start(h.now, &mut out);
+            h.absorb(id, out);
+        }
+        h
+    }
+
+    fn input(&mut self, id: NodeId, input: Input<u32, ()>) {
+        self.now += 1;
+        let mut out = Vec::new();
+        self.nodes[id as usize].handle(self.now, input, &mut out);
+        self.absorb(id, out);
+    }
+
+    fn absorb(&mut self, id: NodeId, out: Out) {
+        let mut synced = Vec::new();
+        for o in out {
+            match o {
+                Output::Send { to, msg, .. } => self.wire.push_back((id, to, msg)),
+                Output::Sync { upto } => synced.push(upto),
+                Output::SetTimer {
+                    timer: Timer::Election { epoch },
+                    ..
+                } => self.election[id as usize] = epoch,
+                Output::Apply { slot, entry } => {
+                    self.applied[id as usize].insert(slot, entry);
+                }
+                _ => {}
+            }
+        }
+        for upto in synced {
+            self.input(id, Input::Synced { upto });
+        }
+    }
+
+    /// Delivers the held messages `ok` lets through, oldest first, until
+    /// none is left that it does; the others stay held.
+    fn run(&mut self, ok: impl Fn(&Hand, NodeId, NodeId, &Msg<u32, ()>) -> bool) {
+        while let Some(k) = self.wire.iter().position(|(f, t, m)| ok(self, *f, *t, m)) {
+            let (from, to, msg) = self.wire.remove(k).expect("found");
+            self.input(to, Input::Receive { from, msg });
+        }
+    }
+
+    fn elect(&mut self, id: NodeId) {
+        self.now += 10_000_000;
+        let epoch = self.election[id as usize];
+        self.input(id, Input::Timer(Timer::Election { epoch }));
+    }
+
+    fn heartbeat(&mut self, id: NodeId) {
+        self.now += 100_000;
+        self.input(id, Input::Timer(Timer::Heartbeat));
+    }
+}
+
+/// The `union-quorum` canary breaks safety, shown on a hand-driven cluster
+/// (the swarm has not reached this yet). n3 and n4 replace n1 and n2 (two
+/// voters at once, α = 4); n3 learns the promotion and is cut off before
+/// the slots where it governs. n0 fills the slots before them with n1 and
+/// n2, and chooses 777 at the first slot the new voters {0,3,4} govern,
+/// with n4. Then n3 stands and only n1 and n2 hear it: its promisers
+/// {1,2,3} are a majority of {0,1,2} and of the union {0..4}, but one of
+/// {0,3,4}. The canary elects n3; it proposes 888 at that slot, n4 (which
+/// never promised it) accepts, and n3 counts {3,4}, a majority of
+/// {0,3,4}: two entries chosen in one slot. The correct rule does not
+/// elect n3 (it would have asked n0 and n4, who know 777).
+#[test]
+fn union_quorum_chooses_two_entries_in_one_slot() {
+    for bug in [false, true] {
+        let bugs = Bugs {
+            union_quorum: bug,
+            ..Bugs::default()
+        };
+        let mut h = Hand::new(5, 3, bugs);
+        let all = |_: &Hand, _: NodeId, _: NodeId, _: &Msg<u32, ()>| true;
+        h.elect(0);
+        h.run(all);
+        assert!(h.nodes[0].is_leader());
+        for c in 1..=3 {
+            h.input(0, Input::Submit(c));
+        }
+        h.run(all);
+        let change = Change::Replace {
+            old: 0b00110,
+            new: 0b11000,
+        };
+        h.input(0, Input::Reconfigure(change));
+        // n3 hears everything until it applied its promotion.
+        let until_n3_knows = |h: &Hand, f: NodeId, t: NodeId, _: &Msg<u32, ()>| {
+            h.nodes[3].latest().epoch < 2 || (f != 3 && t != 3)
+        };
+        h.run(until_n3_knows);
+        for _ in 0..20 {
+            if h.nodes[3].latest().epoch == 2 {
+                break;
+            }
+            h.heartbeat(0);
+            h.run(until_n3_knows);
+        }
+        let promoted = h.nodes[3].latest();
+        assert_eq!(
+            (promoted.epoch, promoted.voters),
+            (2, 0b11001),
+            "{promoted:?}"
+        );
+        let b = *h.nodes[0].configs.keys().next_back().unwrap();
+        let alpha = h.nodes[0].cfg.alpha();
+        let a3 = h.nodes[3].applied();
+        assert!(
+            a3 > b - alpha && a3 < b,
+            "n3 applied {a3}: the change governs from {b}"
+        );
+        // n3 is cut off; n0 fills the slots before b with n1 and n2, then
+        // chooses 777 at b with n4.
+        h.wire.retain(|(f, t, _)| *f != 3 && *t != 3);
+        let without_3 = |_: &Hand, f: NodeId, t: NodeId, _: &Msg<u32, ()>| f != 3 && t != 3;
+        h.run(without_3);
+        h.input(0, Input::Submit(777));
+        h.run(without_3);
+        assert_eq!(h.applied[0].get(&b), Some(&cmd(777)), "{:?}", h.applied[0]);
+        h.wire.clear();
+        // n3 stands; only n1 and n2 hear it.
+        h.elect(3);
+        // Phase 1 only: n3's Accepts wait, so that its window still
+        // reaches back into the old configuration when 888 arrives.
+        let phase1_among_1_2_3 = |_: &Hand, f: NodeId, t: NodeId, m: &Msg<u32, ()>| {
+            [1, 2, 3].contains(&f)
+                && [1, 2, 3].contains(&t)
+                && matches!(m, Msg::Prepare { .. } | Msg::Promise { .. })
+        };
+        h.run(phase1_among_1_2_3);
+        if !bug {
+            assert!(
+                !h.nodes[3].is_leader(),
+                "elected without a majority of {{0,3,4}}"
+            );
+            continue;
+        }
+        assert!(h.nodes[3].is_leader(), "the canary elects n3");
+        // n4, which never promised n3's ballot, hears only its Accepts.
+        h.wire
+            .retain(|(_, t, m)| *t != 4 || matches!(m, Msg::Accept { .. }));
+        h.input(3, Input::Submit(888));
+        let not_0 = |_: &Hand, f: NodeId, t: NodeId, m: &Msg<u32, ()>| {
+            f != 0 && t != 0 && (t != 4 || matches!(m, Msg::Accept { .. }))
+        };
+        h.run(not_0);
+        assert_eq!(
+            h.applied[3].get(&b),
+            Some(&cmd(888)),
+            "n3 chose another entry at slot {b}: {:?}",
+            h.applied[3]
+        );
+    }
+}

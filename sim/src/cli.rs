@@ -139,29 +139,38 @@ enum Cmd {
         no_linearizability: bool,
     },
     /// Model-check: explore every interleaving of a small configuration
-    /// (breadth-first; a violation comes with a shortest history).
+    /// (breadth-first; a violation comes with a shortest history). Unless
+    /// given, the configuration and bounds are the scenario's smallest
+    /// that mean something (basic: 3 nodes, 2 proposers, no timer firing;
+    /// multi: 3 replicas, 1 client, 1 firing; kv: 4 firings). Exit status:
+    /// 0 every interleaving within the bounds passed, 1 a violation, 2 bad
+    /// input, 3 undecided (stopped at --max-states or --max-seconds first).
     Check {
         #[command(flatten)]
         setup: Setup,
-        /// Crashes allowed in one history (each loses the node's unsynced writes).
-        #[arg(long, default_value_t = 0)]
-        crashes: u8,
-        /// Messages that may be lost in one history.
-        #[arg(long, default_value_t = 0)]
-        losses: u8,
-        /// Messages that may be duplicated in one history.
-        #[arg(long, default_value_t = 0)]
-        duplicates: u8,
-        /// Timer firings (retries, queries) in one history.
-        #[arg(long, default_value_t = 1)]
-        timers: u8,
+        /// Crashes allowed in one history (each loses the node's unsynced
+        /// writes; default 0).
+        #[arg(long)]
+        crashes: Option<u8>,
+        /// Messages that may be lost in one history (default 0).
+        #[arg(long)]
+        losses: Option<u8>,
+        /// Messages that may be duplicated in one history (default 0).
+        #[arg(long)]
+        duplicates: Option<u8>,
+        /// Timer firings (retries, queries, elections) in one history
+        /// (default: the scenario's).
+        #[arg(long)]
+        timers: Option<u8>,
         /// Operator membership changes in one history (the scenario's:
         /// `multi` and `kv` replace the last voter by the first spare, so
-        /// give `--spares 1`), each asked of any live node at any moment.
-        #[arg(long, default_value_t = 0)]
-        changes: u8,
-        /// Stop after visiting this many states.
-        #[arg(long, default_value_t = 20_000_000)]
+        /// give `--spares 1`), each asked of any live node at any moment
+        /// (default 0).
+        #[arg(long)]
+        changes: Option<u8>,
+        /// Stop after visiting this many states (breadth-first search keeps
+        /// about 3 KB per state of its frontier: 5 M visited is a few GB).
+        #[arg(long, default_value_t = 5_000_000)]
         max_states: usize,
         /// Stop after this many seconds (default: no limit).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -476,7 +485,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             dfs,
             repro_dir,
         } => {
-            let mut cfg = setup.config()?;
+            let s = scenario::find(
+                setup
+                    .scenario
+                    .as_deref()
+                    .unwrap_or(scenario::all()[0].name()),
+            )?;
+            let d = s.check_defaults();
+            let sized = Setup {
+                nodes: setup.nodes.or(Some(d.nodes)),
+                clients: setup.clients.or(Some(d.clients)),
+                ..setup.clone()
+            };
+            let mut cfg = sized.config()?;
             if setup.spares.is_none() {
                 // Idle spare machines would only multiply the states: none
                 // unless asked for (a membership change needs them).
@@ -488,21 +509,28 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 depth_first: dfs,
             };
             let bounds = crate::nemesis::Bounds {
-                crashes,
-                losses,
-                duplicates,
-                timers,
-                changes,
+                crashes: crashes.unwrap_or(d.bounds.crashes),
+                losses: losses.unwrap_or(d.bounds.losses),
+                duplicates: duplicates.unwrap_or(d.bounds.duplicates),
+                timers: timers.unwrap_or(d.bounds.timers),
+                changes: changes.unwrap_or(d.bounds.changes),
             };
-            let s = scenario::find(&cfg.scenario)?;
+            let b = bounds;
             eprintln!(
-                "checking {} with {} nodes (+{} spare), {} clients, bugs [{}]; bounds: {crashes} crashes, \
-                 {losses} losses, {duplicates} duplicates, {timers} timer firings, {changes} membership changes",
+                "checking {} with {} nodes (+{} spare), {} clients, bugs [{}]; bounds per history: \
+                 {} crashes, {} losses, {} duplicates, {} timer firings, {} membership changes; \
+                 at most {max_states} states{}",
                 cfg.scenario,
                 cfg.nodes,
                 cfg.spares,
                 cfg.clients,
-                cfg.bugs.join(", ")
+                cfg.bugs.join(", "),
+                b.crashes,
+                b.losses,
+                b.duplicates,
+                b.timers,
+                b.changes,
+                max_seconds.map_or(String::new(), |s| format!(" or {s} s"))
             );
             let r = s.explore(&cfg, bounds, search)?;
             let secs = r.elapsed.as_secs_f64().max(1e-9);
@@ -520,9 +548,36 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 }
             );
             match r.violation {
-                None => {
-                    println!("ok: every invariant held in every explored history");
+                None if r.complete => {
+                    println!(
+                        "ok: every invariant held in every history within these bounds \
+                         (the space is exhausted: {} states, the longest history {} steps)",
+                        r.unique_states, r.max_depth
+                    );
                     Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    // Breadth-first, every state one step short of the
+                    // deepest seen was generated and judged.
+                    let covered = match dfs {
+                        true => format!("depth-first, down to {} steps", r.max_depth),
+                        false => format!(
+                            "every history of up to {} steps, some longer",
+                            r.max_depth.saturating_sub(1)
+                        ),
+                    };
+                    println!(
+                        "undecided: no violation in the {} states explored ({covered}), but the \
+                         search stopped before it exhausted the space; raise --max-states or \
+                         --max-seconds{}, or narrow the bounds",
+                        r.unique_states,
+                        if dfs {
+                            ""
+                        } else {
+                            " (or --dfs for bounded memory)"
+                        }
+                    );
+                    Ok(ExitCode::from(3))
                 }
                 Some((v, script)) => {
                     println!("FAIL: {v}");

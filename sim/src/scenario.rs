@@ -56,6 +56,7 @@ pub trait Dyn: Sync {
     fn canaries(&self) -> Vec<Canary>;
     fn validate(&self, cfg: &RunConfig) -> Result<(), String>;
     fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str>;
+    fn check_defaults(&self) -> engine::CheckDefaults;
     fn checks_history(&self) -> bool;
     fn buggify(&self, cfg: &mut RunConfig, rng: &mut rand_chacha::ChaCha8Rng);
     fn buggify_knobs(&self, cfg: &RunConfig) -> Option<String>;
@@ -98,6 +99,9 @@ impl<S: Scenario> Dyn for S {
     }
     fn validate(&self, cfg: &RunConfig) -> Result<(), String> {
         Scenario::validate(self, cfg)
+    }
+    fn check_defaults(&self) -> engine::CheckDefaults {
+        Scenario::check_defaults(self)
     }
     fn required_marks(&self, cfg: &RunConfig) -> Vec<&'static str> {
         Scenario::required_marks(self, cfg)

@@ -641,8 +641,12 @@ fn check_searches_depth_first_and_stops_on_the_clock() {
     ];
     let o = paxsim(&[&args[..], &["--max-seconds", "1", "--crashes", "1"]].concat());
     let t = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert_eq!(o.status.code(), Some(3), "undecided: {t}");
     assert!(t.contains("not every interleaving was explored"), "{t}");
+    assert!(
+        t.contains("undecided") && t.contains("depth-first, down to"),
+        "{t}"
+    );
     let bug = ["--bug", "minority-quorum", "--repro-dir", d];
     let o = paxsim(&[&args[..], &bug[..]].concat());
     let t = text(&o);
@@ -654,6 +658,57 @@ fn check_searches_depth_first_and_stops_on_the_clock() {
     rejects(
         &[&args[..], &["--max-seconds", "0"]].concat(),
         "--max-seconds",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 24: `check` with nothing but a scenario and a bug explores the
+/// smallest configuration that means something (basic: 3 nodes, 2
+/// proposers, no timer firing) and finds the README's canary; it says which
+/// bounds it used; a search that stops before exhausting the space exits 3
+/// (undecided), one that exhausts it exits 0 and says so.
+#[test]
+fn check_defaults_find_the_canary_and_an_incomplete_search_says_so() {
+    let dir = tmp("check-defaults");
+    let d = dir.to_str().unwrap();
+    let o = paxsim(&[
+        "check",
+        "--scenario",
+        "basic",
+        "--bug",
+        "ignore-promised-values",
+        "--repro-dir",
+        d,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("3 nodes (+0 spare), 2 clients"), "{t}");
+    assert!(t.contains("0 timer firings"), "{t}");
+    assert!(
+        t.contains("S2 violated") && t.contains("shortest history (14 steps)"),
+        "{t}"
+    );
+    let o = paxsim(&[
+        "check",
+        "--scenario",
+        "basic",
+        "--timers",
+        "1",
+        "--max-states",
+        "100000",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("undecided") && t.contains("every history of up to"),
+        "{t}"
+    );
+    let o = paxsim(&["check", "--scenario", "multi"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("1 timer firings") && t.contains("the space is exhausted"),
+        "{t}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -33,8 +33,8 @@ pub mod script;
 
 pub use disk::Disk;
 pub use protocol::{
-    Asked, Boot, Canary, Caps, Check, CheckReport, Checker, Clock, Cx, DiskRecord, Effect, Input,
-    MemberChange, Never, Protocol, Scenario, Search, Situation, Workload,
+    Asked, Boot, Canary, Caps, Check, CheckDefaults, CheckReport, Checker, Clock, Cx, DiskRecord,
+    Effect, Input, MemberChange, Never, Protocol, Scenario, Search, Situation, Workload,
 };
 pub use script::{Script, Step};
 

@@ -144,6 +144,25 @@ pub trait Protocol: Sized + 'static {
     }
 }
 
+/// `paxsim check`'s defaults for a scenario ([`Scenario::check_defaults`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CheckDefaults {
+    pub nodes: u8,
+    pub clients: u8,
+    pub bounds: crate::nemesis::Bounds,
+}
+
+impl Default for CheckDefaults {
+    /// Three nodes, one client, one timer firing, no faults.
+    fn default() -> Self {
+        CheckDefaults {
+            nodes: 3,
+            clients: 1,
+            bounds: crate::nemesis::Bounds::default(),
+        }
+    }
+}
+
 /// An operator's membership change ([`Protocol::reconfigure`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MemberChange {
@@ -464,6 +483,13 @@ pub trait Scenario: Sync + 'static {
     fn check_retries(&self, cfg: &RunConfig, node: NodeId) -> Vec<Asked<Self::P>> {
         let _ = (cfg, node);
         Vec::new()
+    }
+    /// What `paxsim check` explores unless told otherwise: the smallest
+    /// configuration that means something for this protocol (nodes,
+    /// clients) and the bounds it needs to get anywhere (a log needs an
+    /// election: a timer firing).
+    fn check_defaults(&self) -> CheckDefaults {
+        CheckDefaults::default()
     }
     /// The operator membership changes a model check may ask for (up to
     /// its `changes` bound, each once, of any live node at any moment).

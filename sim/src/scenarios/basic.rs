@@ -437,6 +437,19 @@ impl Scenario for Basic {
             .map(|(n, _)| *n)
             .collect()
     }
+    /// Two proposers on three acceptors, no timer firing: enough for every
+    /// canary that needs no fault (a duel), and small (a timer firing
+    /// multiplies the states by a few hundred).
+    fn check_defaults(&self) -> crate::engine::CheckDefaults {
+        crate::engine::CheckDefaults {
+            nodes: 3,
+            clients: 2,
+            bounds: crate::nemesis::Bounds {
+                timers: 0,
+                ..Default::default()
+            },
+        }
+    }
     /// Each client asks its own proposer once.
     fn check_requests(&self, cfg: &RunConfig) -> Vec<(u32, NodeId, Value)> {
         (0..cfg.clients)

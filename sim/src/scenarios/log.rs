@@ -2649,6 +2649,19 @@ impl Scenario for Log {
             })
             .collect()
     }
+    /// Three replicas, one client, and the timer firings a first election
+    /// needs (one; `kv`'s replicas boot refusing promises for a lease, so
+    /// two clocks must pass it: four).
+    fn check_defaults(&self) -> crate::engine::CheckDefaults {
+        crate::engine::CheckDefaults {
+            nodes: 3,
+            clients: 1,
+            bounds: crate::nemesis::Bounds {
+                timers: if self.kv { 4 } else { 1 },
+                ..Default::default()
+            },
+        }
+    }
     /// With a spare machine, the operator's one change: the first spare
     /// replaces the last voter (it joins as a learner, catches up, and one
     /// configuration promotes it and removes the voter).

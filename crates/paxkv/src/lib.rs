@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod jepsen;
+pub mod join;
 pub mod lock;
 pub mod server;
 pub mod storage;

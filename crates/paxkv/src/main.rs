@@ -372,7 +372,7 @@ async fn server(cli: &Cli, a: &ServerArgs) -> Result<(), String> {
     let cluster = cli.cluster_id.ok_or(
         "--cluster-id is required: it is written into the data directory and refuses replicas of other clusters",
     )?;
-    let joined = match paxkv::storage::joined(&a.data_dir)? {
+    let joined = match paxkv::join::joined(&a.data_dir)? {
         Some(j) => Some(j),
         None if !a.join.is_empty() => Some(join(cli, a, cluster).await?),
         None => None,

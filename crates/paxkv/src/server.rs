@@ -257,7 +257,7 @@ impl Options {
 }
 
 /// What a replica that joined a running cluster learned from it, kept in
-/// its data directory ([`crate::storage::JOINED`]): at every start it comes
+/// its data directory ([`crate::join::JOINED`]): at every start it comes
 /// from there, never from flags.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,7 +320,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     )?;
     if let Some(j) = &opts.joined {
         let json = serde_json::to_vec_pretty(j).expect("a book encodes");
-        crate::storage::keep_joined(&opts.data_dir, &json)?;
+        crate::join::keep_joined(&opts.data_dir, &json)?;
     }
     let book = opts.book();
     let n = book.len();

@@ -19,7 +19,7 @@
 //!   replica rebuilds instead of forgetting what it had synced.
 //! - `wal.corrupt`: the last WAL found corrupt, kept for a post-mortem.
 //! - `cluster.json`: in a replica that joined a running cluster, what the
-//!   cluster told it (first configuration, α, address book).
+//!   cluster told it (first configuration, α, address book; `join.rs`).
 //!
 //! **What to write, and when it counts as durable, is not decided here.**
 //! Group commit, sync reporting, compaction and what recovery makes of the
@@ -50,38 +50,6 @@ const WAL_TMP: &str = "wal.tmp";
 const WAL_CORRUPT: &str = "wal.corrupt";
 const MARKER: &str = "paxkv-node";
 const MARK: &str = "wal.mark";
-/// A joined replica's cluster facts ([`crate::server::Joined`], JSON).
-pub const JOINED: &str = "cluster.json";
-
-/// What a replica that joined a running cluster was told by it, if its
-/// data directory holds it.
-pub fn joined(dir: &Path) -> Result<Option<crate::server::Joined>, String> {
-    let path = dir.join(JOINED);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-/// Keeps a joined replica's cluster facts in its directory, durably,
-/// unless they are there already (they never change).
-pub fn keep_joined(dir: &Path, json: &[u8]) -> Result<(), String> {
-    if dir.join(JOINED).exists() {
-        return Ok(());
-    }
-    let err = |e: io::Error| format!("cannot write {}: {e}", dir.join(JOINED).display());
-    create_durably(dir).map_err(err)?;
-    let tmp = dir.join("cluster.json.tmp");
-    let mut f = File::create(&tmp).map_err(err)?;
-    f.write_all(json).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, dir.join(JOINED)).map_err(err)?;
-    sync_dir(dir).map_err(err)
-}
-
 /// How a replica starts from its data directory.
 pub enum Boot {
     /// The state its files hold (a new replica's is just initialized), and
@@ -108,14 +76,14 @@ fn marker_text(cluster: u64, id: NodeId) -> String {
     format!("paxkv data directory\ncluster {cluster}\nnode {id}\n")
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and any missing parents, each made durable in its parent:
 /// a directory that a power cut can take would boot as a new replica that
 /// forgot its votes.
-fn create_durably(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_durably(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.exists() {
         return Ok(());
     }

@@ -28,6 +28,7 @@
 //! cores on madsim's net/time/task APIs.
 
 pub mod disk;
+pub mod member;
 pub mod protocol;
 pub mod script;
 

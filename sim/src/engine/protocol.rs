@@ -7,7 +7,9 @@ pub use crate::nemesis::Caps;
 use checkers::{Invariant, Violation};
 use paxos::NodeId;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use super::member::MemberChange;
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 
@@ -161,18 +163,6 @@ impl Default for CheckDefaults {
             bounds: crate::nemesis::Bounds::default(),
         }
     }
-}
-
-/// An operator's membership change ([`Protocol::reconfigure`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum MemberChange {
-    /// Add spare machine `node`.
-    Add(NodeId),
-    /// Remove `node` (a member; the leader itself, too).
-    Remove(NodeId),
-    /// Replace the members `old` by the spare machines `new` (sets of
-    /// nodes, as bitmasks, of one or more each).
-    Replace { old: u16, new: u16 },
 }
 
 /// What the world looks like when an operator asks for a change.

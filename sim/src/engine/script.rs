@@ -58,7 +58,7 @@ pub enum Step {
     /// An operator asks `node` for a membership change.
     Reconfigure {
         node: NodeId,
-        change: crate::engine::protocol::MemberChange,
+        change: crate::engine::member::MemberChange,
     },
 }
 

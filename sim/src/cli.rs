@@ -185,6 +185,22 @@ enum Cmd {
         #[arg(long, default_value = "paxsim-repros")]
         repro_dir: PathBuf,
     },
+    /// Check a history another system recorded for linearizability:
+    /// porcupine's key-value logs, Jepsen's etcd logs, or a Jepsen
+    /// `history.edn` of a register or cas-register (told apart by their
+    /// first event). Prints the verdict, the time and a failing
+    /// sub-history. Exit status: 0 linearizable, 1 not, 2 bad input, 3
+    /// undecided (the search budget ran out on some key).
+    Lin {
+        /// The history file.
+        file: PathBuf,
+        /// porcupine-kv, etcd or jepsen (default: from the first event).
+        #[arg(long, value_parser = crate::lin::Format::parse)]
+        format: Option<crate::lin::Format>,
+        /// Search steps per key at most.
+        #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        budget: u64,
+    },
     /// List the scenarios and the known-buggy variants.
     Scenarios,
 }
@@ -610,6 +626,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 }
             }
         }
+        Cmd::Lin {
+            file,
+            format,
+            budget,
+        } => crate::lin::run(&file, format, budget),
         Cmd::Scenarios => {
             println!("scenarios (--scenario NAME):");
             for s in scenario::all() {

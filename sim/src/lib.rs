@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod lin;
 pub mod nemesis;
 pub mod queue;
 pub mod repro;

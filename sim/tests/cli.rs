@@ -1002,3 +1002,79 @@ fn the_kubernetes_indexed_job_shards_a_campaign_that_the_merge_job_merges() {
     );
     assert!(!t.contains("INCOMPLETE") && !t.contains("warning"), "{t}");
 }
+
+/// Issue 24: `paxsim lin FILE` on histories in each format (written here,
+/// by hand): 0 linearizable, 1 not (with the failing sub-history and the
+/// key named), 2 bad input (the line named), 3 undecided (the budget ran
+/// out).
+#[test]
+fn lin_checks_histories_in_each_format_with_distinct_exit_codes() {
+    let dir = tmp("lin");
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let etcd = |read: &str| {
+        format!(
+            "INFO  jepsen.core - Running\n\
+             INFO  jepsen.util - 0\t:invoke\t:write\t3\n\
+             INFO  jepsen.util - 0\t:ok\t:write\t3\n\
+             INFO  jepsen.util - 1\t:invoke\t:cas\t[3 4]\n\
+             INFO  jepsen.util - 1\t:ok\t:cas\t[3 4]\n\
+             INFO  jepsen.util - 2\t:invoke\t:read\tnil\n\
+             INFO  jepsen.util - 2\t:ok\t:read\t{read}\n"
+        )
+    };
+    let jepsen = |read: &str| {
+        format!(
+            "{{:type :invoke, :f :write, :value 1, :process 0, :time 10}}\n\
+             {{:type :ok, :f :write, :value 1, :process 0, :time 20}}\n\
+             {{:type :invoke, :f :cas, :value [2 5], :process 1, :time 30}}\n\
+             {{:type :fail, :f :cas, :value [2 5], :process 1, :time 40}}\n\
+             {{:type :invoke, :f :read, :value nil, :process 2, :time 50}}\n\
+             {{:type :ok, :f :read, :value {read}, :process 2, :time 60}}\n"
+        )
+    };
+    let kv = |read: &str| {
+        format!(
+            "{{:process 0, :type :invoke, :f :append, :key \"k\", :value \"a\"}}\n\
+             {{:process 0, :type :ok, :f :append, :key \"k\", :value \"a\"}}\n\
+             {{:process 1, :type :invoke, :f :get, :key \"k\", :value nil}}\n\
+             {{:process 1, :type :ok, :f :get, :key \"k\", :value \"{read}\"}}\n"
+        )
+    };
+    for (name, good, bad, says) in [
+        ("etcd.log", etcd("4"), etcd("3"), "Etcd"),
+        ("history.edn", jepsen("1"), jepsen("5"), "Jepsen"),
+        ("kv.txt", kv("a"), kv("ab"), "PorcupineKv"),
+    ] {
+        let o = paxsim(&["lin", &file(name, &good)]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{t}");
+        assert!(t.contains(says) && t.contains("linearizable"), "{t}");
+        let o = paxsim(&["lin", &file(name, &bad)]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("NOT linearizable") && t.contains("a failing sub-history"),
+            "{t}"
+        );
+    }
+    assert!(text(&paxsim(&["lin", &file("kv.txt", &kv("ab"))])).contains("key \"k\""));
+    // Undecided: a budget of one step decides nothing.
+    let o = paxsim(&["lin", &file("etcd.log", &etcd("4")), "--budget", "1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("undecided"));
+    // Bad input: the line at fault, exit 2.
+    let broken =
+        "{:type :invoke, :f :write, :value 1, :process 0}\n{:type :ok, :f :write, :process 7}\n";
+    rejects(&["lin", &file("broken.edn", broken)], "line 2");
+    rejects(&["lin", &file("empty", "")], "no events");
+    rejects(
+        &["lin", &file("x", "hello"), "--format", "xml"],
+        "unknown format",
+    );
+    rejects(&["lin", &dir.join("absent").to_string_lossy()], "absent");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -31,6 +31,11 @@ struct Entry {
 
 /// Checks one key's operations (failed ones already removed).
 pub fn check_key<M: Model>(ops: &[Operation<M>], budget: u64) -> Verdict {
+    check_key_counting(ops, budget).0
+}
+
+/// [`check_key`], and the search steps it took.
+pub fn check_key_counting<M: Model>(ops: &[Operation<M>], budget: u64) -> (Verdict, u64) {
     // Events in time order; at equal times calls come first, so operations
     // that touch the same instant count as concurrent (never a false alarm).
     let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
@@ -110,11 +115,11 @@ pub fn check_key<M: Model>(ops: &[Operation<M>], budget: u64) -> Verdict {
 
     loop {
         if must == 0 {
-            return Verdict::Linearizable;
+            return (Verdict::Linearizable, steps);
         }
         steps += 1;
         if steps > budget {
-            return Verdict::Unknown;
+            return (Verdict::Unknown, budget);
         }
         // `cur` is never the end of the list while a completed op is pending:
         // its return entry comes first.
@@ -122,12 +127,13 @@ pub fn check_key<M: Model>(ops: &[Operation<M>], budget: u64) -> Verdict {
         let e = list[cur];
         if e.is_call {
             let o = &ops[e.op];
-            let (next_state, ret) = M::step(&state, &o.op);
-            let fits = match &o.outcome {
-                Outcome::Info => true,
-                Outcome::Ok { ret: r, .. } => *r == ret,
+            // A response judged by the model; an unknown one only moves
+            // the state, if the operation took effect.
+            let next = match &o.outcome {
+                Outcome::Info => Some(M::step(&state, &o.op).0),
+                Outcome::Ok { ret, .. } => M::judge(&state, &o.op, ret),
             };
-            if fits {
+            if let Some(next_state) = next {
                 let mut lin = linearized.clone();
                 lin[e.op / 64] |= 1 << (e.op % 64);
                 if memo.insert((lin.clone(), next_state.clone())) {
@@ -146,7 +152,7 @@ pub fn check_key<M: Model>(ops: &[Operation<M>], budget: u64) -> Verdict {
             // The return of an op we passed without linearizing: a dead end.
             // Undo the most recent choice and try the next call after it.
             let Some((call, old)) = stack.pop() else {
-                return Verdict::NotLinearizable;
+                return (Verdict::NotLinearizable, steps);
             };
             state = old;
             let op = list[call].op;

@@ -47,6 +47,10 @@ enum Cmd {
         /// How to print the trace.
         #[arg(long, value_enum, default_value = "human")]
         trace: TraceFormat,
+        /// Also write the run as a space-time diagram: one self-contained
+        /// HTML file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Cut a saved failure down to the fewest faults, the lowest fault
     /// probabilities and the smallest workload (clients, operations) under which the
@@ -57,6 +61,9 @@ enum Cmd {
         /// At most this many runs.
         #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
         budget: u32,
+        /// Also write the shrunk run as a space-time diagram (HTML).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Where to write the shrunk repro file (`<scenario>-seed-<seed>-shrunk.json`).
         #[arg(long, default_value = "paxsim-repros")]
         repro_dir: PathBuf,
@@ -184,6 +191,10 @@ enum Cmd {
         /// (`<scenario>-check-<bugs>.json`).
         #[arg(long, default_value = "paxsim-repros")]
         repro_dir: PathBuf,
+        /// Also write the counterexample, replayed, as a space-time diagram
+        /// (HTML).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Check a history another system recorded for linearizability:
     /// porcupine's key-value logs, Jepsen's etcd logs, or a Jepsen
@@ -289,6 +300,11 @@ struct Output {
     /// Where to write a repro file if the run fails.
     #[arg(long, default_value = "paxsim-repros")]
     repro_dir: PathBuf,
+    /// Also write the run as a space-time diagram: one self-contained HTML
+    /// file (a lane per node, messages as arrows, faults as spans, the
+    /// violation marked).
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -351,11 +367,17 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 dir: &out.repro_dir,
                 command: cfg.run_command(seed),
             };
+            if let Some(path) = &out.html {
+                crate::timeline::write(&report, "run", path)?;
+            }
             finish(&report, out.trace, save)
         }
-        Cmd::Replay { file, trace } => {
+        Cmd::Replay { file, trace, html } => {
             let repro = Repro::load(&file)?;
             let report = repro.run(Keep::All)?;
+            if let Some(path) = &html {
+                crate::timeline::write(&report, "replay", path)?;
+            }
             let save = match &repro.script {
                 Some(script) => {
                     eprintln!(
@@ -388,7 +410,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             file,
             budget,
             repro_dir,
-        } => shrink(&file, budget, &repro_dir),
+            html,
+        } => shrink(&file, budget, &repro_dir, html.as_deref()),
         Cmd::Campaign {
             setup,
             seeds,
@@ -500,6 +523,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             max_seconds,
             dfs,
             repro_dir,
+            html,
         } => {
             let s = scenario::find(
                 setup
@@ -606,7 +630,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     // must break the same invariant, or the model and the
                     // engine disagree (a harness bug, reported as such).
                     cfg.faults = Some(crate::nemesis::Faults::NONE);
-                    let replayed = s.run_script(cfg, &script, Keep::Recent)?;
+                    let keep = if html.is_some() {
+                        Keep::All
+                    } else {
+                        Keep::Recent
+                    };
+                    let replayed = s.run_script(cfg, &script, keep)?;
+                    if let Some(path) = &html {
+                        crate::timeline::write(&replayed, "model checker's counterexample", path)?;
+                    }
                     let Some(again) = &replayed.violation else {
                         return Err(format!(
                             "harness bug: the simulator replayed the model's counterexample \
@@ -865,7 +897,12 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
 }
 
 /// `paxsim shrink`: shrinks a repro file's failure and saves the result.
-fn shrink(file: &std::path::Path, budget: u32, dir: &std::path::Path) -> Result<ExitCode, String> {
+fn shrink(
+    file: &std::path::Path,
+    budget: u32,
+    dir: &std::path::Path,
+    html: Option<&std::path::Path>,
+) -> Result<ExitCode, String> {
     let repro = Repro::load(file)?;
     let (cfg, sched) = (&repro.config, &repro.schedule);
     eprintln!(
@@ -901,7 +938,11 @@ fn shrink(file: &std::path::Path, budget: u32, dir: &std::path::Path) -> Result<
     }
     let v = r.violation.as_ref().expect("a shrunk run fails");
     eprintln!("FAIL: {v}");
-    let path = Repro::from_report(r).save_as(dir, "-shrunk")?;
+    let shrunk = Repro::from_report(r);
+    let path = shrunk.save_as(dir, "-shrunk")?;
     eprintln!("replay: {} replay {}", program(), path.display());
+    if let Some(html) = html {
+        crate::timeline::write(&shrunk.run(Keep::All)?, "shrunk", html)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

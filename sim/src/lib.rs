@@ -29,6 +29,7 @@ pub mod results;
 pub mod scenario;
 pub mod scenarios;
 pub mod shrink;
+pub mod timeline;
 pub mod trace;
 
 pub use config::RunConfig;

@@ -69,9 +69,14 @@ fn a_campaign_passes_the_correct_protocol_and_catches_the_buggy_one() {
     let file = dir.join(format!("caspaxos-seed-{seed}.json"));
     assert!(t.contains(&format!("caspaxos replay {}", file.display())), "{t}");
     let f = file.to_str().unwrap();
-    let replay = caspaxos(&["replay", f, "--trace", "none"]);
+    let page = dir.join("replay.html");
+    let p = page.to_str().unwrap();
+    let replay = caspaxos(&["replay", f, "--trace", "none", "--html", p]);
     assert_eq!(replay.status.code(), Some(1));
     assert!(text(&replay).contains("replay exact"), "{}", text(&replay));
+    // A user's protocol gets the space-time diagram through the same seam.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("two states chosen") && html.contains("\"events\""));
     let shrunk = caspaxos(&["shrink", f, "--budget", "200", "--repro-dir", d]);
     assert_eq!(shrunk.status.code(), Some(0), "{}", text(&shrunk));
     assert!(text(&shrunk).contains("Safety violated"));

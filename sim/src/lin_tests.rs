@@ -102,33 +102,34 @@ fn corrupt(mut evs: Vec<Ev>) -> Vec<Ev> {
     panic!("no read saw anything")
 }
 
+/// A register event as Jepsen writes it: process, `:type`, `:f`, value.
+fn register_event(e: &Ev) -> (u32, &'static str, &'static str, String) {
+    let nil = |v: &Option<i64>| v.map_or("nil".into(), |v| v.to_string());
+    match e {
+        Ev::Invoke(p, op, _) => match op {
+            Gen::Read => (*p, ":invoke", ":read", "nil".into()),
+            Gen::Write(v) => (*p, ":invoke", ":write", v.to_string()),
+            Gen::Cas(a, b) => (*p, ":invoke", ":cas", format!("[{a} {b}]")),
+            Gen::Append(_) => unreachable!("a register has no append"),
+        },
+        Ev::Ok(p, op, _, r) => match (op, r) {
+            (Gen::Read, GenRet::Read(v)) => (*p, ":ok", ":read", nil(v)),
+            (Gen::Write(v), _) => (*p, ":ok", ":write", v.to_string()),
+            // A cas that did not swap fails: in the etcd log, it returned
+            // false; in a Jepsen history, it did not take effect.
+            (Gen::Cas(a, b), GenRet::Cas(ok)) => {
+                let kind = if *ok { ":ok" } else { ":fail" };
+                (*p, kind, ":cas", format!("[{a} {b}]"))
+            }
+            _ => unreachable!("a register's answers"),
+        },
+    }
+}
+
 fn etcd_log(evs: &[Ev]) -> String {
     let mut s = String::from("INFO  jepsen.core - Running test\n");
     for e in evs {
-        let (p, kind, f, v) = match e {
-            Ev::Invoke(p, op, _) => {
-                let (f, v) = match op {
-                    Gen::Read => (":read", "nil".to_string()),
-                    Gen::Write(v) => (":write", v.to_string()),
-                    Gen::Cas(a, b) => (":cas", format!("[{a} {b}]")),
-                    Gen::Append(_) => unreachable!(),
-                };
-                (p, ":invoke", f, v)
-            }
-            Ev::Ok(p, op, _, r) => match (op, r) {
-                (Gen::Read, GenRet::Read(v)) => {
-                    (p, ":ok", ":read", v.map_or("nil".into(), |v| v.to_string()))
-                }
-                (Gen::Write(v), _) => (p, ":ok", ":write", v.to_string()),
-                (Gen::Cas(a, b), GenRet::Cas(ok)) => (
-                    p,
-                    if *ok { ":ok" } else { ":fail" },
-                    ":cas",
-                    format!("[{a} {b}]"),
-                ),
-                _ => unreachable!(),
-            },
-        };
+        let (p, kind, f, v) = register_event(e);
         s += &format!("INFO  jepsen.util - {p}\t{kind}\t{f}\t{v}\n");
     }
     s
@@ -138,31 +139,7 @@ fn jepsen_edn(evs: &[Ev], vector: bool) -> String {
     let mut lines = Vec::new();
     for (i, e) in evs.iter().enumerate() {
         let time = 1_000 * i as u64 + 17;
-        let (p, kind, f, v) = match e {
-            Ev::Invoke(p, op, _) => {
-                let (f, v) = match op {
-                    Gen::Read => (":read", "nil".to_string()),
-                    Gen::Write(v) => (":write", v.to_string()),
-                    Gen::Cas(a, b) => (":cas", format!("[{a} {b}]")),
-                    Gen::Append(_) => unreachable!(),
-                };
-                (p, ":invoke", f, v)
-            }
-            Ev::Ok(p, op, _, r) => match (op, r) {
-                (Gen::Read, GenRet::Read(v)) => {
-                    (p, ":ok", ":read", v.map_or("nil".into(), |v| v.to_string()))
-                }
-                (Gen::Write(v), _) => (p, ":ok", ":write", v.to_string()),
-                // A cas that did not swap fails: it did not take effect.
-                (Gen::Cas(a, b), GenRet::Cas(ok)) => (
-                    p,
-                    if *ok { ":ok" } else { ":fail" },
-                    ":cas",
-                    format!("[{a} {b}]"),
-                ),
-                _ => unreachable!(),
-            },
-        };
+        let (p, kind, f, v) = register_event(e);
         lines.push(format!(
             "{{:type {kind}, :f {f}, :value {v}, :process {p}, :time {time}, :index {i}}}"
         ));

@@ -4,47 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn paxsim(args: &[&str]) -> Output {
-    paxsim_with(args, &[])
-}
-
-/// The variables that make a campaign run one shard: none of the tests'
-/// campaigns inherits them from wherever the tests run.
-const SHARD_VARS: [&str; 6] = [
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_ARRAY_TASK_MIN",
-    "SLURM_ARRAY_TASK_COUNT",
-    "SLURM_ARRAY_TASK_STEP",
-    "JOB_COMPLETION_INDEX",
-    "PAXSIM_SHARD_COUNT",
-];
-
-/// Runs paxsim with these environment variables set.
-fn paxsim_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paxsim"));
-    for v in SHARD_VARS {
-        cmd.env_remove(v);
-    }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("paxsim-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{paxsim, paxsim_with, text, tmp, SHARD_VARS};
 
 /// Bad input: exit 2, one clear line, no panic.
 fn rejects(args: &[&str], says: &str) {

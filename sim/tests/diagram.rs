@@ -4,30 +4,11 @@
 //! says so on the body), show the violation in the DOM, and make a
 //! screenshot; `replay`, `shrink` and `check` write it too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn paxsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paxsim"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("paxsim-diagram-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{paxsim, text, tmp};
 
 /// The browser, or why there is none (the test then says SKIPPED).
 fn browser() -> Result<&'static str, String> {

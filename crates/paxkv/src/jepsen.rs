@@ -1820,6 +1820,12 @@ async fn membership(
         addrs: vec![(id(new), c.addrs(new))],
     };
     let mut problems = Vec::new();
+    let remove = |i: usize| Admin::Change {
+        change: Change::Remove(id(i)),
+        addrs: vec![],
+    };
+    let gone = |i: usize| move |v: &MemberView| v.in_force.gone & bit(id(i)) != 0;
+    let voter = move |v: &MemberView| v.in_force.votes(id(new));
     let what = match kind {
         FaultKind::ReplaceNode => {
             // The machine is gone for good: its process and its disk.
@@ -1829,70 +1835,55 @@ async fn membership(
                 old: bit(id(target)),
                 new: bit(id(new)),
             };
-            let done = move |v: &MemberView| {
-                v.in_force.votes(id(new)) && v.in_force.gone & bit(id(target)) != 0
-            };
-            if let Err(e) = propose(c, add(c, change), done).await {
-                problems.push(format!("replacing n{target} by n{new}: {e}"));
-            }
-            c.members.push(new);
-            c.start(new);
-            if let Err(e) = in_force(c, done).await {
-                problems.push(format!("replacing n{target} by n{new}: {e}"));
-            }
+            let done = move |v: &MemberView| voter(v) && gone(target)(v);
+            let what = format!("replacing n{target} by n{new}");
+            change_to(c, add(c, change), Some(new), done, &what, &mut problems).await;
             format!("n{target}'s machine died for good (kill -9, data deleted); replaced by a fresh n{new} (--join, empty directory)")
         }
         FaultKind::RemoveLeader => {
-            let gone = move |v: &MemberView| v.in_force.gone & bit(id(target)) != 0;
-            let change = Admin::Change {
-                change: Change::Remove(id(target)),
-                addrs: vec![],
-            };
-            if let Err(e) = propose(c, change, gone).await {
-                problems.push(format!("removing leader n{target}: {e}"));
-            }
-            if let Err(e) = in_force(c, gone).await {
-                problems.push(format!("removing leader n{target}: {e}"));
-            }
+            let what = format!("removing leader n{target}");
+            change_to(c, remove(target), None, gone(target), &what, &mut problems).await;
             c.retire(target);
-            let voter = move |v: &MemberView| v.in_force.votes(id(new));
-            if let Err(e) = propose(c, add(c, Change::Add(id(new))), voter).await {
-                problems.push(format!("adding n{new}: {e}"));
-            }
-            c.members.push(new);
-            c.start(new);
-            if let Err(e) = in_force(c, voter).await {
-                problems.push(format!("adding n{new}: {e}"));
-            }
+            let what = format!("adding n{new}");
+            let change = add(c, Change::Add(id(new)));
+            change_to(c, change, Some(new), voter, &what, &mut problems).await;
             format!("removed leader n{target} (stopped for good), then added a fresh n{new}")
         }
         FaultKind::AddNode => {
-            let voter = move |v: &MemberView| v.in_force.votes(id(new));
-            if let Err(e) = propose(c, add(c, Change::Add(id(new))), voter).await {
-                problems.push(format!("adding n{new}: {e}"));
-            }
-            c.members.push(new);
-            c.start(new);
-            if let Err(e) = in_force(c, voter).await {
-                problems.push(format!("adding n{new}: {e}"));
-            }
-            let gone = move |v: &MemberView| v.in_force.gone & bit(id(other)) != 0;
-            let change = Admin::Change {
-                change: Change::Remove(id(other)),
-                addrs: vec![],
-            };
-            if let Err(e) = propose(c, change, gone).await {
-                problems.push(format!("removing n{other}: {e}"));
-            }
-            if let Err(e) = in_force(c, gone).await {
-                problems.push(format!("removing n{other}: {e}"));
-            }
+            let what = format!("adding n{new}");
+            let change = add(c, Change::Add(id(new)));
+            change_to(c, change, Some(new), voter, &what, &mut problems).await;
+            let what = format!("removing n{other}");
+            change_to(c, remove(other), None, gone(other), &what, &mut problems).await;
             c.retire(other);
             format!("added a fresh n{new} (--join, promoted), then removed n{other} for good")
         }
         _ => unreachable!("not a membership change"),
     };
     (what, problems)
+}
+
+/// One change through the operator's commands: proposed, the fresh machine
+/// `start` (if any) started with `--join`, then awaited in force; what
+/// went wrong is noted under `what`.
+async fn change_to(
+    c: &mut Cluster,
+    admin: kv::server::Admin,
+    start: Option<usize>,
+    done: impl Fn(&MemberView) -> bool + Copy,
+    what: &str,
+    problems: &mut Vec<String>,
+) {
+    if let Err(e) = propose(c, admin, done).await {
+        problems.push(format!("{what}: {e}"));
+    }
+    if let Some(n) = start {
+        c.members.push(n);
+        c.start(n);
+    }
+    if let Err(e) = in_force(c, done).await {
+        problems.push(format!("{what}: {e}"));
+    }
 }
 
 type MemberView = kv::server::MemberView;

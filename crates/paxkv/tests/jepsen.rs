@@ -77,24 +77,41 @@ async fn jepsen_hostile_and_careless_hands_change_nothing() {
         1,
     );
     cfg.faults = HOSTILE.to_vec();
-    while {
-        let steps = jepsen::schedule(cfg.seed, 3, &HOSTILE, Duration::from_secs(secs));
+    cfg.seed = first_seed_drawing(cfg.seed, &cfg.faults, &HOSTILE, secs, 8);
+    let s = run(cfg).await;
+    assert_passed(&s);
+    assert_ran(&s, &HOSTILE);
+}
+
+/// The first seed from `seed` whose schedule of `kinds` draws every one of
+/// `wanted` at least `margin` seconds before the `secs` of the run end.
+fn first_seed_drawing(
+    mut seed: u64,
+    kinds: &[FaultKind],
+    wanted: &[FaultKind],
+    secs: u64,
+    margin: u64,
+) -> u64 {
+    loop {
+        let steps = jepsen::schedule(seed, 3, kinds, Duration::from_secs(secs));
         let mut t = Duration::ZERO;
         let early: Vec<_> = steps
             .iter()
             .take_while(|s| {
                 t += s.gap + s.hold;
-                t + Duration::from_secs(8) < Duration::from_secs(secs)
+                t + Duration::from_secs(margin) < Duration::from_secs(secs)
             })
             .map(|s| s.kind)
             .collect();
-        !HOSTILE.iter().all(|k| early.contains(k))
-    } {
-        cfg.seed += 1;
+        if wanted.iter().all(|k| early.contains(k)) {
+            return seed;
+        }
+        seed += 1;
     }
-    let s = run(cfg).await;
-    assert_passed(&s);
-    for k in HOSTILE {
+}
+
+fn assert_ran(s: &jepsen::Summary, kinds: &[FaultKind]) {
+    for k in kinds {
         assert!(
             s.faults.contains_key(k.name()),
             "{} never ran:\n{}",
@@ -128,32 +145,11 @@ async fn jepsen_membership_changes_under_the_nemesis() {
         FaultKind::PauseNode,
         FaultKind::IsolateLeader,
     ]);
-    cfg.faults = kinds.clone();
-    while {
-        let steps = jepsen::schedule(cfg.seed, 3, &kinds, Duration::from_secs(secs));
-        let mut t = Duration::ZERO;
-        let early: Vec<_> = steps
-            .iter()
-            .take_while(|s| {
-                t += s.gap + s.hold;
-                t + Duration::from_secs(6) < Duration::from_secs(secs)
-            })
-            .map(|s| s.kind)
-            .collect();
-        !MEMBERSHIP.iter().all(|k| early.contains(k))
-    } {
-        cfg.seed += 1;
-    }
+    cfg.seed = first_seed_drawing(cfg.seed, &kinds, &MEMBERSHIP, secs, 6);
+    cfg.faults = kinds;
     let s = run(cfg).await;
     assert_passed(&s);
-    for k in MEMBERSHIP {
-        assert!(
-            s.faults.contains_key(k.name()),
-            "{} never ran:\n{}",
-            k.name(),
-            s.render()
-        );
-    }
+    assert_ran(&s, &MEMBERSHIP);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,8 @@
 //! (dropped ones crossed, duplicated ones marked), crashes to restarts,
 //! partitions and pauses as shaded spans, notes (chosen, learned, elected
 //! ...), client operations as intervals, and the violation highlighted
-//! with the events on its node that led to it. Zoom, filter by node or
-//! event kind, click an event for its details. The page draws on a canvas
+//! with the events on its node that led to it. Zoom, filter by node,
+//! event kind or message kind, click an event for its details. The page draws on a canvas
 //! only what is on screen, so a run of 30,000 events stays usable.
 //!
 //! It reads the trace's JSON events (`--trace json`, one object per event),

@@ -92,6 +92,16 @@ fn a_failing_runs_diagram_renders_in_a_real_browser_with_the_violation_marked() 
         dom.contains(&format!("data-rendered=\"{n}\"")),
         "the page's script did not draw all {n} events"
     );
+    // Filters by node, event kind and message kind.
+    let kinds = dom
+        .split("data-message-kinds=\"")
+        .nth(1)
+        .expect("message kinds");
+    let kinds = kinds.split('"').next().unwrap();
+    assert!(
+        kinds.contains("Accepted") && kinds.contains("Prepare"),
+        "{kinds}"
+    );
     let violation = dom
         .split("id=\"violation\"")
         .nth(1)

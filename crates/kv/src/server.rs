@@ -267,18 +267,30 @@ impl Server {
                 leader: self.node.leader().filter(|l| *l != self.node.id()),
             });
         }
+        // Ids come from a client: out of range, they are refused here, before
+        // anything takes them for a machine of the cluster.
+        let changed = match change {
+            Change::Add(id) | Change::Remove(id) => Some(id),
+            Change::Replace { .. } | Change::Promote => None,
+        };
+        let ids = addrs.iter().map(|(id, _)| *id).chain(changed);
+        if ids
+            .clone()
+            .any(|id| usize::from(id) >= multipaxos::MAX_NODES)
+        {
+            let why = format!(
+                "a replica id out of range (0 to {})",
+                multipaxos::MAX_NODES - 1
+            );
+            let reply = AdminReply::Changed(Err(why));
+            return out.push(Event::AdminReply { client, seq, reply });
+        }
         let added = match change {
             Change::Add(id) => multipaxos::bit(id),
             Change::Replace { new, .. } => new,
             Change::Remove(_) | Change::Promote => 0,
         };
-        let in_range = addrs
-            .iter()
-            .all(|(id, _)| usize::from(*id) < multipaxos::MAX_NODES);
-        let named = match in_range {
-            true => named(&addrs),
-            false => u16::MAX,
-        };
+        let named = addrs.iter().fold(0, |s, (id, _)| s | multipaxos::bit(*id));
         let refusal = if named != added || addrs.len() != added.count_ones() as usize {
             Some("give one address for each replica the change adds, and only for those".into())
         } else if addrs
@@ -444,11 +456,6 @@ impl Server {
             self.absorb(now, &mut more, out);
         }
     }
-}
-
-/// The set of ids `addrs` names (all below [`multipaxos::MAX_NODES`]).
-fn named(addrs: &[(NodeId, Addrs)]) -> u16 {
-    addrs.iter().fold(0, |s, (id, _)| s | multipaxos::bit(*id))
 }
 
 #[cfg(test)]

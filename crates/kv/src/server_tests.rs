@@ -302,6 +302,24 @@ fn a_change_with_wrong_addresses_is_refused_and_a_follower_redirects() {
             .iter()
             .any(|e| matches!(e, Event::Log(Output::Apply { .. }))));
     }
+    // Ids out of range (bytes from a client, not the CLI) are refused, not
+    // asserted on.
+    for change in [Change::Add(200), Change::Remove(16)] {
+        let out = run(
+            &mut s,
+            admin(
+                90,
+                Admin::Change {
+                    change,
+                    addrs: vec![],
+                },
+            ),
+        );
+        assert!(
+            matches!(admin_reply(&out), AdminReply::Changed(Err(why)) if why.contains("out of range")),
+            "{out:?}"
+        );
+    }
     assert_eq!(s.node().latest().learners, 0);
     assert!(s.machine().peers().is_empty());
 

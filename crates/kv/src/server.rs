@@ -273,11 +273,8 @@ impl Server {
             Change::Add(id) | Change::Remove(id) => Some(id),
             Change::Replace { .. } | Change::Promote => None,
         };
-        let ids = addrs.iter().map(|(id, _)| *id).chain(changed);
-        if ids
-            .clone()
-            .any(|id| usize::from(id) >= multipaxos::MAX_NODES)
-        {
+        let mut ids = addrs.iter().map(|(id, _)| *id).chain(changed);
+        if ids.any(|id| usize::from(id) >= multipaxos::MAX_NODES) {
             let why = format!(
                 "a replica id out of range (0 to {})",
                 multipaxos::MAX_NODES - 1

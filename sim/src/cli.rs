@@ -262,12 +262,16 @@ struct Setup {
 }
 
 impl Setup {
-    fn config(&self) -> Result<RunConfig, String> {
-        let base = match &self.scenario {
-            Some(name) => scenario::find(name)?,
-            None => scenario::all()[0],
+    /// The scenario named, or the first.
+    fn scenario(&self) -> Result<&'static dyn scenario::Dyn, String> {
+        match &self.scenario {
+            Some(name) => scenario::find(name),
+            None => Ok(scenario::all()[0]),
         }
-        .defaults();
+    }
+
+    fn config(&self) -> Result<RunConfig, String> {
+        let base = self.scenario()?.defaults();
         let mut cfg = RunConfig {
             nodes: self.nodes.unwrap_or(base.nodes),
             spares: self.spares.unwrap_or(base.spares),
@@ -525,12 +529,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             repro_dir,
             html,
         } => {
-            let s = scenario::find(
-                setup
-                    .scenario
-                    .as_deref()
-                    .unwrap_or(scenario::all()[0].name()),
-            )?;
+            let s = setup.scenario()?;
             let d = s.check_defaults();
             let sized = Setup {
                 nodes: setup.nodes.or(Some(d.nodes)),

@@ -1071,9 +1071,9 @@ async fn member(c: &mut Client, cmd: &MemberCmd) -> Result<bool, paxkv::client::
         client: client.to_string(),
     };
     let set = |s: u16| -> String {
-        let ids: Vec<String> = (0..16)
-            .filter(|i| s & (1 << i) != 0)
-            .map(|i: u16| i.to_string())
+        let ids: Vec<String> = (0..multipaxos::MAX_NODES as u8)
+            .filter(|i| s & bit(*i) != 0)
+            .map(|i| i.to_string())
             .collect();
         format!("{{{}}}", ids.join(","))
     };
@@ -1090,6 +1090,22 @@ async fn member(c: &mut Client, cmd: &MemberCmd) -> Result<bool, paxkv::client::
         }
         t
     };
+    // Checked before anything takes them for machines of the cluster.
+    let ids = match *cmd {
+        MemberCmd::List => vec![],
+        MemberCmd::Add { id, .. } | MemberCmd::Remove { id } => vec![id],
+        MemberCmd::Replace { old, new, .. } => vec![old, new],
+    };
+    if let Some(id) = ids
+        .iter()
+        .find(|id| usize::from(**id) >= multipaxos::MAX_NODES)
+    {
+        println!(
+            "no such replica id {id}: ids are 0 to {}",
+            multipaxos::MAX_NODES - 1
+        );
+        return Ok(false);
+    }
     let admin = match cmd {
         MemberCmd::List => Admin::List,
         MemberCmd::Add { id, peer, client } => Admin::Change {
@@ -1113,21 +1129,6 @@ async fn member(c: &mut Client, cmd: &MemberCmd) -> Result<bool, paxkv::client::
             addrs: vec![(*new, addrs(peer, client))],
         },
     };
-    if let MemberCmd::Add { id, .. } | MemberCmd::Remove { id } = cmd {
-        if usize::from(*id) >= multipaxos::MAX_NODES {
-            println!(
-                "no such replica id {id}: ids are 0 to {}",
-                multipaxos::MAX_NODES - 1
-            );
-            return Ok(false);
-        }
-    }
-    if let MemberCmd::Replace { old, new, .. } = cmd {
-        if usize::from(*old.max(new)) >= multipaxos::MAX_NODES {
-            println!("replica ids are 0 to {}", multipaxos::MAX_NODES - 1);
-            return Ok(false);
-        }
-    }
     match c.admin(admin).await? {
         AdminReply::Members(v) => {
             let leader = v.leader.map_or("none known".into(), |l| l.to_string());
@@ -1140,7 +1141,13 @@ async fn member(c: &mut Client, cmd: &MemberCmd) -> Result<bool, paxkv::client::
                     v.window
                 );
             }
-            for (id, a) in &v.peers {
+            // A server's answer is input: an id no cluster has is not shown
+            // (and never taken for a set member).
+            let known = v
+                .peers
+                .iter()
+                .filter(|(id, _)| usize::from(*id) < multipaxos::MAX_NODES);
+            for (id, a) in known {
                 let m = v.latest;
                 let role = if m.votes(*id) && m.leaving & bit(*id) != 0 {
                     "voter (leaving)"

@@ -1883,3 +1883,32 @@ async fn a_dead_replica_is_replaced_by_a_new_machine_while_the_cluster_serves() 
         .count();
     assert_eq!(asked, 1, "the restart asked the cluster again");
 }
+
+/// `paxkv member` with a replica id no cluster can have says so and exits
+/// 3, before it connects anywhere (it once built the change's id sets
+/// first, and `replace 20 21` panicked on the bit of id 20).
+#[test]
+fn member_commands_refuse_ids_out_of_range() {
+    for args in [
+        &[
+            "member",
+            "replace",
+            "20",
+            "21",
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+        ][..],
+        &["member", "add", "16", "127.0.0.1:1", "127.0.0.1:2"],
+        &["member", "remove", "200"],
+    ] {
+        let o = Command::new(EXE).args(args).output().expect("runs");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {out}{err}");
+        assert!(
+            out.contains("no such replica id") && out.contains("0 to 15"),
+            "{out}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

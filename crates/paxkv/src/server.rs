@@ -151,6 +151,13 @@ impl Options {
                     self.id, self.id
                 ));
             }
+            // Told by a member, kept in a file: input.
+            if j.book
+                .iter()
+                .any(|(id, _)| usize::from(*id) >= multipaxos::MAX_NODES)
+            {
+                return Err("the cluster's address book names a replica id out of range".into());
+            }
             if j.window == 0
                 || j.first == 0
                 || !multipaxos::Members::first(j.first).well_formed(multipaxos::MAX_NODES as u8)
@@ -1296,5 +1303,37 @@ mod tests {
             assert_eq!(o.server_config().buggify, kv::server::Buggify::OFF);
             assert!(!o.server_config().buggify.any());
         }
+    }
+
+    /// What a joining replica was told (by a member, kept in a file) is
+    /// input: an address book naming an id no cluster has, or a
+    /// malformed first configuration, is refused.
+    #[test]
+    fn a_joined_replicas_cluster_facts_are_checked() {
+        let peer: SocketAddr = ([127, 0, 0, 1], 7001).into();
+        let addrs = Addrs {
+            peer: peer.to_string(),
+            client: peer.to_string(),
+        };
+        let mut o = Options::new(3, vec![], peer, PathBuf::from("d"), 7);
+        let joined = |book: Vec<(NodeId, Addrs)>, first: u16| Joined {
+            first,
+            window: 16,
+            book,
+        };
+        o.joined = Some(joined(vec![(3, addrs.clone())], 0b111));
+        assert_eq!(o.validate(), Ok(()));
+        o.joined = Some(joined(
+            vec![(3, addrs.clone()), (255, addrs.clone())],
+            0b111,
+        ));
+        assert!(o.validate().unwrap_err().contains("out of range"));
+        o.joined = Some(joined(vec![(3, addrs.clone())], 0));
+        assert!(o.validate().is_err());
+        o.joined = Some(joined(vec![(4, addrs)], 0b111));
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .contains("not in the cluster's address book"));
     }
 }

@@ -791,10 +791,8 @@ impl<S: Scenario> Engine<S> {
                     MemberChange::Replace { old, new } => Fault::Replace { old, new },
                 };
                 self.core.record(*node, Kind::Fault { fault });
-                let situation = Situation::default();
-                self.step_with(*node, |n, now, out| {
-                    n.reconfigure(now, change, situation, out)
-                });
+                // As in the model: no partitions, no disk lost.
+                self.ask(*node, change, Situation::default());
             }
         }
         Ok(())
@@ -1148,8 +1146,14 @@ impl<S: Scenario> Engine<S> {
             partitioned: core.blocked.iter().any(|b| *b != 0),
             rebuilding: (0..core.cfg.machines()).any(|i| core.disk_lost(i)),
         };
-        self.step_with(leader, |node, now, out| {
-            node.reconfigure(now, change, situation, out)
+        self.ask(leader, change, situation);
+    }
+
+    /// An operator asks `node` (the leader, in a random run; any node, in
+    /// a model's script) for `change`.
+    fn ask(&mut self, node: NodeId, change: MemberChange, situation: Situation) {
+        self.step_with(node, |n, now, out| {
+            n.reconfigure(now, change, situation, out)
         });
     }
 

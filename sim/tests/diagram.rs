@@ -56,12 +56,9 @@ fn events(run: &Output) -> u64 {
     line.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn a_failing_runs_diagram_renders_in_a_real_browser_with_the_violation_marked() {
-    let dir = tmp("run");
-    let page = dir.join("run.html");
-    let repros = dir.join("repros");
-    let run = paxsim(&[
+/// `multi` seed 1 with `learner-votes`: M2 on n5, its repro file in `dir`.
+fn failing_run(dir: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
         "run",
         "--scenario",
         "multi",
@@ -69,13 +66,19 @@ fn a_failing_runs_diagram_renders_in_a_real_browser_with_the_violation_marked() 
         "1",
         "--bug",
         "learner-votes",
-        "--trace",
-        "none",
-        "--html",
-        page.to_str().unwrap(),
-        "--repro-dir",
-        repros.to_str().unwrap(),
-    ]);
+    ];
+    let d = dir.to_str().unwrap();
+    args.extend(["--trace", "none", "--repro-dir", d]);
+    args.extend(more);
+    paxsim(&args)
+}
+
+#[test]
+fn a_failing_runs_diagram_renders_in_a_real_browser_with_the_violation_marked() {
+    let dir = tmp("run");
+    let page = dir.join("run.html");
+    let repros = dir.join("repros");
+    let run = failing_run(&repros, &["--html", page.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(1), "{}", text(&run));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(
@@ -157,19 +160,7 @@ fn a_kv_run_of_30000_events_renders() {
 fn replay_shrink_and_check_write_the_diagram() {
     let dir = tmp("verbs");
     let d = dir.to_str().unwrap();
-    let run = paxsim(&[
-        "run",
-        "--scenario",
-        "multi",
-        "--seed",
-        "1",
-        "--bug",
-        "learner-votes",
-        "--trace",
-        "none",
-        "--repro-dir",
-        d,
-    ]);
+    let run = failing_run(&dir, &[]);
     let t = text(&run);
     let repro = t
         .lines()

@@ -133,7 +133,7 @@ pub fn first_learn(o: &Outcome<paxos::Node>, node: Option<NodeId>) -> Option<u64
     o.trace.as_ref().unwrap().iter().find_map(|e| match e.kind {
         Kind::Note {
             note: Note::Learned(_),
-        } if node.is_none_or(|n| n == e.node) => Some(e.at_us),
+        } if node.is_none_or(|n| Some(n) == e.node) => Some(e.at_us),
         _ => None,
     })
 }

@@ -214,6 +214,9 @@ enum Cmd {
     },
     /// List the scenarios and the known-buggy variants.
     Scenarios,
+    /// Print the JSON Schema of `--trace json` (`paxsim-trace/1`): a
+    /// header record, one record per event, a verdict record.
+    Schema,
 }
 
 #[derive(Args, Clone)]
@@ -313,7 +316,10 @@ struct Output {
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum TraceFormat {
+    /// One line of text per event.
     Human,
+    /// JSON Lines in the schema `paxsim-trace/1` (`paxsim schema`): a
+    /// header record, one record per event, a verdict record.
     Json,
     None,
 }
@@ -675,6 +681,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Schema => {
+            print!("{}", crate::schema::SCHEMA);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -843,10 +853,14 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
     if let Some(knobs) = knobs.and_then(|s| s.buggify_knobs(c)) {
         eprintln!("buggify: {knobs}");
     }
-    if trace != TraceFormat::None {
-        if let Some(events) = &report.trace {
-            print!("{}", render(events, trace == TraceFormat::Json));
+    match trace {
+        TraceFormat::Json => print!("{}", crate::tracefile::records(report)),
+        TraceFormat::Human => {
+            if let Some(events) = &report.trace {
+                print!("{}", render(events, false));
+            }
         }
+        TraceFormat::None => {}
     }
     eprintln!(
         "{} events, {} deliveries, simulated {}, trace hash {:016x}",

@@ -28,9 +28,11 @@ pub mod repro;
 pub mod results;
 pub mod scenario;
 pub mod scenarios;
+pub mod schema;
 pub mod shrink;
 pub mod timeline;
 pub mod trace;
+pub mod tracefile;
 
 pub use config::RunConfig;
 pub use decode::decode;

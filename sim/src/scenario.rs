@@ -10,6 +10,7 @@ use crate::config::program;
 use crate::config::RunConfig;
 use crate::engine::{self, Canary, Caps, Engine, Outcome, Protocol, Scenario, Stats, Stream};
 use crate::nemesis::{Fault, Faults, Schedule};
+use crate::schema;
 use crate::trace::{Keep, Line};
 use checkers::Violation;
 use std::sync::{OnceLock, RwLock};
@@ -41,8 +42,8 @@ impl Report {
             stats: o.stats,
             coverage: o.coverage,
             trace_hash: o.trace_hash,
-            recent: o.recent.iter().map(Line::of).collect(),
-            trace: o.trace.map(|t| t.iter().map(Line::of).collect()),
+            recent: o.recent.iter().map(schema::line).collect(),
+            trace: o.trace.map(|t| t.iter().map(schema::line).collect()),
         }
     }
 }

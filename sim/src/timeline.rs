@@ -7,48 +7,39 @@
 //! event kind or message kind, click an event for its details. The page draws on a canvas
 //! only what is on screen, so a run of 30,000 events stays usable.
 //!
-//! It reads the trace's JSON events (`--trace json`, one object per event),
-//! embedded in the page with their text form.
+//! It reads the trace's records in the schema `paxsim-trace/1` (what
+//! `--trace json` prints: [`crate::schema`]), embedded in the page with the
+//! events' text form.
 
 use crate::scenario::Report;
-use crate::trace::Line;
-use checkers::Violation;
+use crate::tracefile;
 
 const TEMPLATE: &str = include_str!("timeline.html");
 
-/// The page for `lines` (a whole trace) of a run with `nodes` nodes.
-pub fn html(
-    title: &str,
-    summary: &str,
-    nodes: u8,
-    violation: Option<&Violation>,
-    lines: &[Line],
-) -> String {
-    let events: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(&l.json).expect("the trace's JSON is JSON"))
-        .collect();
+/// The page of `report`, which must hold its whole trace.
+pub fn html(title: &str, summary: &str, report: &Report) -> Result<String, String> {
+    let lines = report
+        .trace
+        .as_ref()
+        .ok_or("no trace was kept for the diagram")?;
+    let parse = |json: &str| -> serde_json::Value {
+        serde_json::from_str(json).expect("the trace's records are JSON")
+    };
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| parse(&l.json)).collect();
     let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    let violation = violation.map(|v| {
-        serde_json::json!({
-            "at_us": v.at_us,
-            "node": v.node.map_or(-1, i64::from),
-            "text": v.to_string(),
-        })
-    });
     let data = serde_json::json!({
         "title": title,
         "summary": summary,
-        "nodes": nodes,
-        "violation": violation,
+        "header": parse(&tracefile::header(report)),
         "events": events,
+        "verdict": parse(&tracefile::verdict(report)),
         "texts": texts,
     });
     // Inside a <script> element, "</" would end it early.
     let data = data.to_string().replace("</", "<\\/");
-    TEMPLATE
+    Ok(TEMPLATE
         .replace("__TITLE__", &escape(title))
-        .replace("__DATA__", &data)
+        .replace("__DATA__", &data))
 }
 
 fn escape(s: &str) -> String {
@@ -60,10 +51,6 @@ fn escape(s: &str) -> String {
 /// Writes the diagram of `report` (which must hold its whole trace) to
 /// `path`.
 pub fn write(report: &Report, what: &str, path: &std::path::Path) -> Result<(), String> {
-    let lines = report
-        .trace
-        .as_ref()
-        .ok_or("no trace was kept for the diagram")?;
     let c = &report.config;
     let title = format!("{} seed {} ({what})", c.scenario, report.seed);
     let summary = format!(
@@ -79,13 +66,7 @@ pub fn write(report: &Report, what: &str, path: &std::path::Path) -> Result<(), 
         checkers::fmt_time(report.stats.sim_time_us),
         report.trace_hash
     );
-    let page = html(
-        &title,
-        &summary,
-        c.machines(),
-        report.violation.as_ref(),
-        lines,
-    );
+    let page = html(&title, &summary, report)?;
     std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("diagram: {}", path.display());
     Ok(())

@@ -14,14 +14,12 @@ use crate::nemesis::Fault;
 use checkers::fmt_time;
 use paxos::NodeId;
 use rustc_hash::FxHasher;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
 /// Why a message did not arrive.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// The nemesis dropped it at random.
     Loss,
@@ -31,28 +29,79 @@ pub enum DropReason {
     Down,
 }
 
-/// What happened. `node` (in [`Event`]) is where it happened: the sender of
-/// a send, drop or duplicate, the receiver of a receive.
-#[derive(Serialize)]
-#[serde(tag = "event", rename_all = "snake_case", bound = "")]
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Loss => "loss",
+            DropReason::Partition => "partition",
+            DropReason::Down => "down",
+        }
+    }
+}
+
+/// Why a node's process stopped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CrashCause {
+    /// A fault: the nemesis's schedule (a crash, or the one before a bit
+    /// flip or a wipe takes effect), or a model's script.
+    Fault,
+    /// Power failed while a sync was in flight (`crash_in_sync_permille`).
+    PowerLossInSync,
+    /// Power failed while a snapshot was being written
+    /// (`snapshot_crash_permille`).
+    PowerLossInSnapshot,
+}
+
+impl CrashCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashCause::Fault => "fault",
+            CrashCause::PowerLossInSync => "power_loss_in_sync",
+            CrashCause::PowerLossInSnapshot => "power_loss_in_snapshot",
+        }
+    }
+}
+
+/// What happened. Where it happened is [`Event::node`]: the sender of a
+/// send, the receiver of a receive or a forged message, the node a fault
+/// acts on; `None` for what happens in the network (drops, duplicates), at
+/// the clients (invoke, complete, retry) or in the harness (quiet, faults
+/// on links). Messages carry the id their send gave them: a receive, drop
+/// or duplicate names the send it came from.
 pub enum Kind<P: Protocol> {
     Send {
         to: NodeId,
+        id: u64,
         msg: P::MsgSummary,
     },
     Receive {
         from: NodeId,
+        id: u64,
         msg: P::MsgSummary,
     },
     Drop {
+        from: NodeId,
         to: NodeId,
+        id: u64,
         msg: P::MsgSummary,
         reason: DropReason,
     },
     Duplicate {
+        from: NodeId,
         to: NodeId,
+        id: u64,
         msg: P::MsgSummary,
     },
+    /// The node asked for a timer: `delay_us` on its own clock, plus up to
+    /// `jitter_us`; `due_us` is when it fires in real time if the node
+    /// lives (`None` in a model's script, where a step fires it).
+    TimerSet {
+        timer: P::Timer,
+        delay_us: u64,
+        jitter_us: u64,
+        due_us: Option<u64>,
+    },
+    /// A timer fired.
     Timer {
         timer: P::Timer,
     },
@@ -60,11 +109,17 @@ pub enum Kind<P: Protocol> {
         seq: u64,
         write: P::WriteSummary,
     },
+    /// The node asked that its writes up to `upto` be made durable.
+    SyncRequest {
+        upto: u64,
+    },
+    /// Its writes up to `upto` are durable (the node hears of it now).
     Sync {
         upto: u64,
     },
     Crash {
         lost_writes: u32,
+        cause: CrashCause,
     },
     Restart,
     /// The node found its disk wiped or corrupt and rebuilds from peers.
@@ -79,7 +134,7 @@ pub enum Kind<P: Protocol> {
     Note {
         note: P::NoteSummary,
     },
-    /// A client starts an operation (`node`: the replica it first tries).
+    /// A client starts an operation.
     Invoke {
         client: u32,
         req: P::Request,
@@ -94,14 +149,32 @@ pub enum Kind<P: Protocol> {
         client: u32,
         reply: P::Reply,
     },
-    /// A client accepted `reply` from `node`: its operation completed.
+    /// A client accepted `reply` from node `from`: its operation completed.
     Complete {
         client: u32,
+        from: NodeId,
         reply: P::Reply,
     },
     /// A client timed out and resends.
     Retry {
         client: u32,
+    },
+    /// A client's request to node `to` did not arrive: lost on the
+    /// clients' network, or `to` was down.
+    RequestLost {
+        client: u32,
+        to: NodeId,
+        reason: DropReason,
+    },
+    /// The clients' network will deliver a request to node `to` twice.
+    RequestDuplicated {
+        client: u32,
+        to: NodeId,
+    },
+    /// Node `from`'s reply to a client was lost on the clients' network.
+    ReplyLost {
+        client: u32,
+        from: NodeId,
     },
     /// The nemesis put a message no correct peer sends on the link from
     /// `from` (hostile input: `Faults::hostile_permille`); it arrives now.
@@ -118,6 +191,40 @@ pub enum Kind<P: Protocol> {
     },
 }
 
+impl<P: Protocol> Kind<P> {
+    /// The event's name in the trace's JSON (`event`).
+    pub fn name(&self) -> &'static str {
+        use Kind::*;
+        match self {
+            Send { .. } => "send",
+            Receive { .. } => "receive",
+            Drop { .. } => "drop",
+            Duplicate { .. } => "duplicate",
+            TimerSet { .. } => "timer_set",
+            Timer { .. } => "timer_fired",
+            Persist { .. } => "persist",
+            SyncRequest { .. } => "sync_request",
+            Sync { .. } => "synced",
+            Crash { .. } => "crash",
+            Restart => "restart",
+            Rebuilding { .. } => "rebuilding",
+            Fault { .. } => "fault",
+            Quiet => "quiet",
+            Note { .. } => "note",
+            Invoke { .. } => "invoke",
+            Request { .. } => "request",
+            Reply { .. } => "reply",
+            Complete { .. } => "complete",
+            Retry { .. } => "retry",
+            RequestLost { .. } => "request_lost",
+            RequestDuplicated { .. } => "request_duplicated",
+            ReplyLost { .. } => "reply_lost",
+            Forged { .. } => "forged",
+            Refused { .. } => "refused",
+        }
+    }
+}
+
 // By hand: a derive would ask `P: Clone`. Every field but a client's
 // request or reply is `Copy`; those two are cloned (a shared value's
 // reference count, not its bytes).
@@ -125,25 +232,56 @@ impl<P: Protocol> Clone for Kind<P> {
     fn clone(&self) -> Self {
         use Kind::*;
         match self {
-            Send { to, msg } => Send { to: *to, msg: *msg },
-            Receive { from, msg } => Receive {
-                from: *from,
+            Send { to, id, msg } => Send {
+                to: *to,
+                id: *id,
                 msg: *msg,
             },
-            Drop { to, msg, reason } => Drop {
+            Receive { from, id, msg } => Receive {
+                from: *from,
+                id: *id,
+                msg: *msg,
+            },
+            Drop {
+                from,
+                to,
+                id,
+                msg,
+                reason,
+            } => Drop {
+                from: *from,
                 to: *to,
+                id: *id,
                 msg: *msg,
                 reason: *reason,
             },
-            Duplicate { to, msg } => Duplicate { to: *to, msg: *msg },
+            Duplicate { from, to, id, msg } => Duplicate {
+                from: *from,
+                to: *to,
+                id: *id,
+                msg: *msg,
+            },
+            TimerSet {
+                timer,
+                delay_us,
+                jitter_us,
+                due_us,
+            } => TimerSet {
+                timer: *timer,
+                delay_us: *delay_us,
+                jitter_us: *jitter_us,
+                due_us: *due_us,
+            },
             Timer { timer } => Timer { timer: *timer },
             Persist { seq, write } => Persist {
                 seq: *seq,
                 write: *write,
             },
+            SyncRequest { upto } => SyncRequest { upto: *upto },
             Sync { upto } => Sync { upto: *upto },
-            Crash { lost_writes } => Crash {
+            Crash { lost_writes, cause } => Crash {
                 lost_writes: *lost_writes,
+                cause: *cause,
             },
             Restart => Restart,
             Rebuilding { corrupt } => Rebuilding { corrupt: *corrupt },
@@ -162,11 +300,29 @@ impl<P: Protocol> Clone for Kind<P> {
                 client: *client,
                 reply: reply.clone(),
             },
-            Complete { client, reply } => Complete {
+            Complete {
+                client,
+                from,
+                reply,
+            } => Complete {
                 client: *client,
+                from: *from,
                 reply: reply.clone(),
             },
             Retry { client } => Retry { client: *client },
+            RequestLost { client, to, reason } => RequestLost {
+                client: *client,
+                to: *to,
+                reason: *reason,
+            },
+            RequestDuplicated { client, to } => RequestDuplicated {
+                client: *client,
+                to: *to,
+            },
+            ReplyLost { client, from } => ReplyLost {
+                client: *client,
+                from: *from,
+            },
             Forged { from, msg } => Forged {
                 from: *from,
                 msg: *msg,
@@ -181,19 +337,40 @@ impl<P: Protocol> Hash for Kind<P> {
         use Kind::*;
         std::mem::discriminant(self).hash(h);
         match self {
-            Send { to, msg } | Duplicate { to, msg } => (to, msg).hash(h),
-            Receive { from, msg } => (from, msg).hash(h),
-            Drop { to, msg, reason } => (to, msg, reason).hash(h),
+            Send { to, id, msg } => (to, id, msg).hash(h),
+            Receive { from, id, msg } => (from, id, msg).hash(h),
+            Drop {
+                from,
+                to,
+                id,
+                msg,
+                reason,
+            } => (from, to, id, msg, reason).hash(h),
+            Duplicate { from, to, id, msg } => (from, to, id, msg).hash(h),
+            TimerSet {
+                timer,
+                delay_us,
+                jitter_us,
+                due_us,
+            } => (timer, delay_us, jitter_us, due_us).hash(h),
             Timer { timer } => timer.hash(h),
             Persist { seq, write } => (seq, write).hash(h),
-            Sync { upto } => upto.hash(h),
-            Crash { lost_writes } => lost_writes.hash(h),
+            SyncRequest { upto } | Sync { upto } => upto.hash(h),
+            Crash { lost_writes, cause } => (lost_writes, cause).hash(h),
             Rebuilding { corrupt } => corrupt.hash(h),
             Fault { fault } => fault.hash(h),
             Note { note } => note.hash(h),
             Invoke { client, req } | Request { client, req } => (client, req).hash(h),
-            Reply { client, reply } | Complete { client, reply } => (client, reply).hash(h),
+            Reply { client, reply } => (client, reply).hash(h),
+            Complete {
+                client,
+                from,
+                reply,
+            } => (client, from, reply).hash(h),
             Retry { client } => client.hash(h),
+            RequestLost { client, to, reason } => (client, to, reason).hash(h),
+            RequestDuplicated { client, to } => (client, to).hash(h),
+            ReplyLost { client, from } => (client, from).hash(h),
             Forged { from, msg } => (from, msg).hash(h),
             Refused { from, why } => (from, why).hash(h),
             Restart | Quiet => {}
@@ -201,13 +378,13 @@ impl<P: Protocol> Hash for Kind<P> {
     }
 }
 
-/// One thing that happened, at a simulated time, on a node.
-#[derive(Serialize)]
-#[serde(bound = "")]
+/// One thing that happened, at a simulated time, on a node (or on none:
+/// see [`Kind`]), in the node's `inc`-th incarnation (0 for its first
+/// boot; a crash ends one, its restart begins the next).
 pub struct Event<P: Protocol> {
     pub at_us: u64,
-    pub node: NodeId,
-    #[serde(flatten)]
+    pub node: Option<NodeId>,
+    pub inc: u32,
     pub kind: Kind<P>,
 }
 
@@ -216,6 +393,7 @@ impl<P: Protocol> Clone for Event<P> {
         Event {
             at_us: self.at_us,
             node: self.node,
+            inc: self.inc,
             kind: self.kind.clone(),
         }
     }
@@ -223,7 +401,7 @@ impl<P: Protocol> Clone for Event<P> {
 
 impl<P: Protocol> Hash for Event<P> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.at_us, self.node).hash(h);
+        (self.at_us, self.node, self.inc).hash(h);
         self.kind.hash(h);
     }
 }
@@ -287,19 +465,59 @@ impl<P: Protocol> Tracer<P> {
 
 impl<P: Protocol> fmt::Display for Event<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>12} n{} ", fmt_time(self.at_us), self.node)?;
+        write!(f, "{:>12} ", fmt_time(self.at_us))?;
+        match self.node {
+            Some(n) => write!(f, "n{n} ")?,
+            None => write!(f, "-- ")?,
+        }
         match &self.kind {
-            Kind::Send { to, msg } => write!(f, "send -> n{to} {msg}"),
-            Kind::Receive { from, msg } => write!(f, "recv <- n{from} {msg}"),
-            Kind::Drop { to, msg, reason } => write!(f, "drop -> n{to} {msg} ({reason:?})"),
-            Kind::Duplicate { to, msg } => write!(f, "dup  -> n{to} {msg}"),
+            Kind::Send { to, id, msg } => write!(f, "send -> n{to} {msg} (m{id})"),
+            Kind::Receive { from, id, msg } => write!(f, "recv <- n{from} {msg} (m{id})"),
+            Kind::Drop {
+                from,
+                to,
+                id,
+                msg,
+                reason,
+            } => write!(
+                f,
+                "drop n{from} -> n{to} {msg} (m{id}, {})",
+                reason.as_str()
+            ),
+            Kind::Duplicate { from, to, id, msg } => {
+                write!(f, "dup  n{from} -> n{to} {msg} (m{id})")
+            }
+            Kind::TimerSet {
+                timer,
+                delay_us,
+                jitter_us,
+                due_us,
+            } => {
+                write!(f, "set timer {timer:?} in {}", fmt_time(*delay_us))?;
+                if *jitter_us > 0 {
+                    write!(f, " + up to {}", fmt_time(*jitter_us))?;
+                }
+                match due_us {
+                    Some(d) => write!(f, ", due at {}", fmt_time(*d)),
+                    None => Ok(()),
+                }
+            }
             Kind::Timer { timer } => write!(f, "timer {timer:?}"),
             Kind::Persist { seq, write } => write!(f, "persist #{seq} {write}"),
+            Kind::SyncRequest { upto } => write!(f, "sync asked up to #{upto}"),
             Kind::Sync { upto } => write!(f, "sync done up to #{upto}"),
-            Kind::Crash { lost_writes } => {
-                write!(f, "CRASH (lost {lost_writes} unsynced writes)")
-            }
-            Kind::Restart => write!(f, "RESTART from durable state"),
+            Kind::Crash { lost_writes, cause } => match cause {
+                CrashCause::Fault => write!(f, "CRASH (lost {lost_writes} unsynced writes)"),
+                CrashCause::PowerLossInSync => write!(
+                    f,
+                    "POWER LOSS during a sync (lost {lost_writes} unsynced writes)"
+                ),
+                CrashCause::PowerLossInSnapshot => write!(
+                    f,
+                    "POWER LOSS while writing a snapshot (lost {lost_writes} unsynced writes)"
+                ),
+            },
+            Kind::Restart => write!(f, "RESTART from durable state (incarnation {})", self.inc),
             Kind::Rebuilding { corrupt } => write!(
                 f,
                 "REBUILD: disk {}, no votes until rebuilt from peers",
@@ -311,8 +529,19 @@ impl<P: Protocol> fmt::Display for Event<P> {
             Kind::Invoke { client, req } => write!(f, "c{client} invoke {req}"),
             Kind::Request { client, req } => write!(f, "request from c{client} {req}"),
             Kind::Reply { client, reply } => write!(f, "reply -> c{client} {reply}"),
-            Kind::Complete { client, reply } => write!(f, "c{client} ok {reply}"),
+            Kind::Complete {
+                client,
+                from,
+                reply,
+            } => write!(f, "c{client} ok from n{from} {reply}"),
             Kind::Retry { client } => write!(f, "c{client} retry"),
+            Kind::RequestLost { client, to, reason } => {
+                write!(f, "c{client} -> n{to} request lost ({})", reason.as_str())
+            }
+            Kind::RequestDuplicated { client, to } => {
+                write!(f, "c{client} -> n{to} request duplicated")
+            }
+            Kind::ReplyLost { client, from } => write!(f, "n{from} -> c{client} reply lost"),
             Kind::Forged { from, msg } => write!(f, "FORGED <- n{from} {msg}"),
             Kind::Refused { from, why } => write!(f, "REFUSED from n{from}: {why}"),
         }
@@ -320,27 +549,19 @@ impl<P: Protocol> fmt::Display for Event<P> {
 }
 
 /// An event rendered, protocol-independent: what reports, repro tools and
-/// the CLI handle.
+/// the CLI handle (`schema::line` makes it). `json` is its record in the
+/// trace schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub at_us: u64,
-    pub node: NodeId,
+    pub node: Option<NodeId>,
     pub text: String,
     pub json: String,
 }
 
-impl Line {
-    pub fn of<P: Protocol>(ev: &Event<P>) -> Line {
-        Line {
-            at_us: ev.at_us,
-            node: ev.node,
-            text: ev.to_string(),
-            json: serde_json::to_string(ev).expect("events serialize"),
-        }
-    }
-}
-
-/// Renders events as text (one per line) or JSON Lines.
+/// Renders events as text, one per line, or as their JSON records (JSON
+/// Lines, without the header and verdict: the schema module's `records`
+/// writes a whole trace).
 pub fn render(events: &[Line], json: bool) -> String {
     let mut s = String::with_capacity(events.len() * 48);
     for ev in events {

@@ -49,15 +49,29 @@ fn a_passing_seed_exits_zero_and_prints_its_trace() {
 }
 
 #[test]
-fn json_trace_is_one_json_object_per_line() {
+fn json_trace_is_a_header_the_events_and_a_verdict_one_per_line() {
     let o = paxsim(&["run", "--seed", "7", "--trace", "json"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = out.lines().collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(lines.len() > 10);
-    for l in lines {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert!(v.get("at_us").is_some() && v.get("event").is_some(), "{l}");
+    let (head, rest) = lines.split_first().unwrap();
+    let (verdict, events) = rest.split_last().unwrap();
+    assert_eq!(head["record"], "header");
+    assert_eq!(head["schema"], "paxsim-trace/1");
+    assert_eq!(head["seed"], "7");
+    for e in events {
+        assert!(e["record"] == "event" && e.get("at_us").is_some(), "{e}");
     }
+    assert_eq!(verdict["record"], "verdict");
+    assert_eq!(verdict["ok"], true);
+    assert_eq!(verdict["events"], events.len());
+    // The schema it names is one command away.
+    let schema = paxsim(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(schema["title"], "paxsim-trace/1");
 }
 
 #[test]

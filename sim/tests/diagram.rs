@@ -102,7 +102,7 @@ fn a_failing_runs_diagram_renders_in_a_real_browser_with_the_violation_marked() 
         .expect("message kinds");
     let kinds = kinds.split('"').next().unwrap();
     assert!(
-        kinds.contains("Accepted") && kinds.contains("Prepare"),
+        kinds.contains("accepted") && kinds.contains("prepare"),
         "{kinds}"
     );
     let violation = dom

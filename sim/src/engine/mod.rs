@@ -42,7 +42,7 @@ pub use script::{Script, Step};
 use crate::config::RunConfig;
 use crate::nemesis::{Fault, Faults, Schedule};
 use crate::queue::Queue;
-use crate::trace::{DropReason, Event, Keep, Kind, Tracer};
+use crate::trace::{CrashCause, DropReason, Event, Keep, Kind, Tracer};
 use checkers::{Invariant, Violation};
 use paxos::{NodeId, MAX_NODES};
 use rand::{Rng, SeedableRng};
@@ -115,6 +115,8 @@ enum Ev<P: Protocol> {
     Deliver {
         from: NodeId,
         to: NodeId,
+        /// The id its send gave it (the trace's `id`).
+        id: u64,
         msg: P::Msg,
         /// Its trace summary, computed once at the send.
         sum: P::MsgSummary,
@@ -126,6 +128,7 @@ enum Ev<P: Protocol> {
     Arrived {
         from: NodeId,
         to: NodeId,
+        id: u64,
         inc: u32,
         msg: P::Msg,
         sum: P::MsgSummary,
@@ -141,10 +144,12 @@ enum Ev<P: Protocol> {
         upto: u64,
     },
     Fault(u32),
-    /// Power loss during a sync: crash `node` if still incarnation `inc`.
+    /// Power loss during a sync or a snapshot's write: crash `node` if
+    /// still incarnation `inc`.
     PowerLoss {
         node: NodeId,
         inc: u32,
+        cause: CrashCause,
     },
     Restart {
         node: NodeId,
@@ -203,6 +208,9 @@ struct Slot<W> {
     facts: FxHashSet<u64>,
 }
 
+/// A message's link and id: `(from, to, id)`.
+type Hop = (NodeId, NodeId, u64);
+
 /// The bound on queued events: a run that exceeds it is a harness bug or a
 /// message storm, and stops with an assertion rather than eating memory.
 const QUEUE_MAX: usize = 1 << 21;
@@ -232,12 +240,14 @@ pub struct Core<P: Protocol> {
     pauses: bool,
     /// In a scripted run: what waits for a step to name it.
     held: Option<Box<Held<P>>>,
+    /// Messages sent so far: the next send's id.
+    msgs: u64,
 }
 
 /// What a scripted run holds until a step names it (see [`script`]).
 struct Held<P: Protocol> {
-    /// Messages in flight, in send order: `(from, to, msg, summary)`.
-    net: Vec<(NodeId, NodeId, P::Msg, P::MsgSummary)>,
+    /// Messages in flight, in send order: `((from, to, id), msg, summary)`.
+    net: Vec<(Hop, P::Msg, P::MsgSummary)>,
     /// Each node's pending timers and their due times (a timer set again
     /// while pending is due anew).
     timers: Vec<Vec<(P::Timer, u64)>>,
@@ -270,14 +280,11 @@ impl<P: Protocol> Cx<P> for Core<P> {
     fn nodes(&self) -> &[Option<P>] {
         &self.nodes
     }
-    fn invoke(&mut self, client: u32, node: NodeId, req: P::Request) {
-        self.record(
-            node,
-            Kind::Invoke {
-                client,
-                req: req.clone(),
-            },
-        );
+    fn invoke(&mut self, client: u32, _node: NodeId, req: P::Request) {
+        self.record_none(Kind::Invoke {
+            client,
+            req: req.clone(),
+        });
         self.invoked.push((client, req));
     }
     fn send(&mut self, client: u32, node: NodeId, req: P::Request) {
@@ -291,10 +298,14 @@ impl<P: Protocol> Cx<P> for Core<P> {
         self.push(at, Ev::Wake { client, token });
     }
     fn complete(&mut self, client: u32, node: NodeId, reply: P::Reply) {
-        self.record(node, Kind::Complete { client, reply });
+        self.record_none(Kind::Complete {
+            client,
+            from: node,
+            reply,
+        });
     }
-    fn retry(&mut self, client: u32, node: NodeId) {
-        self.record(node, Kind::Retry { client });
+    fn retry(&mut self, client: u32, _node: NodeId) {
+        self.record_none(Kind::Retry { client });
     }
     fn fail(&mut self, invariant: Invariant, node: Option<NodeId>, detail: String) {
         let at_us = self.now;
@@ -313,13 +324,39 @@ impl<P: Protocol> Core<P> {
         self.queue.push(at_us, ev);
     }
 
+    /// Traces `kind` on `node`, in its current incarnation.
     #[inline]
     fn record(&mut self, node: NodeId, kind: Kind<P>) {
+        let inc = self.slots[node as usize].inc;
+        self.record_in(node, inc, kind);
+    }
+
+    #[inline]
+    fn record_in(&mut self, node: NodeId, inc: u32, kind: Kind<P>) {
         self.trace.record(Event {
             at_us: self.now,
-            node,
+            node: Some(node),
+            inc,
             kind,
         });
+    }
+
+    /// Traces `kind` on no node: in the network, at the clients, in the
+    /// harness.
+    #[inline]
+    fn record_none(&mut self, kind: Kind<P>) {
+        self.trace.record(Event {
+            at_us: self.now,
+            node: None,
+            inc: 0,
+            kind,
+        });
+    }
+
+    /// The id of a message being sent.
+    fn next_msg(&mut self) -> u64 {
+        self.msgs += 1;
+        self.msgs
     }
 
     fn check(&mut self, r: Check) {
@@ -360,40 +397,57 @@ impl<P: Protocol> Core<P> {
         self.blocked[from as usize] & (1 << to) != 0
     }
 
-    fn drop_msg(&mut self, from: NodeId, to: NodeId, msg: P::MsgSummary, reason: DropReason) {
+    fn drop_msg(&mut self, (from, to, id): Hop, msg: P::MsgSummary, reason: DropReason) {
         self.stats.drops += 1;
-        self.record(from, Kind::Drop { to, msg, reason });
+        self.record_none(Kind::Drop {
+            from,
+            to,
+            id,
+            msg,
+            reason,
+        });
     }
 
     /// The network interposer: decides the fate of one message.
-    fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg, sum: P::MsgSummary) {
+    fn send(&mut self, (from, to, id): Hop, msg: P::Msg, sum: P::MsgSummary) {
         if let Some(h) = self.held.as_mut() {
-            h.net.push((from, to, msg, sum));
+            h.net.push(((from, to, id), msg, sum));
             return;
         }
+        let deliver = |msg| Ev::Deliver {
+            from,
+            to,
+            id,
+            msg,
+            sum,
+        };
         if from == to {
             // Local delivery never crosses the network.
-            self.push(self.now + 1, Ev::Deliver { from, to, msg, sum });
+            self.push(self.now + 1, deliver(msg));
             return;
         }
         if self.cut(from, to) {
-            self.drop_msg(from, to, sum, DropReason::Partition);
+            self.drop_msg((from, to, id), sum, DropReason::Partition);
             return;
         }
         let f = self.active_faults();
         if self.permille(f.loss_permille) {
-            self.drop_msg(from, to, sum, DropReason::Loss);
+            self.drop_msg((from, to, id), sum, DropReason::Loss);
             return;
         }
         let at = self.now + self.latency(from, Some(to), &f);
         if self.permille(f.dup_permille) {
             self.stats.duplicates += 1;
-            self.record(from, Kind::Duplicate { to, msg: sum });
+            self.record_none(Kind::Duplicate {
+                from,
+                to,
+                id,
+                msg: sum,
+            });
             let again = self.now + self.latency(from, Some(to), &f);
-            let msg = msg.clone();
-            self.push(again, Ev::Deliver { from, to, msg, sum });
+            self.push(again, deliver(msg.clone()));
         }
-        self.push(at, Ev::Deliver { from, to, msg, sum });
+        self.push(at, deliver(msg));
         if self.permille(f.hostile_permille) {
             self.forge(from, to, &f);
         }
@@ -412,11 +466,14 @@ impl<P: Protocol> Core<P> {
         let f = self.active_faults();
         if self.permille(f.loss_permille) {
             self.stats.drops += 1;
+            let reason = DropReason::Loss;
+            self.record_none(Kind::RequestLost { client, to, reason });
             return;
         }
         let at = self.now + self.latency(to, None, &f);
         if self.permille(f.dup_permille) {
             self.stats.duplicates += 1;
+            self.record_none(Kind::RequestDuplicated { client, to });
             let again = self.now + self.latency(to, None, &f);
             let req = req.clone();
             self.push(again, Ev::ToNode { to, client, req });
@@ -428,6 +485,7 @@ impl<P: Protocol> Core<P> {
         let f = self.active_faults();
         if self.permille(f.loss_permille) {
             self.stats.drops += 1;
+            self.record_none(Kind::ReplyLost { client, from });
             return;
         }
         let at = self.now + self.latency(from, None, &f);
@@ -597,6 +655,7 @@ impl<S: Scenario> Engine<S> {
                     .iter()
                     .any(|t| matches!(t.fault, Fault::Pause { .. })),
                 held: None,
+                msgs: 0,
                 cfg,
             },
             configs,
@@ -682,9 +741,9 @@ impl<S: Scenario> Engine<S> {
             self.boot(id);
         }
         let held = self.core.held.as_ref().expect("a scripted run");
-        for (client, node, req) in held.requests.clone() {
+        for (client, _, req) in held.requests.clone() {
             let r = self.checker.on_invoke(0, client, &req);
-            self.core.record(node, Kind::Invoke { client, req });
+            self.core.record_none(Kind::Invoke { client, req });
             self.core.check(r);
         }
         for (k, step) in steps.iter().enumerate() {
@@ -711,22 +770,28 @@ impl<S: Scenario> Engine<S> {
         let find_msg = |h: &Held<S::P>, from: NodeId, to: NodeId, msg: &str| {
             h.net
                 .iter()
-                .position(|(f, t, _, sum)| *f == from && *t == to && sum.to_string() == msg)
+                .position(|((f, t, _), _, sum)| *f == from && *t == to && sum.to_string() == msg)
                 .ok_or_else(|| format!("no message n{from}->n{to} '{msg}' is in flight"))
         };
         match step {
             Step::Deliver { from, to, msg } => {
-                let (from, to, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                self.deliver(from, to, msg, sum, true);
+                let (hop, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                self.deliver(hop, msg, sum, true);
             }
             Step::Lose { from, to, msg } => {
-                let (from, to, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                self.core.drop_msg(from, to, sum, DropReason::Loss);
+                let (hop, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                self.core.drop_msg(hop, sum, DropReason::Loss);
             }
             Step::Duplicate { from, to, msg } => {
                 let m = held.net[find_msg(held, *from, *to, msg)?].clone();
                 self.core.stats.duplicates += 1;
-                self.core.record(m.0, Kind::Duplicate { to: m.1, msg: m.3 });
+                let ((from, to, id), _, sum) = &m;
+                self.core.record_none(Kind::Duplicate {
+                    from: *from,
+                    to: *to,
+                    id: *id,
+                    msg: *sum,
+                });
                 self.core.held.as_mut().expect("scripted").net.push(m);
             }
             Step::Fire { node, timer } => {
@@ -757,7 +822,7 @@ impl<S: Scenario> Engine<S> {
                 }
                 held.timers[i].clear();
                 held.syncs[i].clear();
-                self.crash_keeping(*node, 0, None);
+                self.crash_keeping(*node, 0, None, CrashCause::Fault);
             }
             Step::Restart { node } => {
                 if self.core.nodes[node_ok(*node)?].is_some() {
@@ -839,6 +904,7 @@ impl<S: Scenario> Engine<S> {
             {
                 self.core.slots[node as usize].clock = Clock { skew_us, rate_ppm };
                 self.core.stats.faults[t.fault.kind_index()] += 1;
+                self.core.record(node, Kind::Fault { fault: t.fault });
             }
         }
         for id in 0..n {
@@ -906,7 +972,12 @@ impl<S: Scenario> Engine<S> {
 
     /// A client's request reaches node `to` (if it is up).
     fn request(&mut self, client: u32, to: NodeId, req: <S::P as Protocol>::Request) {
-        if self.core.nodes[to as usize].is_some() {
+        if self.core.nodes[to as usize].is_none() {
+            self.core.stats.drops += 1;
+            let reason = DropReason::Down;
+            self.core
+                .record_none(Kind::RequestLost { client, to, reason });
+        } else {
             let traced = Kind::Request {
                 client,
                 req: req.clone(),
@@ -928,14 +999,22 @@ impl<S: Scenario> Engine<S> {
                 let ev = match ev {
                     // The message reaches the host now: the link is judged
                     // now, and what crossed waits for the process.
-                    Ev::Deliver { from, to, msg, sum } => {
+                    Ev::Deliver {
+                        from,
+                        to,
+                        id,
+                        msg,
+                        sum,
+                    } => {
                         if self.core.cut(from, to) {
-                            return self.core.drop_msg(from, to, sum, DropReason::Partition);
+                            let reason = DropReason::Partition;
+                            return self.core.drop_msg((from, to, id), sum, reason);
                         }
                         let inc = self.core.slots[to as usize].inc;
                         Ev::Arrived {
                             from,
                             to,
+                            id,
                             inc,
                             msg,
                             sum,
@@ -947,16 +1026,23 @@ impl<S: Scenario> Engine<S> {
             }
         }
         match ev {
-            Ev::Deliver { from, to, msg, sum } => self.deliver(from, to, msg, sum, true),
+            Ev::Deliver {
+                from,
+                to,
+                id,
+                msg,
+                sum,
+            } => self.deliver((from, to, id), msg, sum, true),
             Ev::Arrived {
                 from,
                 to,
+                id,
                 inc,
                 msg,
                 sum,
             } => match self.live(to, inc) {
-                true => self.deliver(from, to, msg, sum, false),
-                false => self.core.drop_msg(from, to, sum, DropReason::Down),
+                true => self.deliver((from, to, id), msg, sum, false),
+                false => self.core.drop_msg((from, to, id), sum, DropReason::Down),
             },
             Ev::Forged { from, to } => self.deliver_forged(from, to),
             Ev::Timer { node, inc, timer } => {
@@ -974,14 +1060,22 @@ impl<S: Scenario> Engine<S> {
                 let fault = self.schedule.faults[i as usize].fault;
                 self.fault(fault);
             }
-            Ev::PowerLoss { node, inc } => {
-                if self.core.slots[node as usize].inc == inc && !self.core.quiet {
-                    self.fault(Fault::Crash { node });
+            // Not faults of the schedule: the trace shows a power loss
+            // as a crash with its cause, and the restart after it alone.
+            Ev::PowerLoss { node, inc, cause } => {
+                if self.live(node, inc) && !self.core.quiet {
+                    self.core.stats.faults[Fault::Crash { node }.kind_index()] += 1;
+                    self.crash(node, cause);
                     let back = self.core.now + self.core.rng.gen_range(1_000..=50_000);
                     self.core.push(back, Ev::Restart { node });
                 }
             }
-            Ev::Restart { node } => self.fault(Fault::Restart { node }),
+            Ev::Restart { node } => {
+                if self.core.nodes[node as usize].is_none() {
+                    self.core.stats.faults[Fault::Restart { node }.kind_index()] += 1;
+                    self.restart(node);
+                }
+            }
             Ev::ToNode { to, client, req } => self.request(client, to, req),
             Ev::ToClient {
                 client,
@@ -999,7 +1093,7 @@ impl<S: Scenario> Engine<S> {
                 let core = &mut self.core;
                 core.quiet = true;
                 core.quiet_at = core.now;
-                core.record(0, Kind::Quiet);
+                core.record_none(Kind::Quiet);
                 core.blocked = [0; MAX_NODES];
                 for id in 0..core.cfg.machines() {
                     self.core.slots[id as usize].slow = false;
@@ -1016,19 +1110,19 @@ impl<S: Scenario> Engine<S> {
     #[inline]
     fn deliver(
         &mut self,
-        from: NodeId,
-        to: NodeId,
+        (from, to, id): Hop,
         msg: <S::P as Protocol>::Msg,
         sum: <S::P as Protocol>::MsgSummary,
         crossing: bool,
     ) {
         if self.core.nodes[to as usize].is_none() {
-            self.core.drop_msg(from, to, sum, DropReason::Down);
+            self.core.drop_msg((from, to, id), sum, DropReason::Down);
         } else if crossing && self.core.cut(from, to) {
-            self.core.drop_msg(from, to, sum, DropReason::Partition);
+            self.core
+                .drop_msg((from, to, id), sum, DropReason::Partition);
         } else {
             self.core.stats.deliveries += 1;
-            self.core.record(to, Kind::Receive { from, msg: sum });
+            self.core.record(to, Kind::Receive { from, id, msg: sum });
             let r = self.checker.on_receive(self.core.now, from, to, &msg);
             self.core.check(r);
             self.step(to, Some(Input::Receive { from, msg }));
@@ -1070,22 +1164,36 @@ impl<S: Scenario> Engine<S> {
             return;
         };
         self.core.stats.faults[kind] += 1;
+        // The trace's node: the machine the fault acts on (the leader, for
+        // what is aimed at it or asked of it); none for links and the
+        // harness.
         let node = match fault {
             Fault::Crash { node }
             | Fault::Restart { node }
             | Fault::Slow { node }
             | Fault::Fast { node }
             | Fault::Pause { node, .. }
+            | Fault::Clock { node, .. }
             | Fault::BitFlip { node, .. }
-            | Fault::Wipe { node } => node,
-            Fault::OneWay { from, .. } => from,
-            Fault::IsolateLeader => self.core.leader().unwrap_or(0),
-            _ => 0,
+            | Fault::Wipe { node } => Some(node),
+            Fault::IsolateLeader
+            | Fault::Join { .. }
+            | Fault::Leave { .. }
+            | Fault::Replace { .. } => self.core.leader(),
+            Fault::CrashLeader
+            | Fault::LeaveLeader
+            | Fault::OneWay { .. }
+            | Fault::Partition { .. }
+            | Fault::Heal
+            | Fault::RestartDown => None,
         };
-        self.core.record(node, Kind::Fault { fault });
+        match node {
+            Some(node) => self.core.record(node, Kind::Fault { fault }),
+            None => self.core.record_none(Kind::Fault { fault }),
+        }
         let core = &mut self.core;
         match fault {
-            Fault::Crash { node } => self.crash(node),
+            Fault::Crash { node } => self.crash(node, CrashCause::Fault),
             Fault::Restart { node } => self.restart(node),
             Fault::RestartDown => {
                 for id in 0..n {
@@ -1104,6 +1212,8 @@ impl<S: Scenario> Engine<S> {
                 }
             }
             Fault::IsolateLeader => {
+                // `resolve` saw to it that there is a leader.
+                let node = node.expect("a leader to isolate");
                 for b in 0..n {
                     if b != node {
                         core.blocked[node as usize] |= 1 << b;
@@ -1121,11 +1231,11 @@ impl<S: Scenario> Engine<S> {
                 s.paused_until = s.paused_until.max(now + us);
             }
             Fault::BitFlip { node, record, bit } => {
-                self.crash(node);
+                self.crash(node, CrashCause::Fault);
                 self.core.slots[node as usize].disk.flip_bit(record, bit);
             }
             Fault::Wipe { node } => {
-                self.crash(node);
+                self.crash(node, CrashCause::Fault);
                 self.core.slots[node as usize].disk.wipe();
             }
             Fault::Join { node } => self.reconfigure(MemberChange::Add(node)),
@@ -1176,7 +1286,7 @@ impl<S: Scenario> Engine<S> {
 
     /// Power loss at `node`: a random prefix of its unsynced writes made it
     /// to the platter, the next may be torn, the rest are lost.
-    fn crash(&mut self, node: NodeId) {
+    fn crash(&mut self, node: NodeId, cause: CrashCause) {
         if self.core.nodes[node as usize].is_none() {
             return;
         }
@@ -1187,15 +1297,16 @@ impl<S: Scenario> Engine<S> {
         // Where the torn write is cut: drawn only when there is one, so a
         // run without torn writes draws as it always did.
         let tear = (torn && keep < pending).then(|| self.core.rng.gen());
-        self.crash_keeping(node, keep, tear);
+        self.crash_keeping(node, keep, tear, cause);
     }
 
     /// Power loss at live `node`: the first `keep` unsynced writes landed,
     /// the next is torn, cut at `tear`, if that is `Some`.
-    fn crash_keeping(&mut self, node: NodeId, keep: usize, tear: Option<u32>) {
+    fn crash_keeping(&mut self, node: NodeId, keep: usize, tear: Option<u32>, cause: CrashCause) {
         self.core.nodes[node as usize] = None;
         let now = self.core.now;
         let slot = &mut self.core.slots[node as usize];
+        let ended = slot.inc;
         slot.inc += 1;
         let (landed, lost) = slot.disk.crash(keep, tear);
         if !landed.is_empty() {
@@ -1206,7 +1317,11 @@ impl<S: Scenario> Engine<S> {
             self.core.facts_landed(node, landed);
         }
         self.checker.on_crash(node);
-        self.core.record(node, Kind::Crash { lost_writes: lost });
+        let crash = Kind::Crash {
+            lost_writes: lost,
+            cause,
+        };
+        self.core.record_in(node, ended, crash);
     }
 
     /// Restarts a crashed node from its disk and tells the workload.
@@ -1309,8 +1424,16 @@ impl<S: Scenario> Engine<S> {
                 self.core.check(r);
                 let r = self.checker.on_send(now, id, to, &msg);
                 self.core.check(r);
-                self.core.record(id, Kind::Send { to, msg: sum });
-                self.core.send(id, to, msg, sum);
+                let m = self.core.next_msg();
+                self.core.record(
+                    id,
+                    Kind::Send {
+                        to,
+                        id: m,
+                        msg: sum,
+                    },
+                );
+                self.core.send((id, to, m), msg, sum);
             }
             Effect::Persist { seq, write } => {
                 let s = S::P::summarize_write(&write);
@@ -1324,10 +1447,19 @@ impl<S: Scenario> Engine<S> {
                     // Power fails while the snapshot is being written.
                     let inc = self.core.slots[id as usize].inc;
                     let at = now + self.core.rng.gen_range(0..=self.core.cfg.disk_us);
-                    self.core.push(at, Ev::PowerLoss { node: id, inc });
+                    let cause = CrashCause::PowerLossInSnapshot;
+                    self.core.push(
+                        at,
+                        Ev::PowerLoss {
+                            node: id,
+                            inc,
+                            cause,
+                        },
+                    );
                 }
             }
             Effect::Sync { upto } if self.core.held.is_some() => {
+                self.core.record(id, Kind::SyncRequest { upto });
                 let h = self.core.held.as_mut().expect("scripted");
                 match h.immediate_syncs {
                     true => h.now_synced.push(upto),
@@ -1335,6 +1467,7 @@ impl<S: Scenario> Engine<S> {
                 }
             }
             Effect::Sync { upto } => {
+                self.core.record(id, Kind::SyncRequest { upto });
                 let core = &mut self.core;
                 let slot = &core.slots[id as usize];
                 let slow = if slot.slow { core.cfg.slow_factor } else { 1 };
@@ -1355,12 +1488,29 @@ impl<S: Scenario> Engine<S> {
                 );
                 if core.permille(f.crash_in_sync_permille) {
                     let at = now + core.rng.gen_range(0..d);
-                    core.push(at, Ev::PowerLoss { node: id, inc });
+                    let cause = CrashCause::PowerLossInSync;
+                    core.push(
+                        at,
+                        Ev::PowerLoss {
+                            node: id,
+                            inc,
+                            cause,
+                        },
+                    );
                 }
             }
             Effect::SetTimer {
-                timer, delay_us, ..
+                timer,
+                delay_us,
+                jitter_us,
             } if self.core.held.is_some() => {
+                let set = Kind::TimerSet {
+                    timer,
+                    delay_us,
+                    jitter_us,
+                    due_us: None,
+                };
+                self.core.record(id, set);
                 let h = self.core.held.as_mut().expect("scripted");
                 let due = h.clocks[id as usize] + delay_us;
                 let ts = &mut h.timers[id as usize];
@@ -1383,6 +1533,13 @@ impl<S: Scenario> Engine<S> {
                 };
                 let slot = &core.slots[id as usize];
                 let (inc, d) = (slot.inc, slot.clock.real(delay_us + jitter));
+                let set = Kind::TimerSet {
+                    timer,
+                    delay_us,
+                    jitter_us,
+                    due_us: Some(now + d),
+                };
+                core.record(id, set);
                 core.push(
                     now + d,
                     Ev::Timer {

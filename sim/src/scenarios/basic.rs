@@ -9,7 +9,7 @@ use crate::engine::{
     Workload,
 };
 use checkers::{Invariant, Observer, Violation};
-use paxos::{Bugs, Msg, Node, NodeId, Output, Record, Timing, Value};
+use paxos::{Ballot, Bugs, Msg, Node, NodeId, Output, Record, Timing, Value};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -34,9 +34,66 @@ pub struct Params {
 }
 
 /// A message as the trace shows it: `Prepare(3.1)`, `Accept(3.1, 102)`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShowMsg(pub Msg);
+
+/// An acceptance as the trace shows it: a named pair, not a tuple.
+#[derive(Serialize)]
+struct Acceptance {
+    ballot: Ballot,
+    value: Value,
+}
+
+fn acceptance(a: Option<(Ballot, Value)>) -> Option<Acceptance> {
+    a.map(|(ballot, value)| Acceptance { ballot, value })
+}
+
+/// A message in the trace's JSON: as the core's type, with its acceptance
+/// named.
+#[derive(Serialize)]
+enum TracedMsg {
+    Prepare {
+        ballot: Ballot,
+    },
+    Promise {
+        ballot: Ballot,
+        accepted: Option<Acceptance>,
+    },
+    Accept {
+        ballot: Ballot,
+        value: Value,
+    },
+    Accepted {
+        ballot: Ballot,
+        value: Value,
+    },
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
+    Query,
+    Chosen {
+        value: Value,
+    },
+}
+
+impl Serialize for ShowMsg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Msg::Prepare { ballot } => TracedMsg::Prepare { ballot },
+            Msg::Promise { ballot, accepted } => TracedMsg::Promise {
+                ballot,
+                accepted: acceptance(accepted),
+            },
+            Msg::Accept { ballot, value } => TracedMsg::Accept { ballot, value },
+            Msg::Accepted { ballot, value } => TracedMsg::Accepted { ballot, value },
+            Msg::Nack { ballot, promised } => TracedMsg::Nack { ballot, promised },
+            Msg::Query => TracedMsg::Query,
+            Msg::Chosen { value } => TracedMsg::Chosen { value },
+        }
+        .serialize(s)
+    }
+}
 
 impl fmt::Display for ShowMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,9 +117,26 @@ impl fmt::Display for ShowMsg {
 }
 
 /// A durable record as the trace shows it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShowRecord(pub Record);
+
+impl Serialize for ShowRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Traced {
+            promised: Ballot,
+            accepted: Option<Acceptance>,
+            proposer_round: u32,
+        }
+        let r = self.0;
+        Traced {
+            promised: r.promised,
+            accepted: acceptance(r.accepted),
+            proposer_round: r.proposer_round,
+        }
+        .serialize(s)
+    }
+}
 
 impl fmt::Display for ShowRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

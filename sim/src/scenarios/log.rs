@@ -309,11 +309,18 @@ impl Default for LogParams {
 /// its whole content (so the trace hash covers every byte that was sent).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct LMsg {
+    /// The message's type, as the text shows it (`Prepare`); the JSON's
+    /// `kind` is in snake_case (`prepare`), as every enum's.
+    #[serde(serialize_with = "snake_kind")]
     pub kind: &'static str,
     pub ballot: Option<Ballot>,
     pub slot: Option<u64>,
     pub len: u32,
     pub digest: u64,
+}
+
+fn snake_kind<S: serde::Serializer>(kind: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::schema::snake_case(kind))
 }
 
 impl fmt::Display for LMsg {

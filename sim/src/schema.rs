@@ -103,7 +103,7 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
             match &e.data {
                 Data::Unit => {}
                 Data::NewType { value } => match fields_of(value) {
-                    Some(fields) => write_fields(out, fields, true)?,
+                    Some(fields) => write_fields(out, fields, true).map_err(|err| named(err, e))?,
                     None => {
                         out.push_str(",\"value\":");
                         write_value(out, value)?;
@@ -113,7 +113,9 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
                     out.push_str(",\"values\":");
                     write_array(out, values)?;
                 }
-                Data::Struct { fields } => write_fields(out, fields, true)?,
+                Data::Struct { fields } => {
+                    write_fields(out, fields, true).map_err(|err| named(err, e))?
+                }
             }
             out.push('}');
         }
@@ -132,6 +134,11 @@ fn fields_of<'a>(v: &'a Value<'a>) -> Option<&'a [(std::borrow::Cow<'static, str
         },
         _ => None,
     }
+}
+
+/// `err` about variant `e`, naming it.
+fn named(err: String, e: &serde_content::Enum) -> String {
+    format!("{}::{}: {err}", e.name, e.variant)
 }
 
 fn write_fields(
@@ -469,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "field named `kind`")]
+    #[should_panic(expected = "E::A: a variant has a field named `kind`")]
     fn a_variant_field_named_kind_is_refused() {
         #[derive(Serialize)]
         enum E {

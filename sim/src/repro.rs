@@ -17,6 +17,9 @@ pub const VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Repro {
     pub paxsim_repro: u32,
+    /// A JSON number up to 2^53 - 1, a decimal string above (exact in jq
+    /// 1.6 and JavaScript, which round larger numbers); either is read.
+    #[serde(with = "exact")]
     pub seed: u64,
     pub config: RunConfig,
     pub schedule: Schedule,
@@ -24,12 +27,71 @@ pub struct Repro {
     #[serde(default)]
     pub violation: Option<Violation>,
     /// The trace fingerprint of the saved run: a replay must match it.
-    #[serde(default)]
+    /// Written as 16 hex digits, as paxsim prints it (a number this large
+    /// would be rounded by jq 1.6 or JavaScript editing the file, and the
+    /// replay would warn of a change that never happened); older files'
+    /// numbers are read too.
+    #[serde(default, with = "hex_hash")]
     pub trace_hash: Option<u64>,
     /// A model checker's counterexample (`paxsim check`): the run follows
     /// these steps instead of the seed and the schedule (which is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<Script>,
+}
+
+/// A number or a string, as a file may hold a 64-bit integer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Wide {
+    Number(u64),
+    Text(String),
+}
+
+mod exact {
+    use super::Wide;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        match *v <= crate::schema::MAX_SAFE {
+            true => s.serialize_u64(*v),
+            false => s.serialize_str(&v.to_string()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Wide::deserialize(d)? {
+            Wide::Number(n) => Ok(n),
+            Wide::Text(t) => t
+                .parse()
+                .map_err(|_| D::Error::custom(format!("{t:?} is not a decimal u64"))),
+        }
+    }
+}
+
+mod hex_hash {
+    use super::Wide;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(h) => s.serialize_str(&format!("{h:016x}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(match Option::<Wide>::deserialize(d)? {
+            None => None,
+            Some(Wide::Number(n)) => Some(n),
+            Some(Wide::Text(t)) => {
+                let bad = || D::Error::custom(format!("trace_hash {t:?} is not 16 hex digits"));
+                if t.len() != 16 {
+                    return Err(bad());
+                }
+                Some(u64::from_str_radix(&t, 16).map_err(|_| bad())?)
+            }
+        })
+    }
 }
 
 impl Repro {
@@ -125,5 +187,81 @@ impl Repro {
         std::fs::write(&path, text + "\n")
             .map_err(|e| format!("cannot write repro file {}: {e}", path.display()))?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repro(seed: u64) -> Repro {
+        let report = crate::scenario::run_seed(seed, &RunConfig::default(), Keep::Recent);
+        Repro::from_report(&report)
+    }
+
+    /// What jq 1.6 does to a number above 2^53: it goes through a double.
+    fn through_a_double(text: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        fn round(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Number(n) => {
+                    let f = n.as_f64().unwrap();
+                    if let Some(m) = serde_json::Number::from_f64(f) {
+                        *n = if f.fract() == 0.0 && f.abs() < 1.8e19 {
+                            serde_json::Number::from(f as u64)
+                        } else {
+                            m
+                        };
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(round),
+                serde_json::Value::Object(o) => o.values_mut().for_each(round),
+                _ => {}
+            }
+        }
+        let mut v = v;
+        round(&mut v);
+        v.to_string()
+    }
+
+    #[test]
+    fn a_repro_file_survives_a_tool_that_reads_numbers_as_doubles() {
+        for seed in [7, u64::MAX - 6] {
+            let r = repro(seed);
+            let text = serde_json::to_string_pretty(&r).unwrap();
+            assert!(text.contains(&format!(
+                "\"trace_hash\": \"{:016x}\"",
+                r.trace_hash.unwrap()
+            )));
+            let again = Repro::parse(&through_a_double(&text)).unwrap();
+            assert_eq!(again, r, "seed {seed}");
+        }
+        // Without the strings, the hash would not have survived.
+        let h = repro(7).trace_hash.unwrap();
+        assert!(
+            h > crate::schema::MAX_SAFE,
+            "hash {h:x} fits a double: pick a seed whose does not"
+        );
+        let number = format!("{{\"h\":{h}}}");
+        assert_ne!(through_a_double(&number), number);
+    }
+
+    #[test]
+    fn older_files_with_numbers_are_read_and_bad_strings_refused() {
+        let r = repro(7);
+        let h = r.trace_hash.unwrap();
+        let text = serde_json::to_string(&r).unwrap();
+        let old = text.replace(&format!("\"{h:016x}\""), &h.to_string());
+        assert_eq!(Repro::parse(&old).unwrap(), r);
+        let quoted = text.replace("\"seed\":7", "\"seed\":\"7\"");
+        assert_eq!(Repro::parse(&quoted).unwrap(), r);
+        for (from, to) in [
+            (format!("\"{h:016x}\""), "\"xyz\"".to_string()),
+            (format!("\"{h:016x}\""), "\"12\"".to_string()),
+            ("\"seed\":7".to_string(), "\"seed\":\"seven\"".to_string()),
+        ] {
+            let e = Repro::parse(&text.replace(&from, &to)).unwrap_err();
+            assert!(e.contains("not a valid repro file"), "{e}");
+        }
     }
 }

@@ -39,17 +39,43 @@ pub struct Repro {
     pub script: Option<Script>,
 }
 
-/// A number or a string, as a file may hold a 64-bit integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Wide {
-    Number(u64),
-    Text(String),
+/// Reads a 64-bit integer as a file may hold it: a number, or a string
+/// (decimal, or for a trace hash 16 hex digits).
+struct Wide {
+    hex: bool,
+}
+
+impl serde::de::Visitor<'_> for Wide {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.hex {
+            true => write!(f, "16 hex digits (or an unsigned integer)"),
+            false => write!(f, "an unsigned integer, as a number or a decimal string"),
+        }
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        let parsed = match self.hex {
+            true if v.len() == 16 => u64::from_str_radix(v, 16).ok(),
+            true => None,
+            false => v.parse().ok(),
+        };
+        parsed.ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+    }
 }
 
 mod exact {
     use super::Wide;
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         match *v <= crate::schema::MAX_SAFE {
@@ -59,18 +85,13 @@ mod exact {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        match Wide::deserialize(d)? {
-            Wide::Number(n) => Ok(n),
-            Wide::Text(t) => t
-                .parse()
-                .map_err(|_| D::Error::custom(format!("{t:?} is not a decimal u64"))),
-        }
+        d.deserialize_any(Wide { hex: false })
     }
 }
 
 mod hex_hash {
     use super::Wide;
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
@@ -79,18 +100,30 @@ mod hex_hash {
         }
     }
 
+    struct Maybe;
+
+    impl<'de> serde::de::Visitor<'de> for Maybe {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "16 hex digits, or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_any(Wide { hex: true }).map(Some)
+        }
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Ok(match Option::<Wide>::deserialize(d)? {
-            None => None,
-            Some(Wide::Number(n)) => Some(n),
-            Some(Wide::Text(t)) => {
-                let bad = || D::Error::custom(format!("trace_hash {t:?} is not 16 hex digits"));
-                if t.len() != 16 {
-                    return Err(bad());
-                }
-                Some(u64::from_str_radix(&t, 16).map_err(|_| bad())?)
-            }
-        })
+        d.deserialize_option(Maybe)
     }
 }
 

@@ -280,7 +280,11 @@ fn bad_repro_files_are_refused_clearly() {
         ),
         (
             good.replace("\"seed\": 3", "\"seed\": \"three\""),
-            "invalid type",
+            "invalid value: string \"three\", expected an unsigned integer",
+        ),
+        (
+            good.replace("\"seed\": 3", "\"seed\": [3]"),
+            "invalid type: sequence, expected an unsigned integer",
         ),
         (
             good.replace("\"loss_permille\"", "\"lossy\""),

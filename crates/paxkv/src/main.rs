@@ -63,6 +63,10 @@ enum Cmd {
         /// base-port + 100 + i.
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
+        /// Seconds a killed replica stays down before `local` restarts it
+        /// (one restarted by hand meanwhile is left be).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        restart_after: u64,
     },
     /// Make a CA and a certificate and key for each replica of cluster
     /// --cluster-id (peer TLS, and client TLS for the addresses --ip), for
@@ -345,9 +349,11 @@ async fn run(cli: Cli) -> ExitCode {
             nodes,
             ref data_dir,
             base_port,
+            restart_after,
         } => {
             init_logs("info");
-            local(&cli, nodes, data_dir, base_port).await
+            let restart = Duration::from_secs(restart_after);
+            local(&cli, nodes, data_dir, base_port, restart).await
         }
         Cmd::Jepsen(ref a) => jepsen(a).await,
         Cmd::Certs {
@@ -604,8 +610,14 @@ async fn jepsen(a: &JepsenArgs) -> ExitCode {
     }
 }
 
-async fn local(cli: &Cli, nodes: u8, data_dir: &std::path::Path, base_port: u16) -> ExitCode {
-    match local_cluster(cli, nodes, data_dir, base_port).await {
+async fn local(
+    cli: &Cli,
+    nodes: u8,
+    data_dir: &std::path::Path,
+    base_port: u16,
+    restart: Duration,
+) -> ExitCode {
+    match local_cluster(cli, nodes, data_dir, base_port, restart).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("paxkv local: {e}");
@@ -628,6 +640,7 @@ async fn local_cluster(
     nodes: u8,
     data_dir: &std::path::Path,
     base_port: u16,
+    restart: Duration,
 ) -> Result<ExitCode, String> {
     if !(1..=multipaxos::MAX_NODES as u8).contains(&nodes) {
         return Err(format!("--nodes {nodes}: 1 to {}", multipaxos::MAX_NODES));
@@ -705,6 +718,7 @@ async fn local_cluster(
             args,
             tx.clone(),
             stop_rx.clone(),
+            restart,
         )));
     }
     drop(tx);
@@ -718,7 +732,7 @@ async fn local_cluster(
     );
     println!(
         "try: paxkv put 1 42 && paxkv get 1. A replica killed is restarted after {} s; Ctrl-C stops them all",
-        LOCAL_RESTART.as_secs()
+        restart.as_secs()
     );
     let mut failed = false;
     let mut live = nodes;
@@ -810,9 +824,6 @@ fn certs(
     Ok(())
 }
 
-/// How long `local` waits before restarting a replica that was killed.
-const LOCAL_RESTART: Duration = Duration::from_secs(3);
-
 /// Runs replica `i` until `stop`: restarts it when a signal killed it,
 /// reports when it failed to start or exited by itself.
 async fn supervise(
@@ -822,6 +833,7 @@ async fn supervise(
     args: Vec<String>,
     tx: tokio::sync::mpsc::Sender<Supervised>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    restart: Duration,
 ) {
     use std::os::unix::process::ExitStatusExt;
     use tokio::io::AsyncBufReadExt;
@@ -865,7 +877,7 @@ async fn supervise(
             Ok(s) => s,
             Err(_) => return,
         };
-        if !status.success() && status.signal().is_none() && started.elapsed() < LOCAL_RESTART {
+        if !status.success() && status.signal().is_none() && started.elapsed() < restart {
             let _ = tx.send(Supervised::StartFailed(i)).await;
             return;
         }
@@ -873,9 +885,9 @@ async fn supervise(
             let _ = tx.send(Supervised::Exited).await;
             return;
         }
-        println!("replica {i}: restarting in {} s", LOCAL_RESTART.as_secs());
+        println!("replica {i}: restarting in {} s", restart.as_secs());
         tokio::select! {
-            _ = tokio::time::sleep(LOCAL_RESTART) => {}
+            _ = tokio::time::sleep(restart) => {}
             _ = stop.changed() => return,
         }
         // Someone restarted it by hand meanwhile: leave it be (and stop it

@@ -1397,8 +1397,11 @@ struct Local {
 
 impl Local {
     fn start(base: u16, data: &Path) -> Local {
+        // A killed replica stays down 8 s, so that one restarted by hand
+        // takes its lock first even on a loaded machine.
         let mut child = Command::new(EXE)
             .args(["local", "--base-port", &base.to_string()])
+            .args(["--restart-after", "8"])
             .arg("--data-dir")
             .arg(data)
             .stdin(Stdio::null())
@@ -1537,9 +1540,22 @@ async fn local_owns_its_cluster_and_a_fresh_directory_is_a_fresh_cluster() {
         .arg("--peer-trusted-ca-file")
         .arg(tls.join("ca.pem"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("by-hand.log")).unwrap())
         .spawn()
         .unwrap();
+    // It holds replica 2's lock before `local` would restart it (8 s after
+    // the kill); if not, its log says why.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while paxkv::lock::holder(&data.join("n2")) != Some(by_hand.id()) {
+        let log = || std::fs::read_to_string(dir.join("by-hand.log")).unwrap_or_default();
+        let exited = by_hand.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "the replica started by hand ({exited:?}) does not hold the lock:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     local.line("replica 2 was restarted outside `local`", 0);
     assert_eq!(client(2).get(1).await, Ok(Some((Value::from(42), 1))));
     assert!(local.interrupt().success());

@@ -62,16 +62,18 @@ fn a_paused_process_receives_at_resume_what_reached_it_before_a_cut() {
         for e in r.trace.as_ref().unwrap() {
             let cut = (10_000..s.config.fault_phase_us).contains(&e.at_us);
             match &e.kind {
-                Kind::Receive { from, .. } if e.node == Some(1) && *from != 1 && cut => {
+                Kind::Receive { link, .. } if e.node == Some(1) && link.from != 1 && cut => {
                     // Only at the resume, with what crossed before the cut.
                     assert_eq!(e.at_us, 30_000, "seed {seed}: n1 received through the cut");
                     handed_over += 1;
                 }
                 Kind::Drop {
-                    to,
+                    link,
                     reason: DropReason::Partition,
                     ..
-                } if *to == 1 => assert!(e.at_us >= 10_000, "seed {seed}: dropped before the cut"),
+                } if link.to == 1 => {
+                    assert!(e.at_us >= 10_000, "seed {seed}: dropped before the cut")
+                }
                 _ => {}
             }
         }

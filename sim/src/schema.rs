@@ -27,7 +27,7 @@
 //! numbers: the simulator makes them, and asserts they stay below 2^53.
 
 use crate::engine::protocol::Protocol;
-use crate::trace::{Event, Kind, Line};
+use crate::trace::{Event, Kind, Line, Link};
 use serde::Serialize;
 use serde_content::{Data, Number, Value};
 use std::fmt::Write;
@@ -287,6 +287,11 @@ impl Obj {
     pub(crate) fn raw(&mut self, k: &str, json: &str) {
         self.key(k).push_str(json);
     }
+    fn link(&mut self, l: &Link) {
+        self.num("from", l.from.into());
+        self.num("to", l.to.into());
+        self.num("id", l.id);
+    }
     pub(crate) fn end(mut self) -> String {
         self.0.push('}');
         self.0
@@ -312,36 +317,14 @@ pub fn event<P: Protocol>(ev: &Event<P>) -> String {
     o.str("event", ev.kind.name());
     let node = ev.node.map(u64::from);
     match &ev.kind {
-        Kind::Send { to, id, msg } => {
-            o.opt_num("from", node);
-            o.num("to", (*to).into());
-            o.num("id", *id);
+        Kind::Send { link, msg } | Kind::Receive { link, msg } | Kind::Duplicate { link, msg } => {
+            o.link(link);
             o.val("msg", msg);
         }
-        Kind::Receive { from, id, msg } => {
-            o.num("from", (*from).into());
-            o.opt_num("to", node);
-            o.num("id", *id);
-            o.val("msg", msg);
-        }
-        Kind::Drop {
-            from,
-            to,
-            id,
-            msg,
-            reason,
-        } => {
-            o.num("from", (*from).into());
-            o.num("to", (*to).into());
-            o.num("id", *id);
+        Kind::Drop { link, msg, reason } => {
+            o.link(link);
             o.val("msg", msg);
             o.str("reason", reason.as_str());
-        }
-        Kind::Duplicate { from, to, id, msg } => {
-            o.num("from", (*from).into());
-            o.num("to", (*to).into());
-            o.num("id", *id);
-            o.val("msg", msg);
         }
         Kind::Forged { from, msg } => {
             o.num("from", (*from).into());

@@ -39,6 +39,15 @@ impl DropReason {
     }
 }
 
+/// A message's link and the id its send gave it: a receive, drop or
+/// duplicate names the send it came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Link {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub id: u64,
+}
+
 /// Why a node's process stopped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CrashCause {
@@ -70,26 +79,20 @@ impl CrashCause {
 /// or duplicate names the send it came from.
 pub enum Kind<P: Protocol> {
     Send {
-        to: NodeId,
-        id: u64,
+        link: Link,
         msg: P::MsgSummary,
     },
     Receive {
-        from: NodeId,
-        id: u64,
+        link: Link,
         msg: P::MsgSummary,
     },
     Drop {
-        from: NodeId,
-        to: NodeId,
-        id: u64,
+        link: Link,
         msg: P::MsgSummary,
         reason: DropReason,
     },
     Duplicate {
-        from: NodeId,
-        to: NodeId,
-        id: u64,
+        link: Link,
         msg: P::MsgSummary,
     },
     /// The node asked for a timer: `delay_us` on its own clock, plus up to
@@ -232,33 +235,21 @@ impl<P: Protocol> Clone for Kind<P> {
     fn clone(&self) -> Self {
         use Kind::*;
         match self {
-            Send { to, id, msg } => Send {
-                to: *to,
-                id: *id,
+            Send { link, msg } => Send {
+                link: *link,
                 msg: *msg,
             },
-            Receive { from, id, msg } => Receive {
-                from: *from,
-                id: *id,
+            Receive { link, msg } => Receive {
+                link: *link,
                 msg: *msg,
             },
-            Drop {
-                from,
-                to,
-                id,
-                msg,
-                reason,
-            } => Drop {
-                from: *from,
-                to: *to,
-                id: *id,
+            Drop { link, msg, reason } => Drop {
+                link: *link,
                 msg: *msg,
                 reason: *reason,
             },
-            Duplicate { from, to, id, msg } => Duplicate {
-                from: *from,
-                to: *to,
-                id: *id,
+            Duplicate { link, msg } => Duplicate {
+                link: *link,
                 msg: *msg,
             },
             TimerSet {
@@ -337,16 +328,10 @@ impl<P: Protocol> Hash for Kind<P> {
         use Kind::*;
         std::mem::discriminant(self).hash(h);
         match self {
-            Send { to, id, msg } => (to, id, msg).hash(h),
-            Receive { from, id, msg } => (from, id, msg).hash(h),
-            Drop {
-                from,
-                to,
-                id,
-                msg,
-                reason,
-            } => (from, to, id, msg, reason).hash(h),
-            Duplicate { from, to, id, msg } => (from, to, id, msg).hash(h),
+            Send { link, msg } | Receive { link, msg } | Duplicate { link, msg } => {
+                (link, msg).hash(h)
+            }
+            Drop { link, msg, reason } => (link, msg, reason).hash(h),
             TimerSet {
                 timer,
                 delay_us,
@@ -471,21 +456,24 @@ impl<P: Protocol> fmt::Display for Event<P> {
             None => write!(f, "-- ")?,
         }
         match &self.kind {
-            Kind::Send { to, id, msg } => write!(f, "send -> n{to} {msg} (m{id})"),
-            Kind::Receive { from, id, msg } => write!(f, "recv <- n{from} {msg} (m{id})"),
+            Kind::Send { link: l, msg } => write!(f, "send -> n{} {msg} (m{})", l.to, l.id),
+            Kind::Receive { link: l, msg } => {
+                write!(f, "recv <- n{} {msg} (m{})", l.from, l.id)
+            }
             Kind::Drop {
-                from,
-                to,
-                id,
+                link: l,
                 msg,
                 reason,
             } => write!(
                 f,
-                "drop n{from} -> n{to} {msg} (m{id}, {})",
+                "drop n{} -> n{} {msg} (m{}, {})",
+                l.from,
+                l.to,
+                l.id,
                 reason.as_str()
             ),
-            Kind::Duplicate { from, to, id, msg } => {
-                write!(f, "dup  n{from} -> n{to} {msg} (m{id})")
+            Kind::Duplicate { link: l, msg } => {
+                write!(f, "dup  n{} -> n{} {msg} (m{})", l.from, l.to, l.id)
             }
             Kind::TimerSet {
                 timer,

@@ -42,7 +42,7 @@ pub use script::{Script, Step};
 use crate::config::RunConfig;
 use crate::nemesis::{Fault, Faults, Schedule};
 use crate::queue::Queue;
-use crate::trace::{CrashCause, DropReason, Event, Keep, Kind, Tracer};
+use crate::trace::{CrashCause, DropReason, Event, Keep, Kind, Link, Tracer};
 use checkers::{Invariant, Violation};
 use paxos::{NodeId, MAX_NODES};
 use rand::{Rng, SeedableRng};
@@ -113,10 +113,7 @@ pub struct Outcome<P: Protocol> {
 
 enum Ev<P: Protocol> {
     Deliver {
-        from: NodeId,
-        to: NodeId,
-        /// The id its send gave it (the trace's `id`).
-        id: u64,
+        link: Link,
         msg: P::Msg,
         /// Its trace summary, computed once at the send.
         sum: P::MsgSummary,
@@ -126,9 +123,7 @@ enum Ev<P: Protocol> {
     /// link or not (it crossed before the cut); only a crash loses it
     /// (`inc` is the process it reached).
     Arrived {
-        from: NodeId,
-        to: NodeId,
-        id: u64,
+        link: Link,
         inc: u32,
         msg: P::Msg,
         sum: P::MsgSummary,
@@ -185,10 +180,8 @@ impl<P: Protocol> Ev<P> {
     /// The node whose pause holds this event back, if any.
     fn target(&self) -> Option<NodeId> {
         match self {
-            Ev::Deliver { to, .. }
-            | Ev::Arrived { to, .. }
-            | Ev::ToNode { to, .. }
-            | Ev::Forged { to, .. } => Some(*to),
+            Ev::Deliver { link, .. } | Ev::Arrived { link, .. } => Some(link.to),
+            Ev::ToNode { to, .. } | Ev::Forged { to, .. } => Some(*to),
             Ev::Timer { node, .. } | Ev::SyncDone { node, .. } => Some(*node),
             _ => None,
         }
@@ -207,9 +200,6 @@ struct Slot<W> {
     /// The facts ([`DiskRecord::fact`]) the disk holds durably (R2).
     facts: FxHashSet<u64>,
 }
-
-/// A message's link and id: `(from, to, id)`.
-type Hop = (NodeId, NodeId, u64);
 
 /// The bound on queued events: a run that exceeds it is a harness bug or a
 /// message storm, and stops with an assertion rather than eating memory.
@@ -246,8 +236,8 @@ pub struct Core<P: Protocol> {
 
 /// What a scripted run holds until a step names it (see [`script`]).
 struct Held<P: Protocol> {
-    /// Messages in flight, in send order: `((from, to, id), msg, summary)`.
-    net: Vec<(Hop, P::Msg, P::MsgSummary)>,
+    /// Messages in flight, in send order: `(link, msg, summary)`.
+    net: Vec<(Link, P::Msg, P::MsgSummary)>,
     /// Each node's pending timers and their due times (a timer set again
     /// while pending is due anew).
     timers: Vec<Vec<(P::Timer, u64)>>,
@@ -397,53 +387,37 @@ impl<P: Protocol> Core<P> {
         self.blocked[from as usize] & (1 << to) != 0
     }
 
-    fn drop_msg(&mut self, (from, to, id): Hop, msg: P::MsgSummary, reason: DropReason) {
+    fn drop_msg(&mut self, link: Link, msg: P::MsgSummary, reason: DropReason) {
         self.stats.drops += 1;
-        self.record_none(Kind::Drop {
-            from,
-            to,
-            id,
-            msg,
-            reason,
-        });
+        self.record_none(Kind::Drop { link, msg, reason });
     }
 
     /// The network interposer: decides the fate of one message.
-    fn send(&mut self, (from, to, id): Hop, msg: P::Msg, sum: P::MsgSummary) {
+    fn send(&mut self, link: Link, msg: P::Msg, sum: P::MsgSummary) {
         if let Some(h) = self.held.as_mut() {
-            h.net.push(((from, to, id), msg, sum));
+            h.net.push((link, msg, sum));
             return;
         }
-        let deliver = |msg| Ev::Deliver {
-            from,
-            to,
-            id,
-            msg,
-            sum,
-        };
+        let Link { from, to, .. } = link;
+        let deliver = |msg| Ev::Deliver { link, msg, sum };
         if from == to {
             // Local delivery never crosses the network.
             self.push(self.now + 1, deliver(msg));
             return;
         }
         if self.cut(from, to) {
-            self.drop_msg((from, to, id), sum, DropReason::Partition);
+            self.drop_msg(link, sum, DropReason::Partition);
             return;
         }
         let f = self.active_faults();
         if self.permille(f.loss_permille) {
-            self.drop_msg((from, to, id), sum, DropReason::Loss);
+            self.drop_msg(link, sum, DropReason::Loss);
             return;
         }
         let at = self.now + self.latency(from, Some(to), &f);
         if self.permille(f.dup_permille) {
             self.stats.duplicates += 1;
-            self.record_none(Kind::Duplicate {
-                from,
-                to,
-                id,
-                msg: sum,
-            });
+            self.record_none(Kind::Duplicate { link, msg: sum });
             let again = self.now + self.latency(from, Some(to), &f);
             self.push(again, deliver(msg.clone()));
         }
@@ -770,28 +744,23 @@ impl<S: Scenario> Engine<S> {
         let find_msg = |h: &Held<S::P>, from: NodeId, to: NodeId, msg: &str| {
             h.net
                 .iter()
-                .position(|((f, t, _), _, sum)| *f == from && *t == to && sum.to_string() == msg)
+                .position(|(l, _, sum)| l.from == from && l.to == to && sum.to_string() == msg)
                 .ok_or_else(|| format!("no message n{from}->n{to} '{msg}' is in flight"))
         };
         match step {
             Step::Deliver { from, to, msg } => {
-                let (hop, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                self.deliver(hop, msg, sum, true);
+                let (link, msg, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                self.deliver(link, msg, sum, true);
             }
             Step::Lose { from, to, msg } => {
-                let (hop, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
-                self.core.drop_msg(hop, sum, DropReason::Loss);
+                let (link, _, sum) = held.net.remove(find_msg(held, *from, *to, msg)?);
+                self.core.drop_msg(link, sum, DropReason::Loss);
             }
             Step::Duplicate { from, to, msg } => {
                 let m = held.net[find_msg(held, *from, *to, msg)?].clone();
                 self.core.stats.duplicates += 1;
-                let ((from, to, id), _, sum) = &m;
-                self.core.record_none(Kind::Duplicate {
-                    from: *from,
-                    to: *to,
-                    id: *id,
-                    msg: *sum,
-                });
+                let (link, msg) = (m.0, m.2);
+                self.core.record_none(Kind::Duplicate { link, msg });
                 self.core.held.as_mut().expect("scripted").net.push(m);
             }
             Step::Fire { node, timer } => {
@@ -999,22 +968,14 @@ impl<S: Scenario> Engine<S> {
                 let ev = match ev {
                     // The message reaches the host now: the link is judged
                     // now, and what crossed waits for the process.
-                    Ev::Deliver {
-                        from,
-                        to,
-                        id,
-                        msg,
-                        sum,
-                    } => {
-                        if self.core.cut(from, to) {
+                    Ev::Deliver { link, msg, sum } => {
+                        if self.core.cut(link.from, link.to) {
                             let reason = DropReason::Partition;
-                            return self.core.drop_msg((from, to, id), sum, reason);
+                            return self.core.drop_msg(link, sum, reason);
                         }
-                        let inc = self.core.slots[to as usize].inc;
+                        let inc = self.core.slots[link.to as usize].inc;
                         Ev::Arrived {
-                            from,
-                            to,
-                            id,
+                            link,
                             inc,
                             msg,
                             sum,
@@ -1026,23 +987,15 @@ impl<S: Scenario> Engine<S> {
             }
         }
         match ev {
-            Ev::Deliver {
-                from,
-                to,
-                id,
-                msg,
-                sum,
-            } => self.deliver((from, to, id), msg, sum, true),
+            Ev::Deliver { link, msg, sum } => self.deliver(link, msg, sum, true),
             Ev::Arrived {
-                from,
-                to,
-                id,
+                link,
                 inc,
                 msg,
                 sum,
-            } => match self.live(to, inc) {
-                true => self.deliver((from, to, id), msg, sum, false),
-                false => self.core.drop_msg((from, to, id), sum, DropReason::Down),
+            } => match self.live(link.to, inc) {
+                true => self.deliver(link, msg, sum, false),
+                false => self.core.drop_msg(link, sum, DropReason::Down),
             },
             Ev::Forged { from, to } => self.deliver_forged(from, to),
             Ev::Timer { node, inc, timer } => {
@@ -1110,19 +1063,19 @@ impl<S: Scenario> Engine<S> {
     #[inline]
     fn deliver(
         &mut self,
-        (from, to, id): Hop,
+        link: Link,
         msg: <S::P as Protocol>::Msg,
         sum: <S::P as Protocol>::MsgSummary,
         crossing: bool,
     ) {
+        let Link { from, to, .. } = link;
         if self.core.nodes[to as usize].is_none() {
-            self.core.drop_msg((from, to, id), sum, DropReason::Down);
+            self.core.drop_msg(link, sum, DropReason::Down);
         } else if crossing && self.core.cut(from, to) {
-            self.core
-                .drop_msg((from, to, id), sum, DropReason::Partition);
+            self.core.drop_msg(link, sum, DropReason::Partition);
         } else {
             self.core.stats.deliveries += 1;
-            self.core.record(to, Kind::Receive { from, id, msg: sum });
+            self.core.record(to, Kind::Receive { link, msg: sum });
             let r = self.checker.on_receive(self.core.now, from, to, &msg);
             self.core.check(r);
             self.step(to, Some(Input::Receive { from, msg }));
@@ -1424,16 +1377,13 @@ impl<S: Scenario> Engine<S> {
                 self.core.check(r);
                 let r = self.checker.on_send(now, id, to, &msg);
                 self.core.check(r);
-                let m = self.core.next_msg();
-                self.core.record(
-                    id,
-                    Kind::Send {
-                        to,
-                        id: m,
-                        msg: sum,
-                    },
-                );
-                self.core.send((id, to, m), msg, sum);
+                let link = Link {
+                    from: id,
+                    to,
+                    id: self.core.next_msg(),
+                };
+                self.core.record(id, Kind::Send { link, msg: sum });
+                self.core.send(link, msg, sum);
             }
             Effect::Persist { seq, write } => {
                 let s = S::P::summarize_write(&write);

@@ -84,6 +84,7 @@ fn check(
         match record {
             "header" => {
                 assert_eq!(r["schema"], schema::ID);
+                assert_eq!(r["scripted"], what.starts_with("the counterexample"));
                 for t in r["schedule"].as_array().unwrap() {
                     seen.faults
                         .insert(t["fault"]["kind"].as_str().unwrap().into());
@@ -303,4 +304,40 @@ fn the_schema_refuses_what_breaks_the_contract() {
         let v: Value = serde_json::from_str(&b).unwrap();
         assert!(!all.is_valid(&v), "the schema accepts {b}");
     }
+}
+
+/// A model checker's counterexample, replayed step by step by the engine,
+/// is a trace like any other, which says in its header that its time is
+/// steps.
+#[test]
+fn a_model_checkers_counterexample_replayed_validates_too() {
+    let root = root();
+    let all = validator(&root, None);
+    let mut cfg = RunConfig {
+        nodes: 3,
+        clients: 2,
+        ..RunConfig::for_scenario("basic")
+    };
+    cfg.enable_bug("ignore-promised-values").unwrap();
+    cfg.validate().unwrap();
+    let basic = scenario::find("basic").unwrap();
+    let bounds = paxsim::nemesis::Bounds {
+        timers: 0,
+        ..Default::default()
+    };
+    let search = paxsim::engine::Search::states(5_000_000);
+    let found = basic.explore(&cfg, bounds, search).unwrap();
+    let (_, script) = found.violation.expect("the canary is found");
+    cfg.faults = Some(paxsim::nemesis::Faults::NONE);
+    let report = basic.run_script(cfg, &script, Keep::All).unwrap();
+    let text = records(&report);
+    let mut seen = Seen::default();
+    let payloads = payload_validators(&root, "basic");
+    check("the counterexample", &text, &all, &payloads, &mut seen);
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["scripted"], true);
+    assert_eq!(seen.violations, 1);
+    // Its time is the steps': the violation comes at the last one.
+    let verdict: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(verdict["violation"]["at_us"], script.steps.len());
 }

@@ -466,6 +466,7 @@ pub fn run_seed_watched(seed: u64, cfg: &RunConfig, keep: Keep, limit: Duration)
                 stats: Default::default(),
                 coverage: Vec::new(),
                 trace_hash: 0,
+                scripted: false,
                 recent: Vec::new(),
                 trace: None,
             }

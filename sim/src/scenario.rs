@@ -26,6 +26,9 @@ pub struct Report {
     /// Coverage marks reached in this run: `(name, count)`.
     pub coverage: Vec<(&'static str, u64)>,
     pub trace_hash: u64,
+    /// A model checker's counterexample replayed step by step: time is the
+    /// step's number, not microseconds.
+    pub scripted: bool,
     /// The last events before the end, rendered if the run failed or kept
     /// its whole trace (campaigns do not pay to render passing runs).
     pub recent: Vec<Line>,
@@ -42,6 +45,7 @@ impl Report {
             stats: o.stats,
             coverage: o.coverage,
             trace_hash: o.trace_hash,
+            scripted: false,
             recent: o.recent.iter().map(schema::line).collect(),
             trace: o.trace.map(|t| t.iter().map(schema::line).collect()),
         }
@@ -130,7 +134,11 @@ impl<S: Scenario> Dyn for S {
             .map(|id| Scenario::check_retries(self, &cfg, id))
             .collect();
         let engine = Engine::new(self, 0, cfg, Schedule::default(), keep);
-        Ok(Report::of(0, engine.run_script(script, requests, retries)?))
+        let report = Report::of(0, engine.run_script(script, requests, retries)?);
+        Ok(Report {
+            scripted: true,
+            ..report
+        })
     }
     fn explore(
         &'static self,

@@ -19,6 +19,7 @@ pub fn header(report: &Report) -> String {
     o.num("spares", c.spares.into());
     o.num("machines", c.machines().into());
     o.num("clients", c.clients.into());
+    o.bool("scripted", report.scripted);
     o.val("bugs", &c.bugs);
     let knobs = crate::scenario::find(&c.scenario)
         .ok()

@@ -201,6 +201,11 @@ struct Slot<W> {
     facts: FxHashSet<u64>,
 }
 
+/// The longest timer a node may set, in µs (2^40, 12.7 days): far beyond
+/// any run, and far below where simulated time (and the trace's numbers,
+/// exact below 2^53) would overflow.
+pub const TIMER_MAX_US: u64 = 1 << 40;
+
 /// The bound on queued events: a run that exceeds it is a harness bug or a
 /// message storm, and stops with an assertion rather than eating memory.
 const QUEUE_MAX: usize = 1 << 21;
@@ -1448,6 +1453,21 @@ impl<S: Scenario> Engine<S> {
                         },
                     );
                 }
+            }
+            Effect::SetTimer {
+                delay_us,
+                jitter_us,
+                ..
+            } if delay_us.saturating_add(jitter_us) > TIMER_MAX_US => {
+                self.core.check(Err(Violation {
+                    invariant: Invariant::Assert,
+                    at_us: now,
+                    node: Some(id),
+                    detail: format!(
+                        "n{id} set a timer {delay_us} µs (+ up to {jitter_us} µs) away: beyond \
+                         {TIMER_MAX_US} µs (12.7 days), the longest the simulator schedules"
+                    ),
+                }));
             }
             Effect::SetTimer {
                 timer,

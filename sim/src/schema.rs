@@ -198,7 +198,7 @@ fn write_float(out: &mut String, x: f64) -> std::fmt::Result {
     }
 }
 
-pub(crate) fn write_str(out: &mut String, s: &str) {
+fn write_str(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).expect("a string serializes"));
 }
 

@@ -4,7 +4,7 @@
 
 use crate::nemesis::Schedule;
 use crate::scenario::Report;
-use crate::schema::{self, encode, write_str, Obj, MAX_SAFE};
+use crate::schema::{self, encode, Obj, MAX_SAFE};
 use std::fmt::Write;
 
 /// The header record of `report`'s trace.
@@ -62,23 +62,15 @@ pub fn verdict(report: &Report) -> String {
     match &report.violation {
         None => o.raw("violation", "null"),
         Some(v) => {
-            let mut w = String::from("{\"invariant\":");
-            write_str(&mut w, &format!("{:?}", v.invariant));
-            w.push_str(",\"description\":");
-            write_str(&mut w, v.invariant.describe());
-            let _ = write!(w, ",\"at_us\":{}", v.at_us);
-            match v.node {
-                Some(n) => {
-                    let _ = write!(w, ",\"node\":{n}");
-                }
-                None => w.push_str(",\"node\":null"),
-            }
-            w.push_str(",\"detail\":");
-            write_str(&mut w, &v.detail);
-            w.push_str(",\"text\":");
-            write_str(&mut w, &v.to_string());
-            w.push('}');
-            o.raw("violation", &w);
+            let v = serde_json::json!({
+                "invariant": format!("{:?}", v.invariant),
+                "description": v.invariant.describe(),
+                "at_us": v.at_us,
+                "node": v.node,
+                "detail": v.detail,
+                "text": v.to_string(),
+            });
+            o.raw("violation", &v.to_string());
         }
     }
     o.num("events", s.events);

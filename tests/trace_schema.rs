@@ -283,7 +283,9 @@ fn every_event_of_every_scenario_validates_against_the_schema() {
 
 /// The schema catches what it is for: a trace record with a wide integer as
 /// a number, a message without its id, an event on no node with an
-/// incarnation, an enum value that is not tagged, an unknown field.
+/// incarnation, an unknown field or event kind, a failed verdict marked ok;
+/// and a built-in payload with a variant not in snake_case, a slot as a
+/// number or a field missing.
 #[test]
 fn the_schema_refuses_what_breaks_the_contract() {
     let root = root();
@@ -295,7 +297,6 @@ fn the_schema_refuses_what_breaks_the_contract() {
         good.replace(r#""12345678901234567890""#, "12345678901234567890"),
         good.replace(r#""id":7,"#, ""),
         good.replace(r#""node":1,"inc":0"#, r#""node":null,"inc":0"#),
-        good.replace(r#""kind":"prepare""#, r#""kind":"Prepare""#),
         good.replace(r#""at_us":5"#, r#""at_us":5,"extra":1"#),
         good.replace(r#""event":"send""#, r#""event":"sent""#),
         r#"{"record":"verdict","ok":true,"violation":{"invariant":"S2","description":"","at_us":1,"node":null,"detail":"","text":""},"events":0,"deliveries":0,"drops":0,"duplicates":0,"forged":0,"refused":0,"sim_time_us":0,"unproven":false,"trace_hash":"0000000000000000"}"#.to_string(),
@@ -303,6 +304,20 @@ fn the_schema_refuses_what_breaks_the_contract() {
     for b in bad {
         let v: Value = serde_json::from_str(&b).unwrap();
         assert!(!all.is_valid(&v), "the schema accepts {b}");
+    }
+    // A built-in scenario's payloads are exact: an enum's variant in
+    // snake_case, its fields, its wide integers as strings.
+    let msg = validator(&root, Some("#/$defs/scenarios/multi/msg"));
+    let good =
+        r#"{"kind":"prepare","ballot":{"round":1,"node":2},"slot":"0","len":0,"digest":"7"}"#;
+    assert!(msg.is_valid(&serde_json::from_str(good).unwrap()));
+    for b in [
+        good.replace(r#""prepare""#, r#""Prepare""#),
+        good.replace(r#""slot":"0""#, r#""slot":0"#),
+        good.replace(r#","len":0"#, ""),
+    ] {
+        let v: Value = serde_json::from_str(&b).unwrap();
+        assert!(!msg.is_valid(&v), "the multi msg schema accepts {b}");
     }
 }
 

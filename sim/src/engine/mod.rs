@@ -1391,6 +1391,11 @@ impl<S: Scenario> Engine<S> {
                 self.core.send(link, msg, sum);
             }
             Effect::Persist { seq, write } => {
+                // Before the trace sees it: its numbers are exact below 2^53.
+                assert!(
+                    seq <= crate::schema::MAX_SAFE,
+                    "n{id} numbered a write #{seq}: write numbers stay below 2^53"
+                );
                 let s = S::P::summarize_write(&write);
                 self.core.record(id, Kind::Persist { seq, write: s });
                 let r = self.checker.on_persist(now, id, seq, &write);
@@ -1412,6 +1417,9 @@ impl<S: Scenario> Engine<S> {
                         },
                     );
                 }
+            }
+            Effect::Sync { upto } if upto > crate::schema::MAX_SAFE => {
+                panic!("n{id} asked to sync up to #{upto}: write numbers stay below 2^53")
             }
             Effect::Sync { upto } if self.core.held.is_some() => {
                 self.core.record(id, Kind::SyncRequest { upto });

@@ -247,8 +247,9 @@ pub enum Effect<P: Protocol> {
         msg: P::Msg,
         after: u64,
     },
-    /// Write `write` as write number `seq` (increasing per incarnation);
-    /// durable only after a [`Effect::Sync`] covering it completes.
+    /// Write `write` as write number `seq` (increasing per incarnation,
+    /// below 2^53); durable only after a [`Effect::Sync`] covering it
+    /// completes.
     Persist {
         seq: u64,
         write: P::Write,
@@ -257,7 +258,8 @@ pub enum Effect<P: Protocol> {
         upto: u64,
     },
     /// Fire `timer` after `delay_us` of this node's clock plus up to
-    /// `jitter_us` drawn by the simulator.
+    /// `jitter_us` drawn by the simulator (together at most
+    /// [`TIMER_MAX_US`](crate::engine::TIMER_MAX_US)).
     SetTimer {
         timer: P::Timer,
         delay_us: u64,

@@ -280,6 +280,20 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_after_the_fault_phase_is_refused() {
+        let mut r = repro(7);
+        let at_us = r.config.fault_phase_us;
+        let fault = crate::nemesis::Fault::Heal;
+        r.schedule
+            .faults
+            .push(crate::nemesis::Timed { at_us, fault });
+        let e = Repro::parse(&serde_json::to_string(&r).unwrap()).unwrap_err();
+        assert!(e.contains("is not in the fault phase"), "{e}");
+        r.schedule.faults.last_mut().unwrap().at_us = at_us - 1;
+        Repro::parse(&serde_json::to_string(&r).unwrap()).unwrap();
+    }
+
+    #[test]
     fn older_files_with_numbers_are_read_and_bad_strings_refused() {
         let r = repro(7);
         let h = r.trace_hash.unwrap();

@@ -362,7 +362,16 @@ impl RunConfig {
     pub fn validate_schedule(&self, s: &Schedule) -> Result<(), String> {
         s.validate(self.machines())?;
         let caps = find(&self.scenario)?.caps(self);
-        for t in &s.faults {
+        for (i, t) in s.faults.iter().enumerate() {
+            // At the phase's end faults heal and the liveness clock starts:
+            // a fault after it would make a liveness verdict meaningless.
+            if t.at_us >= self.fault_phase_us {
+                return Err(format!(
+                    "fault #{i} at {} us is not in the fault phase (0 to {} us, fault_phase_us): \
+                     faults heal when it ends",
+                    t.at_us, self.fault_phase_us
+                ));
+            }
             if let Fault::Clock { rate_ppm, .. } = t.fault {
                 self.check_drift(&caps, rate_ppm.unsigned_abs().into())?;
             }

@@ -360,8 +360,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         } => {
             let cfg = setup.config()?;
             let (resolved, schedule) = scenario::plan(seed, &cfg);
+            // The whole trace only for what shows it (the recent events,
+            // which a failure prints, are kept either way).
+            let keep = match out.trace == TraceFormat::None && out.html.is_none() {
+                true if !check_determinism => Keep::Recent,
+                _ => Keep::All,
+            };
             // Watched: a node spinning on an input is reported (H1), not waited on.
-            let report = campaign::run_seed_watched(seed, &cfg, Keep::All, campaign::HANG_AFTER);
+            let report = campaign::run_seed_watched(seed, &cfg, keep, campaign::HANG_AFTER);
             if check_determinism {
                 let again = run_schedule(seed, &resolved, schedule, Keep::All);
                 if again.trace_hash != report.trace_hash || again.trace != report.trace {

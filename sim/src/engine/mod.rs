@@ -1466,17 +1466,10 @@ impl<S: Scenario> Engine<S> {
                 delay_us,
                 jitter_us,
                 ..
-            } if delay_us.saturating_add(jitter_us) > TIMER_MAX_US => {
-                self.core.check(Err(Violation {
-                    invariant: Invariant::Assert,
-                    at_us: now,
-                    node: Some(id),
-                    detail: format!(
-                        "n{id} set a timer {delay_us} µs (+ up to {jitter_us} µs) away: beyond \
-                         {TIMER_MAX_US} µs (12.7 days), the longest the simulator schedules"
-                    ),
-                }));
-            }
+            } if delay_us.saturating_add(jitter_us) > TIMER_MAX_US => panic!(
+                "n{id} set a timer {delay_us} µs (+ up to {jitter_us} µs) away: beyond \
+                 {TIMER_MAX_US} µs (12.7 days), the longest the simulator schedules"
+            ),
             Effect::SetTimer {
                 timer,
                 delay_us,

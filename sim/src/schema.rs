@@ -310,12 +310,12 @@ pub fn line<P: Protocol>(ev: &Event<P>) -> Line {
 
 /// An event's record.
 pub fn event<P: Protocol>(ev: &Event<P>) -> String {
+    let node = ev.node.map(u64::from);
     let mut o = Obj::record("event");
     o.num("at_us", ev.at_us);
-    o.opt_num("node", ev.node.map(u64::from));
+    o.opt_num("node", node);
     o.opt_num("inc", ev.node.map(|_| u64::from(ev.inc)));
     o.str("event", ev.kind.name());
-    let node = ev.node.map(u64::from);
     match &ev.kind {
         Kind::Send { link, msg } | Kind::Receive { link, msg } | Kind::Duplicate { link, msg } => {
             o.link(link);

@@ -348,6 +348,103 @@ impl<P: Protocol> Core<P> {
         });
     }
 
+    /// Node `id` asks that its writes up to `upto` be made durable: in a
+    /// scripted run, a step (or the step's end) completes it; else the disk
+    /// does, after its latency, unless power fails first.
+    fn sync(&mut self, id: NodeId, upto: u64) {
+        assert!(
+            upto <= crate::schema::MAX_SAFE,
+            "n{id} asked to sync up to #{upto}: write numbers stay below 2^53"
+        );
+        self.record(id, Kind::SyncRequest { upto });
+        if let Some(h) = self.held.as_mut() {
+            match h.immediate_syncs {
+                true => h.now_synced.push(upto),
+                false => h.syncs[id as usize].push(upto),
+            }
+            return;
+        }
+        let now = self.now;
+        let slot = &self.slots[id as usize];
+        let slow = if slot.slow { self.cfg.slow_factor } else { 1 };
+        let inc = slot.inc;
+        let f = self.active_faults();
+        let mut d = self.cfg.disk_us;
+        if f.disk_jitter_us > 0 {
+            d += self.rng.gen_range(0..=f.disk_jitter_us);
+        }
+        let d = d * slow;
+        self.push(
+            now + d,
+            Ev::SyncDone {
+                node: id,
+                inc,
+                upto,
+            },
+        );
+        if self.permille(f.crash_in_sync_permille) {
+            let at = now + self.rng.gen_range(0..d);
+            let cause = CrashCause::PowerLossInSync;
+            self.push(
+                at,
+                Ev::PowerLoss {
+                    node: id,
+                    inc,
+                    cause,
+                },
+            );
+        }
+    }
+
+    /// Node `id` sets `timer`: in a scripted run it waits for a step to
+    /// fire it (due on the model's clock); else it fires after the delay
+    /// and a jitter drawn here, on the node's clock, if the node lives.
+    fn set_timer(&mut self, id: NodeId, timer: P::Timer, delay_us: u64, jitter_us: u64) {
+        assert!(
+            delay_us.saturating_add(jitter_us) <= TIMER_MAX_US,
+            "n{id} set a timer {delay_us} µs (+ up to {jitter_us} µs) away: beyond \
+             {TIMER_MAX_US} µs (12.7 days), the longest the simulator schedules"
+        );
+        let due_us = match self.held.as_mut() {
+            Some(h) => {
+                let due = h.clocks[id as usize] + delay_us;
+                let ts = &mut h.timers[id as usize];
+                let text = format!("{timer:?}");
+                match ts.iter_mut().find(|(t, _)| format!("{t:?}") == text) {
+                    Some(pending) => pending.1 = due,
+                    None => ts.push((timer, due)),
+                }
+                None
+            }
+            None => {
+                let jitter = if jitter_us > 0 {
+                    self.rng.gen_range(0..=jitter_us)
+                } else {
+                    0
+                };
+                let slot = &self.slots[id as usize];
+                let (inc, d) = (slot.inc, slot.clock.real(delay_us + jitter));
+                let at = self.now + d;
+                self.push(
+                    at,
+                    Ev::Timer {
+                        node: id,
+                        inc,
+                        timer,
+                    },
+                );
+                Some(at)
+            }
+        };
+        let set = Kind::TimerSet {
+            timer,
+            delay_us,
+            jitter_us,
+            due_us,
+        };
+        self.record(id, set);
+    }
+
     /// The id of a message being sent.
     fn next_msg(&mut self) -> u64 {
         self.msgs += 1;
@@ -1418,108 +1515,12 @@ impl<S: Scenario> Engine<S> {
                     );
                 }
             }
-            Effect::Sync { upto } if upto > crate::schema::MAX_SAFE => {
-                panic!("n{id} asked to sync up to #{upto}: write numbers stay below 2^53")
-            }
-            Effect::Sync { upto } if self.core.held.is_some() => {
-                self.core.record(id, Kind::SyncRequest { upto });
-                let h = self.core.held.as_mut().expect("scripted");
-                match h.immediate_syncs {
-                    true => h.now_synced.push(upto),
-                    false => h.syncs[id as usize].push(upto),
-                }
-            }
-            Effect::Sync { upto } => {
-                self.core.record(id, Kind::SyncRequest { upto });
-                let core = &mut self.core;
-                let slot = &core.slots[id as usize];
-                let slow = if slot.slow { core.cfg.slow_factor } else { 1 };
-                let inc = slot.inc;
-                let f = core.active_faults();
-                let mut d = core.cfg.disk_us;
-                if f.disk_jitter_us > 0 {
-                    d += core.rng.gen_range(0..=f.disk_jitter_us);
-                }
-                let d = d * slow;
-                core.push(
-                    now + d,
-                    Ev::SyncDone {
-                        node: id,
-                        inc,
-                        upto,
-                    },
-                );
-                if core.permille(f.crash_in_sync_permille) {
-                    let at = now + core.rng.gen_range(0..d);
-                    let cause = CrashCause::PowerLossInSync;
-                    core.push(
-                        at,
-                        Ev::PowerLoss {
-                            node: id,
-                            inc,
-                            cause,
-                        },
-                    );
-                }
-            }
-            Effect::SetTimer {
-                delay_us,
-                jitter_us,
-                ..
-            } if delay_us.saturating_add(jitter_us) > TIMER_MAX_US => panic!(
-                "n{id} set a timer {delay_us} µs (+ up to {jitter_us} µs) away: beyond \
-                 {TIMER_MAX_US} µs (12.7 days), the longest the simulator schedules"
-            ),
+            Effect::Sync { upto } => self.core.sync(id, upto),
             Effect::SetTimer {
                 timer,
                 delay_us,
                 jitter_us,
-            } if self.core.held.is_some() => {
-                let set = Kind::TimerSet {
-                    timer,
-                    delay_us,
-                    jitter_us,
-                    due_us: None,
-                };
-                self.core.record(id, set);
-                let h = self.core.held.as_mut().expect("scripted");
-                let due = h.clocks[id as usize] + delay_us;
-                let ts = &mut h.timers[id as usize];
-                let text = format!("{timer:?}");
-                match ts.iter_mut().find(|(t, _)| format!("{t:?}") == text) {
-                    Some(pending) => pending.1 = due,
-                    None => ts.push((timer, due)),
-                }
-            }
-            Effect::SetTimer {
-                timer,
-                delay_us,
-                jitter_us,
-            } => {
-                let core = &mut self.core;
-                let jitter = if jitter_us > 0 {
-                    core.rng.gen_range(0..=jitter_us)
-                } else {
-                    0
-                };
-                let slot = &core.slots[id as usize];
-                let (inc, d) = (slot.inc, slot.clock.real(delay_us + jitter));
-                let set = Kind::TimerSet {
-                    timer,
-                    delay_us,
-                    jitter_us,
-                    due_us: Some(now + d),
-                };
-                core.record(id, set);
-                core.push(
-                    now + d,
-                    Ev::Timer {
-                        node: id,
-                        inc,
-                        timer,
-                    },
-                );
-            }
+            } => self.core.set_timer(id, timer, delay_us, jitter_us),
             Effect::Reply { client, reply } => {
                 let r = self.checker.on_reply(now, id, client, &reply);
                 self.core.check(r);

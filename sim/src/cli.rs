@@ -855,8 +855,7 @@ fn finish(report: &Report, trace: TraceFormat, save: Save) -> Result<ExitCode, S
             f.members
         );
     }
-    let knobs = scenario::find(&c.scenario).ok();
-    if let Some(knobs) = knobs.and_then(|s| s.buggify_knobs(c)) {
+    if let Some(knobs) = c.buggify_knobs() {
         eprintln!("buggify: {knobs}");
     }
     match trace {

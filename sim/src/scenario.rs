@@ -385,6 +385,12 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The BUGGIFY knobs this config's seed drew, as text; `None` if its
+    /// scenario has none.
+    pub fn buggify_knobs(&self) -> Option<String> {
+        find(&self.scenario).ok()?.buggify_knobs(self)
+    }
+
     /// The command that reproduces `seed` under this config, or `None` if
     /// the config has settings no flag expresses (timing, latencies,
     /// params: use the repro file).

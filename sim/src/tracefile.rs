@@ -21,10 +21,7 @@ pub fn header(report: &Report) -> String {
     o.num("clients", c.clients.into());
     o.bool("scripted", report.scripted);
     o.val("bugs", &c.bugs);
-    let knobs = crate::scenario::find(&c.scenario)
-        .ok()
-        .and_then(|s| s.buggify_knobs(c));
-    match knobs {
+    match c.buggify_knobs() {
         Some(k) => o.str("buggify", &k),
         None => o.raw("buggify", "null"),
     }
